@@ -1,0 +1,50 @@
+// Typed errors of the C++ core. Each maps to one Python exception class in
+// relay_context.errors; the mapping lives in one place (cpp/common/translate_errors.cpp).
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace relay {
+
+// Base of every error the core raises on purpose.
+class Error : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
+// A caller passed a value outside what the operation accepts (negative budget, bad id, ...).
+class InvalidArgument : public Error {
+  public:
+    using Error::Error;
+};
+
+// --- tokenizer -------------------------------------------------------------------------------
+
+// A `.tiktoken` rank file that does not parse (bad base64, missing rank, duplicate token, ...).
+class RankFileError : public Error {
+  public:
+    using Error::Error;
+};
+
+// encode() met a special token the caller did not allow. `token()` is the offending text.
+class DisallowedSpecialToken : public Error {
+  public:
+    explicit DisallowedSpecialToken(std::string token)
+        : Error("text contains the special token '" + token +
+                "', which is not allowed; pass it in allowed_special to encode it as a special "
+                "token, or disallowed_special=() to encode it as plain text"),
+          token_(std::move(token)) {}
+    [[nodiscard]] const std::string& token() const noexcept { return token_; }
+
+  private:
+    std::string token_;
+};
+
+// decode() met a token id that is not in the vocabulary.
+class UnknownTokenId : public Error {
+  public:
+    using Error::Error;
+};
+
+}  // namespace relay

@@ -1,0 +1,10 @@
+// relay_context._core: makes one submodule per kernel and lets each kernel's binding file fill it.
+#include "common/binding.hpp"
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "Relay's C++ kernels. Private: use the relay_context facade.";
+    relay::bind::register_error_translator();
+
+    auto tokenizer = m.def_submodule("tokenizer", "Byte-level BPE token counter (tiktoken-exact)");
+    register_tokenizer(tokenizer);
+}
