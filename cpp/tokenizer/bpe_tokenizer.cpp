@@ -1,0 +1,769 @@
+// BpeTokenizer: tiktoken-identical byte-level BPE (see bpe_tokenizer.hpp).
+//
+// Merge rule (tiktoken's byte_pair_merge): start from single bytes; repeatedly merge the adjacent
+// pair whose concatenated bytes have the lowest rank, the leftmost pair on ties; stop when no
+// adjacent concatenation is a token. A piece that is itself a token maps to it directly. Short
+// pieces use tiktoken's array scan; long ones a heap + linked list that selects the same pair
+// (minimal (rank, start offset)) in O(n log n), so one huge piece stays near-linear.
+#include "tokenizer/bpe_tokenizer.hpp"
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <limits>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "absl/container/flat_hash_map.h"
+#include "common/errors.hpp"
+
+namespace relay::tokenizer {
+namespace {
+
+constexpr Rank kNoRank = std::numeric_limits<Rank>::max();
+// Ids index dense tables; real encodings stay far below this bound.
+constexpr Rank kMaxId = Rank{1} << 24;
+// Pieces up to this many bytes use the array merge; longer ones the heap merge.
+constexpr std::size_t kSmallPiece = 96;
+// Pieces pre-tokenised per chunk, bounding memory on long texts.
+constexpr std::size_t kPieceChunk = 4096;
+
+// XXH3 is markedly faster than the default string hash on the short keys of a vocabulary.
+struct BytesHash {
+    std::size_t operator()(std::string_view s) const noexcept {
+        return static_cast<std::size_t>(XXH3_64bits(s.data(), s.size()));
+    }
+};
+// Inline comparison: keys are short, and a libc memcmp call costs more than the bytes.
+struct BytesEq {
+    bool operator()(std::string_view a, std::string_view b) const noexcept {
+        if (a.size() != b.size()) {
+            return false;
+        }
+        for (std::size_t i = 0; i < a.size(); ++i) {
+            if (a[i] != b[i]) {
+                return false;
+            }
+        }
+        return true;
+    }
+};
+using BytesMap = absl::flat_hash_map<std::string_view, Rank, BytesHash, BytesEq>;
+
+std::string hex_byte(unsigned b) {
+    constexpr std::string_view kHex = "0123456789abcdef";
+    return std::string("0x") + kHex[(b >> 4) & 0xFU] + kHex[b & 0xFU];
+}
+
+// Earliest occurrence of any string of a set (longest at equal positions).
+class StringSet {
+  public:
+    struct Match {
+        std::size_t pos = std::string_view::npos;
+        std::size_t len = 0;
+        Rank id = 0;
+    };
+
+    void add(std::string_view s, Rank id) {
+        if (s.empty() || !tokens_.try_emplace(s, id).second) {
+            return;
+        }
+        const auto b = static_cast<unsigned char>(s.front());
+        if (!first_[b]) {
+            first_[b] = true;
+            ++n_first_;
+            only_first_ = b;
+        }
+        if (std::find(lengths_.begin(), lengths_.end(), s.size()) == lengths_.end()) {
+            lengths_.push_back(s.size());
+            std::sort(lengths_.begin(), lengths_.end(), std::greater<>());
+        }
+    }
+
+    [[nodiscard]] bool empty() const { return tokens_.empty(); }
+
+    [[nodiscard]] Match find(std::string_view text, std::size_t from) const {
+        Match m;
+        if (tokens_.empty()) {
+            return m;
+        }
+        const std::size_t n = text.size();
+        std::size_t p = from;
+        while (p < n) {
+            if (n_first_ == 1) {
+                const void* hit = std::memchr(text.data() + p, only_first_, n - p);
+                if (hit == nullptr) {
+                    return m;
+                }
+                p = static_cast<std::size_t>(static_cast<const char*>(hit) - text.data());
+            } else if (!first_[static_cast<unsigned char>(text[p])]) {
+                ++p;
+                continue;
+            }
+            for (const std::size_t len : lengths_) {
+                if (len <= n - p) {
+                    const auto it = tokens_.find(text.substr(p, len));
+                    if (it != tokens_.end()) {
+                        m.pos = p;
+                        m.len = len;
+                        m.id = it->second;
+                        return m;
+                    }
+                }
+            }
+            ++p;
+        }
+        return m;
+    }
+
+  private:
+    BytesMap tokens_;
+    std::array<bool, 256> first_{};
+    std::size_t n_first_ = 0;
+    unsigned char only_first_ = 0;
+    std::vector<std::size_t> lengths_;
+};
+
+// Bounded LRU of whole-text counts keyed by (XXH3-64 of the text, length). One exact LRU under
+// one mutex: the lock covers only the map/list update (counting happens outside it), and an exact
+// LRU keeps hits predictable for callers (a sharded one would evict early in full shards).
+class CountMemo {
+  public:
+    explicit CountMemo(std::size_t capacity) : capacity_(capacity) {}
+
+    [[nodiscard]] bool enabled() const { return capacity_ != 0; }
+
+    bool get(std::uint64_t hash, std::uint64_t len, std::size_t& value) {
+        {
+            const std::lock_guard lock(mu_);
+            const auto it = index_.find(Key{hash, len});
+            if (it != index_.end()) {
+                lru_.splice(lru_.begin(), lru_, it->second);
+                value = it->second->value;
+                ++hits_;
+                return true;
+            }
+            ++misses_;
+        }
+        return false;
+    }
+
+    void put(std::uint64_t hash, std::uint64_t len, std::size_t value) {
+        const std::lock_guard lock(mu_);
+        const Key key{hash, len};
+        const auto it = index_.find(key);
+        if (it != index_.end()) {
+            it->second->value = value;
+            lru_.splice(lru_.begin(), lru_, it->second);
+            return;
+        }
+        lru_.push_front(Entry{key, value});
+        index_.emplace(key, lru_.begin());
+        if (lru_.size() > capacity_) {
+            index_.erase(lru_.back().key);
+            lru_.pop_back();
+        }
+    }
+
+    MemoStats stats() {
+        const std::lock_guard lock(mu_);
+        MemoStats st;
+        st.hits = hits_;
+        st.misses = misses_;
+        st.size = lru_.size();
+        st.capacity = capacity_;
+        return st;
+    }
+
+    void clear() {
+        const std::lock_guard lock(mu_);
+        lru_.clear();
+        index_.clear();
+        hits_ = 0;
+        misses_ = 0;
+    }
+
+  private:
+    struct Key {
+        std::uint64_t hash;
+        std::uint64_t len;
+        bool operator==(const Key& o) const { return hash == o.hash && len == o.len; }
+        template <typename H>
+        friend H AbslHashValue(H h, const Key& k) {
+            return H::combine(std::move(h), k.hash, k.len);
+        }
+    };
+    struct Entry {
+        Key key;
+        std::size_t value;
+    };
+
+    const std::size_t capacity_;
+    std::mutex mu_;
+    std::list<Entry> lru_;  // most recent first
+    absl::flat_hash_map<Key, std::list<Entry>::iterator> index_;
+    std::uint64_t hits_ = 0;
+    std::uint64_t misses_ = 0;
+};
+
+// Per-thread direct-mapped cache of short pieces -> ids for one tokenizer. Natural text repeats
+// its pieces (Zipf), so most lookups hit this small, hot table instead of the large vocabulary
+// map, and repeated non-token pieces skip the merge.
+struct PieceCache {
+    static constexpr std::size_t kSlots = 4096;  // power of two
+    static constexpr std::size_t kMaxBytes = 30;
+    static constexpr std::size_t kMaxIds = 6;
+    struct Slot {
+        std::uint64_t hash = 0;
+        std::uint8_t len = 0;  // 0 = empty (pieces are never empty)
+        std::uint8_t n_ids = 0;
+        std::array<char, kMaxBytes> bytes{};
+        std::array<Rank, kMaxIds> ids{};
+    };
+    std::vector<Slot> slots = std::vector<Slot>(kSlots);
+};
+
+// Ids of one short piece, collected before they go to the real sink and the cache.
+struct SmallSink {
+    std::array<Rank, PieceCache::kMaxBytes> ids{};
+    std::size_t n = 0;
+    void push(Rank r) { ids[n++] = r; }
+};
+
+std::atomic<std::uint64_t> g_next_instance_id{1};
+
+struct VectorSink {
+    std::vector<Rank>* out;
+    void push(Rank r) const { out->push_back(r); }
+};
+
+struct CountSink {
+    std::size_t n = 0;
+    void push(Rank /*r*/) { ++n; }
+};
+
+}  // namespace
+
+struct BpeTokenizer::Impl {
+    std::vector<RankedToken> mergeable;
+    std::vector<RankedToken> specials;
+    PatternFamily family;
+    BytesMap encoder;          // mergeable bytes -> rank
+    BytesMap special_encoder;  // special text -> id
+    std::array<Rank, 256> byte_rank{};
+    std::vector<std::string_view> decoder;  // id -> bytes; empty = no such id
+    std::size_t n_vocab = 0;
+    std::size_t max_token_len = 0;  // longest mergeable token, in bytes
+    mutable CountMemo memo;
+    // Identifies this vocabulary in the per-thread piece caches (never reused).
+    const std::uint64_t instance_id = g_next_instance_id.fetch_add(1);
+
+    Impl(std::vector<RankedToken> m, std::vector<RankedToken> s, PatternFamily f,
+         std::size_t memo_capacity)
+        : mergeable(std::move(m)), specials(std::move(s)), family(f), memo(memo_capacity) {
+        if (f != PatternFamily::kR50k && f != PatternFamily::kCl100k &&
+            f != PatternFamily::kO200k) {
+            throw InvalidArgument("unknown pattern family " +
+                                  std::to_string(static_cast<unsigned>(f)));
+        }
+        if (mergeable.empty()) {
+            throw RankFileError("the vocabulary (mergeable ranks) is empty");
+        }
+        Rank max_id = 0;
+        for (const auto& [bytes, rank] : mergeable) {
+            if (rank >= kMaxId) {
+                throw InvalidArgument("token rank " + std::to_string(rank) +
+                                      " is too large (ranks must be below 2^24)");
+            }
+            if (bytes.empty()) {
+                throw RankFileError("the vocabulary contains an empty token (rank " +
+                                    std::to_string(rank) + ")");
+            }
+            max_id = std::max(max_id, rank);
+        }
+        for (const auto& [text, id] : specials) {
+            if (id >= kMaxId) {
+                throw InvalidArgument("special token id " + std::to_string(id) +
+                                      " is too large (ids must be below 2^24)");
+            }
+            if (text.empty()) {
+                throw InvalidArgument("special token with id " + std::to_string(id) +
+                                      " is the empty string");
+            }
+            max_id = std::max(max_id, id);
+        }
+        n_vocab = std::size_t{max_id} + 1;
+        decoder.assign(n_vocab, std::string_view{});
+        encoder.reserve(mergeable.size());
+        for (const auto& [bytes, rank] : mergeable) {
+            if (!decoder[rank].empty()) {
+                throw RankFileError("duplicate rank " + std::to_string(rank) +
+                                    " in the vocabulary");
+            }
+            decoder[rank] = bytes;
+            max_token_len = std::max(max_token_len, bytes.size());
+            if (!encoder.try_emplace(bytes, rank).second) {
+                throw RankFileError("duplicate token in the vocabulary (ranks " +
+                                    std::to_string(encoder.find(bytes)->second) + " and " +
+                                    std::to_string(rank) + ")");
+            }
+        }
+        for (unsigned b = 0; b < 256; ++b) {
+            const char c = static_cast<char>(b);
+            const auto it = encoder.find(std::string_view(&c, 1));
+            if (it == encoder.end()) {
+                throw RankFileError("byte " + hex_byte(b) +
+                                    " is not a token; byte-level BPE needs all 256 single bytes "
+                                    "in the vocabulary");
+            }
+            byte_rank[b] = it->second;
+        }
+        for (const auto& [text, id] : specials) {
+            if (!decoder[id].empty()) {
+                throw InvalidArgument("special token '" + text + "' has id " + std::to_string(id) +
+                                      ", which is already taken by " +
+                                      (special_encoder.contains(decoder[id])
+                                           ? std::string("another special token")
+                                           : std::string("a mergeable token")));
+            }
+            if (!special_encoder.try_emplace(text, id).second) {
+                throw InvalidArgument("duplicate special token '" + text + "'");
+            }
+            decoder[id] = text;
+        }
+    }
+
+    [[nodiscard]] Rank rank_of(std::string_view bytes) const {
+        const auto it = encoder.find(bytes);
+        return it == encoder.end() ? kNoRank : it->second;
+    }
+
+    // tiktoken's array merge for short pieces (2 <= size <= kSmallPiece).
+    template <class Sink>
+    void merge_small(std::string_view piece, Sink& sink) const {
+        const std::size_t n = piece.size();
+        std::array<std::uint32_t, kSmallPiece + 1> start;  // start[k]: offset of part k
+        std::array<Rank, kSmallPiece> pair;                // rank of part k + part k+1
+        std::array<Rank, kSmallPiece> id;                  // token of part k
+        for (std::size_t k = 0; k < n; ++k) {
+            start[k] = static_cast<std::uint32_t>(k);
+            id[k] = byte_rank[static_cast<unsigned char>(piece[k])];
+        }
+        start[n] = static_cast<std::uint32_t>(n);
+        std::size_t m = n;  // number of parts
+        Rank best = kNoRank;
+        std::size_t best_k = 0;
+        for (std::size_t k = 0; k + 1 < m; ++k) {
+            pair[k] = rank_of(piece.substr(k, 2));
+            if (pair[k] < best) {
+                best = pair[k];
+                best_k = k;
+            }
+        }
+        pair[m - 1] = kNoRank;
+        while (best != kNoRank) {
+            const std::size_t k = best_k;
+            id[k] = best;
+            // Remove part k+1.
+            for (std::size_t q = k + 1; q + 1 < m; ++q) {
+                start[q] = start[q + 1];
+                pair[q] = pair[q + 1];
+                id[q] = id[q + 1];
+            }
+            start[m - 1] = start[m];
+            --m;
+            if (k > 0) {
+                pair[k - 1] = rank_of(piece.substr(start[k - 1], start[k + 1] - start[k - 1]));
+            }
+            pair[k] =
+                k + 1 < m ? rank_of(piece.substr(start[k], start[k + 2] - start[k])) : kNoRank;
+            best = kNoRank;
+            for (std::size_t q = 0; q + 1 < m; ++q) {
+                if (pair[q] < best) {
+                    best = pair[q];
+                    best_k = q;
+                }
+            }
+        }
+        for (std::size_t k = 0; k < m; ++k) {
+            sink.push(id[k]);
+        }
+    }
+
+    // Heap + linked-list merge for long pieces; same merge order as merge_small.
+    //
+    // Heap entries pack (rank << 32 | start offset), so the smallest entry is the lowest rank,
+    // leftmost on ties. An entry is current iff pair_rank[start] still equals its rank: the span
+    // of the pair starting at a live offset only ever grows, and distinct spans starting there
+    // are distinct byte strings with distinct ranks, so a rank never recurs at an offset; merged
+    // away parts get kNoRank.
+    template <class Sink>
+    void merge_large(std::string_view piece, Sink& sink) const {
+        const auto n = static_cast<std::uint32_t>(piece.size());
+        constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
+        std::vector<std::uint32_t> next(n);
+        std::vector<std::uint32_t> prev(n);
+        std::vector<Rank> pair_rank(n, kNoRank);
+        std::vector<Rank> id(n);
+        std::vector<std::uint64_t> heap;
+        heap.reserve(n);
+        const auto later = std::greater<>();
+        for (std::uint32_t k = 0; k < n; ++k) {
+            next[k] = k + 1;
+            prev[k] = k == 0 ? kNone : k - 1;
+            id[k] = byte_rank[static_cast<unsigned char>(piece[k])];
+        }
+        // Part k spans [k, next[k]); its pair with the following part spans [k, next[next[k]]).
+        auto update_pair = [&](std::uint32_t k, bool push) {
+            const std::uint32_t r = next[k];
+            Rank rank = kNoRank;
+            if (r < n && next[r] - k <= max_token_len) {
+                rank = rank_of(piece.substr(k, next[r] - k));
+            }
+            pair_rank[k] = rank;
+            if (rank != kNoRank) {
+                heap.push_back((std::uint64_t{rank} << 32U) | k);
+                if (push) {
+                    std::push_heap(heap.begin(), heap.end(), later);
+                }
+            }
+        };
+        for (std::uint32_t k = 0; k + 1 < n; ++k) {
+            update_pair(k, false);
+        }
+        std::make_heap(heap.begin(), heap.end(), later);
+        while (!heap.empty()) {
+            std::pop_heap(heap.begin(), heap.end(), later);
+            const std::uint64_t top = heap.back();
+            heap.pop_back();
+            const auto k = static_cast<std::uint32_t>(top & 0xFFFFFFFFU);
+            const auto rank = static_cast<Rank>(top >> 32U);
+            if (pair_rank[k] != rank) {
+                continue;  // stale
+            }
+            const std::uint32_t r = next[k];
+            id[k] = rank;
+            next[k] = next[r];
+            if (next[r] < n) {
+                prev[next[r]] = k;
+            }
+            pair_rank[r] = kNoRank;  // part r no longer exists
+            update_pair(k, true);
+            if (prev[k] != kNone) {
+                update_pair(prev[k], true);
+            }
+        }
+        for (std::uint32_t k = 0; k < n; k = next[k]) {
+            sink.push(id[k]);
+        }
+    }
+
+    template <class Sink>
+    void encode_piece(std::string_view piece, Sink& sink) const {
+        if (piece.size() == 1) {
+            sink.push(byte_rank[static_cast<unsigned char>(piece[0])]);
+            return;
+        }
+        if (piece.size() <= max_token_len) {
+            if (const Rank r = rank_of(piece); r != kNoRank) {
+                sink.push(r);
+                return;
+            }
+        }
+        if (piece.size() <= kSmallPiece) {
+            merge_small(piece, sink);
+        } else {
+            merge_large(piece, sink);
+        }
+    }
+
+    // This thread's piece cache for this tokenizer (a few tokenizers per thread are kept; the
+    // least recently used one is dropped).
+    [[nodiscard]] PieceCache& thread_cache() const {
+        constexpr std::size_t kMaxCachesPerThread = 4;
+        struct Caches {
+            std::array<std::uint64_t, kMaxCachesPerThread> owner{};
+            std::array<std::uint64_t, kMaxCachesPerThread> last_use{};
+            std::array<std::unique_ptr<PieceCache>, kMaxCachesPerThread> cache;
+            std::uint64_t tick = 0;
+        };
+        thread_local Caches caches;
+        ++caches.tick;
+        std::size_t victim = 0;
+        for (std::size_t i = 0; i < kMaxCachesPerThread; ++i) {
+            if (caches.owner[i] == instance_id && caches.cache[i] != nullptr) {
+                caches.last_use[i] = caches.tick;
+                return *caches.cache[i];
+            }
+            if (caches.last_use[i] < caches.last_use[victim]) {
+                victim = i;
+            }
+        }
+        caches.cache[victim] = std::make_unique<PieceCache>();
+        caches.owner[victim] = instance_id;
+        caches.last_use[victim] = caches.tick;
+        return *caches.cache[victim];
+    }
+
+    template <class Sink>
+    void encode_piece_cached(std::string_view piece, PieceCache& cache, Sink& sink) const {
+        if (piece.size() == 1) {
+            sink.push(byte_rank[static_cast<unsigned char>(piece[0])]);
+            return;
+        }
+        if (piece.size() > PieceCache::kMaxBytes) {
+            encode_piece(piece, sink);
+            return;
+        }
+        const std::uint64_t hash = XXH3_64bits(piece.data(), piece.size());
+        PieceCache::Slot& slot = cache.slots[hash & (PieceCache::kSlots - 1)];
+        if (slot.hash == hash && slot.len == piece.size() &&
+            BytesEq{}(std::string_view(slot.bytes.data(), slot.len), piece)) {
+            for (std::size_t k = 0; k < slot.n_ids; ++k) {
+                sink.push(slot.ids[k]);
+            }
+            return;
+        }
+        SmallSink small;
+        encode_piece(piece, small);
+        for (std::size_t k = 0; k < small.n; ++k) {
+            sink.push(small.ids[k]);
+        }
+        if (small.n <= PieceCache::kMaxIds) {
+            slot.hash = hash;
+            slot.len = static_cast<std::uint8_t>(piece.size());
+            slot.n_ids = static_cast<std::uint8_t>(small.n);
+            std::copy(piece.begin(), piece.end(), slot.bytes.begin());
+            std::copy_n(small.ids.begin(), small.n, slot.ids.begin());
+        }
+    }
+
+    // Encodes one haystack (text between special tokens) ordinarily.
+    template <class Sink>
+    void encode_segment(std::string_view segment, Sink& sink) const {
+        thread_local std::vector<Piece> pieces;
+        PieceCache& cache = thread_cache();
+        std::size_t pos = 0;
+        while (pos < segment.size()) {
+            pieces.clear();
+            pos = pretokenize_from(family, segment, pos, kPieceChunk, pieces);
+            for (const Piece& p : pieces) {
+                encode_piece_cached(segment.substr(p.begin, p.end - p.begin), cache, sink);
+            }
+        }
+    }
+
+    [[nodiscard]] std::vector<Rank> encode_ordinary(std::string_view text) const {
+        std::vector<Rank> out;
+        out.reserve(text.size() / 4 + 1);
+        VectorSink sink{&out};
+        encode_segment(text, sink);
+        return out;
+    }
+
+    [[nodiscard]] std::size_t count_uncached(std::string_view text) const {
+        CountSink sink;
+        encode_segment(text, sink);
+        return sink.n;
+    }
+};
+
+BpeTokenizer::BpeTokenizer(std::vector<RankedToken> mergeable_ranks,
+                           std::vector<RankedToken> special_tokens, PatternFamily family,
+                           std::size_t memo_capacity)
+    : impl_(std::make_unique<Impl>(std::move(mergeable_ranks), std::move(special_tokens), family,
+                                   memo_capacity)) {}
+
+BpeTokenizer::~BpeTokenizer() = default;
+BpeTokenizer::BpeTokenizer(BpeTokenizer&&) noexcept = default;
+BpeTokenizer& BpeTokenizer::operator=(BpeTokenizer&&) noexcept = default;
+
+std::vector<Rank> BpeTokenizer::encode_ordinary(std::string_view text) const {
+    return impl_->encode_ordinary(text);
+}
+
+std::vector<Rank> BpeTokenizer::encode(std::string_view text,
+                                       const std::vector<std::string>& allowed,
+                                       const std::vector<std::string>& disallowed) const {
+    if (!disallowed.empty()) {
+        StringSet bad;
+        for (const std::string& s : disallowed) {
+            bad.add(s, 0);
+        }
+        const StringSet::Match m = bad.find(text, 0);
+        if (m.pos != std::string_view::npos) {
+            throw DisallowedSpecialToken(std::string(text.substr(m.pos, m.len)));
+        }
+    }
+    StringSet ok;
+    for (const std::string& s : allowed) {
+        const auto it = impl_->special_encoder.find(s);
+        if (it != impl_->special_encoder.end()) {
+            ok.add(it->first, it->second);
+        }
+    }
+    if (ok.empty()) {
+        return impl_->encode_ordinary(text);
+    }
+    std::vector<Rank> out;
+    out.reserve(text.size() / 4 + 1);
+    VectorSink sink{&out};
+    std::size_t pos = 0;
+    while (true) {
+        const StringSet::Match m = ok.find(text, pos);
+        const std::size_t seg_end = m.pos == std::string_view::npos ? text.size() : m.pos;
+        impl_->encode_segment(text.substr(pos, seg_end - pos), sink);
+        if (m.pos == std::string_view::npos) {
+            break;
+        }
+        out.push_back(m.id);
+        pos = m.pos + m.len;
+    }
+    return out;
+}
+
+std::size_t BpeTokenizer::count(std::string_view text) const {
+    CountMemo& memo = impl_->memo;
+    if (!memo.enabled()) {
+        return impl_->count_uncached(text);
+    }
+    const std::uint64_t hash = XXH3_64bits(text.data(), text.size());
+    std::size_t n = 0;
+    if (memo.get(hash, text.size(), n)) {
+        return n;
+    }
+    n = impl_->count_uncached(text);
+    memo.put(hash, text.size(), n);
+    return n;
+}
+
+std::vector<std::size_t> BpeTokenizer::count_batch(std::span<const std::string_view> texts,
+                                                   unsigned threads) const {
+    std::vector<std::size_t> out(texts.size(), 0);
+    unsigned n_threads = threads != 0 ? threads : std::max(1U, std::thread::hardware_concurrency());
+    n_threads = static_cast<unsigned>(std::min<std::size_t>(n_threads, texts.size()));
+    if (n_threads <= 1) {
+        for (std::size_t i = 0; i < texts.size(); ++i) {
+            out[i] = count(texts[i]);
+        }
+        return out;
+    }
+    std::atomic<std::size_t> next{0};
+    std::atomic<bool> stop{false};
+    std::mutex error_mu;
+    std::exception_ptr error;
+    auto work = [&] {
+        while (!stop.load(std::memory_order_relaxed)) {
+            const std::size_t i = next.fetch_add(1, std::memory_order_relaxed);
+            if (i >= texts.size()) {
+                return;
+            }
+            try {
+                out[i] = count(texts[i]);
+            } catch (...) {
+                const std::lock_guard lock(error_mu);
+                if (!error) {
+                    error = std::current_exception();
+                }
+                stop.store(true, std::memory_order_relaxed);
+            }
+        }
+    };
+    {
+        std::vector<std::jthread> pool;
+        pool.reserve(n_threads - 1);
+        try {
+            for (unsigned t = 0; t + 1 < n_threads; ++t) {
+                pool.emplace_back(work);
+            }
+        } catch (...) {
+            stop.store(true, std::memory_order_relaxed);
+            throw;  // the started threads are joined by ~jthread
+        }
+        work();
+    }
+    if (error) {
+        std::rethrow_exception(error);
+    }
+    return out;
+}
+
+std::string BpeTokenizer::decode_bytes(std::span<const Rank> ids) const {
+    const auto& dec = impl_->decoder;
+    std::size_t total = 0;
+    for (const Rank id : ids) {
+        if (id >= dec.size() || dec[id].empty()) {
+            throw UnknownTokenId("unknown token id " + std::to_string(id));
+        }
+        total += dec[id].size();
+    }
+    std::string out;
+    out.reserve(total);
+    for (const Rank id : ids) {
+        out.append(dec[id]);
+    }
+    return out;
+}
+
+std::string BpeTokenizer::token_bytes(Rank id) const {
+    const auto& dec = impl_->decoder;
+    if (id >= dec.size() || dec[id].empty()) {
+        throw UnknownTokenId("unknown token id " + std::to_string(id));
+    }
+    return std::string(dec[id]);
+}
+
+std::size_t BpeTokenizer::truncate_point(std::string_view text, std::size_t max_tokens) const {
+    if (max_tokens == 0 || text.empty()) {
+        return 0;
+    }
+    auto char_floor = [&](std::size_t cut) {
+        while (cut > 0 && cut < text.size() &&
+               (static_cast<unsigned char>(text[cut]) & 0xC0U) == 0x80U) {
+            --cut;
+        }
+        return cut;
+    };
+    std::size_t cut = text.size();
+    std::vector<Rank> ids = impl_->encode_ordinary(text);
+    while (ids.size() > max_tokens) {
+        // Byte end of the max_tokens-th token, backed off to a character boundary.
+        std::size_t end = 0;
+        for (std::size_t k = 0; k < max_tokens; ++k) {
+            end += impl_->decoder[ids[k]].size();
+        }
+        std::size_t next_cut = char_floor(std::min(end, cut));
+        if (next_cut >= cut) {
+            // No progress (cannot happen for valid UTF-8): drop one more character.
+            next_cut = char_floor(cut - 1);
+        }
+        cut = next_cut;
+        if (cut == 0) {
+            return 0;
+        }
+        ids = impl_->encode_ordinary(text.substr(0, cut));
+    }
+    return cut;
+}
+
+std::size_t BpeTokenizer::n_vocab() const noexcept { return impl_->n_vocab; }
+
+PatternFamily BpeTokenizer::family() const noexcept { return impl_->family; }
+
+const std::vector<RankedToken>& BpeTokenizer::special_tokens() const noexcept {
+    return impl_->specials;
+}
+
+MemoStats BpeTokenizer::memo_stats() const { return impl_->memo.stats(); }
+
+void BpeTokenizer::clear_memo() const { impl_->memo.clear(); }
+
+}  // namespace relay::tokenizer

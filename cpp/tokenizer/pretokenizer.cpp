@@ -1,0 +1,458 @@
+// Hand-written pre-tokenisers reproducing tiktoken's split regexes (Rust fancy-regex semantics:
+// leftmost-first alternation, greedy/possessive quantifiers with backtracking, `$` = end of the
+// segment) in one left-to-right pass per piece.
+//
+// Notation: L = \p{L}, N = \p{N}, WS = \s (White_Space), O = [^\s\p{L}\p{N}] ("other"),
+// P = [^\r\n\p{L}\p{N}] (the optional one-character prefix of cl100k/o200k words),
+// U = [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}], W = [\p{Ll}\p{Lm}\p{Lo}\p{M}] (o200k only).
+//
+// How the backtracking alternatives resolve, for a whitespace run [i, j) (j = first non-space or
+// the end of the segment):
+//   \s++$          matches [i, j) only if j is the end.
+//   \s*[\r\n]      \s* takes the run and gives characters back until a [\r\n] follows, so it
+//                  matches up to and including the last \r or \n of the run (fails without one).
+//   \s*[\r\n]+     same end as above (the [\r\n]+ after the last newline stops at a non-newline).
+//   \s+(?!\S)      matches [i, j) if j is the end; otherwise gives back the last character of the
+//                  run (the one before the non-space) if the run has at least two characters.
+//   \s / \s+       the remaining case, a single whitespace character.
+#include "tokenizer/pretokenizer.hpp"
+
+#include <array>
+#include <cstdint>
+#include <limits>
+
+#include "tokenizer/unicode_tables.hpp"
+
+namespace relay::tokenizer {
+namespace {
+
+using unicode::kL;
+using unicode::kN;
+using unicode::kU;
+using unicode::kW;
+using unicode::kWS;
+
+constexpr std::size_t kNpos = std::numeric_limits<std::size_t>::max();
+constexpr std::uint32_t kInvalidCp = 0xFFFFFFFFU;
+constexpr std::uint8_t kLNWS = kL | kN | kWS;
+
+constexpr std::array<std::uint8_t, 128> kAsciiFlags = [] {
+    std::array<std::uint8_t, 128> t{};
+    for (unsigned c = 'A'; c <= 'Z'; ++c) {
+        t[c] = kL | kU;
+    }
+    for (unsigned c = 'a'; c <= 'z'; ++c) {
+        t[c] = kL | kW;
+    }
+    for (unsigned c = '0'; c <= '9'; ++c) {
+        t[c] = kN;
+    }
+    for (unsigned c = 0x09; c <= 0x0D; ++c) {
+        t[c] = kWS;
+    }
+    t[' '] = kWS;
+    return t;
+}();
+
+// One decoded character: code point, length in bytes, class flags.
+struct Ch {
+    std::uint32_t cp;
+    std::uint32_t len;
+    std::uint8_t flags;
+};
+
+inline bool is_cont(unsigned char b) { return (b & 0xC0U) == 0x80U; }
+
+// Decodes the UTF-8 character at `p` (`avail` >= 1 bytes readable). An invalid or truncated
+// sequence yields one byte of class "other".
+inline Ch decode(const unsigned char* p, std::size_t avail) {
+    const std::uint32_t b0 = p[0];
+    if (b0 < 0x80U) {
+        return {b0, 1, kAsciiFlags[b0]};
+    }
+    constexpr Ch kInvalid{kInvalidCp, 1, 0};
+    if (b0 < 0xC2U) {
+        return kInvalid;
+    }
+    std::uint32_t cp = 0;
+    std::uint32_t len = 0;
+    if (b0 < 0xE0U) {
+        if (avail < 2 || !is_cont(p[1])) {
+            return kInvalid;
+        }
+        cp = ((b0 & 0x1FU) << 6) | (p[1] & 0x3FU);
+        len = 2;
+    } else if (b0 < 0xF0U) {
+        if (avail < 3 || !is_cont(p[1]) || !is_cont(p[2])) {
+            return kInvalid;
+        }
+        cp =
+            ((b0 & 0x0FU) << 12) | (static_cast<std::uint32_t>(p[1] & 0x3FU) << 6) | (p[2] & 0x3FU);
+        if (cp < 0x800U || (cp >= 0xD800U && cp <= 0xDFFFU)) {
+            return kInvalid;
+        }
+        len = 3;
+    } else if (b0 < 0xF5U) {
+        if (avail < 4 || !is_cont(p[1]) || !is_cont(p[2]) || !is_cont(p[3])) {
+            return kInvalid;
+        }
+        cp = ((b0 & 0x07U) << 18) | (static_cast<std::uint32_t>(p[1] & 0x3FU) << 12) |
+             (static_cast<std::uint32_t>(p[2] & 0x3FU) << 6) | (p[3] & 0x3FU);
+        if (cp < 0x10000U || cp > 0x10FFFFU) {
+            return kInvalid;
+        }
+        len = 4;
+    } else {
+        return kInvalid;
+    }
+    return {cp, len, unicode::flags_of(cp)};
+}
+
+struct WsRun {
+    std::size_t end;          // first position after the run
+    std::size_t last_start;   // start of the run's last character
+    std::size_t last_nl_end;  // position after the run's last \r or \n, or kNpos
+};
+
+class Scanner {
+  public:
+    explicit Scanner(std::string_view s)
+        : p_(reinterpret_cast<const unsigned char*>(s.data())), n_(s.size()) {}
+
+    [[nodiscard]] std::size_t size() const { return n_; }
+    [[nodiscard]] unsigned char byte(std::size_t i) const { return p_[i]; }
+    [[nodiscard]] Ch at(std::size_t i) const { return decode(p_ + i, n_ - i); }
+
+    // End of the run of characters with any flag of `mask`, starting at `i`.
+    [[nodiscard]] std::size_t run(std::size_t i, std::uint8_t mask) const {
+        while (i < n_) {
+            if (p_[i] < 0x80U) {
+                if ((kAsciiFlags[p_[i]] & mask) == 0) {
+                    break;
+                }
+                ++i;
+                continue;
+            }
+            const Ch c = at(i);
+            if ((c.flags & mask) == 0) {
+                break;
+            }
+            i += c.len;
+        }
+        return i;
+    }
+
+    // End of the run of characters with none of the flags of `mask`, starting at `i`.
+    [[nodiscard]] std::size_t run_not(std::size_t i, std::uint8_t mask) const {
+        while (i < n_) {
+            if (p_[i] < 0x80U) {
+                if ((kAsciiFlags[p_[i]] & mask) != 0) {
+                    break;
+                }
+                ++i;
+                continue;
+            }
+            const Ch c = at(i);
+            if ((c.flags & mask) != 0) {
+                break;
+            }
+            i += c.len;
+        }
+        return i;
+    }
+
+    // Up to three N characters from `i` (`\p{N}{1,3}`; the caller checked the first).
+    [[nodiscard]] std::size_t digits3(std::size_t i) const {
+        i += at(i).len;
+        for (int k = 1; k < 3 && i < n_; ++k) {
+            const Ch c = at(i);
+            if ((c.flags & kN) == 0) {
+                break;
+            }
+            i += c.len;
+        }
+        return i;
+    }
+
+    [[nodiscard]] WsRun ws_run(std::size_t i) const {
+        WsRun w{i, i, kNpos};
+        while (i < n_) {
+            const Ch c = at(i);
+            if ((c.flags & kWS) == 0) {
+                break;
+            }
+            w.last_start = i;
+            i += c.len;
+            if (c.cp == '\r' || c.cp == '\n') {
+                w.last_nl_end = i;
+            }
+        }
+        w.end = i;
+        return w;
+    }
+
+    // After an apostrophe, at `k`: end of `[sdmt]|ll|ve|re` (case-sensitive), or 0.
+    [[nodiscard]] std::size_t contraction_cs(std::size_t k) const {
+        if (k >= n_) {
+            return 0;
+        }
+        const unsigned char a = p_[k];
+        if (a == 's' || a == 'd' || a == 'm' || a == 't') {
+            return k + 1;
+        }
+        if (k + 1 < n_) {
+            const unsigned char b = p_[k + 1];
+            if ((a == 'l' && b == 'l') || (a == 'v' && b == 'e') || (a == 'r' && b == 'e')) {
+                return k + 2;
+            }
+        }
+        return 0;
+    }
+
+    // After an apostrophe, at `k`: end of `(?i:[sdmt]|ll|ve|re)` under Unicode simple case
+    // folding, or 0. (o200k's `(?i:'s|'t|'re|'ve|'m|'ll|'d)` is the same set.)
+    [[nodiscard]] std::size_t contraction_ci(std::size_t k) const {
+        if (k >= n_) {
+            return 0;
+        }
+        const Ch c = at(k);
+        const char a = unicode::ascii_fold(c.cp);
+        if (a == 's' || a == 'd' || a == 'm' || a == 't') {
+            return k + c.len;
+        }
+        if ((a == 'l' || a == 'v' || a == 'r') && k + c.len < n_) {
+            const Ch d = at(k + c.len);
+            const char b = unicode::ascii_fold(d.cp);
+            if ((a == 'l' && b == 'l') || (a != 'l' && b == 'e')) {
+                return k + c.len + d.len;
+            }
+        }
+        return 0;
+    }
+
+  private:
+    const unsigned char* p_;
+    std::size_t n_;
+};
+
+// ---- r50k: '(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s ----
+std::size_t next_r50k(const Scanner& sc, std::size_t i) {
+    const std::size_t n = sc.size();
+    const Ch c = sc.at(i);
+    if (c.cp == '\'') {
+        if (const std::size_t e = sc.contraction_cs(i + 1); e != 0) {
+            return e;
+        }
+    }
+    std::size_t j = i;
+    Ch d = c;
+    if (c.cp == ' ' && i + 1 < n) {
+        const Ch nx = sc.at(i + 1);
+        if ((nx.flags & kWS) == 0) {
+            j = i + 1;
+            d = nx;
+        }
+    }
+    if ((d.flags & kL) != 0) {
+        return sc.run(j, kL);
+    }
+    if ((d.flags & kN) != 0) {
+        return sc.run(j, kN);
+    }
+    if ((d.flags & kWS) == 0) {
+        return sc.run_not(j, kLNWS);
+    }
+    const WsRun w = sc.ws_run(i);
+    if (w.end == n) {
+        return n;
+    }
+    if (w.last_start > i) {
+        return w.last_start;
+    }
+    return i + c.len;
+}
+
+// ---- cl100k: '(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+|
+//              ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s ----
+std::size_t next_cl100k(const Scanner& sc, std::size_t i) {
+    const std::size_t n = sc.size();
+    const Ch c = sc.at(i);
+    if (c.cp == '\'') {
+        if (const std::size_t e = sc.contraction_ci(i + 1); e != 0) {
+            return e;
+        }
+    }
+    if ((c.flags & kL) != 0) {
+        return sc.run(i, kL);
+    }
+    const std::size_t nx = i + c.len;
+    if ((c.flags & kN) == 0 && c.cp != '\r' && c.cp != '\n' && nx < n) {
+        if ((sc.at(nx).flags & kL) != 0) {
+            return sc.run(nx, kL);
+        }
+    }
+    if ((c.flags & kN) != 0) {
+        return sc.digits3(i);
+    }
+    std::size_t j = kNpos;
+    if ((c.flags & kWS) == 0) {
+        j = i;
+    } else if (c.cp == ' ' && nx < n && (sc.at(nx).flags & kLNWS) == 0) {
+        j = nx;
+    }
+    if (j != kNpos) {
+        std::size_t e = sc.run_not(j, kLNWS);
+        while (e < n && (sc.byte(e) == '\r' || sc.byte(e) == '\n')) {
+            ++e;
+        }
+        return e;
+    }
+    const WsRun w = sc.ws_run(i);
+    if (w.end == n) {
+        return n;
+    }
+    if (w.last_nl_end != kNpos) {
+        return w.last_nl_end;
+    }
+    if (w.last_start > i) {
+        return w.last_start;
+    }
+    return nx;
+}
+
+// ---- o200k ----
+// A: [^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|...)?
+// B: [^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|...)?
+// C: \p{N}{1,3}   D:  ?[^\s\p{L}\p{N}]+[\r\n/]*   E: \s*[\r\n]+   F: \s+(?!\S)   G: \s+
+
+std::size_t o200k_suffix(const Scanner& sc, std::size_t end) {
+    if (end < sc.size() && sc.byte(end) == '\'') {
+        if (const std::size_t e = sc.contraction_ci(end + 1); e != 0) {
+            return e;
+        }
+    }
+    return end;
+}
+
+// U*W+ suffix? from `s`: U* takes the longest run, then gives characters back until W+ can
+// match; W+ then takes its longest run. Returns the end or kNpos.
+std::size_t o200k_match_a(const Scanner& sc, std::size_t s) {
+    const std::size_t n = sc.size();
+    std::size_t p = s;
+    std::size_t last_w_end = kNpos;
+    while (p < n) {
+        const Ch d = sc.at(p);
+        if ((d.flags & kU) == 0) {
+            break;
+        }
+        p += d.len;
+        if ((d.flags & kW) != 0) {
+            last_w_end = p;
+        }
+    }
+    std::size_t end = kNpos;
+    if (p < n && (sc.at(p).flags & kW) != 0) {
+        end = sc.run(p, kW);
+    } else if (last_w_end != kNpos) {
+        // The U run ends in U\W characters; W+ matches the last W inside the run.
+        end = last_w_end;
+    } else {
+        return kNpos;
+    }
+    return o200k_suffix(sc, end);
+}
+
+// U+W* suffix? from `s`.
+std::size_t o200k_match_b(const Scanner& sc, std::size_t s) {
+    if (s >= sc.size() || (sc.at(s).flags & kU) == 0) {
+        return kNpos;
+    }
+    return o200k_suffix(sc, sc.run(sc.run(s, kU), kW));
+}
+
+std::size_t next_o200k(const Scanner& sc, std::size_t i) {
+    const std::size_t n = sc.size();
+    const Ch c = sc.at(i);
+    const std::size_t nx = i + c.len;
+    const bool prefix = (c.flags & (kL | kN)) == 0 && c.cp != '\r' && c.cp != '\n' && nx < n;
+    const bool letterish = (c.flags & (kU | kW)) != 0;
+    if (prefix || letterish) {
+        std::size_t e = kNpos;
+        if (prefix) {
+            e = o200k_match_a(sc, nx);
+        }
+        if (e == kNpos && letterish) {
+            e = o200k_match_a(sc, i);
+        }
+        if (e == kNpos && prefix) {
+            e = o200k_match_b(sc, nx);
+        }
+        if (e == kNpos && (c.flags & kU) != 0) {
+            e = o200k_match_b(sc, i);
+        }
+        if (e != kNpos) {
+            return e;
+        }
+    }
+    if ((c.flags & kN) != 0) {
+        return sc.digits3(i);
+    }
+    std::size_t j = kNpos;
+    if ((c.flags & kWS) == 0) {
+        j = i;
+    } else if (c.cp == ' ' && nx < n && (sc.at(nx).flags & kLNWS) == 0) {
+        j = nx;
+    }
+    if (j != kNpos) {
+        std::size_t e = sc.run_not(j, kLNWS);
+        while (e < n && (sc.byte(e) == '\r' || sc.byte(e) == '\n' || sc.byte(e) == '/')) {
+            ++e;
+        }
+        return e;
+    }
+    const WsRun w = sc.ws_run(i);
+    if (w.last_nl_end != kNpos) {
+        return w.last_nl_end;
+    }
+    if (w.end == n) {
+        return n;
+    }
+    if (w.last_start > i) {
+        return w.last_start;
+    }
+    return nx;
+}
+
+template <std::size_t (*Next)(const Scanner&, std::size_t)>
+std::size_t split(std::string_view segment, std::size_t from, std::size_t max_pieces,
+                  std::vector<Piece>& out) {
+    const Scanner sc(segment);
+    std::size_t i = from;
+    for (std::size_t k = 0; k < max_pieces && i < segment.size(); ++k) {
+        const std::size_t e = Next(sc, i);
+        out.push_back(Piece{i, e});
+        i = e;
+    }
+    return i;
+}
+
+}  // namespace
+
+std::size_t pretokenize_from(PatternFamily family, std::string_view segment, std::size_t from,
+                             std::size_t max_pieces, std::vector<Piece>& out) {
+    switch (family) {
+        case PatternFamily::kR50k:
+            return split<next_r50k>(segment, from, max_pieces, out);
+        case PatternFamily::kCl100k:
+            return split<next_cl100k>(segment, from, max_pieces, out);
+        case PatternFamily::kO200k:
+            return split<next_o200k>(segment, from, max_pieces, out);
+    }
+    return segment.size();
+}
+
+void pretokenize(PatternFamily family, std::string_view segment, std::vector<Piece>& out) {
+    pretokenize_from(family, segment, 0, std::numeric_limits<std::size_t>::max(), out);
+}
+
+}  // namespace relay::tokenizer
