@@ -1,0 +1,2 @@
+# Stubs of the compiled extension relay_context._core (built from cpp/module.cpp).
+from . import tokenizer as tokenizer

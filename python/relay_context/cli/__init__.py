@@ -1,0 +1,5 @@
+"""The ``relay`` command line."""
+
+from relay_context.cli.main import main
+
+__all__ = ["main"]

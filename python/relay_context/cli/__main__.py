@@ -1,0 +1,3 @@
+from relay_context.cli import main
+
+main()

@@ -1,0 +1,17 @@
+"""``relay``: the command group; each subcommand lives in its own module."""
+
+from __future__ import annotations
+
+import click
+
+from relay_context._version import __version__
+from relay_context.cli.count import count
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="relay")
+def main() -> None:
+    """Relay: exact token budgets and context for LLM applications."""
+
+
+main.add_command(count)

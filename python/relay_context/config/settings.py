@@ -1,0 +1,99 @@
+"""``Settings``: every knob of Relay in one pydantic-settings class.
+
+Values come from (highest first) constructor arguments, environment variables (``APP_NAME``,
+``DATABASE_URL``, ``REDIS_URL``, ``TTL_SECONDS``, ...; case-insensitive), a ``.env`` file in the
+working directory, then the defaults below. With neither ``DATABASE_URL`` nor ``REDIS_URL`` set,
+Relay runs on embedded defaults: SQLite in ``data_dir`` and in-process caches and limits.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(str, enum.Enum):
+    DEVELOPMENT = "development"
+    TESTING = "testing"
+    STAGING = "staging"
+    PRODUCTION = "production"
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".relay"
+
+
+class Settings(BaseSettings):
+    """Relay's settings. See ``docs/configuration.md`` for each one."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_nested_delimiter="__",
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    # --- application -----------------------------------------------------------------------
+    app_name: str = "relay-context"
+    environment: Environment = Environment.DEVELOPMENT
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    #: Where embedded state lives (the SQLite database, the generated development secret key).
+    data_dir: Path = Field(default_factory=_default_data_dir)
+
+    # --- storage ---------------------------------------------------------------------------
+    #: ``postgresql://...`` (also ``postgresql+asyncpg://...``) or ``sqlite:///path``; unset
+    #: means SQLite at ``data_dir/relay.db``.
+    database_url: str | None = None
+    database_pool_size: int = Field(default=20, ge=1, le=1000)
+    #: ``redis://host:port/db``; unset means in-process caches and rate limits.
+    redis_url: str | None = None
+    redis_max_connections: int = Field(default=50, ge=1, le=10_000)
+
+    # --- context engine ----------------------------------------------------------------------
+    max_window_tokens: int = Field(default=128_000, ge=1)
+    default_model: str = "gpt-4o"
+    compression_algorithm: Literal["zstd", "lz4"] = "zstd"
+    compression_level: int = 3
+    ttl_seconds: int = Field(default=3600, ge=1)
+    #: Largest message content accepted, in bytes of UTF-8.
+    max_message_bytes: int = Field(default=1_000_000, ge=1)
+    #: Hot context windows kept by the in-process cache (when Redis is not configured).
+    context_cache_entries: int = Field(default=1024, ge=0)
+
+    # --- security ------------------------------------------------------------------------------
+    secret_key: SecretStr | None = None
+    jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
+    jwt_expiration_minutes: int = Field(default=60, ge=1)
+    rate_limit_requests: int = Field(default=100, ge=1)
+    rate_limit_window_seconds: int = Field(default=60, ge=1)
+
+    @field_validator("database_url", "redis_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def sqlite_path(self) -> Path:
+        """The SQLite file used when ``database_url`` is unset or a ``sqlite:///`` URL."""
+        url = self.database_url
+        if url and url.startswith("sqlite:///"):
+            return Path(url.removeprefix("sqlite:///"))
+        return self.data_dir / "relay.db"
+
+    @property
+    def uses_postgres(self) -> bool:
+        scheme = (self.database_url or "").split(":", 1)[0]
+        return scheme.split("+", 1)[0] in ("postgres", "postgresql")
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings from the environment (cached)."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Relay's context engine building blocks (token counting, selection, compression)."""
