@@ -1,0 +1,97 @@
+"""Token ids identical to the real tiktoken, over a varied corpus. One mismatch fails."""
+
+from __future__ import annotations
+
+import pytest
+import tiktoken
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import corpus
+from relay_context import TokenCounter
+
+ENCODINGS = ["cl100k_base", "o200k_base"]
+
+
+@pytest.fixture(scope="module", params=ENCODINGS)
+def pair(request: pytest.FixtureRequest) -> tuple[TokenCounter, tiktoken.Encoding]:
+    return TokenCounter(request.param), tiktoken.get_encoding(request.param)
+
+
+def _first_mismatch(relay: TokenCounter, oracle: tiktoken.Encoding, texts: list[str]) -> str | None:
+    for i, text in enumerate(texts):
+        want = oracle.encode_ordinary(text)
+        got = relay.encode_ordinary(text)
+        if got != want:
+            j = next(
+                (k for k, (a, b) in enumerate(zip(got, want, strict=False)) if a != b),
+                min(len(got), len(want)),
+            )
+            ctx = oracle.decode(want[max(0, j - 3) : j + 3])
+            return (
+                f"{oracle.name} text #{i} ({len(text)} chars) differs at token {j}: "
+                f"relay {got[max(0, j - 3) : j + 3]} vs tiktoken {want[max(0, j - 3) : j + 3]} "
+                f"around {ctx!r}; text starts {text[:120]!r}"
+            )
+        assert relay.count(text) == len(want)
+    return None
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["multilingual", "code_samples", "python_sources", "json_documents", "runs", "contractions"],
+)
+def test_corpus_matches_tiktoken(pair: tuple[TokenCounter, tiktoken.Encoding], source: str) -> None:
+    relay, oracle = pair
+    texts = getattr(corpus, source)()
+    assert texts
+    assert _first_mismatch(relay, oracle, texts) is None
+
+
+def test_random_strings_match_tiktoken(pair: tuple[TokenCounter, tiktoken.Encoding]) -> None:
+    relay, oracle = pair
+    assert _first_mismatch(relay, oracle, corpus.random_strings(20_000)) is None
+
+
+def test_random_codepoints_match_tiktoken(pair: tuple[TokenCounter, tiktoken.Encoding]) -> None:
+    relay, oracle = pair
+    assert _first_mismatch(relay, oracle, corpus.random_codepoint_strings(10_000)) is None
+
+
+@settings(max_examples=1500, deadline=None, derandomize=True)
+@given(text=st.text(max_size=60))
+def test_hypothesis_text_matches_tiktoken(text: str) -> None:
+    for name in ENCODINGS:
+        assert TokenCounter(name).encode_ordinary(text) == tiktoken.get_encoding(
+            name
+        ).encode_ordinary(text)
+
+
+def test_special_tokens_match_tiktoken(pair: tuple[TokenCounter, tiktoken.Encoding]) -> None:
+    relay, oracle = pair
+    texts = [
+        "<|endoftext|>",
+        "hello <|endoftext|> world",
+        "a<|endoftext|><|endoftext|>b  ",
+        "  <|endofprompt|>\n\n<|endoftext|>x",
+        "<|endoftext",
+        "<|endoftext|>   ",
+    ]
+    for text in texts:
+        assert relay.encode(text, allowed_special="all") == oracle.encode(
+            text, allowed_special="all"
+        )
+        assert relay.encode(text, disallowed_special=()) == oracle.encode(
+            text, disallowed_special=()
+        )
+        assert relay.encode_ordinary(text) == oracle.encode_ordinary(text)
+
+
+def test_decode_matches_tiktoken(pair: tuple[TokenCounter, tiktoken.Encoding]) -> None:
+    relay, oracle = pair
+    for text in corpus.multilingual() + corpus.random_strings(500, seed=5):
+        ids = oracle.encode_ordinary(text)
+        assert relay.decode_bytes(ids) == oracle.decode_bytes(ids)
+        assert relay.decode(ids) == oracle.decode(ids)
+        # Partial UTF-8 (a prefix of the ids) decodes lossily, like tiktoken.
+        assert relay.decode(ids[: len(ids) // 2]) == oracle.decode(ids[: len(ids) // 2])
