@@ -47,4 +47,35 @@ class UnknownTokenId : public Error {
     using Error::Error;
 };
 
+// --- knapsack --------------------------------------------------------------------------------
+
+// The atoms that must be kept (pinned, and the groups they pull in) alone exceed the budget.
+class InfeasibleBudget : public Error {
+  public:
+    using Error::Error;
+};
+
+// --- compress --------------------------------------------------------------------------------
+
+// A compressed frame that is corrupt, truncated, of an unknown format, or needs a dictionary
+// that was not given.
+class CorruptFrame : public Error {
+  public:
+    using Error::Error;
+};
+
+// Decompressing would produce more bytes than the configured cap (a decompression bomb).
+class SizeLimitExceeded : public Error {
+  public:
+    using Error::Error;
+};
+
+// --- ratelimit -------------------------------------------------------------------------------
+
+// A backend (Redis) cannot be reached or answered with an error, and the policy says to fail.
+class BackendUnavailable : public Error {
+  public:
+    using Error::Error;
+};
+
 }  // namespace relay

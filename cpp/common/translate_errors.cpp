@@ -28,6 +28,14 @@ void register_error_translator() {
             raise_as("RankFileError", e.what());
         } catch (const UnknownTokenId& e) {
             raise_as("UnknownTokenIdError", e.what());
+        } catch (const InfeasibleBudget& e) {
+            raise_as("InfeasibleBudgetError", e.what());
+        } catch (const CorruptFrame& e) {
+            raise_as("CorruptFrameError", e.what());
+        } catch (const SizeLimitExceeded& e) {
+            raise_as("SizeLimitExceededError", e.what());
+        } catch (const BackendUnavailable& e) {
+            raise_as("BackendUnavailableError", e.what());
         } catch (const InvalidArgument& e) {
             raise_as("InvalidArgumentError", e.what());
         } catch (const Error& e) {

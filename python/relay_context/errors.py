@@ -50,13 +50,38 @@ class UnknownTokenIdError(TokenizerError, ValueError):
     """A token id that is not in the encoding's vocabulary."""
 
 
+class InfeasibleBudgetError(InvalidArgumentError):
+    """What must be kept (pinned atoms and their groups, the system prompt, ...) exceeds the budget."""
+
+
+class CompressionError(RelayError):
+    """Base class of the compressor's errors."""
+
+
+class CorruptFrameError(CompressionError, ValueError):
+    """A compressed frame that is corrupt, truncated, of an unknown format, or lacks its dictionary."""
+
+
+class SizeLimitExceededError(CompressionError, ValueError):
+    """Decompressing would exceed the configured size cap (a decompression bomb)."""
+
+
+class BackendUnavailableError(RelayError, ConnectionError):
+    """A backing service (Redis, PostgreSQL) cannot be reached and the policy says to fail."""
+
+
 __all__ = [
+    "BackendUnavailableError",
     "ChecksumMismatchError",
+    "CompressionError",
+    "CorruptFrameError",
     "DisallowedSpecialTokenError",
+    "InfeasibleBudgetError",
     "InputTypeError",
     "InvalidArgumentError",
     "RankFileError",
     "RelayError",
+    "SizeLimitExceededError",
     "TokenizerError",
     "UnknownEncodingError",
     "UnknownModelError",
