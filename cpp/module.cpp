@@ -7,4 +7,7 @@ PYBIND11_MODULE(_core, m) {
 
     auto tokenizer = m.def_submodule("tokenizer", "Byte-level BPE token counter (tiktoken-exact)");
     register_tokenizer(tokenizer);
+
+    auto knapsack = m.def_submodule("knapsack", "0/1 knapsack selection of context atoms");
+    register_knapsack(knapsack);
 }
