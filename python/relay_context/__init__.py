@@ -5,12 +5,14 @@ The public API is re-exported here; the C++ kernels live in the private ``relay_
 
 from relay_context._version import __version__
 from relay_context.core.encodings import PatternFamily
+from relay_context.core.knapsack import Atom, KnapsackSelector, Selection, SelectionMethod
 from relay_context.core.models import encoding_name_for_model
 from relay_context.core.token_manager import TokenManager
 from relay_context.core.tokenizer import MemoStats, TokenCounter
 from relay_context.errors import (
     ChecksumMismatchError,
     DisallowedSpecialTokenError,
+    InfeasibleBudgetError,
     InputTypeError,
     InvalidArgumentError,
     RankFileError,
@@ -22,14 +24,19 @@ from relay_context.errors import (
 )
 
 __all__ = [
+    "Atom",
     "ChecksumMismatchError",
     "DisallowedSpecialTokenError",
+    "InfeasibleBudgetError",
     "InputTypeError",
     "InvalidArgumentError",
+    "KnapsackSelector",
     "MemoStats",
     "PatternFamily",
     "RankFileError",
     "RelayError",
+    "Selection",
+    "SelectionMethod",
     "TokenCounter",
     "TokenManager",
     "TokenizerError",
