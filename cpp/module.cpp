@@ -7,4 +7,7 @@ PYBIND11_MODULE(_core, m) {
 
     auto tokenizer = m.def_submodule("tokenizer", "Byte-level BPE token counter (tiktoken-exact)");
     register_tokenizer(tokenizer);
+
+    auto drift = m.def_submodule("drift", "Topic drift and relevance by TF-IDF cosine");
+    register_drift(drift);
 }

@@ -51,7 +51,7 @@ class UnknownTokenIdError(TokenizerError, ValueError):
 
 
 class InfeasibleBudgetError(InvalidArgumentError):
-    """What must be kept (pinned atoms and their groups, the system prompt, ...) exceeds the budget."""
+    """What must be kept (pinned atoms and their groups, the system prompt) exceeds the budget."""
 
 
 class CompressionError(RelayError):
@@ -59,7 +59,7 @@ class CompressionError(RelayError):
 
 
 class CorruptFrameError(CompressionError, ValueError):
-    """A compressed frame that is corrupt, truncated, of an unknown format, or lacks its dictionary."""
+    """A compressed frame that is corrupt, truncated, of unknown format, or lacks its dictionary."""
 
 
 class SizeLimitExceededError(CompressionError, ValueError):
