@@ -1,0 +1,87 @@
+"""Helpers for the session-store, cache and model tests (also imported by child processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import time
+import zlib
+from typing import Any
+
+from relay_context.engine.store.postgres import PostgresSessionStore
+from relay_context.engine.store.sql import SqlSessionStore
+from relay_context.engine.store.sqlite import SqliteSessionStore
+
+
+class ZlibCodec:
+    """Test-only stand-in for the zstd CompressionEngine (same two methods)."""
+
+    def compress(self, data: bytes, /) -> bytes:
+        return zlib.compress(data, 6)
+
+    def decompress(self, data: bytes, /) -> bytes:
+        return zlib.decompress(data)
+
+
+class FakeClock:
+    """Microseconds since the epoch that only move when told to (drives TTL expiry)."""
+
+    def __init__(self) -> None:
+        self.now = time.time_ns() // 1000
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += round(seconds * 1_000_000)
+
+
+def unique_name(prefix: str) -> str:
+    """Unique across processes and runs: prefix, pid and random hex (lower case, [a-z0-9_])."""
+    return f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
+
+
+async def _try_connect(dsn: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(dsn, timeout=5)
+    await connection.close()
+
+
+def find_pg_dsn(host: str, database: str, users: tuple[str, ...]) -> tuple[str | None, str]:
+    problems = []
+    for user in users:
+        dsn = f"postgresql://{user}@{host}/{database}"
+        try:
+            asyncio.run(_try_connect(dsn))
+        except Exception as exc:
+            problems.append(f"{user}: {exc!r}")
+        else:
+            return dsn, ""
+    return None, "; ".join(problems)
+
+
+async def _drop_schema(dsn: str, schema: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(dsn, timeout=10)
+    try:
+        await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await connection.close()
+
+
+def drop_pg_schema(dsn: str, schema: str) -> None:
+    asyncio.run(_drop_schema(dsn, schema))
+
+
+def build_store(config: dict[str, Any], **options: Any) -> SqlSessionStore:
+    """A store from a picklable description (so child processes can open the same one)."""
+    options.setdefault("codec", ZlibCodec())
+    options.setdefault("codec_tag", "zlib")
+    if config["backend"] == "sqlite":
+        return SqliteSessionStore(config["path"], **options)
+    if config["backend"] == "postgres":
+        return PostgresSessionStore(config["dsn"], schema=config["schema"], **options)
+    raise ValueError(f"unknown backend {config['backend']!r}")
