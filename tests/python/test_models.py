@@ -115,7 +115,7 @@ def test_size_limit_counts_utf8_bytes() -> None:
     message = NewMessage(MessageRole.USER, "é" * 10)  # 20 bytes, 10 characters
     assert message.content_bytes == 20
     message.check_size(20)
-    with pytest.raises(MessageTooLargeError, match="20 bytes.*limit.*19"):
+    with pytest.raises(MessageTooLargeError, match=r"20 bytes.*limit.*19"):
         message.check_size(19)
     assert issubclass(MessageTooLargeError, InvalidArgumentError)
 

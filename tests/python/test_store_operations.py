@@ -129,7 +129,7 @@ async def test_a_message_round_trips_field_for_field(store: SqlSessionStore) -> 
     stored = await store.append_many("s", sent)
     listed = await store.list_messages("s")
     assert listed == stored
-    for message, original in zip(listed, sent):
+    for message, original in zip(listed, sent, strict=True):
         for field in ("role", "content", "name", "tool_call_id", "tool_calls", "metadata"):
             assert getattr(message, field) == getattr(original, field)
         assert message.token_counts == original.token_counts
@@ -171,7 +171,7 @@ async def test_size_limit_and_atomic_batches(
     async with build_store(store_config, clock=clock, max_message_bytes=100) as store:
         await store.create_session("s", "alice")
         await store.append("s", user("x" * 100))  # exactly at the limit
-        with pytest.raises(MessageTooLargeError, match="101 bytes.*100"):
+        with pytest.raises(MessageTooLargeError, match=r"101 bytes.*100"):
             await store.append_many("s", [user("fine"), user("é" * 50 + "x")])
         assert await store.count_messages("s") == 1  # nothing of the failed batch was written
 
@@ -184,7 +184,7 @@ async def test_content_is_stored_compressed_with_its_codec_tag(store: SqlSession
         store,
         "SELECT seq, codec, content_size, LENGTH(content) FROM relay_messages ORDER BY seq",
     )
-    (seq1, codec1, size1, stored1), (seq2, codec2, size2, stored2) = rows
+    (_, codec1, size1, stored1), (_, codec2, size2, stored2) = rows
     assert (codec1, size1) == ("zlib", len(long_text))
     assert stored1 < size1 / 10
     # Two bytes do not compress: stored raw, and tagged so.
