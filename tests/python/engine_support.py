@@ -85,3 +85,38 @@ def build_store(config: dict[str, Any], **options: Any) -> SqlSessionStore:
     if config["backend"] == "postgres":
         return PostgresSessionStore(config["dsn"], schema=config["schema"], **options)
     raise ValueError(f"unknown backend {config['backend']!r}")
+
+
+# --- child processes of the concurrency tests (module-level so that "spawn" can import them) ---
+def _worker_options(config: dict[str, Any]) -> dict[str, Any]:
+    # Few connections per process: many processes share PostgreSQL's connection limit.
+    return {"pool_size": 2} if config["backend"] == "postgres" else {}
+
+
+async def _append_many_times(
+    config: dict[str, Any], session_id: str, label: str, count: int, go: Any, acks: Any
+) -> None:
+    from relay_context.engine.models import MessageRole, NewMessage
+
+    async with build_store(config, **_worker_options(config)) as store:
+        go.wait()
+        for i in range(count):
+            message = NewMessage(
+                MessageRole.USER, f"{label}:{i}", metadata={"writer": label, "i": i}
+            )
+            stored = await store.append(session_id, message)
+            if acks is not None:
+                acks.send((i, stored.seq))  # acknowledged: the append committed
+
+
+def append_worker(
+    config: dict[str, Any],
+    session_id: str,
+    label: str,
+    count: int,
+    go: Any,
+    acks: Any = None,
+) -> None:
+    """Append ``count`` messages ``<label>:<i>`` in order, after ``go`` is set; with ``acks``
+    (a pipe end), report ``(i, seq)`` of each append after it returned."""
+    asyncio.run(_append_many_times(config, session_id, label, count, go, acks))
