@@ -69,29 +69,45 @@ def zlib_codec() -> ZlibCodec:
     return ZlibCodec()
 
 
-@pytest.fixture
-async def redis_client() -> AsyncIterator[Any]:
-    """The real Redis; fails (never skips) when it is not running."""
-    from redis.asyncio import Redis
+@pytest.fixture(scope="session")
+def redis_server() -> str:
+    """The URL of the real Redis; fails (never skips) when it is not running."""
+    import redis
 
-    client = Redis.from_url(REDIS_TEST_URL)
+    client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=5)
     try:
-        await client.ping()
+        client.ping()
     except Exception as exc:
-        await client.aclose()
         pytest.fail(f"Redis is required at {REDIS_TEST_URL}: {exc}")
-    yield client
-    await client.aclose()
+    finally:
+        client.close()
+    return REDIS_TEST_URL
 
 
 @pytest.fixture
-async def redis_prefix(redis_client: Any) -> AsyncIterator[str]:
+def redis_prefix(redis_server: str) -> Iterator[str]:
     """A key prefix unique to this test; every key under it is deleted afterwards."""
+    import redis
+
     prefix = unique_name("relay-test") + ":"
     yield prefix
-    keys = [k async for k in redis_client.scan_iter(match=prefix + "*", count=1000)]
-    if keys:
-        await redis_client.delete(*keys)
+    client = redis.Redis.from_url(redis_server)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+async def redis_client(redis_server: str) -> AsyncIterator[Any]:
+    """An asyncio client of the real Redis."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(redis_server)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import enum
 import json
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -331,15 +330,6 @@ class Session:
 
     def is_expired(self, now: datetime) -> bool:
         return now >= self.expires_at
-
-
-def finite_seconds(what: str, value: float) -> float:
-    """A finite, non-negative number of seconds."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise InputTypeError(f"{what} must be a number of seconds, got {type(value).__name__}")
-    if not math.isfinite(value) or value < 0:
-        raise InvalidArgumentError(f"{what} must be finite and >= 0, got {value!r}")
-    return float(value)
 
 
 __all__ = [
