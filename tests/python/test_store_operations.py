@@ -153,6 +153,27 @@ async def test_ranges_limits_and_the_tail(store: SqlSessionStore) -> None:
     assert await seqs(limit=0) == []
 
 
+async def test_delete_old_messages(store: SqlSessionStore) -> None:
+    await store.create_session("s", "alice")
+    await store.append_many("s", [user(f"m{i}") for i in range(1, 6)])
+    before = await store.get_session("s")
+    assert await store.delete_messages("s", before_seq=4) == 3
+    assert [m.seq for m in await store.list_messages("s")] == [4, 5]
+    assert await store.count_messages("s") == 2
+    after = await store.get_session("s")
+    assert before is not None
+    assert after is not None
+    assert after.cache_version != before.cache_version
+    assert (await store.append("s", user("next"))).seq == 6  # seqs are never reused
+    assert await store.delete_messages("s", before_seq=1) == 0
+    with pytest.raises(InvalidArgumentError, match="before_seq"):
+        await store.delete_messages("s", before_seq=0)
+
+
+async def test_ping(store: SqlSessionStore) -> None:
+    await store.ping()
+
+
 async def test_operations_on_a_missing_session(store: SqlSessionStore) -> None:
     for operation in (
         store.append("ghost", user("x")),
@@ -160,6 +181,7 @@ async def test_operations_on_a_missing_session(store: SqlSessionStore) -> None:
         store.list_messages("ghost", limit=0),
         store.count_messages("ghost"),
         store.touch_session("ghost"),
+        store.delete_messages("ghost", before_seq=3),
     ):
         with pytest.raises(SessionNotFoundError, match="'ghost'"):
             await operation

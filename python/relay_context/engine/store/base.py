@@ -41,6 +41,10 @@ class SessionStore(abc.ABC):
     async def close(self) -> None:
         """Release connections. Idempotent."""
 
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Round-trip to the database (health checks); :class:`BackendUnavailableError` if down."""
+
     async def __aenter__(self) -> SessionStore:
         await self.open()
         return self
@@ -133,6 +137,11 @@ class SessionStore(abc.ABC):
 
         ``limit`` keeps the first ``limit`` of them, or the last ``limit`` when ``newest`` is
         true (the tail of a conversation); the result is ascending either way."""
+
+    @abc.abstractmethod
+    async def delete_messages(self, session_id: str, *, before_seq: int) -> int:
+        """Delete the messages with ``seq < before_seq`` (e.g. after summarising them); how many
+        were deleted. Later appends keep numbering after ``last_seq``: seqs are never reused."""
 
     @abc.abstractmethod
     async def count_messages(self, session_id: str) -> int:

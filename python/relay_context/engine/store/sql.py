@@ -208,6 +208,10 @@ class SqlSessionStore(SessionStore):
             )
             log.info("applied schema migration %d (%s)", migration.version, migration.name)
 
+    async def ping(self) -> None:
+        async with self._read() as tx:
+            await tx.fetch("SELECT 1")
+
     async def schema_version(self) -> int:
         async with self._read() as tx:
             rows = await tx.fetch(f"SELECT MAX(version) FROM {MIGRATIONS_TABLE}")
@@ -543,6 +547,29 @@ class SqlSessionStore(SessionStore):
         if newest:
             rows.reverse()
         return [self._message(r) for r in rows]
+
+    async def delete_messages(self, session_id: str, *, before_seq: int) -> int:
+        sid = validate_session_id(session_id)
+        _positive("before_seq", before_seq)
+        async with self._write() as tx:
+            now = self._clock()
+            # Locks the session row first, as appends do, and versions the change for caches.
+            rows = await tx.fetch(
+                "UPDATE relay_sessions SET revision = revision + 1, updated_at_us = $2,"
+                " expires_at_us = $2 + ttl_seconds * 1000000"
+                " WHERE id = $1 AND expires_at_us > $2 RETURNING id",
+                sid,
+                now,
+            )
+            if not rows:
+                raise SessionNotFoundError(f"no live session {sid!r}")
+            deleted = await tx.fetch(
+                "DELETE FROM relay_messages WHERE session_id = $1 AND seq < $2 RETURNING seq",
+                sid,
+                before_seq,
+            )
+        await self._invalidate(sid)
+        return len(deleted)
 
     async def count_messages(self, session_id: str) -> int:
         sid = validate_session_id(session_id)
