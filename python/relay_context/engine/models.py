@@ -13,7 +13,7 @@ import enum
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
@@ -230,6 +230,19 @@ def _check_message_fields(message: NewMessage | StoredMessage) -> None:
         )
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _fill(instance: object, values: dict[str, Any]) -> None:
+    """Set every field of a frozen dataclass ``instance`` from ``values`` (all must be there)."""
+    kind = type(instance)
+    names = _FIELD_NAMES.get(kind)
+    if names is None:
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in fields(kind))  # type: ignore[arg-type]
+    for name in names:
+        object.__setattr__(instance, name, values[name])
+
+
 @dataclass(frozen=True, slots=True)
 class NewMessage:
     """A message to append to a session; the store gives it a sequence number and a time.
@@ -287,6 +300,13 @@ class StoredMessage:
             raise InvalidArgumentError(f"seq must be a positive int, got {self.seq!r}")
         _check_message_fields(self)
 
+    @classmethod
+    def _from_storage(cls, **values: Any) -> StoredMessage:
+        """Build from a stored row without re-validating (it was validated when written)."""
+        message = object.__new__(cls)
+        _fill(message, values)
+        return message
+
     def to_openai(self) -> dict[str, Any]:
         """The message in the OpenAI chat format (``role``, ``content``, ``name``, ...)."""
         out: dict[str, Any] = {"role": self.role.value, "content": self.content}
@@ -322,6 +342,13 @@ class Session:
         validate_name("owner", self.owner)
         validate_ttl(self.ttl_seconds)
         object.__setattr__(self, "metadata", validate_metadata("session metadata", self.metadata))
+
+    @classmethod
+    def _from_storage(cls, **values: Any) -> Session:
+        """Build from a stored row without re-validating (it was validated when written)."""
+        session = object.__new__(cls)
+        _fill(session, values)
+        return session
 
     @property
     def cache_version(self) -> str:

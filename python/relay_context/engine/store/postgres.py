@@ -139,24 +139,26 @@ class PostgresSessionStore(SqlSessionStore):
             await pool.close()
 
     @contextlib.asynccontextmanager
-    async def _transaction(self, **options: Any) -> AsyncIterator[Transaction]:
+    async def _connection(self, transaction: bool) -> AsyncIterator[Transaction]:
         pool = self._pool
         if pool is None:
             raise BackendUnavailableError(f"{self!r} is not open")
         try:
-            async with (
-                pool.acquire(timeout=self.timeout_seconds) as connection,
-                connection.transaction(**options),
-            ):
-                yield _PostgresTransaction(connection)
+            async with pool.acquire(timeout=self.timeout_seconds) as connection:
+                if transaction:
+                    async with connection.transaction():
+                        yield _PostgresTransaction(connection)
+                else:
+                    yield _PostgresTransaction(connection)
         except _UNAVAILABLE as exc:
             raise BackendUnavailableError(f"PostgreSQL unavailable for {self!r}: {exc}") from exc
 
     def _write(self) -> contextlib.AbstractAsyncContextManager[Transaction]:
-        return self._transaction()
+        return self._connection(transaction=True)
 
     def _read(self) -> contextlib.AbstractAsyncContextManager[Transaction]:
-        return self._transaction(isolation="repeatable_read", readonly=True)
+        # Autocommit: each read is one statement, which sees one snapshot by itself.
+        return self._connection(transaction=False)
 
 
 __all__ = ["PostgresSessionStore", "asyncpg_dsn", "validate_schema_name"]

@@ -180,7 +180,8 @@ class SqlSessionStore(SessionStore):
 
     @abc.abstractmethod
     def _read(self) -> contextlib.AbstractAsyncContextManager[Transaction]:
-        """A transaction that sees one consistent snapshot."""
+        """A connection for reads in autocommit mode: each statement sees one snapshot, so every
+        read operation is written as a single statement (plus a check when it found nothing)."""
 
     # --- migrations ---------------------------------------------------------------------------
     async def _migrate(self, tx: Transaction) -> None:
@@ -220,7 +221,7 @@ class SqlSessionStore(SessionStore):
     # --- row conversion -------------------------------------------------------------------------
     @staticmethod
     def _session(row: Row) -> Session:
-        return Session(
+        return Session._from_storage(
             id=row[0],
             owner=row[1],
             created_at=utc_from_micros(int(row[2])),
@@ -242,7 +243,7 @@ class SqlSessionStore(SessionStore):
                 f"message {row[0]}#{row[1]} is not UTF-8 after decoding: {exc}"
             ) from None
         tool_calls = json.loads(row[5]) if row[5] is not None else []
-        return StoredMessage(
+        return StoredMessage._from_storage(
             session_id=row[0],
             seq=int(row[1]),
             role=MessageRole(row[2]),
@@ -528,22 +529,23 @@ class SqlSessionStore(SessionStore):
             _positive("end_seq", end_seq, zero=True)
         if limit is not None:
             _positive("limit", limit, zero=True)
-            if limit == 0:
-                async with self._read() as tx:
-                    await self._require_live(tx, sid)
-                return []
+        # One statement (one snapshot, one round trip): the messages, if the session is live.
         order = "DESC" if newest else "ASC"
         sql = (
             f"SELECT {_MESSAGE_COLUMNS} FROM relay_messages"
-            f" WHERE session_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq {order}"
+            " WHERE session_id = $1 AND seq >= $2 AND seq <= $3 AND EXISTS (SELECT 1 FROM"
+            " relay_sessions WHERE id = $1 AND expires_at_us > $4)"
+            f" ORDER BY seq {order}"
         )
-        args: list[Any] = [sid, start_seq, _MAX_SEQ if end_seq is None else end_seq]
+        end = _MAX_SEQ if end_seq is None else end_seq
+        args: list[Any] = [sid, start_seq, end, self._clock()]
         if limit is not None:
-            sql += " LIMIT $4"
+            sql += " LIMIT $5"
             args.append(limit)
         async with self._read() as tx:
-            await self._require_live(tx, sid)
-            rows = await tx.fetch(sql, *args)
+            rows = await tx.fetch(sql, *args) if limit != 0 else []
+            if not rows:  # no messages in range, or no live session?
+                await self._require_live(tx, sid)
         if newest:
             rows.reverse()
         return [self._message(r) for r in rows]
@@ -574,8 +576,14 @@ class SqlSessionStore(SessionStore):
     async def count_messages(self, session_id: str) -> int:
         sid = validate_session_id(session_id)
         async with self._read() as tx:
-            await self._require_live(tx, sid)
-            rows = await tx.fetch("SELECT COUNT(*) FROM relay_messages WHERE session_id = $1", sid)
+            rows = await tx.fetch(
+                "SELECT (SELECT COUNT(*) FROM relay_messages WHERE session_id = $1)"
+                " FROM relay_sessions WHERE id = $1 AND expires_at_us > $2",
+                sid,
+                self._clock(),
+            )
+        if not rows:
+            raise SessionNotFoundError(f"no live session {sid!r}")
         return int(rows[0][0])
 
 

@@ -3,8 +3,8 @@
 Writes run under ``BEGIN IMMEDIATE`` (SQLite's database-wide write lock, taken at the start of
 the transaction), so appends from any number of processes are serialised; a writer that finds
 the lock held waits up to ``busy_timeout_seconds`` (SQLite's busy handler) and then raises
-:class:`~relay_context.errors.BackendUnavailableError`. Readers use their own connection and,
-thanks to WAL, never wait for writers.
+:class:`~relay_context.errors.BackendUnavailableError`. Readers use their own connection in
+autocommit mode (every read is one statement) and, thanks to WAL, never wait for writers.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ class _SqliteTransaction:
         self._connection = connection
 
     async def fetch(self, sql: str, *args: Any) -> list[Sequence[Any]]:
-        async with self._connection.execute(to_sqlite_placeholders(sql), args) as cursor:
-            return list(await cursor.fetchall())
+        # One hop to the connection's thread (execute + fetch + close together).
+        return list(await self._connection.execute_fetchall(to_sqlite_placeholders(sql), args))
 
     async def execute(self, sql: str, *args: Any) -> None:
         await self._connection.execute(to_sqlite_placeholders(sql), args)
@@ -79,7 +79,6 @@ class SqliteSessionStore(SqlSessionStore):
         self._reader: aiosqlite.Connection | None = None
         # One transaction at a time per connection; SQLite itself orders the processes.
         self._write_lock = asyncio.Lock()
-        self._read_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"SqliteSessionStore({str(self.path)!r})"
@@ -133,6 +132,12 @@ class SqliteSessionStore(SqlSessionStore):
                 await connection.close()
 
     @contextlib.asynccontextmanager
+    async def _autocommit(self) -> AsyncIterator[Transaction]:
+        if self._reader is None:
+            raise BackendUnavailableError(f"{self!r} is not open")
+        yield _SqliteTransaction(self._reader)
+
+    @contextlib.asynccontextmanager
     async def _transaction(
         self, connection: aiosqlite.Connection | None, lock: asyncio.Lock, begin: str
     ) -> AsyncIterator[Transaction]:
@@ -161,7 +166,7 @@ class SqliteSessionStore(SqlSessionStore):
         return self._transaction(self._writer, self._write_lock, "BEGIN IMMEDIATE")
 
     def _read(self) -> contextlib.AbstractAsyncContextManager[Transaction]:
-        return self._transaction(self._reader, self._read_lock, "BEGIN")
+        return self._autocommit()
 
 
 __all__ = ["SqliteSessionStore", "to_sqlite_placeholders"]
