@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from relay_context.engine.store.sql import SqlSessionStore, Transaction
+from relay_context.engine.store.sql import MessageRow, SqlSessionStore, Transaction
 from relay_context.errors import BackendUnavailableError, InputTypeError, InvalidArgumentError
 
 _SCHEMA_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
@@ -31,6 +31,27 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.CrashShutdownError,
     asyncpg.InterfaceError,
 )
+
+
+# An append in one statement (one round trip, its own transaction): the UPDATE takes the session
+# row's lock and hands the new last_seq to the INSERT, which numbers the unnested rows after it.
+_APPEND = """
+WITH bumped AS (
+    UPDATE relay_sessions SET last_seq = last_seq + $2, revision = revision + 1,
+        updated_at_us = $3, expires_at_us = $3 + ttl_seconds * 1000000
+    WHERE id = $1 AND expires_at_us > $3
+    RETURNING last_seq
+)
+INSERT INTO relay_messages (session_id, seq, role, name, tool_call_id, tool_calls, metadata,
+                            token_counts, codec, content_size, content, created_at_us)
+SELECT $1, bumped.last_seq - $2 + m.ord, m.role, m.name, m.tool_call_id, m.tool_calls,
+       m.metadata, m.token_counts, m.codec, m.content_size, m.content, m.created_at_us
+FROM bumped, unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+                    $10::text[], $11::bigint[], $12::bytea[], $13::bigint[])
+     WITH ORDINALITY AS m(role, name, tool_call_id, tool_calls, metadata, token_counts, codec,
+                          content_size, content, created_at_us, ord)
+RETURNING seq
+"""
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -57,6 +78,16 @@ def validate_schema_name(schema: object) -> str:
             f"schema name {schema!r} must be 1-63 of [A-Za-z0-9_], not starting with a digit"
         )
     return schema
+
+
+class _RelayConnection(asyncpg.Connection):  # type: ignore[misc]
+    """Skips the pool's reset query on release (``RESET ALL``, ``UNLISTEN *``, ...): the store
+    sets no session state (its advisory locks are transaction-scoped, it never LISTENs or
+    SETs), and the reset would cost a second round trip per operation. Open transactions are
+    still rolled back by asyncpg before reuse."""
+
+    def get_reset_query(self) -> str:
+        return ""
 
 
 class _PostgresTransaction:
@@ -115,6 +146,7 @@ class PostgresSessionStore(SqlSessionStore):
                 timeout=self.timeout_seconds,
                 command_timeout=self.timeout_seconds,
                 server_settings={"search_path": self.schema, "application_name": "relay"},
+                connection_class=_RelayConnection,
             )
         except _UNAVAILABLE as exc:
             raise BackendUnavailableError(f"cannot reach PostgreSQL for {self!r}: {exc}") from exc
@@ -152,6 +184,16 @@ class PostgresSessionStore(SqlSessionStore):
                     yield _PostgresTransaction(connection)
         except _UNAVAILABLE as exc:
             raise BackendUnavailableError(f"PostgreSQL unavailable for {self!r}: {exc}") from exc
+
+    async def _insert_messages(
+        self, session_id: str, rows: Sequence[MessageRow], now: int
+    ) -> int | None:
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        async with self._connection(transaction=False) as tx:
+            inserted = await tx.fetch(_APPEND, session_id, len(rows), now, *columns)
+        if not inserted:
+            return None
+        return min(int(r[0]) for r in inserted)
 
     def _write(self) -> contextlib.AbstractAsyncContextManager[Transaction]:
         return self._connection(transaction=True)

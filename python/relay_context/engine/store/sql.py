@@ -126,6 +126,9 @@ _MESSAGE_COLUMNS = (
 _MAX_SEQ = 2**62
 
 Row = Sequence[Any]
+#: A message as inserted, after session id and seq: role, name, tool_call_id, tool_calls,
+#: metadata, token_counts, codec, content_size, content, created_at_us.
+MessageRow = tuple[str, str | None, str | None, str | None, str, str, str, int, bytes, int]
 
 
 class Transaction(Protocol):
@@ -437,75 +440,76 @@ class SqlSessionStore(SessionStore):
             )
         if not messages:
             return []
-        encoded: list[tuple[NewMessage, str, bytes, int]] = []
+        now = self._clock()
+        rows: list[MessageRow] = []
         for message in messages:
             if not isinstance(message, NewMessage):
                 raise InputTypeError(f"expected a NewMessage, got {type(message).__name__}")
             message.check_size(self.max_message_bytes)
             raw = message.content.encode("utf-8")
-            tag, blob = self.codecs.encode(raw)  # outside the transaction: keeps locks short
-            encoded.append((message, tag, blob, len(raw)))
+            tag, blob = self.codecs.encode(raw)  # before the transaction: keeps locks short
+            created = now if message.created_at is None else micros_from_utc(message.created_at)
+            tool_calls = (
+                _json([c.to_openai() for c in message.tool_calls]) if message.tool_calls else None
+            )
+            rows.append(
+                (
+                    message.role.value,
+                    message.name,
+                    message.tool_call_id,
+                    tool_calls,
+                    _json(dict(message.metadata)),
+                    _json(dict(message.token_counts)),
+                    tag,
+                    len(raw),
+                    blob,
+                    created,
+                )
+            )
+        first_seq = await self._insert_messages(sid, rows, now)
+        if first_seq is None:
+            raise SessionNotFoundError(f"no live session {sid!r}")
+        await self._invalidate(sid)
+        return [
+            StoredMessage._from_storage(
+                session_id=sid,
+                seq=first_seq + offset,
+                role=message.role,
+                content=message.content,
+                created_at=utc_from_micros(row[9]),
+                name=message.name,
+                tool_call_id=message.tool_call_id,
+                tool_calls=message.tool_calls,
+                metadata=message.metadata,
+                token_counts=message.token_counts,
+            )
+            for offset, (message, row) in enumerate(zip(messages, rows, strict=True))
+        ]
 
+    async def _insert_messages(
+        self, session_id: str, rows: Sequence[MessageRow], now: int
+    ) -> int | None:
+        """Give ``rows`` the next seqs of the live session and insert them, in one transaction;
+        the first seq, or ``None`` if the session is not live. Back-ends may do it faster."""
         async with self._write() as tx:
-            now = self._clock()
-            rows = await tx.fetch(
+            # Takes the session row's write lock until commit: appends are serialised here.
+            bumped = await tx.fetch(
                 "UPDATE relay_sessions SET last_seq = last_seq + $2, revision = revision + 1,"
                 " updated_at_us = $3, expires_at_us = $3 + ttl_seconds * 1000000"
                 " WHERE id = $1 AND expires_at_us > $3 RETURNING last_seq",
-                sid,
-                len(encoded),
+                session_id,
+                len(rows),
                 now,
             )
-            if not rows:
-                raise SessionNotFoundError(f"no live session {sid!r}")
-            first_seq = int(rows[0][0]) - len(encoded) + 1
-            values = []
-            stored = []
-            for offset, (message, tag, blob, size) in enumerate(encoded):
-                seq = first_seq + offset
-                created = now if message.created_at is None else micros_from_utc(message.created_at)
-                tool_calls = (
-                    _json([c.to_openai() for c in message.tool_calls])
-                    if message.tool_calls
-                    else None
-                )
-                values.append(
-                    (
-                        sid,
-                        seq,
-                        message.role.value,
-                        message.name,
-                        message.tool_call_id,
-                        tool_calls,
-                        _json(dict(message.metadata)),
-                        _json(dict(message.token_counts)),
-                        tag,
-                        size,
-                        blob,
-                        created,
-                    )
-                )
-                stored.append(
-                    StoredMessage(
-                        session_id=sid,
-                        seq=seq,
-                        role=message.role,
-                        content=message.content,
-                        created_at=utc_from_micros(created),
-                        name=message.name,
-                        tool_call_id=message.tool_call_id,
-                        tool_calls=message.tool_calls,
-                        metadata=message.metadata,
-                        token_counts=message.token_counts,
-                    )
-                )
+            if not bumped:
+                return None
+            first_seq = int(bumped[0][0]) - len(rows) + 1
             await tx.executemany(
                 f"INSERT INTO relay_messages ({_MESSAGE_COLUMNS})"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                values,
+                [(session_id, first_seq + k, *row) for k, row in enumerate(rows)],
             )
-        await self._invalidate(sid)
-        return stored
+        return first_seq
 
     async def _require_live(self, tx: Transaction, sid: str) -> None:
         rows = await tx.fetch(
