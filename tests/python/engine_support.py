@@ -120,3 +120,19 @@ def append_worker(
     """Append ``count`` messages ``<label>:<i>`` in order, after ``go`` is set; with ``acks``
     (a pipe end), report ``(i, seq)`` of each append after it returned."""
     asyncio.run(_append_many_times(config, session_id, label, count, go, acks))
+
+
+async def _hold_write_lock(config: dict[str, Any], session_id: str, report: Any) -> None:
+    async with build_store(config, **_worker_options(config)) as store, store._write() as tx:
+        # Half an append: the seq is taken, the session row (SQLite: the database) locked.
+        await tx.fetch(
+            "UPDATE relay_sessions SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
+            session_id,
+        )
+        report.send("locked")
+        await asyncio.sleep(3600)  # until killed
+
+
+def hold_write_lock(config: dict[str, Any], session_id: str, report: Any) -> None:
+    """Start an append transaction, report ``"locked"``, and wait to be killed inside it."""
+    asyncio.run(_hold_write_lock(config, session_id, report))

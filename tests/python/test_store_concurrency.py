@@ -115,3 +115,26 @@ async def test_a_killed_writer_loses_no_acknowledged_message(
 
     after = await store.append("crash", NewMessage(MessageRole.USER, "after the crash"))
     assert after.seq == len(messages) + 1
+
+
+async def test_a_writer_killed_inside_its_transaction_leaves_no_gap_and_no_lock(
+    store: SqlSessionStore, store_config: dict[str, Any]
+) -> None:
+    from engine_support import hold_write_lock
+    from relay_context.engine.models import MessageRole, NewMessage
+
+    await store.create_session("held", "alice")
+    await store.append("held", NewMessage(MessageRole.USER, "before"))
+    receive, send = SPAWN.Pipe(duplex=False)
+    holder = SPAWN.Process(target=hold_write_lock, args=(store_config, "held", send))
+    holder.start()
+    send.close()
+    assert receive.poll(PATIENCE_SECONDS), "the child never took the lock"
+    assert receive.recv() == "locked"
+    os.kill(holder.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    holder.join(PATIENCE_SECONDS)
+    # The half-done append is rolled back: the next seq follows the last committed one, and the
+    # lock is gone (this append would time out otherwise).
+    after = await store.append("held", NewMessage(MessageRole.USER, "after"))
+    assert after.seq == 2
+    assert [m.content for m in await store.list_messages("held")] == ["before", "after"]
