@@ -79,8 +79,9 @@ def test_unsupported_database_urls_are_refused() -> None:
         store_for(Settings(database_url="mysql://db/relay"))
     with pytest.raises(InvalidArgumentError, match="not a PostgreSQL URL"):
         asyncpg_dsn("mysql://db")
-    with pytest.raises(InvalidArgumentError, match="schema name"):
-        PostgresSessionStore("postgresql://x@y/z", schema='x"; DROP TABLE')
+    for schema in ('x"; DROP TABLE', "Relay", "1st", ""):
+        with pytest.raises(InvalidArgumentError, match="schema name"):
+            PostgresSessionStore("postgresql://x@y/z", schema=schema)
     assert asyncpg_dsn("postgresql+asyncpg://u:p@h:5/d") == "postgresql://u:p@h:5/d"
 
 

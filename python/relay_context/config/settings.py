@@ -52,8 +52,9 @@ class Settings(BaseSettings):
     #: means SQLite at ``data_dir/relay.db``.
     database_url: str | None = None
     database_pool_size: int = Field(default=20, ge=1, le=1000)
-    #: PostgreSQL schema holding Relay's tables (created if missing).
-    database_schema: str = Field(default="public", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    #: PostgreSQL schema holding Relay's tables (created if missing); lower case, as PostgreSQL
+    #: folds unquoted names.
+    database_schema: str = Field(default="public", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     #: How long a statement may wait for a lock or a pooled connection (SQLite busy timeout,
     #: PostgreSQL pool acquire and command timeout), in seconds.
     database_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)

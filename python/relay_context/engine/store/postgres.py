@@ -20,7 +20,8 @@ import asyncpg
 from relay_context.engine.store.sql import MessageRow, SqlSessionStore, Transaction
 from relay_context.errors import BackendUnavailableError, InputTypeError, InvalidArgumentError
 
-_SCHEMA_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+# Lower case only: the name is used quoted (CREATE SCHEMA) and unquoted (search_path, folded).
+_SCHEMA_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 #: Errors that mean "the server is not there" rather than "the statement is wrong".
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
@@ -75,7 +76,7 @@ def validate_schema_name(schema: object) -> str:
         or not set(schema) <= _SCHEMA_NAME_CHARS
     ):
         raise InvalidArgumentError(
-            f"schema name {schema!r} must be 1-63 of [A-Za-z0-9_], not starting with a digit"
+            f"schema name {schema!r} must be 1-63 of [a-z0-9_], not starting with a digit"
         )
     return schema
 
