@@ -318,3 +318,17 @@ async def test_writes_invalidate_cached_windows(
         await store.delete_session("s")
         assert len(cache) == 0
         assert stored.seq == 1
+
+
+async def test_large_content_round_trips(store: SqlSessionStore) -> None:
+    """Content past the size compressed in a worker thread (300 KB here), up to the limit."""
+    await store.create_session("s", "alice")
+    large = "".join(f"line {i}: some repeated context\n" for i in range(10_000))
+    assert len(large) > 256 * 1024
+    stored = await store.append("s", user(large))
+    (listed,) = await store.list_messages("s")
+    assert listed.content == large
+    assert stored.seq == listed.seq == 1
+    rows = await raw_rows(store, "SELECT codec, LENGTH(content) FROM relay_messages")
+    assert rows[0][0] == "zlib"
+    assert rows[0][1] < len(large) / 5

@@ -1,7 +1,8 @@
 """Content codecs: how message bodies and cached windows are compressed at rest.
 
 A codec is any object with ``compress(bytes) -> bytes`` and ``decompress(bytes) -> bytes`` (the
-zstd :class:`relay_context.core.compression.CompressionEngine` is one). Every stored blob carries
+zstd :class:`relay_context.core.compression.CompressionEngine` is one; its ``algorithm``
+attribute serves as the tag when none is given). Every stored blob carries
 the *tag* of the codec that wrote it, so the format is self-describing: a store can read rows
 written with an older codec as long as that codec is still registered under its tag.
 """
@@ -70,7 +71,14 @@ class CodecSet:
                     f"codec must have compress() and decompress(), got {type(codec).__name__}"
                 )
             if tag is None:
-                raise InvalidArgumentError("a codec needs a tag (e.g. 'zstd') naming its format")
+                # CompressionEngine names its format: ``algorithm`` is "zstd" or "lz4".
+                algorithm = getattr(codec, "algorithm", None)
+                if not isinstance(algorithm, str):
+                    raise InvalidArgumentError(
+                        "a codec needs a tag (e.g. 'zstd') naming its format: pass codec_tag, "
+                        "or give the codec an 'algorithm' attribute"
+                    )
+                tag = algorithm
             validate_codec_tag(tag)
             if tag == RAW:
                 raise InvalidArgumentError(f"codec tag {RAW!r} is reserved for uncompressed data")

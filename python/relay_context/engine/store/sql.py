@@ -14,6 +14,7 @@ serialised and get consecutive, gap-free ``seq`` numbers in commit order.
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
 import json
 import logging
@@ -122,6 +123,8 @@ _MESSAGE_COLUMNS = (
     "session_id, seq, role, name, tool_call_id, tool_calls, metadata, token_counts, codec,"
     " content_size, content, created_at_us"
 )
+#: Content at least this large is compressed in a worker thread.
+_THREAD_CODEC_BYTES = 256 * 1024
 #: Larger than any seq; stands for "no upper bound".
 _MAX_SEQ = 2**62
 
@@ -447,7 +450,12 @@ class SqlSessionStore(SessionStore):
                 raise InputTypeError(f"expected a NewMessage, got {type(message).__name__}")
             message.check_size(self.max_message_bytes)
             raw = message.content.encode("utf-8")
-            tag, blob = self.codecs.encode(raw)  # before the transaction: keeps locks short
+            # Before the transaction, to keep locks short; large content in a worker thread so
+            # the event loop keeps serving (the C++ codec releases the GIL).
+            if len(raw) >= _THREAD_CODEC_BYTES:
+                tag, blob = await asyncio.to_thread(self.codecs.encode, raw)
+            else:
+                tag, blob = self.codecs.encode(raw)
             created = now if message.created_at is None else micros_from_utc(message.created_at)
             tool_calls = (
                 _json([c.to_openai() for c in message.tool_calls]) if message.tool_calls else None
