@@ -7,4 +7,7 @@ PYBIND11_MODULE(_core, m) {
 
     auto tokenizer = m.def_submodule("tokenizer", "Byte-level BPE token counter (tiktoken-exact)");
     register_tokenizer(tokenizer);
+
+    auto ratelimit = m.def_submodule("ratelimit", "Rate limiters: in-process and through Redis");
+    register_ratelimit(ratelimit);
 }
