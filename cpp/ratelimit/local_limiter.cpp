@@ -66,6 +66,7 @@ void BatchDecisions::reserve(std::size_t n) {
     remaining.reserve(n);
     reset_at.reserve(n);
     retry_after.reserve(n);
+    decided_at.reserve(n);
 }
 
 void BatchDecisions::push(const Decision& d) {
@@ -73,6 +74,7 @@ void BatchDecisions::push(const Decision& d) {
     remaining.push_back(d.remaining);
     reset_at.push_back(d.reset_at);
     retry_after.push_back(d.retry_after);
+    decided_at.push_back(d.decided_at);
     source = d.source;
     limit = d.limit;
 }

@@ -62,6 +62,7 @@ struct BatchDecisions {
     std::vector<std::int64_t> remaining;
     std::vector<double> reset_at;
     std::vector<double> retry_after;
+    std::vector<double> decided_at;
     std::int64_t limit = 0;
     Source source = Source::kMemory;  // one source per batch: a batch is decided in one place
 

@@ -25,13 +25,13 @@ DecisionTuple as_tuple(const rl::Decision& d) {
             d.retry_after, d.decided_at, rl::source_name(d.source)};
 }
 
-// (allowed, remaining, reset_at, retry_after, source)
+// (allowed, remaining, reset_at, retry_after, decided_at, source)
 using BatchTuple = std::tuple<std::vector<bool>, std::vector<std::int64_t>, std::vector<double>,
-                              std::vector<double>, std::string_view>;
+                              std::vector<double>, std::vector<double>, std::string_view>;
 
 BatchTuple as_tuple(rl::BatchDecisions&& b) {
-    return {std::move(b.allowed), std::move(b.remaining), std::move(b.reset_at),
-            std::move(b.retry_after), rl::source_name(b.source)};
+    return {std::move(b.allowed),     std::move(b.remaining),  std::move(b.reset_at),
+            std::move(b.retry_after), std::move(b.decided_at), rl::source_name(b.source)};
 }
 
 }  // namespace

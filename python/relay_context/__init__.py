@@ -9,6 +9,7 @@ from relay_context.core.models import encoding_name_for_model
 from relay_context.core.token_manager import TokenManager
 from relay_context.core.tokenizer import MemoStats, TokenCounter
 from relay_context.errors import (
+    BackendUnavailableError,
     ChecksumMismatchError,
     DisallowedSpecialTokenError,
     InputTypeError,
@@ -20,8 +21,17 @@ from relay_context.errors import (
     UnknownModelError,
     UnknownTokenIdError,
 )
+from relay_context.security.rate_limiter import (
+    BatchDecisions,
+    RateLimiter,
+    RateLimitInfo,
+    SlidingWindowRateLimiter,
+    TokenBucketRateLimiter,
+)
 
 __all__ = [
+    "BackendUnavailableError",
+    "BatchDecisions",
     "ChecksumMismatchError",
     "DisallowedSpecialTokenError",
     "InputTypeError",
@@ -29,7 +39,11 @@ __all__ = [
     "MemoStats",
     "PatternFamily",
     "RankFileError",
+    "RateLimitInfo",
+    "RateLimiter",
     "RelayError",
+    "SlidingWindowRateLimiter",
+    "TokenBucketRateLimiter",
     "TokenCounter",
     "TokenManager",
     "TokenizerError",
