@@ -14,10 +14,13 @@ clock. See ``docs/ratelimit.md`` for the algorithms, the guarantees and the outa
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict, TypeVar
 from urllib.parse import quote
 
 from relay_context import _core
@@ -28,6 +31,7 @@ OnRedisError = Literal["fallback", "open", "closed", "raise"]
 #: Who decided: the in-process store, Redis, the in-process fallback during a Redis outage, or
 #: the outage policy itself (``"open"`` / ``"closed"``).
 Source = Literal["memory", "redis", "fallback", "policy"]
+_T = TypeVar("_T")
 
 _ALGORITHMS: dict[str, _core.ratelimit.Algorithm] = {
     "sliding_log": _core.ratelimit.Algorithm.SLIDING_LOG,
@@ -218,6 +222,9 @@ class RateLimiter:
         self._window_us = window_us
         self._on_redis_error: OnRedisError = on_redis_error
         self._url = url
+        self._max_connections = max_connections
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_lock = threading.Lock()
         self._local: _core.ratelimit.LocalLimiter | None = None
         self._redis: _core.ratelimit.RedisLimiter | None = None
         self._decide: Callable[[str], _core.ratelimit.DecisionTuple]
@@ -267,7 +274,7 @@ class RateLimiter:
         (the GIL is released), so the event loop keeps running."""
         if self._redis is None:
             return self.is_allowed_sync(key)
-        return await asyncio.to_thread(self.is_allowed_sync, key)
+        return await self._off_loop(self.is_allowed_sync, key)
 
     def is_allowed_batch_sync(self, keys: Sequence[str]) -> BatchDecisions:
         """Decides one request per entry of ``keys`` in one call (a key may repeat: several
@@ -294,7 +301,7 @@ class RateLimiter:
 
     async def is_allowed_batch(self, keys: Sequence[str]) -> BatchDecisions:
         """Awaitable :meth:`is_allowed_batch_sync`, off the event loop."""
-        return await asyncio.to_thread(self.is_allowed_batch_sync, keys)
+        return await self._off_loop(self.is_allowed_batch_sync, keys)
 
     def reset_sync(self, key: str) -> None:
         """Forgets ``key``: its whole quota is back (in Redis and in the fallback)."""
@@ -309,7 +316,26 @@ class RateLimiter:
         if self._redis is None:
             self.reset_sync(key)
         else:
-            await asyncio.to_thread(self.reset_sync, key)
+            await self._off_loop(self.reset_sync, key)
+
+    async def _off_loop(self, fn: Callable[[Any], _T], arg: Any) -> _T:
+        # One worker thread per pooled connection, so that as many Redis round trips as the
+        # pool allows can be in flight from one event loop (the C++ call releases the GIL).
+        if self._executor is None:
+            with self._executor_lock:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(
+                        max_workers=self._max_connections, thread_name_prefix="relay-ratelimit"
+                    )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, arg))
+
+    def close(self) -> None:
+        """Stops the worker threads of the async methods (they start again when needed)."""
+        with self._executor_lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
 
     # --- introspection ---------------------------------------------------------------------
 
