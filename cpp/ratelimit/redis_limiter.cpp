@@ -2,6 +2,7 @@
 
 #include <hiredis/hiredis.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
@@ -415,6 +416,13 @@ class ConnectionPool {
     Lease acquire() {
         {
             std::unique_lock lock(mutex_);
+            if (const pid_t pid = ::getpid(); pid != owner_pid_) {
+                // A forked child must not share its parent's sockets: forget the inherited
+                // connections (closing our copy of a descriptor leaves the parent's open).
+                idle_.clear();
+                open_ = 0;
+                owner_pid_ = pid;
+            }
             const bool ready = cv_.wait_for(lock, std::chrono::microseconds(wait_us_),
                                             [&] { return !idle_.empty() || open_ < max_; });
             if (!ready) {
@@ -502,6 +510,7 @@ class ConnectionPool {
     std::condition_variable cv_;
     std::vector<Context> idle_;
     std::size_t open_ = 0;
+    pid_t owner_pid_ = ::getpid();
 };
 
 namespace {

@@ -383,3 +383,24 @@ def test_a_hung_redis_times_out_into_the_policy(throwaway: ThrowawayRedis) -> No
     finally:
         throwaway.proc.send_signal(signal.SIGCONT)
     assert wait_for_redis(limiter, "k")[1]["source"] == "redis"
+
+
+def decide_in_child(limiter: SlidingWindowRateLimiter, results: Any) -> None:
+    results.put([limiter.is_allowed_sync("forked") for _ in range(3)])
+
+
+def test_a_forked_child_uses_its_own_connections(shared_redis: redis.Redis, prefix: str) -> None:
+    limiter = SlidingWindowRateLimiter(SHARED_URL, requests=5, window_seconds=60, key_prefix=prefix)
+    assert limiter.is_allowed_sync("forked")[0] is True  # the parent holds a pooled connection
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    child = ctx.Process(target=decide_in_child, args=(limiter, results))
+    child.start()
+    in_child = results.get(timeout=30)
+    child.join(timeout=30)
+    assert child.exitcode == 0
+    assert [info["source"] for _, info in in_child] == ["redis"] * 3
+    assert [info["remaining"] for _, info in in_child] == [3, 2, 1]
+    # The parent's connection was not disturbed by the child.
+    allowed, info = limiter.is_allowed_sync("forked")
+    assert (allowed, info["remaining"], info["source"]) == (True, 0, "redis")

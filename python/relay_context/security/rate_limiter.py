@@ -131,6 +131,12 @@ def _timeout_us(value: object, name: str) -> int:
     return _microseconds(_check_positive_seconds(value, name), name)
 
 
+def _shards_for(max_keys: int) -> int:
+    # Enough shards that threads rarely meet on a lock; few enough that each holds a useful
+    # share of max_keys (the per-shard bound is max_keys / shards, rounded up).
+    return 64 if max_keys >= 65_536 else 8 if max_keys >= 1024 else 1
+
+
 def _check_key(key: object) -> str:
     if not isinstance(key, str):
         raise InputTypeError(f"rate-limit key must be a str, not {type(key).__name__}")
@@ -231,7 +237,7 @@ class RateLimiter:
         self._decide_batch: Callable[[list[str]], _core.ratelimit.BatchTuple]
         if url is None:
             self._local = _core.ratelimit.LocalLimiter(
-                _ALGORITHMS[algorithm], limit, window_us, max_keys, 64
+                _ALGORITHMS[algorithm], limit, window_us, max_keys, _shards_for(max_keys)
             )
             self._decide = self._local.decide
             self._decide_batch = self._local.decide_batch
