@@ -196,6 +196,8 @@ def test_redis_client_objects_become_urls() -> None:
     assert redis_url_of(redis.Redis(host="::1")) == "redis://[::1]:6379/0"
     assert redis_url_of(redis.Redis(unix_socket_path="/run/r.sock")) == "unix:///run/r.sock?db=0"
     assert redis_url_of(None) is None
+    with pytest.raises(InvalidArgumentError, match="TLS"):
+        redis_url_of(redis.Redis(ssl=True))
 
 
 # --- the kernel against references ---------------------------------------------------------

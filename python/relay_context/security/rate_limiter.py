@@ -161,6 +161,10 @@ def redis_url_of(target: RedisTarget) -> str | None:
             "redis_url must be a redis:// URL, a redis-py client or None, "
             f"not {type(target).__name__}"
         )
+    if "SSL" in getattr(getattr(pool, "connection_class", None), "__name__", ""):
+        raise InvalidArgumentError(
+            "the redis-py client connects with TLS, which the rate limiter does not support"
+        )
     username = kwargs.get("username") or ""
     password = kwargs.get("password") or ""
     credentials = ""
@@ -210,11 +214,11 @@ class RateLimiter:
         retry_backoff_max: float,
         max_keys: int,
     ) -> None:
-        if algorithm not in _ALGORITHMS:
+        if not isinstance(algorithm, str) or algorithm not in _ALGORITHMS:
             raise InvalidArgumentError(
                 f"algorithm must be one of {sorted(_ALGORITHMS)}, got {algorithm!r}"
             )
-        if on_redis_error not in _POLICIES:
+        if not isinstance(on_redis_error, str) or on_redis_error not in _POLICIES:
             raise InvalidArgumentError(
                 f"on_redis_error must be one of {sorted(_POLICIES)}, got {on_redis_error!r}"
             )
