@@ -63,8 +63,8 @@ end
 local ttl = math.ceil(window / 1000) + 1000
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
-local reset_at = now
-if count > 0 then
+local reset_at = now + window
+if allowed == 0 and count > 0 then
   local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
   reset_at = tonumber(newest[2]) + window
 end
