@@ -91,6 +91,7 @@ async def test_async_batch() -> None:
         ({"on_redis_error": "ignore"}, "on_redis_error"),
         ({"max_keys": 0}, "max_keys"),
         ({"requests": 20_000_000}, "at most 10000000"),
+        ({"requests": 10**30}, "at most 1,000,000,000"),
     ],
 )
 def test_bad_settings_raise_invalid_argument(kwargs: dict[str, object], message: str) -> None:

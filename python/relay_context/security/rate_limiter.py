@@ -103,11 +103,13 @@ class BatchDecisions:
         return sum(self.allowed)
 
 
-def _check_positive_int(value: object, name: str) -> int:
+def _check_positive_int(value: object, name: str, maximum: int = 1_000_000_000) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InputTypeError(f"{name} must be an int, not {type(value).__name__}")
     if value <= 0:
         raise InvalidArgumentError(f"{name} must be a positive number of requests, got {value}")
+    if value > maximum:
+        raise InvalidArgumentError(f"{name} must be at most {maximum:,}, got {value:,}")
     return value
 
 
