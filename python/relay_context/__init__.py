@@ -9,6 +9,7 @@ from relay_context.core.models import encoding_name_for_model
 from relay_context.core.token_manager import TokenManager
 from relay_context.core.tokenizer import MemoStats, TokenCounter
 from relay_context.errors import (
+    BackendUnavailableError,
     ChecksumMismatchError,
     DisallowedSpecialTokenError,
     EmptyContentError,
@@ -27,8 +28,17 @@ from relay_context.errors import (
     UnknownRoleError,
     UnknownTokenIdError,
 )
+from relay_context.security.rate_limiter import (
+    BatchDecisions,
+    RateLimiter,
+    RateLimitInfo,
+    SlidingWindowRateLimiter,
+    TokenBucketRateLimiter,
+)
 
 __all__ = [
+    "BackendUnavailableError",
+    "BatchDecisions",
     "ChecksumMismatchError",
     "DisallowedSpecialTokenError",
     "EmptyContentError",
@@ -39,10 +49,14 @@ __all__ = [
     "MessageTooLargeError",
     "PatternFamily",
     "RankFileError",
+    "RateLimitInfo",
+    "RateLimiter",
     "RelayError",
     "SessionExistsError",
     "SessionNotFoundError",
+    "SlidingWindowRateLimiter",
     "StoreError",
+    "TokenBucketRateLimiter",
     "TokenCounter",
     "TokenManager",
     "TokenizerError",
