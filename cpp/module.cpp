@@ -10,6 +10,7 @@ PYBIND11_MODULE(_core, m) {
 
     auto drift = m.def_submodule("drift", "Topic drift and relevance by TF-IDF cosine");
     register_drift(drift);
+
     auto ratelimit = m.def_submodule("ratelimit", "Rate limiters: in-process and through Redis");
     register_ratelimit(ratelimit);
 }
