@@ -8,6 +8,12 @@ PYBIND11_MODULE(_core, m) {
     auto tokenizer = m.def_submodule("tokenizer", "Byte-level BPE token counter (tiktoken-exact)");
     register_tokenizer(tokenizer);
 
+    auto drift = m.def_submodule("drift", "Topic drift and relevance by TF-IDF cosine");
+    register_drift(drift);
+
+    auto ratelimit = m.def_submodule("ratelimit", "Rate limiters: in-process and through Redis");
+    register_ratelimit(ratelimit);
+
     auto knapsack = m.def_submodule("knapsack", "0/1 knapsack selection of context atoms");
     register_knapsack(knapsack);
 }
