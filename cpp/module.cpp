@@ -7,4 +7,7 @@ PYBIND11_MODULE(_core, m) {
 
     auto tokenizer = m.def_submodule("tokenizer", "Byte-level BPE token counter (tiktoken-exact)");
     register_tokenizer(tokenizer);
+
+    auto fuzzy = m.def_submodule("fuzzy", "Fuzzy string similarity and a near-duplicate index");
+    register_fuzzy(fuzzy);
 }

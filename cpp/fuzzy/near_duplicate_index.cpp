@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <mutex>
+#include <sstream>
 #include <thread>
 #include <utility>
 
@@ -13,6 +14,14 @@
 
 namespace relay::fuzzy {
 namespace {
+
+// A double for error messages (15 significant digits: 0.1 prints as 0.1).
+std::string format_number(double value) {
+    std::ostringstream out;
+    out.precision(15);
+    out << value;
+    return out.str();
+}
 
 constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
 constexpr std::size_t kMaxEntries = kNone - 1;
@@ -171,7 +180,7 @@ double shingle_jaccard(Text a, Text b, std::size_t shingle_size) {
 
 double candidate_probability(double similarity, std::size_t bands, std::size_t rows) {
     if (!(similarity >= 0.0 && similarity <= 1.0)) {
-        throw InvalidArgument("similarity must be in [0, 1], got " + std::to_string(similarity));
+        throw InvalidArgument("similarity must be in [0, 1], got " + format_number(similarity));
     }
     if (bands == 0 || rows == 0) {
         throw InvalidArgument("bands and rows must be >= 1");
@@ -351,7 +360,7 @@ void NearDuplicateIndex::clear() {
 
 std::vector<NearDuplicate> NearDuplicateIndex::query(Text text, double threshold) const {
     if (!(threshold > 0.0 && threshold <= 1.0)) {
-        throw InvalidArgument("threshold must be in (0, 1], got " + std::to_string(threshold));
+        throw InvalidArgument("threshold must be in (0, 1], got " + format_number(threshold));
     }
     const std::vector<std::uint64_t> shingles = shingle_set(text, options_.shingle_size);
     const Signature signature = sign_shingles(shingles);

@@ -4,6 +4,7 @@
 #include <array>
 #include <bit>
 #include <cmath>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -11,6 +12,14 @@
 
 namespace relay::fuzzy {
 namespace {
+
+// A double for error messages (15 significant digits: 0.1 prints as 0.1).
+std::string format_number(double value) {
+    std::ostringstream out;
+    out.precision(15);
+    out << value;
+    return out.str();
+}
 
 constexpr std::uint64_t kAllOnes = ~std::uint64_t{0};
 
@@ -330,10 +339,17 @@ double finish_normalized(const NormalizedPlan& plan, std::size_t dist, double sc
     return norm_sim >= score_cutoff ? norm_sim : 0.0;
 }
 
+// rapidfuzz's Python API hands the cutoff of the distance module's normalized_similarity to C++
+// as a C float: a similarity equal to a cutoff of 0.8 (whose float is 0.800000012) scores 0.
+// Rounding the same way keeps our scores identical at every cutoff.
+double as_single_precision(double score_cutoff) noexcept {
+    return static_cast<double>(static_cast<float>(score_cutoff));
+}
+
 void check_cutoff(double score_cutoff, double top, const char* scale) {
     if (!(score_cutoff >= 0.0 && score_cutoff <= top)) {
         throw InvalidArgument("score_cutoff must be a number in " + std::string(scale) + ", got " +
-                              std::to_string(score_cutoff));
+                              format_number(score_cutoff));
     }
 }
 
@@ -360,11 +376,18 @@ double levenshtein_normalized_unchecked(Text a, Text b, double score_cutoff) {
 // --- token set ratio --------------------------------------------------------------------------
 
 // Sorted, deduplicated words (views into `text`).
+// rapidfuzz splits a str stored by CPython with one byte per code point (all code points
+// <= U+00FF) on ASCII white space only, so U+0085 and U+00A0 separate words only in texts that
+// also hold a code point above U+00FF. Reproduced for identical scores.
 std::vector<Text> sorted_word_set(Text text) {
+    const bool wide = std::any_of(text.begin(), text.end(), [](char32_t c) { return c > 0xFF; });
+    const auto separates = [wide](char32_t c) {
+        return is_unicode_space(c) && (wide || (c != 0x85 && c != 0xA0));
+    };
     std::vector<Text> words;
     std::size_t start = 0;
     for (std::size_t i = 0; i <= text.size(); ++i) {
-        if (i == text.size() || is_unicode_space(text[i])) {
+        if (i == text.size() || separates(text[i])) {
             if (i > start) {
                 words.push_back(text.substr(start, i - start));
             }
@@ -544,12 +567,12 @@ std::size_t indel_distance(Text a, Text b, std::size_t max_distance) {
 
 double levenshtein_normalized_similarity(Text a, Text b, double score_cutoff) {
     check_cutoff(score_cutoff, 1.0, "[0, 1]");
-    return levenshtein_normalized_unchecked(a, b, score_cutoff);
+    return levenshtein_normalized_unchecked(a, b, as_single_precision(score_cutoff));
 }
 
 double indel_normalized_similarity(Text a, Text b, double score_cutoff) {
     check_cutoff(score_cutoff, 1.0, "[0, 1]");
-    return indel_normalized_unchecked(a, b, score_cutoff);
+    return indel_normalized_unchecked(a, b, as_single_precision(score_cutoff));
 }
 
 double ratio(Text a, Text b, double score_cutoff) {
@@ -588,7 +611,8 @@ std::vector<double> score_many(Scorer scorer, Text query, const TextBatch& choic
         case Scorer::kRatio:
         case Scorer::kIndelNormalized: {
             const CachedPattern pattern(query);
-            const double cutoff = percent ? score_cutoff / 100.0 : score_cutoff;
+            const double cutoff =
+                percent ? score_cutoff / 100.0 : as_single_precision(score_cutoff);
             const double scale = percent ? 100.0 : 1.0;
             parallel_for(choices.size(), threads, [&](std::size_t i) {
                 const Text choice = choices[i];
@@ -605,17 +629,18 @@ std::vector<double> score_many(Scorer scorer, Text query, const TextBatch& choic
         }
         case Scorer::kLevenshteinNormalized: {
             const CachedPattern pattern(query);
+            const double cutoff = as_single_precision(score_cutoff);
             parallel_for(choices.size(), threads, [&](std::size_t i) {
                 const Text choice = choices[i];
                 const NormalizedPlan plan =
-                    plan_normalized(std::max(query.size(), choice.size()), score_cutoff);
+                    plan_normalized(std::max(query.size(), choice.size()), cutoff);
                 const std::size_t gap = query.size() > choice.size() ? query.size() - choice.size()
                                                                      : choice.size() - query.size();
                 std::size_t dist = plan.max_distance + 1;
                 if (gap <= plan.max_distance) {
                     dist = pattern.levenshtein(choice, plan.max_distance);
                 }
-                scores[i] = finish_normalized(plan, dist, score_cutoff);
+                scores[i] = finish_normalized(plan, dist, cutoff);
             });
             break;
         }
@@ -633,10 +658,12 @@ std::vector<double> score_many(Scorer scorer, Text query, const TextBatch& choic
 
 std::vector<ScoredIndex> extract(Scorer scorer, Text query, const TextBatch& choices,
                                  double score_cutoff, std::size_t limit, unsigned threads) {
-    const std::vector<double> scores = score_many(scorer, query, choices, score_cutoff, threads);
+    // rapidfuzz.process.extract takes its cutoff as a C float, for scoring and for filtering.
+    const double cutoff = as_single_precision(score_cutoff);
+    const std::vector<double> scores = score_many(scorer, query, choices, cutoff, threads);
     std::vector<ScoredIndex> kept;
     for (std::size_t i = 0; i < scores.size(); ++i) {
-        if (scores[i] >= score_cutoff) {
+        if (scores[i] >= cutoff) {
             kept.push_back({i, scores[i]});
         }
     }

@@ -41,7 +41,8 @@ inline constexpr std::size_t kNoLimit = std::numeric_limits<std::size_t>::max();
 // --- normalised scores (rapidfuzz semantics) -------------------------------------------------
 
 // 1 - distance / max(len a, len b) in [0, 1]; 1 for two empty strings. Scores below
-// `score_cutoff` (in [0, 1]) are returned as 0.
+// `score_cutoff` (in [0, 1], compared at single precision as rapidfuzz's Python API does) are
+// returned as 0.
 [[nodiscard]] double levenshtein_normalized_similarity(Text a, Text b, double score_cutoff = 0.0);
 
 // 1 - indel distance / (len a + len b) in [0, 1]; 1 for two empty strings.
@@ -50,7 +51,8 @@ inline constexpr std::size_t kNoLimit = std::numeric_limits<std::size_t>::max();
 // rapidfuzz.fuzz.ratio: indel_normalized_similarity * 100, cutoff in [0, 100].
 [[nodiscard]] double ratio(Text a, Text b, double score_cutoff = 0.0);
 
-// rapidfuzz.fuzz.token_set_ratio: the words (split on Unicode white space, as str.split()) are
+// rapidfuzz.fuzz.token_set_ratio: the words (split on Unicode white space, as str.split(), but
+// U+0085 and U+00A0 only in texts with a code point above U+00FF, as rapidfuzz does) are
 // deduplicated and sorted; the score compares the shared words plus each side's own words.
 // 0 when either side has no word; 100 when the word set of one side contains the other's.
 [[nodiscard]] double token_set_ratio(Text a, Text b, double score_cutoff = 0.0);
@@ -96,7 +98,7 @@ struct ScoredIndex {
 };
 
 // The best `limit` choices with score >= `score_cutoff`, best first (ties: lower index first),
-// as rapidfuzz.process.extract orders them.
+// as rapidfuzz.process.extract orders them (and, like it, with the cutoff at single precision).
 [[nodiscard]] std::vector<ScoredIndex> extract(Scorer scorer, Text query, const TextBatch& choices,
                                                double score_cutoff, std::size_t limit,
                                                unsigned threads = 1);

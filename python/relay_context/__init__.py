@@ -20,6 +20,7 @@ from relay_context.errors import (
     UnknownModelError,
     UnknownTokenIdError,
 )
+from relay_context.fuzzy import NearDuplicate, NearDuplicateIndex
 
 __all__ = [
     "ChecksumMismatchError",
@@ -27,6 +28,8 @@ __all__ = [
     "InputTypeError",
     "InvalidArgumentError",
     "MemoStats",
+    "NearDuplicate",
+    "NearDuplicateIndex",
     "PatternFamily",
     "RankFileError",
     "RelayError",

@@ -3,6 +3,7 @@
 // single-pair ones.
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <cstddef>
 #include <random>
 #include <string>
@@ -139,8 +140,13 @@ TEST_CASE("normalized similarities follow rapidfuzz's formulas and cutoffs", "[f
         REQUIRE(fz::indel_normalized_similarity(a, b) == indel);
         REQUIRE(fz::ratio(a, b) == indel * 100.0);
         // Below the cutoff: 0; at or above: the same score.
-        REQUIRE(fz::levenshtein_normalized_similarity(a, b, lev) == lev);
-        REQUIRE(fz::indel_normalized_similarity(a, b, indel) == indel);
+        // The 0..1 similarities compare the cutoff at single precision (as rapidfuzz's Python
+        // API): the float just below the score keeps it.
+        const auto float_below = [](double x) {
+            return static_cast<double>(std::nextafter(static_cast<float>(x), 0.0F));
+        };
+        REQUIRE(fz::levenshtein_normalized_similarity(a, b, float_below(lev)) == lev);
+        REQUIRE(fz::indel_normalized_similarity(a, b, float_below(indel)) == indel);
         if (lev < 0.999) {
             REQUIRE(fz::levenshtein_normalized_similarity(a, b, lev + 0.001) == 0.0);
         }
@@ -149,6 +155,10 @@ TEST_CASE("normalized similarities follow rapidfuzz's formulas and cutoffs", "[f
             REQUIRE(fz::ratio(a, b, indel * 100.0 + 0.1) == 0.0);
         }
     }
+    // 0.8 as a float is 0.800000012 > 4 / 5: rapidfuzz's Indel.normalized_similarity gives 0,
+    // its fuzz.ratio (double cutoff) keeps 80.
+    REQUIRE(fz::indel_normalized_similarity(U"aaa", U"aa", 0.8) == 0.0);
+    REQUIRE(fz::ratio(U"aaa", U"aa", 80.0) == 80.0);
     REQUIRE(fz::ratio(U"", U"") == 100.0);
     REQUIRE(fz::ratio(U"abc", U"") == 0.0);
     REQUIRE(fz::levenshtein_normalized_similarity(U"", U"") == 1.0);
@@ -174,6 +184,10 @@ TEST_CASE("token_set_ratio on rapidfuzz's documented examples", "[fuzzy]") {
     // Unicode white space separates words, as str.split() does.
     REQUIRE(fz::token_set_ratio(U"a\u3000b", U"b a") == 100.0);
     REQUIRE(fz::token_set_ratio(U"a\u200bb", U"b a") < 100.0);  // ZERO WIDTH SPACE is not one
+    // As rapidfuzz: NEL and NBSP split only texts that hold a code point above U+00FF.
+    REQUIRE(fz::token_set_ratio(U"a\u00a0b", U"b a") < 100.0);
+    REQUIRE(fz::token_set_ratio(U"a\u00a0b \u4e2d", U"b a") == 100.0);
+    REQUIRE(fz::token_set_ratio(U"a\u0085b \u4e2d", U"b a") == 100.0);
     // No shared word: the plain ratio of the sorted, joined words.
     REQUIRE(fz::token_set_ratio(U"xyz abc", U"abd xyw") == fz::ratio(U"abc xyz", U"abd xyw"));
 }
