@@ -133,7 +133,7 @@ def test_known_values() -> None:
 
 @pytest.mark.parametrize("bad", [b"bytes", None, 3, ["a"]])
 @pytest.mark.parametrize("scorer", [p[0] for p in PAIRWISE], ids=IDS)
-def test_non_str_raises_input_type_error(scorer, bad) -> None:  # type: ignore[no-untyped-def]
+def test_non_str_raises_input_type_error(scorer, bad) -> None:
     with pytest.raises(InputTypeError, match="must be a str"):
         scorer(bad, "x")
     with pytest.raises(InputTypeError, match="must be a str"):
@@ -141,7 +141,7 @@ def test_non_str_raises_input_type_error(scorer, bad) -> None:  # type: ignore[n
 
 
 @pytest.mark.parametrize(("scorer", "scale"), [(p[0], p[2]) for p in PAIRWISE], ids=IDS)
-def test_bad_cutoffs_raise_invalid_argument(scorer, scale) -> None:  # type: ignore[no-untyped-def]
+def test_bad_cutoffs_raise_invalid_argument(scorer, scale) -> None:
     for bad in (-0.1, scale + 0.5, float("nan"), float("inf")):
         with pytest.raises(InvalidArgumentError, match="score_cutoff"):
             scorer("a", "b", score_cutoff=bad)
@@ -169,10 +169,10 @@ def test_scores_equal_rapidfuzz_cdist(query: str, choices: list[str], cutoff: fl
     for name, theirs, scale in SCORER_PAIRS:
         c = None if cutoff is None else cutoff * scale
         expected = [theirs(query, choice, score_cutoff=c) for choice in choices]
-        assert fuzzy.scores(query, choices, scorer=name, score_cutoff=c) == expected  # type: ignore[arg-type]
+        assert fuzzy.scores(query, choices, scorer=name, score_cutoff=c) == expected
         assert (
             fuzzy.scores(query, tuple(choices), scorer=name, score_cutoff=c, workers=2) == expected
-        )  # type: ignore[arg-type]
+        )
 
 
 def test_scores_on_many_choices_with_threads() -> None:
@@ -196,21 +196,21 @@ def test_extract_equals_rapidfuzz(
 ) -> None:
     for name, theirs in (("ratio", fuzz.ratio), ("token_set_ratio", fuzz.token_set_ratio)):
         expected = process.extract(query, choices, scorer=theirs, limit=limit, score_cutoff=cutoff)
-        got = fuzzy.extract(query, choices, scorer=name, limit=limit, score_cutoff=cutoff)  # type: ignore[arg-type]
+        got = fuzzy.extract(query, choices, scorer=name, limit=limit, score_cutoff=cutoff)
         assert got == expected
 
 
 def test_batch_argument_errors() -> None:
     with pytest.raises(InputTypeError, match="every choice must be a str"):
-        fuzzy.scores("a", ["b", b"c"])  # type: ignore[list-item]
+        fuzzy.scores("a", ["b", b"c"])
     with pytest.raises(InputTypeError, match="choices must be a sequence of str"):
-        fuzzy.scores("a", 3)  # type: ignore[arg-type]
+        fuzzy.scores("a", 3)
     with pytest.raises(InputTypeError, match="choices must be a sequence of str"):
         fuzzy.extract("a", "abc")
     with pytest.raises(InputTypeError, match="query must be a str"):
-        fuzzy.extract(None, ["a"])  # type: ignore[arg-type]
+        fuzzy.extract(None, ["a"])
     with pytest.raises(InvalidArgumentError, match="scorer must be one of"):
-        fuzzy.scores("a", ["b"], scorer="partial_ratio")  # type: ignore[arg-type]
+        fuzzy.scores("a", ["b"], scorer="partial_ratio")
     with pytest.raises(InvalidArgumentError, match="workers"):
         fuzzy.scores("a", ["b"], workers=0)
     with pytest.raises(InvalidArgumentError, match="limit"):
