@@ -88,7 +88,7 @@ class CodePoints {
 
   private:
     std::size_t size_;
-    std::array<char32_t, 128> inline_{};
+    std::array<char32_t, 128> inline_;  // not zeroed: always written before it is read
     std::u32string heap_;
 };
 

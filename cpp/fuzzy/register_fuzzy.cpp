@@ -6,29 +6,17 @@
 #include <vector>
 
 #include "common/binding.hpp"
+#include "common/py_fastcall.hpp"
 #include "common/py_text.hpp"
 #include "fuzzy/near_duplicate_index.hpp"
 #include "fuzzy/similarity.hpp"
 
 namespace fz = relay::fuzzy;
 using relay::bind::CodePoints;
+using relay::bind::def_fastcall;
+using relay::bind::fastcall_text_pair;
 using relay::bind::to_text_batch;
 using relay::bind::without_gil;
-using relay::bind::without_gil_if_long;
-
-namespace {
-
-// The four pairwise scorers share one signature: (a, b, score_cutoff) -> score.
-template <double (*Score)(fz::Text, fz::Text, double)>
-double score_pair(py::handle a, py::handle b, double score_cutoff) {
-    const CodePoints first(a, "s1");
-    const CodePoints second(b, "s2");
-    // Safe: both texts were copied into C++ buffers above.
-    return without_gil_if_long(first.size() * second.size(),
-                               [&] { return Score(first.view(), second.view(), score_cutoff); });
-}
-
-}  // namespace
 
 void register_fuzzy(py::module_& m) {
     py::enum_<fz::Scorer>(m, "Scorer")
@@ -37,13 +25,15 @@ void register_fuzzy(py::module_& m) {
         .value("LEVENSHTEIN_NORMALIZED", fz::Scorer::kLevenshteinNormalized)
         .value("INDEL_NORMALIZED", fz::Scorer::kIndelNormalized);
 
-    m.def("ratio", &score_pair<fz::ratio>, py::arg("s1"), py::arg("s2"), py::arg("score_cutoff"));
-    m.def("token_set_ratio", &score_pair<fz::token_set_ratio>, py::arg("s1"), py::arg("s2"),
-          py::arg("score_cutoff"));
-    m.def("levenshtein_normalized_similarity", &score_pair<fz::levenshtein_normalized_similarity>,
-          py::arg("s1"), py::arg("s2"), py::arg("score_cutoff"));
-    m.def("indel_normalized_similarity", &score_pair<fz::indel_normalized_similarity>,
-          py::arg("s1"), py::arg("s2"), py::arg("score_cutoff"));
+    // The pairwise scorers skip pybind11's dispatch: see common/py_fastcall.hpp.
+    def_fastcall<fastcall_text_pair<fz::ratio>>(m, "ratio", "ratio(s1, s2, score_cutoff)");
+    def_fastcall<fastcall_text_pair<fz::token_set_ratio>>(m, "token_set_ratio",
+                                                          "token_set_ratio(s1, s2, score_cutoff)");
+    def_fastcall<fastcall_text_pair<fz::levenshtein_normalized_similarity>>(
+        m, "levenshtein_normalized_similarity",
+        "levenshtein_normalized_similarity(s1, s2, score_cutoff)");
+    def_fastcall<fastcall_text_pair<fz::indel_normalized_similarity>>(
+        m, "indel_normalized_similarity", "indel_normalized_similarity(s1, s2, score_cutoff)");
 
     m.def(
         "score_many",

@@ -31,26 +31,51 @@ constexpr std::size_t slot_hash(char32_t c, unsigned bits) noexcept {
 // Positions of each code point in a pattern of at most 64 code points, one bit per position.
 // Code points below 256 index an array; the others live in a 128-slot open-addressing table
 // (at most 64 distinct keys, so it is never more than half full). Keys there are >= 256, so 0
-// marks an empty slot.
+// marks an empty slot. clear() empties the table touching only what assign() set, so one
+// thread-local table serves every single-pair call without re-zeroing 3.5 KiB each time.
 class WordPatternMatch {
   public:
-    explicit WordPatternMatch(Text pattern) noexcept {
+    WordPatternMatch() = default;
+    explicit WordPatternMatch(Text pattern) noexcept { assign(pattern); }
+
+    // Sets the bits of `pattern` (at most 64 code points) in an empty table.
+    void assign(Text pattern) noexcept {
         std::uint64_t bit = 1;
         for (const char32_t c : pattern) {
             if (c < 256) {
                 latin1_[c] |= bit;
             } else {
                 const std::size_t i = find_slot(c);
-                keys_[i] = c;
+                if (keys_[i] == 0) {
+                    keys_[i] = c;
+                    used_slots_[used_count_++] = static_cast<std::uint8_t>(i);
+                }
                 masks_[i] |= bit;
             }
             bit <<= 1U;
         }
     }
 
+    // Empties the table again; `pattern` must be what assign() was given.
+    void clear(Text pattern) noexcept {
+        for (const char32_t c : pattern) {
+            if (c < 256) {
+                latin1_[c] = 0;
+            }
+        }
+        for (std::size_t k = 0; k < used_count_; ++k) {
+            keys_[used_slots_[k]] = 0;
+            masks_[used_slots_[k]] = 0;
+        }
+        used_count_ = 0;
+    }
+
     [[nodiscard]] std::uint64_t get(char32_t c) const noexcept {
         if (c < 256) {
             return latin1_[c];
+        }
+        if (used_count_ == 0) {
+            return 0;
         }
         const std::size_t i = find_slot(c);
         return keys_[i] == c ? masks_[i] : 0;
@@ -71,37 +96,71 @@ class WordPatternMatch {
     std::array<std::uint64_t, 256> latin1_{};
     std::array<char32_t, 128> keys_{};
     std::array<std::uint64_t, 128> masks_{};
+    std::array<std::uint8_t, 64> used_slots_{};
+    std::size_t used_count_ = 0;
 };
 
-// The same table for patterns of any length: each code point maps to a row of ceil(m / 64)
-// words. Row 0 of `rows_` is all zero and answers code points absent from the pattern.
+// The thread's reusable single-word table, filled for one pattern for the scope's lifetime.
+class ScratchWordPattern {
+  public:
+    explicit ScratchWordPattern(Text pattern) noexcept : table_(table()), pattern_(pattern) {
+        table_.assign(pattern);
+    }
+    ~ScratchWordPattern() { table_.clear(pattern_); }
+    ScratchWordPattern(const ScratchWordPattern&) = delete;
+    ScratchWordPattern& operator=(const ScratchWordPattern&) = delete;
+
+    [[nodiscard]] const WordPatternMatch& get() const noexcept { return table_; }
+
+  private:
+    static WordPatternMatch& table() noexcept {
+        thread_local WordPatternMatch scratch;
+        return scratch;
+    }
+    WordPatternMatch& table_;
+    Text pattern_;
+};
+
+// The same table for patterns of any length: each distinct code point of the pattern owns a row
+// of ceil(m / 64) words; row 0 is all zero and answers code points absent from the pattern.
+// Code points below 256 find their row through an array, the others through an open-addressing
+// table built only when the pattern has such code points.
 class BlockPatternMatch {
   public:
-    explicit BlockPatternMatch(Text pattern)
-        : blocks_((pattern.size() + 63) / 64), latin1_(256 * blocks_, 0) {
-        unsigned bits = 4;
-        while ((std::size_t{1} << bits) < 2 * pattern.size()) {
-            ++bits;
-        }
-        slot_bits_ = bits;
-        keys_.assign(std::size_t{1} << bits, 0);
-        row_of_.assign(keys_.size(), 0);
+    BlockPatternMatch() = default;
+    explicit BlockPatternMatch(Text pattern) { assign(pattern); }
+
+    // Replaces the pattern (reusing the buffers' capacity).
+    void assign(Text pattern) {
+        blocks_ = (pattern.size() + 63) / 64;
+        latin1_row_.fill(0);
+        keys_.clear();
+        row_of_.clear();
         rows_.assign(blocks_, 0);
         for (std::size_t pos = 0; pos < pattern.size(); ++pos) {
             const char32_t c = pattern[pos];
-            std::uint64_t* row = nullptr;
+            std::uint32_t* row_index = nullptr;
             if (c < 256) {
-                row = &latin1_[c * blocks_];
+                row_index = &latin1_row_[c];
             } else {
-                const std::size_t i = find_slot(c);
-                if (keys_[i] == 0) {
-                    keys_[i] = c;
-                    row_of_[i] = static_cast<std::uint32_t>(rows_.size() / blocks_);
-                    rows_.resize(rows_.size() + blocks_, 0);
+                if (keys_.empty()) {
+                    unsigned bits = 4;
+                    while ((std::size_t{1} << bits) < 2 * pattern.size()) {
+                        ++bits;
+                    }
+                    slot_bits_ = bits;
+                    keys_.assign(std::size_t{1} << bits, 0);
+                    row_of_.assign(keys_.size(), 0);
                 }
-                row = &rows_[row_of_[i] * blocks_];
+                const std::size_t i = find_slot(c);
+                keys_[i] = c;
+                row_index = &row_of_[i];
             }
-            row[pos / 64] |= std::uint64_t{1} << (pos % 64);
+            if (*row_index == 0) {
+                *row_index = static_cast<std::uint32_t>(rows_.size() / blocks_);
+                rows_.resize(rows_.size() + blocks_, 0);
+            }
+            rows_[std::size_t{*row_index} * blocks_ + pos / 64] |= std::uint64_t{1} << (pos % 64);
         }
     }
 
@@ -109,10 +168,13 @@ class BlockPatternMatch {
 
     [[nodiscard]] const std::uint64_t* row(char32_t c) const noexcept {
         if (c < 256) {
-            return &latin1_[c * blocks_];
+            return &rows_[std::size_t{latin1_row_[c]} * blocks_];
+        }
+        if (keys_.empty()) {
+            return rows_.data();
         }
         const std::size_t i = find_slot(c);
-        return keys_[i] == c ? &rows_[row_of_[i] * blocks_] : rows_.data();
+        return keys_[i] == c ? &rows_[std::size_t{row_of_[i]} * blocks_] : rows_.data();
     }
 
   private:
@@ -125,21 +187,59 @@ class BlockPatternMatch {
         return i;
     }
 
-    std::size_t blocks_;
+    std::size_t blocks_ = 0;
     unsigned slot_bits_ = 4;
-    std::vector<std::uint64_t> latin1_;
+    std::array<std::uint32_t, 256> latin1_row_{};
     std::vector<char32_t> keys_;
     std::vector<std::uint32_t> row_of_;
     std::vector<std::uint64_t> rows_;
 };
 
+// The thread's reusable multi-word table (keeps its buffers between calls).
+BlockPatternMatch& scratch_block_pattern(Text pattern) {
+    thread_local BlockPatternMatch scratch;
+    scratch.assign(pattern);
+    return scratch;
+}
+
+// A column of `n` words: on the stack up to 16 words (1024 code points), else on the heap.
+class ColumnWords {
+  public:
+    ColumnWords(std::size_t n, std::uint64_t value) : n_(n) {
+        if (n > kInline) {
+            heap_.assign(n, value);
+        } else {
+            std::fill_n(inline_.begin(), n, value);
+        }
+    }
+    [[nodiscard]] std::uint64_t* data() noexcept {
+        return n_ > kInline ? heap_.data() : inline_.data();
+    }
+
+  private:
+    static constexpr std::size_t kInline = 16;
+    std::size_t n_;
+    std::array<std::uint64_t, kInline> inline_{};
+    std::vector<std::uint64_t> heap_;
+};
+
 // a + b + carry_in on 64-bit words; carry_in/out in {0, 1}.
+#if defined(__SIZEOF_INT128__)
+// A 128-bit sum compiles to add + adc, keeping the carry chain in the flags register.
+__extension__ using Uint128 = unsigned __int128;
+inline std::uint64_t add_with_carry(std::uint64_t a, std::uint64_t b, std::uint64_t& carry) {
+    const Uint128 sum = Uint128{a} + b + carry;
+    carry = static_cast<std::uint64_t>(sum >> 64U);
+    return static_cast<std::uint64_t>(sum);
+}
+#else
 inline std::uint64_t add_with_carry(std::uint64_t a, std::uint64_t b, std::uint64_t& carry) {
     const std::uint64_t sum = a + b;
     const std::uint64_t out = sum + carry;
     carry = static_cast<std::uint64_t>(sum < a) | static_cast<std::uint64_t>(out < sum);
     return out;
 }
+#endif
 
 constexpr std::uint64_t low_mask(std::size_t bits) noexcept {
     return bits >= 64 ? kAllOnes : (std::uint64_t{1} << bits) - 1;
@@ -158,9 +258,11 @@ std::size_t lcs_word(const PatternMatch& pm, std::size_t m, Text text) noexcept 
     return static_cast<std::size_t>(std::popcount(~s & low_mask(m)));
 }
 
-std::size_t lcs_blocks(const BlockPatternMatch& pm, std::size_t m, Text text) {
-    const std::size_t words = pm.blocks();
-    std::vector<std::uint64_t> s(words, kAllOnes);
+// kWords > 0: the word count is known at compile time (loops unrolled, column in registers).
+template <std::size_t kWords>
+std::size_t lcs_blocks_on(const BlockPatternMatch& pm, std::size_t m, Text text,
+                          std::uint64_t* s) noexcept {
+    const std::size_t words = kWords != 0 ? kWords : pm.blocks();
     for (const char32_t c : text) {
         const std::uint64_t* match = pm.row(c);
         std::uint64_t carry = 0;
@@ -175,6 +277,36 @@ std::size_t lcs_blocks(const BlockPatternMatch& pm, std::size_t m, Text text) {
     }
     const std::size_t tail_bits = m - 64 * (words - 1);
     return lcs + static_cast<std::size_t>(std::popcount(~s[words - 1] & low_mask(tail_bits)));
+}
+
+template <std::size_t kWords>
+std::size_t lcs_fixed(const BlockPatternMatch& pm, std::size_t m, Text text) noexcept {
+    std::array<std::uint64_t, kWords> s;
+    s.fill(kAllOnes);
+    return lcs_blocks_on<kWords>(pm, m, text, s.data());
+}
+
+std::size_t lcs_blocks(const BlockPatternMatch& pm, std::size_t m, Text text) {
+    switch (pm.blocks()) {
+        case 2:
+            return lcs_fixed<2>(pm, m, text);
+        case 3:
+            return lcs_fixed<3>(pm, m, text);
+        case 4:
+            return lcs_fixed<4>(pm, m, text);
+        case 5:
+            return lcs_fixed<5>(pm, m, text);
+        case 6:
+            return lcs_fixed<6>(pm, m, text);
+        case 7:
+            return lcs_fixed<7>(pm, m, text);
+        case 8:
+            return lcs_fixed<8>(pm, m, text);
+        default: {
+            ColumnWords column(pm.blocks(), kAllOnes);
+            return lcs_blocks_on<0>(pm, m, text, column.data());
+        }
+    }
 }
 
 // --- Levenshtein (Hyyrö's form of Myers' algorithm): VP/VN are the +1/-1 vertical deltas of
@@ -213,11 +345,11 @@ std::size_t levenshtein_word(const PatternMatch& pm, std::size_t m, Text text,
     return dist <= max_distance ? dist : max_distance + 1;
 }
 
-std::size_t levenshtein_blocks(const BlockPatternMatch& pm, std::size_t m, Text text,
-                               std::size_t max_distance) {
-    const std::size_t words = pm.blocks();
-    std::vector<std::uint64_t> vp(words, kAllOnes);
-    std::vector<std::uint64_t> vn(words, 0);
+template <std::size_t kWords>
+std::size_t levenshtein_blocks_on(const BlockPatternMatch& pm, std::size_t m, Text text,
+                                  std::size_t max_distance, std::uint64_t* vp,
+                                  std::uint64_t* vn) noexcept {
+    const std::size_t words = kWords != 0 ? kWords : pm.blocks();
     const std::uint64_t last = std::uint64_t{1} << ((m - 1) % 64);
     std::size_t dist = m;
     std::size_t remaining = text.size();
@@ -254,6 +386,41 @@ std::size_t levenshtein_blocks(const BlockPatternMatch& pm, std::size_t m, Text 
         }
     }
     return dist <= max_distance ? dist : max_distance + 1;
+}
+
+template <std::size_t kWords>
+std::size_t levenshtein_fixed(const BlockPatternMatch& pm, std::size_t m, Text text,
+                              std::size_t max_distance) noexcept {
+    std::array<std::uint64_t, kWords> vp;
+    std::array<std::uint64_t, kWords> vn;
+    vp.fill(kAllOnes);
+    vn.fill(0);
+    return levenshtein_blocks_on<kWords>(pm, m, text, max_distance, vp.data(), vn.data());
+}
+
+std::size_t levenshtein_blocks(const BlockPatternMatch& pm, std::size_t m, Text text,
+                               std::size_t max_distance) {
+    switch (pm.blocks()) {
+        case 2:
+            return levenshtein_fixed<2>(pm, m, text, max_distance);
+        case 3:
+            return levenshtein_fixed<3>(pm, m, text, max_distance);
+        case 4:
+            return levenshtein_fixed<4>(pm, m, text, max_distance);
+        case 5:
+            return levenshtein_fixed<5>(pm, m, text, max_distance);
+        case 6:
+            return levenshtein_fixed<6>(pm, m, text, max_distance);
+        case 7:
+            return levenshtein_fixed<7>(pm, m, text, max_distance);
+        case 8:
+            return levenshtein_fixed<8>(pm, m, text, max_distance);
+        default: {
+            ColumnWords vp(pm.blocks(), kAllOnes);
+            ColumnWords vn(pm.blocks(), 0);
+            return levenshtein_blocks_on<0>(pm, m, text, max_distance, vp.data(), vn.data());
+        }
+    }
 }
 
 // Drops the common prefix and suffix (they never change either distance); returns how many
@@ -538,11 +705,10 @@ std::size_t levenshtein_distance(Text a, Text b, std::size_t max_distance) {
         return 1;  // something differs after the common affixes were removed
     }
     if (a.size() <= 64) {
-        const WordPatternMatch pm(a);
-        return levenshtein_word(pm, a.size(), b, max_distance);
+        const ScratchWordPattern pm(a);
+        return levenshtein_word(pm.get(), a.size(), b, max_distance);
     }
-    const BlockPatternMatch pm(a);
-    return levenshtein_blocks(pm, a.size(), b, max_distance);
+    return levenshtein_blocks(scratch_block_pattern(a), a.size(), b, max_distance);
 }
 
 std::size_t lcs_length(Text a, Text b) {
@@ -554,11 +720,10 @@ std::size_t lcs_length(Text a, Text b) {
         return common;
     }
     if (a.size() <= 64) {
-        const WordPatternMatch pm(a);
-        return common + lcs_word(pm, a.size(), b);
+        const ScratchWordPattern pm(a);
+        return common + lcs_word(pm.get(), a.size(), b);
     }
-    const BlockPatternMatch pm(a);
-    return common + lcs_blocks(pm, a.size(), b);
+    return common + lcs_blocks(scratch_block_pattern(a), a.size(), b);
 }
 
 std::size_t indel_distance(Text a, Text b, std::size_t max_distance) {
