@@ -582,9 +582,13 @@ double levenshtein_normalized_unchecked(Text a, Text b, double score_cutoff) {
 std::vector<Text> sorted_word_set(Text text) {
     const bool wide = std::any_of(text.begin(), text.end(), [](char32_t c) { return c > 0xFF; });
     const auto separates = [wide](char32_t c) {
+        if (c > 0x20 && c < 0x85) {
+            return false;  // the common case, decided without the full table
+        }
         return is_unicode_space(c) && (wide || (c != 0x85 && c != 0xA0));
     };
     std::vector<Text> words;
+    words.reserve(text.size() / 4 + 1);
     std::size_t start = 0;
     for (std::size_t i = 0; i <= text.size(); ++i) {
         if (i == text.size() || separates(text[i])) {
@@ -597,27 +601,6 @@ std::vector<Text> sorted_word_set(Text text) {
     std::sort(words.begin(), words.end());
     words.erase(std::unique(words.begin(), words.end()), words.end());
     return words;
-}
-
-// Length of the words joined by single spaces.
-std::size_t joined_length(const std::vector<Text>& words) noexcept {
-    std::size_t length = words.empty() ? 0 : words.size() - 1;
-    for (const Text w : words) {
-        length += w.size();
-    }
-    return length;
-}
-
-std::u32string join_words(const std::vector<Text>& words) {
-    std::u32string joined;
-    joined.reserve(joined_length(words));
-    for (std::size_t i = 0; i < words.size(); ++i) {
-        if (i != 0) {
-            joined.push_back(U' ');
-        }
-        joined.append(words[i]);
-    }
-    return joined;
 }
 
 // rapidfuzz's score for a distance on a 0..100 scale (computed as 100 - 100 * d / n).
@@ -633,22 +616,36 @@ double token_set_ratio_of_words(const std::vector<Text>& words_a, const std::vec
     if (words_a.empty() || words_b.empty()) {
         return 0.0;
     }
-    std::vector<Text> shared;
-    std::vector<Text> only_a;
-    std::vector<Text> only_b;
-    std::set_intersection(words_a.begin(), words_a.end(), words_b.begin(), words_b.end(),
-                          std::back_inserter(shared));
-    std::set_difference(words_a.begin(), words_a.end(), words_b.begin(), words_b.end(),
-                        std::back_inserter(only_a));
-    std::set_difference(words_b.begin(), words_b.end(), words_a.begin(), words_a.end(),
-                        std::back_inserter(only_b));
+    // One merge of the two sorted sets: the shared words' joined length, and each side's own
+    // words joined by spaces.
+    std::size_t shared_count = 0;
+    std::size_t shared_len = 0;
+    std::u32string joined_a;
+    std::u32string joined_b;
+    const auto append_word = [](std::u32string& joined, Text word) {
+        if (!joined.empty()) {
+            joined.push_back(U' ');
+        }
+        joined.append(word);
+    };
+    std::size_t i = 0;
+    std::size_t j = 0;
+    while (i < words_a.size() || j < words_b.size()) {
+        if (j == words_b.size() || (i < words_a.size() && words_a[i] < words_b[j])) {
+            append_word(joined_a, words_a[i++]);
+        } else if (i == words_a.size() || words_b[j] < words_a[i]) {
+            append_word(joined_b, words_b[j++]);
+        } else {
+            shared_len += words_a[i].size() + (shared_count != 0 ? 1 : 0);
+            ++shared_count;
+            ++i;
+            ++j;
+        }
+    }
     // One word set contains the other.
-    if (!shared.empty() && (only_a.empty() || only_b.empty())) {
+    if (shared_count != 0 && (joined_a.empty() || joined_b.empty())) {
         return 100.0;
     }
-    const std::u32string joined_a = join_words(only_a);
-    const std::u32string joined_b = join_words(only_b);
-    const std::size_t shared_len = joined_length(shared);
     const std::size_t separator = shared_len != 0 ? 1 : 0;
     // "shared + only_a" against "shared + only_b": only the differing words can differ.
     const std::size_t shared_a_len = shared_len + separator + joined_a.size();
