@@ -8,6 +8,12 @@ PYBIND11_MODULE(_core, m) {
     auto tokenizer = m.def_submodule("tokenizer", "Byte-level BPE token counter (tiktoken-exact)");
     register_tokenizer(tokenizer);
 
+    auto drift = m.def_submodule("drift", "Topic drift and relevance by TF-IDF cosine");
+    register_drift(drift);
+
+    auto ratelimit = m.def_submodule("ratelimit", "Rate limiters: in-process and through Redis");
+    register_ratelimit(ratelimit);
+
     auto fuzzy = m.def_submodule("fuzzy", "Fuzzy string similarity and a near-duplicate index");
     register_fuzzy(fuzzy);
 }
