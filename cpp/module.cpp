@@ -14,6 +14,9 @@ PYBIND11_MODULE(_core, m) {
     auto ratelimit = m.def_submodule("ratelimit", "Rate limiters: in-process and through Redis");
     register_ratelimit(ratelimit);
 
+    auto knapsack = m.def_submodule("knapsack", "0/1 knapsack selection of context atoms");
+    register_knapsack(knapsack);
+
     auto fuzzy = m.def_submodule("fuzzy", "Fuzzy string similarity and a near-duplicate index");
     register_fuzzy(fuzzy);
 }
