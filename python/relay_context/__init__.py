@@ -30,6 +30,7 @@ from relay_context.errors import (
     UnknownRoleError,
     UnknownTokenIdError,
 )
+from relay_context.fuzzy import NearDuplicate, NearDuplicateIndex
 from relay_context.security.rate_limiter import (
     BatchDecisions,
     RateLimiter,
@@ -52,6 +53,8 @@ __all__ = [
     "KnapsackSelector",
     "MemoStats",
     "MessageTooLargeError",
+    "NearDuplicate",
+    "NearDuplicateIndex",
     "PatternFamily",
     "RankFileError",
     "RateLimitInfo",
