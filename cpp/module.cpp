@@ -7,4 +7,8 @@ PYBIND11_MODULE(_core, m) {
 
     auto tokenizer = m.def_submodule("tokenizer", "Byte-level BPE token counter (tiktoken-exact)");
     register_tokenizer(tokenizer);
+
+    auto compress =
+        m.def_submodule("compress", "zstd / LZ4 frames, dictionaries, streaming, size cap");
+    register_compress(compress);
 }

@@ -22,7 +22,7 @@ namespace {
 
 // Block size ceilings of the LZ4 frame format, by the block-size id in the BD byte (4..7).
 constexpr std::array<std::uint64_t, 4> kLz4BlockSizes = {64U << 10U, 256U << 10U, 1U << 20U,
-                                                        4U << 20U};
+                                                         4U << 20U};
 constexpr std::size_t kSkippableHeaderSize = 8;
 
 std::uint64_t read_le(std::string_view data, std::size_t pos, std::size_t width) {
@@ -64,7 +64,8 @@ std::optional<FrameHeader> parse_zstd_header(std::string_view data, std::uint64_
     static constexpr std::array<std::size_t, 4> kDictIdBytes = {0, 1, 2, 4};
     static constexpr std::array<std::size_t, 4> kContentSizeBytes = {0, 2, 4, 8};
     const std::size_t dict_bytes = kDictIdBytes[dict_flag];
-    const std::size_t fcs_bytes = (fcs_flag == 0 && single_segment) ? 1 : kContentSizeBytes[fcs_flag];
+    const std::size_t fcs_bytes =
+        (fcs_flag == 0 && single_segment) ? 1 : kContentSizeBytes[fcs_flag];
     const std::size_t window_bytes = single_segment ? 0 : 1;
     FrameHeader header;
     header.format = FrameFormat::kZstd;
@@ -287,8 +288,7 @@ std::shared_ptr<const Dictionary> train_dictionary(std::span<const std::string_v
     if (ZDICT_isError(written) != 0U) {
         throw InvalidArgument("could not train a dictionary from " +
                               std::to_string(samples.size()) + " samples (" +
-                              std::to_string(total) + " bytes): " +
-                              ZDICT_getErrorName(written) +
+                              std::to_string(total) + " bytes): " + ZDICT_getErrorName(written) +
                               "; zstd needs many varied samples, ideally about 100 times the "
                               "dictionary size in total");
     }
@@ -363,9 +363,8 @@ std::string Compressor::compress(std::string_view data) const {
     prefs.frameInfo.dictID = options_.dictionary ? options_.dictionary->id() : 0;
     const auto lease = impl_->lz4_pool.acquire();
     out.resize(LZ4F_compressFrameBound(data.size(), &prefs));
-    const std::size_t written =
-        LZ4F_compressFrame_usingCDict(lease.get(), out.data(), out.size(), data.data(),
-                                      data.size(), impl_->lz4_dict, &prefs);
+    const std::size_t written = LZ4F_compressFrame_usingCDict(
+        lease.get(), out.data(), out.size(), data.data(), data.size(), impl_->lz4_dict, &prefs);
     if (LZ4F_isError(written) != 0U) {
         throw codec_failure("LZ4 compression", LZ4F_getErrorName(written));
     }
@@ -415,7 +414,8 @@ std::string Decompressor::decompress(std::string_view data) const {
             }
             case FrameFormat::kZstd: {
                 const bool use_dict = detail::select_dictionary(*header, dict, pos);
-                const std::size_t frame_size = ZSTD_findFrameCompressedSize(rest.data(), rest.size());
+                const std::size_t frame_size =
+                    ZSTD_findFrameCompressedSize(rest.data(), rest.size());
                 if (ZSTD_isError(frame_size) != 0U) {
                     if (ZSTD_getErrorCode(frame_size) == ZSTD_error_srcSize_wrong) {
                         detail::throw_truncated(FrameFormat::kZstd, pos);

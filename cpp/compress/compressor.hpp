@@ -49,7 +49,7 @@ struct FrameHeader {
     std::size_t header_size = 0;                // bytes of the header itself
     std::optional<std::uint64_t> content_size;  // decompressed size, when the frame declares it
     std::uint32_t dict_id = 0;                  // 0: the frame names no dictionary
-    std::uint64_t window_size = 0;  // zstd: history the decoder keeps; LZ4: largest block
+    std::uint64_t window_size = 0;     // zstd: history the decoder keeps; LZ4: largest block
     std::uint64_t skippable_size = 0;  // payload bytes of a skippable frame
 };
 
@@ -79,8 +79,9 @@ class Dictionary {
     ZSTD_DDict_s* ddict_ = nullptr;  // digested once, shared by every decompression
 };
 
-// Trains a zstd dictionary of at most `capacity` bytes from sample messages (ZDICT_trainFromBuffer).
-// Throws InvalidArgument when zstd cannot train one (too few or too uniform samples), naming why.
+// Trains a zstd dictionary of at most `capacity` bytes from sample messages
+// (ZDICT_trainFromBuffer). Throws InvalidArgument when zstd cannot train one (too few or too
+// uniform samples), naming why.
 [[nodiscard]] std::shared_ptr<const Dictionary> train_dictionary(
     std::span<const std::string_view> samples, std::size_t capacity);
 

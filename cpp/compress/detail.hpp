@@ -24,9 +24,9 @@ namespace relay::compress::detail {
 
 // What the output of one decoding step may grow to, and how to word going past it.
 struct OutputLimit {
-    std::size_t limit = 0;        // out.size() may not exceed this
-    std::uint64_t cap = 0;        // the user's max_output, for the message
-    std::uint64_t offset = 0;     // of the frame, for the message
+    std::size_t limit = 0;     // out.size() may not exceed this
+    std::uint64_t cap = 0;     // the user's max_output, for the message
+    std::uint64_t offset = 0;  // of the frame, for the message
     FrameFormat format = FrameFormat::kZstd;
     bool is_declared_size = false;  // the limit is the frame's own declared content size
 

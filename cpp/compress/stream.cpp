@@ -51,17 +51,16 @@ void throw_truncated(FrameFormat format, std::uint64_t offset) {
         throw CorruptFrame("truncated input at offset " + std::to_string(offset) +
                            ": too few bytes left for a frame header");
     }
-    throw CorruptFrame("truncated " + format_name(format) + " at offset " +
-                       std::to_string(offset) + ": the input ends before the frame does");
+    throw CorruptFrame("truncated " + format_name(format) + " at offset " + std::to_string(offset) +
+                       ": the input ends before the frame does");
 }
 
 void throw_declared_too_large(FrameFormat format, std::uint64_t offset, std::uint64_t declared,
                               std::uint64_t room, std::uint64_t cap) {
-    throw SizeLimitExceeded("the " + format_name(format) + " at offset " + std::to_string(offset) +
-                            " declares " + std::to_string(declared) +
-                            " decompressed bytes, more than the " + std::to_string(room) +
-                            " left under the limit of " + std::to_string(cap) +
-                            " bytes (max_decompressed_size)");
+    throw SizeLimitExceeded(
+        "the " + format_name(format) + " at offset " + std::to_string(offset) + " declares " +
+        std::to_string(declared) + " decompressed bytes, more than the " + std::to_string(room) +
+        " left under the limit of " + std::to_string(cap) + " bytes (max_decompressed_size)");
 }
 
 void reserve_within(std::string& out, std::size_t needed, std::size_t limit) {
@@ -84,11 +83,10 @@ bool select_dictionary(const FrameHeader& header, const Dictionary* dictionary,
                                std::to_string(header.dict_id) + ", and no dictionary was given");
         }
         if (dictionary->id() != header.dict_id) {
-            throw CorruptFrame("the " + format_name(header.format) + " at offset " +
-                               std::to_string(offset) + " needs dictionary id " +
-                               std::to_string(header.dict_id) +
-                               ", but the dictionary given has id " +
-                               std::to_string(dictionary->id()));
+            throw CorruptFrame(
+                "the " + format_name(header.format) + " at offset " + std::to_string(offset) +
+                " needs dictionary id " + std::to_string(header.dict_id) +
+                ", but the dictionary given has id " + std::to_string(dictionary->id()));
         }
         return true;
     }
@@ -180,8 +178,8 @@ void prepare_zstd_stream(ZSTD_DCtx* dctx, const FrameHeader& header, const Dicti
     // The caller has checked that the window fits under the cap, so any window the format allows
     // (up to 2^31 here) is accepted instead of zstd's default ceiling of 2^27.
     constexpr int kZstdDefaultWindowLogLimit = 27;
-    const auto needed_log = static_cast<int>(
-        std::bit_width(std::max<std::uint64_t>(header.window_size, 1) - 1));
+    const auto needed_log =
+        static_cast<int>(std::bit_width(std::max<std::uint64_t>(header.window_size, 1) - 1));
     const int window_log = std::clamp(needed_log, kZstdDefaultWindowLogLimit, 31);
     ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, window_log);
     if (use_dictionary) {
@@ -196,11 +194,10 @@ void zstd_decode_bounded(ZSTD_DCtx* dctx, std::string_view frame, const Dictiona
     reserve_within(out, limit.limit, limit.limit);
     out.resize(limit.limit);
     char* dst = out.data() + old;
-    const std::size_t got =
-        use_dictionary
-            ? ZSTD_decompress_usingDDict(dctx, dst, room, frame.data(), frame.size(),
-                                         dictionary->zstd_ddict())
-            : ZSTD_decompressDCtx(dctx, dst, room, frame.data(), frame.size());
+    const std::size_t got = use_dictionary
+                                ? ZSTD_decompress_usingDDict(dctx, dst, room, frame.data(),
+                                                             frame.size(), dictionary->zstd_ddict())
+                                : ZSTD_decompressDCtx(dctx, dst, room, frame.data(), frame.size());
     if (ZSTD_isError(got) != 0U) {
         out.resize(old);
         if (ZSTD_getErrorCode(got) == ZSTD_error_dstSize_tooSmall) {
@@ -339,9 +336,8 @@ std::string StreamCompressor::begin_frame_if_needed() {
     frame_open_ = true;
     if (lz4_ != nullptr) {
         out.resize(LZ4F_HEADER_SIZE_MAX);
-        const std::size_t written =
-            LZ4F_compressBegin_usingCDict(lz4_, out.data(), out.size(), lz4_dict_->cdict,
-                                          &lz4_dict_->prefs);
+        const std::size_t written = LZ4F_compressBegin_usingCDict(
+            lz4_, out.data(), out.size(), lz4_dict_->cdict, &lz4_dict_->prefs);
         check_lz4(written, "starting an LZ4 frame");
         out.resize(written);
     }
@@ -484,8 +480,7 @@ void StreamDecompressor::end_frame() {
 std::string StreamDecompressor::decompress(std::string_view chunk) {
     const std::lock_guard lock(mutex_);
     if (failed_) {
-        throw CorruptFrame(
-            "this stream decompressor stopped at an earlier error; start a new one");
+        throw CorruptFrame("this stream decompressor stopped at an earlier error; start a new one");
     }
     std::string out;
     const auto limit_for_call = static_cast<std::size_t>(max_output_ - bytes_out_);
@@ -498,8 +493,7 @@ std::string StreamDecompressor::decompress(std::string_view chunk) {
                                             header_.format, false};
             switch (stage_) {
                 case Stage::kHeader: {
-                    const std::size_t take =
-                        std::min(in.size(), kMaxHeaderSize - pending_.size());
+                    const std::size_t take = std::min(in.size(), kMaxHeaderSize - pending_.size());
                     std::string candidate = pending_;
                     candidate.append(in.substr(0, take));
                     if (pending_.empty()) {
@@ -519,8 +513,8 @@ std::string StreamDecompressor::decompress(std::string_view chunk) {
                     bytes_in_ += from_in;
                     start_frame(out);
                     // Hand the header bytes to the decoder (or keep them in a buffered frame).
-                    const detail::OutputLimit frame_limit{limit_for_call, max_output_,
-                                                          frame_start_, header_.format, false};
+                    const detail::OutputLimit frame_limit{limit_for_call, max_output_, frame_start_,
+                                                          header_.format, false};
                     std::string_view header_bytes = pending_;
                     if (stage_ == Stage::kZstdBody) {
                         if (detail::zstd_stream_step(zstd_, header_bytes, out, frame_limit)) {
@@ -593,7 +587,8 @@ std::string StreamDecompressor::decompress(std::string_view chunk) {
                     bytes_in_ += from_in;
                     carry = std::string(in.substr(from_in));
                     in = carry;
-                    detail::zstd_decode_bounded(zstd_, std::string_view(pending_).substr(0, frame_size),
+                    detail::zstd_decode_bounded(zstd_,
+                                                std::string_view(pending_).substr(0, frame_size),
                                                 dictionary_.get(), use_dictionary_, out, limit);
                     end_frame();
                     break;

@@ -4,17 +4,26 @@ The public API is re-exported here; the C++ kernels live in the private ``relay_
 """
 
 from relay_context._version import __version__
+from relay_context.core.compression import (
+    CompressionDictionary,
+    CompressionEngine,
+    CompressionStats,
+    train_dictionary,
+)
 from relay_context.core.encodings import PatternFamily
 from relay_context.core.models import encoding_name_for_model
 from relay_context.core.token_manager import TokenManager
 from relay_context.core.tokenizer import MemoStats, TokenCounter
 from relay_context.errors import (
     ChecksumMismatchError,
+    CompressionError,
+    CorruptFrameError,
     DisallowedSpecialTokenError,
     InputTypeError,
     InvalidArgumentError,
     RankFileError,
     RelayError,
+    SizeLimitExceededError,
     TokenizerError,
     UnknownEncodingError,
     UnknownModelError,
@@ -23,6 +32,11 @@ from relay_context.errors import (
 
 __all__ = [
     "ChecksumMismatchError",
+    "CompressionDictionary",
+    "CompressionEngine",
+    "CompressionError",
+    "CompressionStats",
+    "CorruptFrameError",
     "DisallowedSpecialTokenError",
     "InputTypeError",
     "InvalidArgumentError",
@@ -30,6 +44,7 @@ __all__ = [
     "PatternFamily",
     "RankFileError",
     "RelayError",
+    "SizeLimitExceededError",
     "TokenCounter",
     "TokenManager",
     "TokenizerError",
@@ -38,4 +53,5 @@ __all__ = [
     "UnknownTokenIdError",
     "__version__",
     "encoding_name_for_model",
+    "train_dictionary",
 ]

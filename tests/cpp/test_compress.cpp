@@ -26,15 +26,22 @@ constexpr std::uint64_t kNoCap = std::uint64_t{1} << 40U;
 // Chat-like JSON messages: roles, recurring phrases, varied names and numbers.
 std::vector<std::string> chat_messages(std::size_t count, std::uint32_t seed) {
     static const std::vector<std::string> kRoles = {"user", "assistant", "system", "tool"};
-    static const std::vector<std::string> kPhrases = {
-        "Could you help me with", "Sure, here is how you can", "Thanks, that worked!",
-        "I'm getting an error when I run", "Let me check the logs for", "The deployment of",
-        "Please summarize the following conversation", "As an AI assistant, I can",
-        "What is the status of order", "Here are the steps to reset your password",
-        "The function returns None instead of", "Can you translate this into French:"};
+    static const std::vector<std::string> kPhrases = {"Could you help me with",
+                                                      "Sure, here is how you can",
+                                                      "Thanks, that worked!",
+                                                      "I'm getting an error when I run",
+                                                      "Let me check the logs for",
+                                                      "The deployment of",
+                                                      "Please summarize the following conversation",
+                                                      "As an AI assistant, I can",
+                                                      "What is the status of order",
+                                                      "Here are the steps to reset your password",
+                                                      "The function returns None instead of",
+                                                      "Can you translate this into French:"};
     static const std::vector<std::string> kTopics = {
-        "the billing service", "my Kubernetes cluster", "the React component", "invoice #",
-        "the Postgres migration", "the API gateway", "a Python script", "the weekly report"};
+        "the billing service", "my Kubernetes cluster",  "the React component",
+        "invoice #",           "the Postgres migration", "the API gateway",
+        "a Python script",     "the weekly report"};
     std::mt19937 rng(seed);
     std::vector<std::string> out;
     for (std::size_t i = 0; i < count; ++i) {
@@ -45,8 +52,8 @@ std::vector<std::string> chat_messages(std::size_t count, std::uint32_t seed) {
                        std::to_string(rng() % 100000) + ". ";
         }
         out.push_back(R"({"role": ")" + kRoles[rng() % kRoles.size()] + R"(", "content": ")" +
-                      content + R"(", "id": "msg_)" + std::to_string(rng()) +
-                      R"(", "created": )" + std::to_string(1700000000 + rng() % 10000000) + "}");
+                      content + R"(", "id": "msg_)" + std::to_string(rng()) + R"(", "created": )" +
+                      std::to_string(1700000000 + rng() % 10000000) + "}");
     }
     return out;
 }
@@ -138,14 +145,16 @@ TEST_CASE("levels outside the library's range are refused", "[compress]") {
     CHECK_THROWS_AS(make(cz::Algorithm::kLz4, 13), relay::InvalidArgument);
     CHECK_THROWS_AS(make(cz::Algorithm::kLz4, -1), relay::InvalidArgument);
     CHECK_THROWS_WITH(make(cz::Algorithm::kZstd, 99), Catch::Contains("zstd level 99"));
-    CHECK_THROWS_AS(cz::StreamCompressor(cz::CompressorOptions{cz::Algorithm::kZstd, 30, false, {}}),
-                    relay::InvalidArgument);
+    CHECK_THROWS_AS(
+        cz::StreamCompressor(cz::CompressorOptions{cz::Algorithm::kZstd, 30, false, {}}),
+        relay::InvalidArgument);
 }
 
 TEST_CASE("concatenated zstd, LZ4 and skippable frames decode in order", "[compress]") {
     const std::string a = text_blob(5000);
     const std::string b = text_blob(7000);
-    std::string skippable = {'\x50', '\x2a', '\x4d', '\x18', '\x03', '\0', '\0', '\0', 'x', 'y', 'z'};
+    std::string skippable = {'\x50', '\x2a', '\x4d', '\x18', '\x03', '\0',
+                             '\0',   '\0',   'x',    'y',    'z'};
     const std::string frames = make(cz::Algorithm::kZstd, 3).compress(a) + skippable +
                                make(cz::Algorithm::kLz4, 1).compress(b) +
                                stream_compress(cz::Algorithm::kZstd, a, 999);
@@ -219,8 +228,10 @@ TEST_CASE("the size cap stops bombs, declared or streamed", "[compress][cap]") {
         CHECK_THROWS_WITH(small.decompress(declared), Catch::Contains("declares 8388608"));
         CHECK_THROWS_AS(small.decompress(streamed), relay::SizeLimitExceeded);
         for (const std::size_t chunk : {100UL, 1UL << 20U}) {
-            CHECK_THROWS_AS(stream_decompress(declared, chunk, 1U << 20U), relay::SizeLimitExceeded);
-            CHECK_THROWS_AS(stream_decompress(streamed, chunk, 1U << 20U), relay::SizeLimitExceeded);
+            CHECK_THROWS_AS(stream_decompress(declared, chunk, 1U << 20U),
+                            relay::SizeLimitExceeded);
+            CHECK_THROWS_AS(stream_decompress(streamed, chunk, 1U << 20U),
+                            relay::SizeLimitExceeded);
         }
         // Exactly at the cap is allowed; one byte less is not.
         const cz::Decompressor exact(nullptr, zeros.size());
@@ -279,9 +290,10 @@ TEST_CASE("trained dictionaries carry their id and are required to decode", "[co
             REQUIRE(header);
             CHECK(header->dict_id == dict->id());
             CHECK(cz::Decompressor(dict, kNoCap).decompress(frame) == msg);
-            CHECK_THROWS_WITH(cz::Decompressor(nullptr, kNoCap).decompress(frame),
-                              Catch::Contains("needs dictionary id " + std::to_string(dict->id())) &&
-                                  Catch::Contains("no dictionary was given"));
+            CHECK_THROWS_WITH(
+                cz::Decompressor(nullptr, kNoCap).decompress(frame),
+                Catch::Contains("needs dictionary id " + std::to_string(dict->id())) &&
+                    Catch::Contains("no dictionary was given"));
             if (other->id() != dict->id()) {
                 CHECK_THROWS_WITH(cz::Decompressor(other, kNoCap).decompress(frame),
                                   Catch::Contains("but the dictionary given has id"));
@@ -303,7 +315,8 @@ TEST_CASE("raw-content dictionaries and bad training input", "[compress][dict]")
         std::string(R"({"role": "assistant", "content": "Sure, here is how you can)"));
     CHECK(raw->id() == 0);
     CHECK(raw->is_raw_content());
-    const std::string msg = R"({"role": "assistant", "content": "Sure, here is how you can fix it"})";
+    const std::string msg =
+        R"({"role": "assistant", "content": "Sure, here is how you can fix it"})";
     for (const auto algorithm : kAlgorithms) {
         const std::string frame = make(algorithm, 3, false, raw).compress(msg);
         CHECK(cz::Decompressor(raw, kNoCap).decompress(frame) == msg);
@@ -344,7 +357,8 @@ TEST_CASE("streaming compression: chunks, flush, and several frames", "[compress
     }
 }
 
-TEST_CASE("our frames decode with the reference libraries and theirs with ours", "[compress][interop]") {
+TEST_CASE("our frames decode with the reference libraries and theirs with ours",
+          "[compress][interop]") {
     const std::string text = text_blob(50000);
     const cz::Decompressor dec(nullptr, kNoCap);
     // zstd one-shot, theirs -> ours and ours -> theirs.
