@@ -352,6 +352,9 @@ std::string Compressor::compress(std::string_view data) const {
             throw codec_failure("zstd compression", ZSTD_getErrorName(written));
         }
         out.resize(written);
+        if (options_.counters) {
+            options_.counters->add_compress(1, data.size(), out.size());
+        }
         return out;
     }
     LZ4F_preferences_t prefs;
@@ -369,6 +372,9 @@ std::string Compressor::compress(std::string_view data) const {
         throw codec_failure("LZ4 compression", LZ4F_getErrorName(written));
     }
     out.resize(written);
+    if (options_.counters) {
+        options_.counters->add_compress(1, data.size(), out.size());
+    }
     return out;
 }
 
@@ -381,9 +387,11 @@ struct Decompressor::Impl {
                                             [](LZ4F_dctx* d) { LZ4F_freeDecompressionContext(d); }};
 };
 
-Decompressor::Decompressor(std::shared_ptr<const Dictionary> dictionary, std::uint64_t max_output)
+Decompressor::Decompressor(std::shared_ptr<const Dictionary> dictionary, std::uint64_t max_output,
+                           std::shared_ptr<Counters> counters)
     : dictionary_(std::move(dictionary)),
       max_output_(std::min<std::uint64_t>(max_output, std::numeric_limits<std::size_t>::max() / 2)),
+      counters_(std::move(counters)),
       impl_(std::make_unique<Impl>()) {}
 
 Decompressor::~Decompressor() = default;
@@ -487,6 +495,9 @@ std::string Decompressor::decompress(std::string_view data) const {
                 break;  // parse_frame_header has thrown already
         }
         detail::throw_corrupt(FrameFormat::kUnknown, pos, "unknown frame format");
+    }
+    if (counters_) {
+        counters_->add_decompress(1, data.size(), out.size());
     }
     return out;
 }

@@ -7,6 +7,7 @@
 // its magic number, so one input may mix zstd, LZ4 and skippable frames.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -85,11 +86,40 @@ class Dictionary {
 [[nodiscard]] std::shared_ptr<const Dictionary> train_dictionary(
     std::span<const std::string_view> samples, std::size_t capacity);
 
+// Running totals of one engine, shared by its one-shot and streaming objects. Relaxed atomics:
+// each counter is exact, a snapshot of several is not a single instant.
+struct Counters {
+    std::atomic<std::uint64_t> compress_calls{0};
+    std::atomic<std::uint64_t> compress_in{0};
+    std::atomic<std::uint64_t> compress_out{0};
+    std::atomic<std::uint64_t> decompress_calls{0};
+    std::atomic<std::uint64_t> decompress_in{0};
+    std::atomic<std::uint64_t> decompress_out{0};
+
+    void add_compress(std::uint64_t calls, std::uint64_t in, std::uint64_t out) noexcept {
+        compress_calls.fetch_add(calls, std::memory_order_relaxed);
+        compress_in.fetch_add(in, std::memory_order_relaxed);
+        compress_out.fetch_add(out, std::memory_order_relaxed);
+    }
+    void add_decompress(std::uint64_t calls, std::uint64_t in, std::uint64_t out) noexcept {
+        decompress_calls.fetch_add(calls, std::memory_order_relaxed);
+        decompress_in.fetch_add(in, std::memory_order_relaxed);
+        decompress_out.fetch_add(out, std::memory_order_relaxed);
+    }
+    void reset() noexcept {
+        for (auto* c : {&compress_calls, &compress_in, &compress_out, &decompress_calls,
+                        &decompress_in, &decompress_out}) {
+            c->store(0, std::memory_order_relaxed);
+        }
+    }
+};
+
 struct CompressorOptions {
     Algorithm algorithm = Algorithm::kZstd;
     int level = 3;
     bool checksum = false;  // content checksum in each frame (both formats)
     std::shared_ptr<const Dictionary> dictionary;
+    std::shared_ptr<Counters> counters;  // optional: where calls and bytes are counted
 };
 
 // One-shot compression: each call makes one complete frame that declares its content size and,
@@ -116,7 +146,8 @@ class Compressor {
 // decoded into buffers that never grow past the cap. Thread-safe.
 class Decompressor {
   public:
-    Decompressor(std::shared_ptr<const Dictionary> dictionary, std::uint64_t max_output);
+    Decompressor(std::shared_ptr<const Dictionary> dictionary, std::uint64_t max_output,
+                 std::shared_ptr<Counters> counters = nullptr);
     ~Decompressor();
     Decompressor(const Decompressor&) = delete;
     Decompressor& operator=(const Decompressor&) = delete;
@@ -128,6 +159,7 @@ class Decompressor {
     struct Impl;
     std::shared_ptr<const Dictionary> dictionary_;
     std::uint64_t max_output_;
+    std::shared_ptr<Counters> counters_;
     std::unique_ptr<Impl> impl_;
 };
 
@@ -167,7 +199,8 @@ class StreamCompressor {
 // past it. Calls are serialised by an internal mutex.
 class StreamDecompressor {
   public:
-    StreamDecompressor(std::shared_ptr<const Dictionary> dictionary, std::uint64_t max_output);
+    StreamDecompressor(std::shared_ptr<const Dictionary> dictionary, std::uint64_t max_output,
+                       std::shared_ptr<Counters> counters = nullptr);
     ~StreamDecompressor();
     StreamDecompressor(const StreamDecompressor&) = delete;
     StreamDecompressor& operator=(const StreamDecompressor&) = delete;
@@ -188,6 +221,7 @@ class StreamDecompressor {
 
     std::shared_ptr<const Dictionary> dictionary_;
     std::uint64_t max_output_;
+    std::shared_ptr<Counters> counters_;
     mutable std::mutex mutex_;
     ZSTD_DCtx_s* zstd_ = nullptr;
     LZ4F_dctx_s* lz4_ = nullptr;

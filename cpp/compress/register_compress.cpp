@@ -14,8 +14,9 @@ using relay::bind::without_gil;
 
 namespace {
 cz::CompressorOptions make_options(cz::Algorithm algorithm, int level, bool checksum,
-                                   const std::shared_ptr<cz::Dictionary>& dictionary) {
-    return cz::CompressorOptions{algorithm, level, checksum, dictionary};
+                                   const std::shared_ptr<cz::Dictionary>& dictionary,
+                                   const std::shared_ptr<cz::Counters>& counters) {
+    return cz::CompressorOptions{algorithm, level, checksum, dictionary, counters};
 }
 }  // namespace
 
@@ -74,13 +75,25 @@ void register_compress(py::module_& m) {
         },
         py::arg("samples"), py::arg("capacity"));
 
+    py::class_<cz::Counters, std::shared_ptr<cz::Counters>>(m, "Counters")
+        .def(py::init<>())
+        .def("snapshot",
+             [](const cz::Counters& self) {
+                 return py::make_tuple(self.compress_calls.load(), self.decompress_calls.load(),
+                                       self.compress_in.load(), self.compress_out.load(),
+                                       self.decompress_in.load(), self.decompress_out.load());
+             })
+        .def("reset", &cz::Counters::reset);
+
     py::class_<cz::Compressor>(m, "Compressor")
         .def(py::init([](cz::Algorithm algorithm, int level, bool checksum,
-                         const std::shared_ptr<cz::Dictionary>& dictionary) {
-                 return new cz::Compressor(make_options(algorithm, level, checksum, dictionary));
+                         const std::shared_ptr<cz::Dictionary>& dictionary,
+                         const std::shared_ptr<cz::Counters>& counters) {
+                 return new cz::Compressor(
+                     make_options(algorithm, level, checksum, dictionary, counters));
              }),
              py::arg("algorithm"), py::arg("level"), py::arg("checksum"),
-             py::arg("dictionary").none(true))
+             py::arg("dictionary").none(true), py::arg("counters").none(true))
         .def(
             "compress",
             [](const cz::Compressor& self, const py::bytes& data) {
@@ -91,8 +104,10 @@ void register_compress(py::module_& m) {
             py::arg("data"));
 
     py::class_<cz::Decompressor>(m, "Decompressor")
-        .def(py::init<std::shared_ptr<cz::Dictionary>, std::uint64_t>(),
-             py::arg("dictionary").none(true), py::arg("max_output"))
+        .def(py::init<std::shared_ptr<cz::Dictionary>, std::uint64_t,
+                      std::shared_ptr<cz::Counters>>(),
+             py::arg("dictionary").none(true), py::arg("max_output"),
+             py::arg("counters").none(true))
         .def(
             "decompress",
             [](const cz::Decompressor& self, const py::bytes& data) {
@@ -105,12 +120,13 @@ void register_compress(py::module_& m) {
 
     py::class_<cz::StreamCompressor>(m, "StreamCompressor")
         .def(py::init([](cz::Algorithm algorithm, int level, bool checksum,
-                         const std::shared_ptr<cz::Dictionary>& dictionary) {
+                         const std::shared_ptr<cz::Dictionary>& dictionary,
+                         const std::shared_ptr<cz::Counters>& counters) {
                  return new cz::StreamCompressor(
-                     make_options(algorithm, level, checksum, dictionary));
+                     make_options(algorithm, level, checksum, dictionary, counters));
              }),
              py::arg("algorithm"), py::arg("level"), py::arg("checksum"),
-             py::arg("dictionary").none(true))
+             py::arg("dictionary").none(true), py::arg("counters").none(true))
         .def(
             "compress",
             [](cz::StreamCompressor& self, const py::bytes& chunk) {
@@ -133,8 +149,10 @@ void register_compress(py::module_& m) {
         .def_property_readonly("bytes_out", &cz::StreamCompressor::bytes_out);
 
     py::class_<cz::StreamDecompressor>(m, "StreamDecompressor")
-        .def(py::init<std::shared_ptr<cz::Dictionary>, std::uint64_t>(),
-             py::arg("dictionary").none(true), py::arg("max_output"))
+        .def(py::init<std::shared_ptr<cz::Dictionary>, std::uint64_t,
+                      std::shared_ptr<cz::Counters>>(),
+             py::arg("dictionary").none(true), py::arg("max_output"),
+             py::arg("counters").none(true))
         .def(
             "decompress",
             [](cz::StreamDecompressor& self, const py::bytes& chunk) {

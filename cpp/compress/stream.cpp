@@ -346,7 +346,8 @@ std::string StreamCompressor::begin_frame_if_needed() {
 
 std::string StreamCompressor::compress(std::string_view chunk) {
     const std::lock_guard lock(mutex_);
-    bytes_in_ += chunk.size();
+    const std::size_t chunk_size = chunk.size();
+    bytes_in_ += chunk_size;
     std::string out = begin_frame_if_needed();
     if (zstd_ != nullptr) {
         zstd_drive(zstd_, chunk, ZSTD_e_continue, out);
@@ -363,6 +364,9 @@ std::string StreamCompressor::compress(std::string_view chunk) {
         }
     }
     bytes_out_ += out.size();
+    if (options_.counters) {
+        options_.counters->add_compress(1, chunk_size, out.size());
+    }
     return out;
 }
 
@@ -381,6 +385,9 @@ std::string StreamCompressor::flush() {
         out.resize(written);
     }
     bytes_out_ += out.size();
+    if (options_.counters) {
+        options_.counters->add_compress(0, 0, out.size());
+    }
     return out;
 }
 
@@ -399,6 +406,9 @@ std::string StreamCompressor::finish() {
     }
     frame_open_ = false;
     bytes_out_ += out.size();
+    if (options_.counters) {
+        options_.counters->add_compress(0, 0, out.size());
+    }
     return out;
 }
 
@@ -420,9 +430,10 @@ constexpr std::size_t kMaxHeaderSize = 19;
 }  // namespace
 
 StreamDecompressor::StreamDecompressor(std::shared_ptr<const Dictionary> dictionary,
-                                       std::uint64_t max_output)
+                                       std::uint64_t max_output, std::shared_ptr<Counters> counters)
     : dictionary_(std::move(dictionary)),
       max_output_(std::min<std::uint64_t>(max_output, std::numeric_limits<std::size_t>::max() / 2)),
+      counters_(std::move(counters)),
       zstd_(detail::new_zstd_dctx()),
       lz4_(detail::new_lz4_dctx()) {}
 
@@ -600,6 +611,9 @@ std::string StreamDecompressor::decompress(std::string_view chunk) {
         throw;
     }
     bytes_out_ += out.size();
+    if (counters_) {
+        counters_->add_decompress(1, chunk.size(), out.size());
+    }
     return out;
 }
 

@@ -78,12 +78,14 @@ std::string text_blob(std::size_t n) {
 
 cz::Compressor make(cz::Algorithm algorithm, int level, bool checksum = false,
                     std::shared_ptr<const cz::Dictionary> dict = nullptr) {
-    return cz::Compressor(cz::CompressorOptions{algorithm, level, checksum, std::move(dict)});
+    return cz::Compressor(
+        cz::CompressorOptions{algorithm, level, checksum, std::move(dict), nullptr});
 }
 
 std::string stream_compress(cz::Algorithm algorithm, std::string_view data, std::size_t chunk,
                             int level = 3, std::shared_ptr<const cz::Dictionary> dict = nullptr) {
-    cz::StreamCompressor sc(cz::CompressorOptions{algorithm, level, false, std::move(dict)});
+    cz::StreamCompressor sc(
+        cz::CompressorOptions{algorithm, level, false, std::move(dict), nullptr});
     std::string out;
     while (!data.empty()) {
         out += sc.compress(data.substr(0, chunk));
@@ -146,7 +148,7 @@ TEST_CASE("levels outside the library's range are refused", "[compress]") {
     CHECK_THROWS_AS(make(cz::Algorithm::kLz4, -1), relay::InvalidArgument);
     CHECK_THROWS_WITH(make(cz::Algorithm::kZstd, 99), Catch::Contains("zstd level 99"));
     CHECK_THROWS_AS(
-        cz::StreamCompressor(cz::CompressorOptions{cz::Algorithm::kZstd, 30, false, {}}),
+        cz::StreamCompressor(cz::CompressorOptions{cz::Algorithm::kZstd, 30, false, {}, {}}),
         relay::InvalidArgument);
 }
 
@@ -331,7 +333,7 @@ TEST_CASE("raw-content dictionaries and bad training input", "[compress][dict]")
 TEST_CASE("streaming compression: chunks, flush, and several frames", "[compress][stream]") {
     const std::string text = text_blob(100000);
     for (const auto algorithm : kAlgorithms) {
-        cz::StreamCompressor sc(cz::CompressorOptions{algorithm, 3, true, {}});
+        cz::StreamCompressor sc(cz::CompressorOptions{algorithm, 3, true, {}, {}});
         std::string out = sc.compress(std::string_view(text).substr(0, 40000));
         out += sc.flush();
         // After a flush everything fed so far is decodable, though the frame is still open.
@@ -383,4 +385,27 @@ TEST_CASE("our frames decode with the reference libraries and theirs with ours",
     LZ4F_freeDecompressionContext(dctx);
     CHECK(dst == text.size());
     CHECK(lz_back == text);
+}
+
+TEST_CASE("counters add up one-shot and streaming work", "[compress]") {
+    const auto counters = std::make_shared<cz::Counters>();
+    const cz::Compressor comp(cz::CompressorOptions{cz::Algorithm::kZstd, 3, false, {}, counters});
+    const cz::Decompressor dec(nullptr, kNoCap, counters);
+    const std::string text = text_blob(10000);
+    const std::string frame = comp.compress(text);
+    CHECK(dec.decompress(frame) == text);
+    CHECK_THROWS_AS(dec.decompress("bad!"), relay::CorruptFrame);  // failures are not counted
+    cz::StreamCompressor sc(cz::CompressorOptions{cz::Algorithm::kLz4, 0, false, {}, counters});
+    std::string streamed = sc.compress(text);
+    streamed += sc.finish();
+    cz::StreamDecompressor sd(nullptr, kNoCap, counters);
+    CHECK(sd.decompress(streamed) == text);
+    CHECK(counters->compress_calls == 2);
+    CHECK(counters->compress_in == 2 * text.size());
+    CHECK(counters->compress_out == frame.size() + streamed.size());
+    CHECK(counters->decompress_calls == 2);
+    CHECK(counters->decompress_in == frame.size() + streamed.size());
+    CHECK(counters->decompress_out == 2 * text.size());
+    counters->reset();
+    CHECK(counters->compress_calls == 0);
 }

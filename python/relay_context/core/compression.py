@@ -24,7 +24,6 @@ raises :class:`~relay_context.errors.CorruptFrameError` saying which id is neede
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -196,34 +195,6 @@ class CompressionStats:
         }
 
 
-class _Counters:
-    __slots__ = ("_lock", "_values")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._values = [0, 0, 0, 0, 0, 0]
-
-    def compressed(self, calls: int, n_in: int, n_out: int) -> None:
-        with self._lock:
-            self._values[0] += calls
-            self._values[2] += n_in
-            self._values[3] += n_out
-
-    def decompressed(self, calls: int, n_in: int, n_out: int) -> None:
-        with self._lock:
-            self._values[1] += calls
-            self._values[4] += n_in
-            self._values[5] += n_out
-
-    def snapshot(self) -> CompressionStats:
-        with self._lock:
-            return CompressionStats(*self._values)
-
-    def reset(self) -> None:
-        with self._lock:
-            self._values = [0, 0, 0, 0, 0, 0]
-
-
 @dataclass(frozen=True)
 class FrameInfo:
     """What a frame header declares (see :meth:`CompressionEngine.frame_info`)."""
@@ -247,27 +218,22 @@ class StreamCompressor:
     finished automatically: call ``finish()`` and write its output.
     """
 
-    __slots__ = ("_core", "_counters")
+    __slots__ = ("_core",)
 
-    def __init__(self, core: _core.compress.StreamCompressor, counters: _Counters) -> None:
+    def __init__(self, core: _core.compress.StreamCompressor) -> None:
         self._core = core
-        self._counters = counters
 
     def compress(self, chunk: BytesLike | str) -> bytes:
-        data = _to_bytes(chunk, "chunk", allow_text=True)
-        out = self._core.compress(data)
-        self._counters.compressed(1, len(data), len(out))
-        return out
+        """Feeds ``chunk``; returns the compressed bytes that are ready."""
+        return self._core.compress(_to_bytes(chunk, "chunk", allow_text=True))
 
     def flush(self) -> bytes:
-        out = self._core.flush()
-        self._counters.compressed(0, 0, len(out))
-        return out
+        """Everything fed so far, decodable; the frame stays open."""
+        return self._core.flush()
 
     def finish(self) -> bytes:
-        out = self._core.finish()
-        self._counters.compressed(0, 0, len(out))
-        return out
+        """Ends the frame (an empty frame if nothing was fed since the last one)."""
+        return self._core.finish()
 
     @property
     def bytes_in(self) -> int:
@@ -287,17 +253,14 @@ class StreamDecompressor:
     context manager it is called on a normal exit.
     """
 
-    __slots__ = ("_core", "_counters")
+    __slots__ = ("_core",)
 
-    def __init__(self, core: _core.compress.StreamDecompressor, counters: _Counters) -> None:
+    def __init__(self, core: _core.compress.StreamDecompressor) -> None:
         self._core = core
-        self._counters = counters
 
     def decompress(self, chunk: BytesLike) -> bytes:
-        data = _to_bytes(chunk, "chunk", allow_text=False)
-        out = self._core.decompress(data)
-        self._counters.decompressed(1, len(data), len(out))
-        return out
+        """Feeds ``chunk``; returns the decompressed bytes it completes."""
+        return self._core.decompress(_to_bytes(chunk, "chunk", allow_text=False))
 
     def finish(self) -> None:
         """Checks that the stream ended on a frame boundary."""
@@ -398,10 +361,14 @@ class CompressionEngine:
         self._level = level
         self._checksum = checksum
         self._max_decompressed_size = max_decompressed_size
+        self._counters = _core.compress.Counters()
         core_dict = self._dictionary._core if self._dictionary is not None else None
-        self._compressor = _core.compress.Compressor(core_algorithm, level, checksum, core_dict)
-        self._decompressor = _core.compress.Decompressor(core_dict, max_decompressed_size)
-        self._counters = _Counters()
+        self._compressor = _core.compress.Compressor(
+            core_algorithm, level, checksum, core_dict, self._counters
+        )
+        self._decompressor = _core.compress.Decompressor(
+            core_dict, max_decompressed_size, self._counters
+        )
 
     @classmethod
     def from_settings(
@@ -438,17 +405,15 @@ class CompressionEngine:
 
     def compress(self, data: BytesLike | str) -> bytes:
         """One frame holding ``data`` (``str`` is encoded as UTF-8)."""
-        raw = _to_bytes(data, "data", allow_text=True)
-        out = self._compressor.compress(raw)
-        self._counters.compressed(1, len(raw), len(out))
-        return out
+        if type(data) is not bytes:
+            data = _to_bytes(data, "data", allow_text=True)
+        return self._compressor.compress(data)
 
     def decompress(self, data: BytesLike) -> bytes:
         """The content of every frame in ``data`` (zstd, LZ4 or both, detected per frame)."""
-        raw = _to_bytes(data, "data", allow_text=False)
-        out = self._decompressor.decompress(raw)
-        self._counters.decompressed(1, len(raw), len(out))
-        return out
+        if type(data) is not bytes:
+            data = _to_bytes(data, "data", allow_text=False)
+        return self._decompressor.decompress(data)
 
     def decompress_to_text(self, data: BytesLike) -> str:
         """``decompress`` decoded as UTF-8."""
@@ -490,15 +455,17 @@ class CompressionEngine:
         """A new incremental compressor with this engine's settings."""
         core_dict = self._dictionary._core if self._dictionary is not None else None
         core = _core.compress.StreamCompressor(
-            _ALGORITHMS[self._algorithm], self._level, self._checksum, core_dict
+            _ALGORITHMS[self._algorithm], self._level, self._checksum, core_dict, self._counters
         )
-        return StreamCompressor(core, self._counters)
+        return StreamCompressor(core)
 
     def decompressor(self) -> StreamDecompressor:
         """A new incremental decompressor; ``max_decompressed_size`` caps the whole stream."""
         core_dict = self._dictionary._core if self._dictionary is not None else None
-        core = _core.compress.StreamDecompressor(core_dict, self._max_decompressed_size)
-        return StreamDecompressor(core, self._counters)
+        core = _core.compress.StreamDecompressor(
+            core_dict, self._max_decompressed_size, self._counters
+        )
+        return StreamDecompressor(core)
 
     def compress_stream(self, chunks: Iterable[BytesLike | str]) -> Iterator[bytes]:
         """Compresses an iterable of chunks into one frame, yielding output as it is ready."""
@@ -556,7 +523,7 @@ class CompressionEngine:
     @property
     def stats(self) -> CompressionStats:
         """A snapshot of the counters (calls, bytes in and out, ratio, bytes saved)."""
-        return self._counters.snapshot()
+        return CompressionStats(*self._counters.snapshot())
 
     def reset_stats(self) -> None:
         self._counters.reset()
