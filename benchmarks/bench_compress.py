@@ -26,31 +26,42 @@ import zstandard  # noqa: E402
 from chat_corpus import chat_messages, conversation_text  # noqa: E402
 from relay_context import CompressionEngine, train_dictionary  # noqa: E402
 
-
-def best_of(fn: Callable[[], object], reps: int) -> float:
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 Codec = tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]
+Figures = tuple[float, float, float]
 
 
-def measure(codec: Codec, items: list[bytes], reps: int) -> tuple[float, float, float]:
-    """(ratio, compress MB/s, decompress MB/s) over ``items``, each compressed on its own."""
-    compress, decompress = codec
-    frames = [compress(x) for x in items]
-    assert [decompress(f) for f in frames] == items
+def compare(ours: Codec, peer: Codec, items: list[bytes], reps: int) -> tuple[Figures, Figures]:
+    """(ratio, compress MB/s, decompress MB/s) of both codecs over ``items``, each item
+    compressed on its own. Repetitions alternate between the two libraries so that both see the
+    same machine load; the best time of each is kept."""
     raw = sum(map(len, items))
-    t_c = best_of(lambda: [compress(x) for x in items], reps)
-    t_d = best_of(lambda: [decompress(f) for f in frames], reps)
-    return raw / sum(map(len, frames)), raw / t_c / 1e6, raw / t_d / 1e6
+    results = []
+    timings: list[list[float]] = [[float("inf")] * 2 for _ in range(2)]
+    frames_of = []
+    for compress, decompress in (ours, peer):
+        frames = [compress(x) for x in items]
+        assert [decompress(f) for f in frames] == items
+        frames_of.append(frames)
+    for _ in range(reps):
+        for i, (compress, decompress) in enumerate((ours, peer)):
+            frames = frames_of[i]
+            t0 = time.perf_counter()
+            for x in items:
+                compress(x)
+            t1 = time.perf_counter()
+            for f in frames:
+                decompress(f)
+            t2 = time.perf_counter()
+            timings[i][0] = min(timings[i][0], t1 - t0)
+            timings[i][1] = min(timings[i][1], t2 - t1)
+    for i in range(2):
+        ratio = raw / sum(map(len, frames_of[i]))
+        results.append((ratio, raw / timings[i][0] / 1e6, raw / timings[i][1] / 1e6))
+    return results[0], results[1]
 
 
-def row(label: str, ours: tuple[float, float, float], peer: tuple[float, float, float]) -> None:
+def row(label: str, figures: tuple[Figures, Figures]) -> None:
+    ours, peer = figures
     print(
         f"{label:<26} {ours[0]:>6.2f} {peer[0]:>6.2f}  "
         f"{ours[1]:>8.1f} {peer[1]:>8.1f} {ours[1] / peer[1]:>5.2f}x  "
@@ -93,18 +104,14 @@ def main() -> None:
         f"{'decomp':>8} {'peer':>8} {'x':>6}"
     )
     print(f"{'':<26} {'relay':>6} {'':>6}  {'MB/s':>8} {'MB/s':>8} {'':>6}  {'MB/s':>8}")
-    for name, items in (("messages", messages), ("transcript", big)):
-        for level in (1, 3, 9, 19):
-            ours, peer = zstd_codecs(level)
-            big_reps = 1 if level == 19 and name == "transcript" else reps
-            row(
-                f"zstd-{level} {name}",
-                measure(ours, items, big_reps),
-                measure(peer, items, big_reps),
-            )
+    for name, items, zstd_levels, n in (
+        ("messages", messages, (1, 3, 9, 19), 3 * reps),
+        ("transcript", big, (1, 3, 9), reps),
+    ):
+        for level in zstd_levels:
+            row(f"zstd-{level} {name}", compare(*zstd_codecs(level), items, n))
         for level in (0, 9):
-            ours, peer = lz4_codecs(level)
-            row(f"lz4-{level} {name}", measure(ours, items, reps), measure(peer, items, reps))
+            row(f"lz4-{level} {name}", compare(*lz4_codecs(level), items, n))
 
     # Dictionary on short messages: trained on other messages than those measured.
     training = chat_messages(5000, seed=1)
@@ -118,20 +125,21 @@ def main() -> None:
         f"\ndictionary: {len(dictionary)} B, id {dictionary.id}, trained on {len(training)} "
         f"messages in {t_train:.2f} s (zstandard.train_dictionary: {t_peer_train:.2f} s)"
     )
+    raw = sum(map(len, messages))
     for level in (1, 3, 9):
-        plain_ours, _ = zstd_codecs(level)
-        dict_ours, dict_peer = zstd_codecs(level, dictionary.data)
-        plain = measure(plain_ours, messages, reps)
-        with_dict = measure(dict_ours, messages, reps)
-        row(f"zstd-{level}+dict messages", with_dict, measure(dict_peer, messages, reps))
-        gain = with_dict[0] / plain[0]
+        plain_engine = CompressionEngine("zstd", level)
+        plain_ratio = raw / sum(len(plain_engine.compress(m)) for m in messages)
+        figures = compare(*zstd_codecs(level, dictionary.data), messages, 3 * reps)
+        row(f"zstd-{level}+dict messages", figures)
+        with_dict = figures[0]
+        gain = with_dict[0] / plain_ratio
         verdict = "met" if gain >= 2 else "NOT met"
         print(
-            f"    ratio with dictionary {with_dict[0]:.2f} vs plain zstd {plain[0]:.2f}: "
+            f"    ratio with dictionary {with_dict[0]:.2f} vs plain zstd {plain_ratio:.2f}: "
             f"{gain:.2f}x (target >= 2x: {verdict})"
         )
     peer_engine = CompressionEngine("zstd", 3, dictionary=peer_dict.as_bytes())
-    ratio_peer_dict = sum(map(len, messages)) / sum(len(peer_engine.compress(m)) for m in messages)
+    ratio_peer_dict = raw / sum(len(peer_engine.compress(m)) for m in messages)
     print(f"    zstd-3 with zstandard's dictionary instead: ratio {ratio_peer_dict:.2f}")
 
 

@@ -129,7 +129,10 @@ std::optional<FrameHeader> parse_lz4_header(std::string_view data, std::uint64_t
     }
     std::size_t pos = 6;
     if (has_content_size) {
-        header.content_size = read_le(data, pos, 8);
+        // As in the reference decoder, a stored size of 0 means "not known".
+        if (const std::uint64_t size = read_le(data, pos, 8); size != 0) {
+            header.content_size = size;
+        }
         pos += 8;
     }
     if (has_dict_id) {
