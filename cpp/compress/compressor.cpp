@@ -445,12 +445,8 @@ std::string Decompressor::decompress(std::string_view data) const {
                     const auto n = static_cast<std::size_t>(declared);
                     detail::reserve_within(out, old + n, cap);
                     out.resize(old + n);
-                    const std::size_t got =
-                        use_dict ? ZSTD_decompress_usingDDict(lease.get(), out.data() + old, n,
-                                                              frame.data(), frame.size(),
-                                                              dict->zstd_ddict())
-                                 : ZSTD_decompressDCtx(lease.get(), out.data() + old, n,
-                                                       frame.data(), frame.size());
+                    const std::size_t got = detail::zstd_one_shot(lease.get(), out.data() + old, n,
+                                                                  frame, use_dict ? dict : nullptr);
                     if (ZSTD_isError(got) != 0U) {
                         detail::throw_corrupt(FrameFormat::kZstd, pos, ZSTD_getErrorName(got));
                     }

@@ -62,6 +62,11 @@ void reserve_within(std::string& out, std::size_t needed, std::size_t limit);
 void prepare_zstd_stream(ZSTD_DCtx* dctx, const FrameHeader& header, const Dictionary* dictionary,
                          bool use_dictionary);
 
+// One-shot decode of one zstd frame into dst[0, capacity) with `dictionary` or explicitly none.
+// Returns zstd's result code.
+[[nodiscard]] std::size_t zstd_one_shot(ZSTD_DCtx* dctx, char* dst, std::size_t capacity,
+                                        std::string_view frame, const Dictionary* dictionary);
+
 // Decodes one complete zstd frame whose content size is not declared into at most `room` bytes
 // appended to `out`, without a window buffer (the output is the window). Used when the frame's
 // window is larger than what may still be produced.

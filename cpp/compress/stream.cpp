@@ -194,10 +194,8 @@ void zstd_decode_bounded(ZSTD_DCtx* dctx, std::string_view frame, const Dictiona
     reserve_within(out, limit.limit, limit.limit);
     out.resize(limit.limit);
     char* dst = out.data() + old;
-    const std::size_t got = use_dictionary
-                                ? ZSTD_decompress_usingDDict(dctx, dst, room, frame.data(),
-                                                             frame.size(), dictionary->zstd_ddict())
-                                : ZSTD_decompressDCtx(dctx, dst, room, frame.data(), frame.size());
+    const std::size_t got =
+        zstd_one_shot(dctx, dst, room, frame, use_dictionary ? dictionary : nullptr);
     if (ZSTD_isError(got) != 0U) {
         out.resize(old);
         if (ZSTD_getErrorCode(got) == ZSTD_error_dstSize_tooSmall) {
@@ -206,6 +204,17 @@ void zstd_decode_bounded(ZSTD_DCtx* dctx, std::string_view frame, const Dictiona
         throw_corrupt(FrameFormat::kZstd, limit.offset, ZSTD_getErrorName(got));
     }
     out.resize(old + got);
+}
+
+std::size_t zstd_one_shot(ZSTD_DCtx* dctx, char* dst, std::size_t capacity, std::string_view frame,
+                          const Dictionary* dictionary) {
+    if (dictionary != nullptr) {
+        return ZSTD_decompress_usingDDict(dctx, dst, capacity, frame.data(), frame.size(),
+                                          dictionary->zstd_ddict());
+    }
+    // Not ZSTD_decompressDCtx: that would use a dictionary a previous streamed frame referenced
+    // on this (pooled) context. An explicit empty dictionary means none.
+    return ZSTD_decompress_usingDict(dctx, dst, capacity, frame.data(), frame.size(), nullptr, 0);
 }
 
 ZSTD_DCtx* new_zstd_dctx() {

@@ -409,3 +409,19 @@ TEST_CASE("counters add up one-shot and streaming work", "[compress]") {
     counters->reset();
     CHECK(counters->compress_calls == 0);
 }
+
+TEST_CASE("a pooled context never keeps a dictionary for a later plain frame", "[compress][dict]") {
+    const auto samples = chat_messages(3000, 21);
+    const std::vector<std::string_view> views(samples.begin(), samples.end());
+    const auto dict = cz::train_dictionary(views, 8192);
+    const cz::Decompressor dec(dict, kNoCap);
+    const auto plain = make(cz::Algorithm::kZstd, 3, true);
+    for (int round = 0; round < 20; ++round) {
+        const std::string& msg = samples[static_cast<std::size_t>(round)];
+        // An undeclared-size frame with the dictionary goes through the streaming decoder,
+        // which references the dictionary on the pooled context ...
+        CHECK(dec.decompress(stream_compress(cz::Algorithm::kZstd, msg, 64, 3, dict)) == msg);
+        // ... and a plain frame decoded next on that context must not see it.
+        CHECK(dec.decompress(plain.compress(msg + msg)) == msg + msg);
+    }
+}
