@@ -501,4 +501,130 @@ std::string Decompressor::decompress(std::string_view data) const {
     return out;
 }
 
+namespace {
+
+// The end of the LZ4 frame whose header is `header`, by walking its block headers (no decoding),
+// or nullopt when `data` ends first or a block header is impossible.
+std::optional<std::size_t> lz4_frame_end(std::string_view data, const FrameHeader& header) {
+    const auto flags = static_cast<unsigned char>(data[4]);
+    const bool block_checksum = (flags & 0x10U) != 0;
+    const bool content_checksum = (flags & 0x04U) != 0;
+    std::size_t pos = header.header_size;
+    for (;;) {
+        if (data.size() - pos < 4) {
+            return std::nullopt;
+        }
+        const std::uint64_t word = read_le(data, pos, 4);
+        pos += 4;
+        if (word == 0) {
+            break;  // end mark
+        }
+        const std::uint64_t size = word & 0x7FFFFFFFU;
+        if (size > header.window_size) {
+            return std::nullopt;
+        }
+        const std::uint64_t skip = size + (block_checksum ? 4U : 0U);
+        if (data.size() - pos < skip) {
+            return std::nullopt;
+        }
+        pos += static_cast<std::size_t>(skip);
+    }
+    pos += content_checksum ? 4U : 0U;
+    if (pos > data.size()) {
+        return std::nullopt;
+    }
+    return pos;
+}
+
+}  // namespace
+
+std::optional<std::size_t> Decompressor::single_frame_size(std::string_view data) const noexcept {
+    try {
+        const auto header = parse_frame_header(data);
+        if (!header || !header->content_size || *header->content_size > max_output_) {
+            return std::nullopt;
+        }
+        if (header->dict_id != 0 && (!dictionary_ || dictionary_->id() != header->dict_id)) {
+            return std::nullopt;
+        }
+        std::optional<std::size_t> frame_end;
+        if (header->format == FrameFormat::kZstd) {
+            const std::size_t size = ZSTD_findFrameCompressedSize(data.data(), data.size());
+            if (ZSTD_isError(size) == 0U) {
+                frame_end = size;
+            }
+        } else if (header->format == FrameFormat::kLz4) {
+            frame_end = lz4_frame_end(data, *header);
+        }
+        if (frame_end != data.size()) {
+            return std::nullopt;
+        }
+        return static_cast<std::size_t>(*header->content_size);
+    } catch (...) {
+        return std::nullopt;
+    }
+}
+
+void Decompressor::decompress_into(std::string_view data, std::span<char> dst) const {
+    const auto header = parse_frame_header(data);
+    if (!header || header->content_size != dst.size() || dst.size() > max_output_) {
+        throw InvalidArgument("decompress_into needs one frame that declares exactly " +
+                              std::to_string(dst.size()) + " bytes (see single_frame_size)");
+    }
+    const Dictionary* dict = dictionary_.get();
+    const bool use_dict = detail::select_dictionary(*header, dict, 0);
+    if (header->format == FrameFormat::kZstd) {
+        const auto lease = impl_->zstd_pool.acquire();
+        const std::size_t got = detail::zstd_one_shot(lease.get(), dst.data(), dst.size(), data,
+                                                      use_dict ? dict : nullptr);
+        if (ZSTD_isError(got) != 0U) {
+            detail::throw_corrupt(FrameFormat::kZstd, 0, ZSTD_getErrorName(got));
+        }
+        if (got != dst.size()) {
+            detail::throw_corrupt(FrameFormat::kZstd, 0,
+                                  "it declares " + std::to_string(dst.size()) +
+                                      " bytes but holds " + std::to_string(got));
+        }
+    } else {
+        const auto lease = impl_->lz4_pool.acquire();
+        LZ4F_resetDecompressionContext(lease.get());
+        LZ4F_decompressOptions_t options;
+        std::memset(&options, 0, sizeof options);
+        options.stableDst = 1;  // dst holds the whole output, so earlier blocks stay readable
+        std::size_t produced = 0;
+        std::size_t consumed = 0;
+        for (;;) {
+            std::size_t dst_size = dst.size() - produced;
+            std::size_t src_size = data.size() - consumed;
+            const void* dict_bytes = use_dict ? dict->bytes().data() : nullptr;
+            const std::size_t dict_size = use_dict ? dict->bytes().size() : 0;
+            const std::size_t ret = LZ4F_decompress_usingDict(
+                lease.get(), dst.data() + produced, &dst_size, data.data() + consumed, &src_size,
+                dict_bytes, dict_size, &options);
+            if (LZ4F_isError(ret) != 0U) {
+                detail::throw_corrupt(FrameFormat::kLz4, 0, LZ4F_getErrorName(ret));
+            }
+            produced += dst_size;
+            consumed += src_size;
+            if (ret == 0) {
+                break;
+            }
+            if (src_size == 0 && dst_size == 0) {
+                detail::throw_corrupt(FrameFormat::kLz4, 0,
+                                      produced == dst.size()
+                                          ? "it holds more than the bytes its header declares"
+                                          : "the frame ends early");
+            }
+        }
+        if (produced != dst.size()) {
+            detail::throw_corrupt(FrameFormat::kLz4, 0,
+                                  "it declares " + std::to_string(dst.size()) +
+                                      " bytes but holds " + std::to_string(produced));
+        }
+    }
+    if (counters_) {
+        counters_->add_decompress(1, data.size(), dst.size());
+    }
+}
+
 }  // namespace relay::compress

@@ -155,6 +155,15 @@ class Decompressor {
     [[nodiscard]] std::string decompress(std::string_view data) const;
     [[nodiscard]] std::uint64_t max_output() const noexcept { return max_output_; }
 
+    // The fast path for what Compressor writes: when `data` is exactly one zstd or LZ4 frame that
+    // declares its content size, within the cap and with the dictionary it names at hand, that
+    // size; otherwise nullopt (decompress() then decodes, or reports what is wrong). Never throws.
+    [[nodiscard]] std::optional<std::size_t> single_frame_size(
+        std::string_view data) const noexcept;
+    // Decodes such a frame straight into `dst` (exactly single_frame_size(data) bytes), so that a
+    // caller can decode into memory it owns, such as a Python bytes object, without a copy.
+    void decompress_into(std::string_view data, std::span<char> dst) const;
+
   private:
     struct Impl;
     std::shared_ptr<const Dictionary> dictionary_;

@@ -2,6 +2,7 @@
 // facade (relay_context/core/compression.py); this file only exposes the C++ calls.
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -112,6 +113,15 @@ void register_compress(py::module_& m) {
             "decompress",
             [](const cz::Decompressor& self, const py::bytes& data) {
                 const std::string_view view = data;
+                if (const auto size = self.single_frame_size(view)) {
+                    // One frame of known size: decode straight into a new bytes object, which
+                    // nothing else can see until it is returned.
+                    py::bytes out(nullptr, *size);
+                    const std::span<char> dst(PyBytes_AS_STRING(out.ptr()), *size);
+                    // Safe: `view` and `dst` point into bytes objects held by this frame.
+                    without_gil([&] { self.decompress_into(view, dst); });
+                    return out;
+                }
                 // Safe: as Compressor.compress.
                 return py::bytes(without_gil([&] { return self.decompress(view); }));
             },

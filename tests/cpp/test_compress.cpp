@@ -425,3 +425,48 @@ TEST_CASE("a pooled context never keeps a dictionary for a later plain frame", "
         CHECK(dec.decompress(plain.compress(msg + msg)) == msg + msg);
     }
 }
+
+TEST_CASE("single-frame fast path decodes into caller memory", "[compress]") {
+    const std::string text = text_blob(70000);
+    const cz::Decompressor dec(nullptr, kNoCap);
+    for (const auto algorithm : kAlgorithms) {
+        for (const bool checksum : {false, true}) {
+            const std::string frame = make(algorithm, 3, checksum).compress(text);
+            const auto size = dec.single_frame_size(frame);
+            REQUIRE(size == text.size());
+            std::string out(*size, '\0');
+            dec.decompress_into(frame, out);
+            CHECK(out == text);
+            // Anything else takes the general path.
+            CHECK_FALSE(dec.single_frame_size(frame + frame));
+            CHECK_FALSE(dec.single_frame_size(frame.substr(0, frame.size() - 1)));
+            CHECK_FALSE(cz::Decompressor(nullptr, text.size() - 1).single_frame_size(frame));
+            CHECK_FALSE(dec.single_frame_size(stream_compress(algorithm, text, 1000)));
+            CHECK_FALSE(dec.single_frame_size("nonsense"));
+        }
+    }
+    // LZ4 frames with block checksums, from the reference library.
+    LZ4F_preferences_t prefs{};
+    prefs.frameInfo.blockChecksumFlag = LZ4F_blockChecksumEnabled;
+    prefs.frameInfo.contentChecksumFlag = LZ4F_contentChecksumEnabled;
+    prefs.frameInfo.contentSize = text.size();
+    std::string lz(LZ4F_compressFrameBound(text.size(), &prefs), '\0');
+    lz.resize(LZ4F_compressFrame(lz.data(), lz.size(), text.data(), text.size(), &prefs));
+    REQUIRE(dec.single_frame_size(lz) == text.size());
+    std::string out(text.size(), '\0');
+    dec.decompress_into(lz, out);
+    CHECK(out == text);
+    // A corrupt block is still caught on the fast path.
+    std::string bad = lz;
+    bad[bad.size() / 2] = static_cast<char>(bad[bad.size() / 2] ^ 0x40);
+    if (dec.single_frame_size(bad)) {
+        CHECK_THROWS_AS(dec.decompress_into(bad, out), relay::CorruptFrame);
+    }
+    // A frame naming a dictionary that is not at hand goes to the general path, which explains.
+    const auto samples = chat_messages(2000, 5);
+    const std::vector<std::string_view> views(samples.begin(), samples.end());
+    const auto dict = cz::train_dictionary(views, 4096);
+    const std::string with_dict = make(cz::Algorithm::kZstd, 3, false, dict).compress(samples[0]);
+    CHECK_FALSE(dec.single_frame_size(with_dict));
+    CHECK(cz::Decompressor(dict, kNoCap).single_frame_size(with_dict) == samples[0].size());
+}
