@@ -189,16 +189,22 @@ void prepare_zstd_stream(ZSTD_DCtx* dctx, const FrameHeader& header, const Dicti
 
 void zstd_decode_bounded(ZSTD_DCtx* dctx, std::string_view frame, const Dictionary* dictionary,
                          bool use_dictionary, std::string& out, const OutputLimit& limit) {
+    // A block yields at most 128 KiB and takes at least 4 bytes (a 3-byte header and a byte of
+    // content, or 3 bytes for an empty one), which bounds what a frame can produce; a short bogus
+    // frame then costs a small buffer, not the whole cap.
+    constexpr std::size_t kBlockMax = std::size_t{128} << 10U;
+    const std::size_t bound = (frame.size() / 4 + 1) * kBlockMax;
     const std::size_t old = out.size();
-    const std::size_t room = limit.limit - old;
-    reserve_within(out, limit.limit, limit.limit);
-    out.resize(limit.limit);
+    const std::size_t cap_room = limit.limit - old;
+    const std::size_t room = std::min(cap_room, bound);
+    reserve_within(out, old + room, limit.limit);
+    out.resize(old + room);
     char* dst = out.data() + old;
     const std::size_t got =
         zstd_one_shot(dctx, dst, room, frame, use_dictionary ? dictionary : nullptr);
     if (ZSTD_isError(got) != 0U) {
         out.resize(old);
-        if (ZSTD_getErrorCode(got) == ZSTD_error_dstSize_tooSmall) {
+        if (ZSTD_getErrorCode(got) == ZSTD_error_dstSize_tooSmall && room == cap_room) {
             limit.exceeded();
         }
         throw_corrupt(FrameFormat::kZstd, limit.offset, ZSTD_getErrorName(got));

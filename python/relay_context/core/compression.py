@@ -214,8 +214,7 @@ class StreamCompressor:
 
     ``compress(chunk)`` returns what is ready (often nothing for small chunks), ``flush()`` makes
     everything fed so far decodable without ending the frame, and ``finish()`` ends the frame;
-    feeding more afterwards starts a new frame. Used as a context manager, the frame is not
-    finished automatically: call ``finish()`` and write its output.
+    feeding more afterwards starts a new frame.
     """
 
     __slots__ = ("_core",)
