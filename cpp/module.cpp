@@ -11,4 +11,10 @@ PYBIND11_MODULE(_core, m) {
     auto compress =
         m.def_submodule("compress", "zstd / LZ4 frames, dictionaries, streaming, size cap");
     register_compress(compress);
+
+    auto drift = m.def_submodule("drift", "Topic drift and relevance by TF-IDF cosine");
+    register_drift(drift);
+
+    auto ratelimit = m.def_submodule("ratelimit", "Rate limiters: in-process and through Redis");
+    register_ratelimit(ratelimit);
 }

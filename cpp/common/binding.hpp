@@ -7,6 +7,7 @@
 #include <pybind11/stl.h>
 
 #include <string>
+#include <type_traits>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -26,6 +27,26 @@ decltype(auto) without_gil(Fn&& fn) {
     return std::forward<Fn>(fn)();
 }
 
+// A Python list of ints from unsigned ids. pybind11's generic list caster goes through py::cast
+// per element; token lists run to millions of entries, so this builds the list directly.
+template <class UInt>
+py::list to_int_list(const std::vector<UInt>& values) {
+    static_assert(std::is_unsigned_v<UInt>);
+    PyObject* list = PyList_New(static_cast<Py_ssize_t>(values.size()));
+    if (list == nullptr) {
+        throw py::error_already_set();
+    }
+    auto result = py::reinterpret_steal<py::list>(list);
+    for (std::size_t i = 0; i < values.size(); ++i) {
+        PyObject* item = PyLong_FromUnsignedLongLong(values[i]);
+        if (item == nullptr) {
+            throw py::error_already_set();
+        }
+        PyList_SET_ITEM(list, static_cast<Py_ssize_t>(i), item);  // steals the reference
+    }
+    return result;
+}
+
 }  // namespace relay::bind
 
 void register_tokenizer(py::module_& m);
@@ -33,3 +54,4 @@ void register_knapsack(py::module_& m);
 void register_compress(py::module_& m);
 void register_fuzzy(py::module_& m);
 void register_ratelimit(py::module_& m);
+void register_drift(py::module_& m);

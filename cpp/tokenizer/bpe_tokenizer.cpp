@@ -218,7 +218,7 @@ class CountMemo {
 // its pieces (Zipf), so most lookups hit this small, hot table instead of the large vocabulary
 // map, and repeated non-token pieces skip the merge.
 struct PieceCache {
-    static constexpr std::size_t kSlots = 4096;  // power of two
+    static constexpr std::size_t kSlots = 16384;  // a power of two; ~1 MB holds the frequent pieces
     static constexpr std::size_t kMaxBytes = 30;
     static constexpr std::size_t kMaxIds = 6;
     struct Slot {
@@ -259,6 +259,9 @@ struct BpeTokenizer::Impl {
     BytesMap encoder;          // mergeable bytes -> rank
     BytesMap special_encoder;  // special text -> id
     std::array<Rank, 256> byte_rank{};
+    // Rank of every two-byte string (kNoRank if not a token): the first round of every merge
+    // looks up all adjacent byte pairs, and a 256 KB table beats hashing for those.
+    std::vector<Rank> byte_pair_rank = std::vector<Rank>(std::size_t{1} << 16U, kNoRank);
     std::vector<std::string_view> decoder;  // id -> bytes; empty = no such id
     std::size_t n_vocab = 0;
     std::size_t max_token_len = 0;  // longest mergeable token, in bytes
@@ -326,6 +329,11 @@ struct BpeTokenizer::Impl {
             }
             byte_rank[b] = it->second;
         }
+        for (const auto& [bytes, rank] : mergeable) {
+            if (bytes.size() == 2) {
+                byte_pair_rank[pair_index(bytes[0], bytes[1])] = rank;
+            }
+        }
         for (const auto& [text, id] : specials) {
             if (!decoder[id].empty()) {
                 throw InvalidArgument("special token '" + text + "' has id " + std::to_string(id) +
@@ -339,6 +347,10 @@ struct BpeTokenizer::Impl {
             }
             decoder[id] = text;
         }
+    }
+
+    static std::size_t pair_index(char a, char b) {
+        return (std::size_t{static_cast<unsigned char>(a)} << 8U) | static_cast<unsigned char>(b);
     }
 
     [[nodiscard]] Rank rank_of(std::string_view bytes) const {
@@ -362,7 +374,7 @@ struct BpeTokenizer::Impl {
         Rank best = kNoRank;
         std::size_t best_k = 0;
         for (std::size_t k = 0; k + 1 < m; ++k) {
-            pair[k] = rank_of(piece.substr(k, 2));
+            pair[k] = byte_pair_rank[pair_index(piece[k], piece[k + 1])];
             if (pair[k] < best) {
                 best = pair[k];
                 best_k = k;

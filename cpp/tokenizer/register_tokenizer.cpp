@@ -10,6 +10,7 @@
 #include "tokenizer/bpe_tokenizer.hpp"
 
 namespace tk = relay::tokenizer;
+using relay::bind::to_int_list;
 using relay::bind::without_gil;
 
 void register_tokenizer(py::module_& m) {
@@ -45,7 +46,7 @@ void register_tokenizer(py::module_& m) {
             "encode_ordinary",
             [](const tk::BpeTokenizer& self, std::string_view text) {
                 // Safe: `text` is UTF-8 owned by the argument caster for the whole call.
-                return without_gil([&] { return self.encode_ordinary(text); });
+                return to_int_list(without_gil([&] { return self.encode_ordinary(text); }));
             },
             py::arg("text"))
         .def(
@@ -54,7 +55,8 @@ void register_tokenizer(py::module_& m) {
                const std::vector<std::string>& allowed,
                const std::vector<std::string>& disallowed) {
                 // Safe: only C++ copies and caster-owned UTF-8 are read.
-                return without_gil([&] { return self.encode(text, allowed, disallowed); });
+                return to_int_list(
+                    without_gil([&] { return self.encode(text, allowed, disallowed); }));
             },
             py::arg("text"), py::arg("allowed"), py::arg("disallowed"))
         .def(

@@ -51,7 +51,7 @@ class UnknownTokenIdError(TokenizerError, ValueError):
 
 
 class InfeasibleBudgetError(InvalidArgumentError):
-    """What must be kept (pinned atoms and their groups, the system prompt, ...) exceeds the budget."""
+    """What must be kept (pinned atoms and their groups, the system prompt) exceeds the budget."""
 
 
 class CompressionError(RelayError):
@@ -59,7 +59,7 @@ class CompressionError(RelayError):
 
 
 class CorruptFrameError(CompressionError, ValueError):
-    """A compressed frame that is corrupt, truncated, of an unknown format, or lacks its dictionary."""
+    """A compressed frame that is corrupt, truncated, of unknown format, or lacks its dictionary."""
 
 
 class SizeLimitExceededError(CompressionError, ValueError):
@@ -70,20 +70,55 @@ class BackendUnavailableError(RelayError, ConnectionError):
     """A backing service (Redis, PostgreSQL) cannot be reached and the policy says to fail."""
 
 
+class InvalidSessionIdError(InvalidArgumentError):
+    """A session id that is empty, too long, or has characters outside ``[A-Za-z0-9._:-]``."""
+
+
+class UnknownRoleError(InvalidArgumentError):
+    """A message role other than ``system``, ``user``, ``assistant`` or ``tool``."""
+
+
+class EmptyContentError(InvalidArgumentError):
+    """A message whose content is empty (and that carries no tool calls)."""
+
+
+class MessageTooLargeError(InvalidArgumentError):
+    """Message content larger, in UTF-8 bytes, than ``Settings.max_message_bytes``."""
+
+
+class SessionNotFoundError(RelayError, LookupError):
+    """No live session has this id (it never existed, was deleted, or its TTL ran out)."""
+
+
+class SessionExistsError(RelayError, ValueError):
+    """``create_session`` was given the id of a session that is still live."""
+
+
+class StoreError(RelayError):
+    """The session store's data is not what Relay wrote (a newer schema, a corrupt row)."""
+
+
 __all__ = [
     "BackendUnavailableError",
     "ChecksumMismatchError",
     "CompressionError",
     "CorruptFrameError",
     "DisallowedSpecialTokenError",
+    "EmptyContentError",
     "InfeasibleBudgetError",
     "InputTypeError",
     "InvalidArgumentError",
+    "InvalidSessionIdError",
+    "MessageTooLargeError",
     "RankFileError",
     "RelayError",
+    "SessionExistsError",
+    "SessionNotFoundError",
     "SizeLimitExceededError",
+    "StoreError",
     "TokenizerError",
     "UnknownEncodingError",
     "UnknownModelError",
+    "UnknownRoleError",
     "UnknownTokenIdError",
 ]

@@ -52,9 +52,20 @@ class Settings(BaseSettings):
     #: means SQLite at ``data_dir/relay.db``.
     database_url: str | None = None
     database_pool_size: int = Field(default=20, ge=1, le=1000)
+    #: PostgreSQL schema holding Relay's tables (created if missing); lower case, as PostgreSQL
+    #: folds unquoted names.
+    database_schema: str = Field(default="public", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    #: How long a statement may wait for a lock or a pooled connection (SQLite busy timeout,
+    #: PostgreSQL pool acquire and command timeout), in seconds.
+    database_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    #: SQLite ``synchronous``: FULL also survives power loss; NORMAL (WAL) survives a crash of
+    #: the process but may lose the last commits on power loss.
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "FULL"
     #: ``redis://host:port/db``; unset means in-process caches and rate limits.
     redis_url: str | None = None
     redis_max_connections: int = Field(default=50, ge=1, le=10_000)
+    #: Prefix of every Redis key Relay writes (share one Redis between deployments or tests).
+    redis_key_prefix: str = "relay:"
 
     # --- context engine ----------------------------------------------------------------------
     max_window_tokens: int = Field(default=128_000, ge=1)
@@ -66,6 +77,8 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(default=1_000_000, ge=1)
     #: Hot context windows kept by the in-process cache (when Redis is not configured).
     context_cache_entries: int = Field(default=1024, ge=0)
+    #: How long a cached context window lives (Redis or in-process), in seconds.
+    context_cache_ttl_seconds: int = Field(default=300, ge=1)
 
     # --- security ------------------------------------------------------------------------------
     secret_key: SecretStr | None = None

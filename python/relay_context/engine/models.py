@@ -1,0 +1,370 @@
+"""The context engine's data: sessions, the messages appended to them, and their validation.
+
+Everything here is a frozen dataclass validated on construction; a bad value raises a subclass
+of :class:`~relay_context.errors.InvalidArgumentError` (or
+:class:`~relay_context.errors.InputTypeError` for a wrong type) whose message names the field and
+the value. ``MessageRole`` is re-exported by
+``relay_context.core.context_engine`` (the name the product docs use).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from typing import Any
+
+from relay_context.errors import (
+    EmptyContentError,
+    InputTypeError,
+    InvalidArgumentError,
+    InvalidSessionIdError,
+    MessageTooLargeError,
+    UnknownRoleError,
+)
+
+#: A session id: 1 to 128 characters of ``[A-Za-z0-9._:-]`` (safe in URLs, Redis keys, file names).
+SESSION_ID_MAX_LENGTH = 128
+_SESSION_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+#: Owners, tool names and tool-call ids are free text, but bounded.
+NAME_MAX_LENGTH = 256
+
+
+class MessageRole(str, enum.Enum):
+    """Who wrote a message, as in the OpenAI chat format."""
+
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+
+    @classmethod
+    def parse(cls, value: object) -> MessageRole:
+        """``value`` as a role; accepts a ``MessageRole`` or its lower-case name."""
+        if isinstance(value, MessageRole):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls(value)
+            except ValueError:
+                pass
+        allowed = ", ".join(r.value for r in cls)
+        raise UnknownRoleError(f"unknown message role {value!r}; expected one of: {allowed}")
+
+
+def _preview(value: str, limit: int = 40) -> str:
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
+def validate_session_id(value: object) -> str:
+    """``value`` if it is a well-formed session id, else :class:`InvalidSessionIdError`."""
+    if not isinstance(value, str):
+        raise InputTypeError(f"session id must be a str, got {type(value).__name__}")
+    if _SESSION_ID.fullmatch(value) is None:
+        if not value:
+            raise InvalidSessionIdError("session id is empty; expected 1-128 of [A-Za-z0-9._:-]")
+        if len(value) > SESSION_ID_MAX_LENGTH:
+            raise InvalidSessionIdError(
+                f"session id {_preview(value)} has {len(value)} characters; at most "
+                f"{SESSION_ID_MAX_LENGTH} are allowed"
+            )
+        bad = next(c for c in value if _SESSION_ID.fullmatch(c) is None)
+        raise InvalidSessionIdError(
+            f"session id {_preview(value)} contains {bad!r}; only [A-Za-z0-9._:-] are allowed"
+        )
+    return value
+
+
+def validate_name(what: str, value: object) -> str:
+    """A non-empty string of at most ``NAME_MAX_LENGTH`` characters (owner, tool name, ...)."""
+    if not isinstance(value, str):
+        raise InputTypeError(f"{what} must be a str, got {type(value).__name__}")
+    if not value:
+        raise InvalidArgumentError(f"{what} is empty")
+    if len(value) > NAME_MAX_LENGTH:
+        raise InvalidArgumentError(
+            f"{what} {_preview(value)} has {len(value)} characters; at most {NAME_MAX_LENGTH}"
+        )
+    return value
+
+
+def validate_ttl(value: object) -> int:
+    """A session TTL: a whole number of seconds, at least 1."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InputTypeError(f"ttl_seconds must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise InvalidArgumentError(f"ttl_seconds must be at least 1, got {value}")
+    return value
+
+
+def validate_metadata(what: str, value: object) -> dict[str, Any]:
+    """A JSON object (str keys, JSON values, no NaN/Infinity), returned as a private deep copy."""
+    if not isinstance(value, Mapping):
+        raise InputTypeError(f"{what} must be a mapping, got {type(value).__name__}")
+    for key in value:
+        if not isinstance(key, str):
+            raise InvalidArgumentError(f"{what} keys must be str, got {key!r}")
+    try:
+        text = json.dumps(dict(value), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(f"{what} is not JSON-serializable: {exc}") from None
+    copy: dict[str, Any] = json.loads(text)
+    return copy
+
+
+def validate_token_counts(value: object) -> dict[str, int]:
+    """Token counts per encoding name: ``{"o200k_base": 12, ...}``, each count >= 0."""
+    if not isinstance(value, Mapping):
+        raise InputTypeError(f"token_counts must be a mapping, got {type(value).__name__}")
+    counts: dict[str, int] = {}
+    for encoding, count in value.items():
+        if not isinstance(encoding, str) or not encoding:
+            raise InvalidArgumentError(
+                f"token_counts key must be an encoding name, got {encoding!r}"
+            )
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise InvalidArgumentError(
+                f"token_counts[{encoding!r}] must be a non-negative int, got {count!r}"
+            )
+        counts[encoding] = count
+    return counts
+
+
+def utc_from_micros(micros: int) -> datetime:
+    """An aware UTC datetime from microseconds since the Unix epoch (the stored form)."""
+    seconds, rest = divmod(micros, 1_000_000)
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).replace(microsecond=rest)
+
+
+def micros_from_utc(moment: datetime) -> int:
+    """Microseconds since the Unix epoch of an aware datetime."""
+    if moment.tzinfo is None:
+        raise InvalidArgumentError(f"datetime {moment.isoformat()} has no time zone")
+    delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function call requested by the assistant (OpenAI ``tool_calls[i]``)."""
+
+    id: str
+    name: str
+    #: The arguments exactly as the model produced them (JSON text, possibly malformed).
+    arguments: str
+    type: str = "function"
+
+    def __post_init__(self) -> None:
+        validate_name("tool call id", self.id)
+        validate_name("tool call name", self.name)
+        validate_name("tool call type", self.type)
+        if not isinstance(self.arguments, str):
+            raise InputTypeError(
+                f"tool call arguments must be a str, got {type(self.arguments).__name__}"
+            )
+
+    def to_openai(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+
+    @classmethod
+    def from_openai(cls, value: Mapping[str, Any]) -> ToolCall:
+        """From the OpenAI dict ``{"id", "type", "function": {"name", "arguments"}}``."""
+        if not isinstance(value, Mapping):
+            raise InputTypeError(f"a tool call must be a mapping, got {type(value).__name__}")
+        function = value.get("function")
+        if not isinstance(function, Mapping):
+            raise InvalidArgumentError(f"tool call {value!r} has no 'function' object")
+        return cls(
+            # Types are checked in __post_init__, with a message naming the field.
+            id=value.get("id"),  # type: ignore[arg-type]
+            name=function.get("name"),  # type: ignore[arg-type]
+            arguments=function.get("arguments", ""),
+            type=value.get("type", "function"),
+        )
+
+
+def _tool_calls(value: object) -> tuple[ToolCall, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise InputTypeError(f"tool_calls must be a sequence, got {type(value).__name__}")
+    return tuple(c if isinstance(c, ToolCall) else ToolCall.from_openai(c) for c in value)
+
+
+def _check_message_fields(message: NewMessage | StoredMessage) -> None:
+    """Shared validation of the fields a new and a stored message have in common."""
+    set_ = object.__setattr__  # the dataclasses are frozen; normalise once, here
+    role = MessageRole.parse(message.role)
+    set_(message, "role", role)
+    if not isinstance(message.content, str):
+        raise InputTypeError(f"message content must be a str, got {type(message.content).__name__}")
+    tool_calls = _tool_calls(message.tool_calls)
+    set_(message, "tool_calls", tool_calls)
+    if tool_calls and role is not MessageRole.ASSISTANT:
+        raise InvalidArgumentError(f"only assistant messages carry tool_calls, not {role.value}")
+    # An assistant turn that only calls tools has no text (OpenAI sends content null/empty).
+    if not message.content and not tool_calls:
+        raise EmptyContentError(f"{role.value} message content is empty")
+    if message.name is not None:
+        validate_name("message name", message.name)
+    if message.tool_call_id is not None:
+        validate_name("tool_call_id", message.tool_call_id)
+    if role is MessageRole.TOOL and message.tool_call_id is None:
+        raise InvalidArgumentError("a tool message needs the tool_call_id it answers")
+    if role is not MessageRole.TOOL and message.tool_call_id is not None:
+        raise InvalidArgumentError(f"only tool messages carry a tool_call_id, not {role.value}")
+    set_(message, "metadata", validate_metadata("message metadata", message.metadata))
+    set_(message, "token_counts", validate_token_counts(message.token_counts))
+    if message.created_at is not None and (
+        not isinstance(message.created_at, datetime) or message.created_at.tzinfo is None
+    ):
+        raise InvalidArgumentError(
+            f"created_at must be an aware datetime, got {message.created_at!r}"
+        )
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _fill(instance: object, values: dict[str, Any]) -> None:
+    """Set every field of a frozen dataclass ``instance`` from ``values`` (all must be there)."""
+    kind = type(instance)
+    names = _FIELD_NAMES.get(kind)
+    if names is None:
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in fields(kind))  # type: ignore[arg-type]
+    for name in names:
+        object.__setattr__(instance, name, values[name])
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message to append to a session; the store gives it a sequence number and a time.
+
+    ``token_counts`` maps an encoding name to the content's token count in it; the engine counts
+    once (with :class:`relay_context.TokenCounter`) and the store keeps the counts with the row.
+    """
+
+    role: MessageRole
+    content: str
+    name: str | None = None
+    tool_call_id: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    token_counts: Mapping[str, int] = field(default_factory=dict)
+    #: When the message was written; ``None`` means "now" by the store's clock.
+    created_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        _check_message_fields(self)
+
+    @property
+    def content_bytes(self) -> int:
+        """Size of the content in UTF-8 bytes (what ``max_message_bytes`` limits)."""
+        return len(self.content.encode("utf-8"))
+
+    def check_size(self, max_bytes: int) -> None:
+        """Raise :class:`MessageTooLargeError` if the content is over ``max_bytes`` (UTF-8)."""
+        size = self.content_bytes
+        if size > max_bytes:
+            raise MessageTooLargeError(
+                f"message content is {size} bytes of UTF-8; the limit (max_message_bytes) is "
+                f"{max_bytes}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A message as stored: its session, its position ``seq`` (1, 2, 3, ... without gaps)."""
+
+    session_id: str
+    seq: int
+    role: MessageRole
+    content: str
+    created_at: datetime
+    name: str | None = None
+    tool_call_id: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    token_counts: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        validate_session_id(self.session_id)
+        if not isinstance(self.seq, int) or isinstance(self.seq, bool) or self.seq < 1:
+            raise InvalidArgumentError(f"seq must be a positive int, got {self.seq!r}")
+        _check_message_fields(self)
+
+    @classmethod
+    def _from_storage(cls, **values: Any) -> StoredMessage:
+        """Build from a stored row without re-validating (it was validated when written)."""
+        message = object.__new__(cls)
+        _fill(message, values)
+        return message
+
+    def to_openai(self) -> dict[str, Any]:
+        """The message in the OpenAI chat format (``role``, ``content``, ``name``, ...)."""
+        out: dict[str, Any] = {"role": self.role.value, "content": self.content}
+        if self.name is not None:
+            out["name"] = self.name
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if self.tool_calls:
+            out["tool_calls"] = [c.to_openai() for c in self.tool_calls]
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A conversation. It expires ``ttl_seconds`` after its last write or touch."""
+
+    id: str
+    owner: str
+    created_at: datetime
+    updated_at: datetime
+    ttl_seconds: int
+    expires_at: datetime
+    #: ``seq`` of the newest message (0 when there is none).
+    last_seq: int = 0
+    #: Bumped by every change to the messages; with ``incarnation`` it versions cached windows.
+    revision: int = 0
+    #: Random per creation, so a deleted and re-created session never matches an old cache entry.
+    incarnation: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        validate_session_id(self.id)
+        validate_name("owner", self.owner)
+        validate_ttl(self.ttl_seconds)
+        object.__setattr__(self, "metadata", validate_metadata("session metadata", self.metadata))
+
+    @classmethod
+    def _from_storage(cls, **values: Any) -> Session:
+        """Build from a stored row without re-validating (it was validated when written)."""
+        session = object.__new__(cls)
+        _fill(session, values)
+        return session
+
+    @property
+    def cache_version(self) -> str:
+        """Changes whenever the session's messages do; the key under which windows are cached."""
+        return f"{self.incarnation}.{self.revision}"
+
+    def is_expired(self, now: datetime) -> bool:
+        return now >= self.expires_at
+
+
+__all__ = [
+    "SESSION_ID_MAX_LENGTH",
+    "MessageRole",
+    "NewMessage",
+    "Session",
+    "StoredMessage",
+    "ToolCall",
+    "validate_session_id",
+]

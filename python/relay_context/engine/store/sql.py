@@ -1,0 +1,602 @@
+"""The SQL both back-ends share: schema migrations and every store operation.
+
+Statements use PostgreSQL's ``$1, $2, ...`` placeholders; the SQLite back-end rewrites them to
+SQLite's numbered ``?1, ?2, ...`` (same meaning), so one text serves both. Times are integers
+(microseconds since the epoch, taken from the store's clock) so that both databases compare
+them the same way and tests can drive expiry with a fake clock.
+
+Ordering of appends: ``UPDATE relay_sessions SET last_seq = last_seq + n ... RETURNING last_seq``
+takes the session row's write lock (PostgreSQL row lock; SQLite runs the transaction under
+``BEGIN IMMEDIATE``, the database write lock), so concurrent appends to one session are
+serialised and get consecutive, gap-free ``seq`` numbers in commit order.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from relay_context.engine.cache import ContextCache
+from relay_context.engine.codec import CodecSet, ContentCodec
+from relay_context.engine.models import (
+    MessageRole,
+    NewMessage,
+    Session,
+    StoredMessage,
+    ToolCall,
+    micros_from_utc,
+    utc_from_micros,
+    validate_metadata,
+    validate_name,
+    validate_session_id,
+    validate_ttl,
+)
+from relay_context.engine.store.base import SessionStore
+from relay_context.errors import (
+    InputTypeError,
+    InvalidArgumentError,
+    SessionExistsError,
+    SessionNotFoundError,
+    StoreError,
+)
+
+log = logging.getLogger(__name__)
+
+#: The clock: microseconds since the Unix epoch.
+Clock = Callable[[], int]
+
+
+def system_clock() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    #: Statements run in order in one transaction; ``{blob}`` is the dialect's binary type.
+    statements: tuple[str, ...]
+
+
+MIGRATIONS_TABLE = "relay_schema_migrations"
+CREATE_MIGRATIONS_TABLE = f"""
+CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at_us BIGINT NOT NULL
+)"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "sessions and messages",
+        (
+            """
+            CREATE TABLE relay_sessions (
+                id TEXT PRIMARY KEY,
+                owner TEXT NOT NULL,
+                created_at_us BIGINT NOT NULL,
+                updated_at_us BIGINT NOT NULL,
+                ttl_seconds BIGINT NOT NULL,
+                expires_at_us BIGINT NOT NULL,
+                last_seq BIGINT NOT NULL DEFAULT 0,
+                revision BIGINT NOT NULL DEFAULT 0,
+                incarnation TEXT NOT NULL,
+                metadata TEXT NOT NULL
+            )""",
+            "CREATE INDEX relay_sessions_owner ON relay_sessions (owner, updated_at_us)",
+            "CREATE INDEX relay_sessions_expiry ON relay_sessions (expires_at_us)",
+            """
+            CREATE TABLE relay_messages (
+                session_id TEXT NOT NULL REFERENCES relay_sessions (id) ON DELETE CASCADE,
+                seq BIGINT NOT NULL,
+                role TEXT NOT NULL,
+                name TEXT,
+                tool_call_id TEXT,
+                tool_calls TEXT,
+                metadata TEXT NOT NULL,
+                token_counts TEXT NOT NULL,
+                codec TEXT NOT NULL,
+                content_size BIGINT NOT NULL,
+                content {blob} NOT NULL,
+                created_at_us BIGINT NOT NULL,
+                PRIMARY KEY (session_id, seq)
+            )""",
+        ),
+    ),
+)
+LATEST_VERSION = MIGRATIONS[-1].version
+
+_SESSION_COLUMNS = (
+    "id, owner, created_at_us, updated_at_us, ttl_seconds, expires_at_us, last_seq, revision,"
+    " incarnation, metadata"
+)
+_MESSAGE_COLUMNS = (
+    "session_id, seq, role, name, tool_call_id, tool_calls, metadata, token_counts, codec,"
+    " content_size, content, created_at_us"
+)
+#: Content at least this large is compressed in a worker thread.
+_THREAD_CODEC_BYTES = 256 * 1024
+#: Larger than any seq; stands for "no upper bound".
+_MAX_SEQ = 2**62
+
+Row = Sequence[Any]
+#: A message as inserted, after session id and seq: role, name, tool_call_id, tool_calls,
+#: metadata, token_counts, codec, content_size, content, created_at_us.
+MessageRow = tuple[str, str | None, str | None, str | None, str, str, str, int, bytes, int]
+
+
+class Transaction(Protocol):
+    """What an operation runs its statements on (one database transaction)."""
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
+
+    async def execute(self, sql: str, *args: Any) -> None: ...
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _positive(what: str, value: object, *, zero: bool = False) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InputTypeError(f"{what} must be an int, got {type(value).__name__}")
+    if value < (0 if zero else 1):
+        raise InvalidArgumentError(f"{what} must be >= {0 if zero else 1}, got {value}")
+    return value
+
+
+class SqlSessionStore(SessionStore):
+    """Every operation of :class:`SessionStore` in shared SQL; back-ends supply transactions."""
+
+    #: The dialect's binary column type for migrations.
+    blob_type = "BLOB"
+
+    def __init__(
+        self,
+        *,
+        codec: ContentCodec | None = None,
+        codec_tag: str | None = None,
+        read_codecs: Mapping[str, ContentCodec] | None = None,
+        cache: ContextCache | None = None,
+        default_ttl_seconds: int = 3600,
+        max_message_bytes: int = 1_000_000,
+        clock: Clock = system_clock,
+    ) -> None:
+        self.codecs = CodecSet(codec, codec_tag, readers=read_codecs)
+        self.cache = cache
+        self.default_ttl_seconds = validate_ttl(default_ttl_seconds)
+        self.max_message_bytes = _positive("max_message_bytes", max_message_bytes)
+        self._clock = clock
+
+    # --- what a back-end provides -----------------------------------------------------------
+    @abc.abstractmethod
+    def _write(self) -> contextlib.AbstractAsyncContextManager[Transaction]:
+        """A transaction that holds the write lock needed for ordered appends."""
+
+    @abc.abstractmethod
+    def _read(self) -> contextlib.AbstractAsyncContextManager[Transaction]:
+        """A connection for reads in autocommit mode: each statement sees one snapshot, so every
+        read operation is written as a single statement (plus a check when it found nothing)."""
+
+    # --- migrations ---------------------------------------------------------------------------
+    async def _migrate(self, tx: Transaction) -> None:
+        """Apply pending migrations; the caller holds a lock that serialises migrators."""
+        await tx.execute(CREATE_MIGRATIONS_TABLE)
+        rows = await tx.fetch(f"SELECT version FROM {MIGRATIONS_TABLE}")
+        applied = {int(r[0]) for r in rows}
+        newest = max(applied, default=0)
+        if newest > LATEST_VERSION:
+            raise StoreError(
+                f"the database schema is at version {newest}, newer than this Relay knows "
+                f"({LATEST_VERSION}); upgrade Relay"
+            )
+        for migration in MIGRATIONS:
+            if migration.version in applied:
+                continue
+            for statement in migration.statements:
+                await tx.execute(statement.format(blob=self.blob_type))
+            await tx.execute(
+                f"INSERT INTO {MIGRATIONS_TABLE} (version, name, applied_at_us)"
+                " VALUES ($1, $2, $3)",
+                migration.version,
+                migration.name,
+                self._clock(),
+            )
+            log.info("applied schema migration %d (%s)", migration.version, migration.name)
+
+    async def ping(self) -> None:
+        async with self._read() as tx:
+            await tx.fetch("SELECT 1")
+
+    async def schema_version(self) -> int:
+        async with self._read() as tx:
+            rows = await tx.fetch(f"SELECT MAX(version) FROM {MIGRATIONS_TABLE}")
+        return int(rows[0][0] or 0)
+
+    # --- row conversion -------------------------------------------------------------------------
+    @staticmethod
+    def _session(row: Row) -> Session:
+        return Session._from_storage(
+            id=row[0],
+            owner=row[1],
+            created_at=utc_from_micros(int(row[2])),
+            updated_at=utc_from_micros(int(row[3])),
+            ttl_seconds=int(row[4]),
+            expires_at=utc_from_micros(int(row[5])),
+            last_seq=int(row[6]),
+            revision=int(row[7]),
+            incarnation=row[8],
+            metadata=json.loads(row[9]),
+        )
+
+    def _message(self, row: Row) -> StoredMessage:
+        content = self.codecs.decode(row[8], bytes(row[10]), int(row[9]))
+        try:
+            text = content.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise StoreError(
+                f"message {row[0]}#{row[1]} is not UTF-8 after decoding: {exc}"
+            ) from None
+        tool_calls = json.loads(row[5]) if row[5] is not None else []
+        return StoredMessage._from_storage(
+            session_id=row[0],
+            seq=int(row[1]),
+            role=MessageRole(row[2]),
+            content=text,
+            name=row[3],
+            tool_call_id=row[4],
+            tool_calls=tuple(ToolCall.from_openai(c) for c in tool_calls),
+            metadata=json.loads(row[6]),
+            token_counts=json.loads(row[7]),
+            created_at=utc_from_micros(int(row[11])),
+        )
+
+    async def _invalidate(self, *session_ids: str) -> None:
+        """Drop cached windows after a committed write. A failure only costs memory: cache
+        entries are versioned by ``Session.cache_version``, so a stale one is never served."""
+        if self.cache is None:
+            return
+        for session_id in session_ids:
+            try:
+                await self.cache.invalidate(session_id)
+            except Exception:
+                log.warning("could not invalidate cached windows of %s", session_id, exc_info=True)
+
+    # --- sessions -------------------------------------------------------------------------------
+    async def _insert_session(
+        self,
+        tx: Transaction,
+        session_id: str,
+        owner: str,
+        ttl_seconds: int,
+        metadata: dict[str, Any],
+        now: int,
+    ) -> tuple[Session | None, bool]:
+        """Insert unless a live session exists; ``(new session or None, purged an expired one)``."""
+        purged = await tx.fetch(
+            "DELETE FROM relay_sessions WHERE id = $1 AND expires_at_us <= $2 RETURNING id",
+            session_id,
+            now,
+        )
+        rows = await tx.fetch(
+            f"INSERT INTO relay_sessions ({_SESSION_COLUMNS})"
+            " VALUES ($1, $2, $3, $3, $4, $5, 0, 0, $6, $7)"
+            f" ON CONFLICT (id) DO NOTHING RETURNING {_SESSION_COLUMNS}",
+            session_id,
+            owner,
+            now,
+            ttl_seconds,
+            now + ttl_seconds * 1_000_000,
+            secrets.token_hex(8),
+            _json(metadata),
+        )
+        return (self._session(rows[0]) if rows else None), bool(purged)
+
+    def _session_args(
+        self,
+        session_id: str,
+        owner: str,
+        ttl_seconds: int | None,
+        metadata: Mapping[str, Any] | None,
+    ) -> tuple[str, str, int, dict[str, Any]]:
+        return (
+            validate_session_id(session_id),
+            validate_name("owner", owner),
+            self.default_ttl_seconds if ttl_seconds is None else validate_ttl(ttl_seconds),
+            validate_metadata("session metadata", metadata or {}),
+        )
+
+    async def create_session(
+        self,
+        session_id: str,
+        owner: str,
+        *,
+        ttl_seconds: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Session:
+        sid, owner, ttl, meta = self._session_args(session_id, owner, ttl_seconds, metadata)
+        async with self._write() as tx:
+            session, purged = await self._insert_session(tx, sid, owner, ttl, meta, self._clock())
+        if purged:
+            await self._invalidate(sid)
+        if session is None:
+            raise SessionExistsError(f"session {sid!r} already exists")
+        return session
+
+    async def ensure_session(
+        self,
+        session_id: str,
+        owner: str,
+        *,
+        ttl_seconds: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Session:
+        sid, owner, ttl, meta = self._session_args(session_id, owner, ttl_seconds, metadata)
+        existing = await self.get_session(sid)
+        if existing is not None:
+            return existing
+        async with self._write() as tx:
+            now = self._clock()
+            session, purged = await self._insert_session(tx, sid, owner, ttl, meta, now)
+            if session is None:  # another writer created it in between
+                rows = await tx.fetch(
+                    f"SELECT {_SESSION_COLUMNS} FROM relay_sessions WHERE id = $1", sid
+                )
+                session = self._session(rows[0])
+        if purged:
+            await self._invalidate(sid)
+        return session
+
+    async def get_session(self, session_id: str) -> Session | None:
+        sid = validate_session_id(session_id)
+        async with self._read() as tx:
+            rows = await tx.fetch(
+                f"SELECT {_SESSION_COLUMNS} FROM relay_sessions"
+                " WHERE id = $1 AND expires_at_us > $2",
+                sid,
+                self._clock(),
+            )
+        return self._session(rows[0]) if rows else None
+
+    async def touch_session(self, session_id: str) -> Session:
+        sid = validate_session_id(session_id)
+        async with self._write() as tx:
+            now = self._clock()
+            rows = await tx.fetch(
+                "UPDATE relay_sessions SET updated_at_us = $2,"
+                " expires_at_us = $2 + ttl_seconds * 1000000"
+                f" WHERE id = $1 AND expires_at_us > $2 RETURNING {_SESSION_COLUMNS}",
+                sid,
+                now,
+            )
+        if not rows:
+            raise SessionNotFoundError(f"no live session {sid!r}")
+        return self._session(rows[0])
+
+    async def delete_session(self, session_id: str) -> bool:
+        sid = validate_session_id(session_id)
+        async with self._write() as tx:
+            rows = await tx.fetch(
+                "DELETE FROM relay_sessions WHERE id = $1 RETURNING expires_at_us", sid
+            )
+            now = self._clock()
+        if rows:
+            await self._invalidate(sid)
+        return any(int(r[0]) > now for r in rows)
+
+    async def list_sessions(
+        self, owner: str, *, limit: int = 100, offset: int = 0
+    ) -> list[Session]:
+        validate_name("owner", owner)
+        _positive("limit", limit)
+        _positive("offset", offset, zero=True)
+        async with self._read() as tx:
+            rows = await tx.fetch(
+                f"SELECT {_SESSION_COLUMNS} FROM relay_sessions"
+                " WHERE owner = $1 AND expires_at_us > $2"
+                " ORDER BY updated_at_us DESC, id LIMIT $3 OFFSET $4",
+                owner,
+                self._clock(),
+                limit,
+                offset,
+            )
+        return [self._session(r) for r in rows]
+
+    async def expire_sessions(self, *, limit: int = 1000) -> int:
+        _positive("limit", limit)
+        async with self._write() as tx:
+            now = self._clock()
+            # The outer expiry test matters on PostgreSQL: a session touched while this waited
+            # for its row lock is re-checked against its new expiry and kept.
+            rows = await tx.fetch(
+                "DELETE FROM relay_sessions WHERE expires_at_us <= $1 AND id IN"
+                " (SELECT id FROM relay_sessions WHERE expires_at_us <= $1"
+                " ORDER BY expires_at_us LIMIT $2) RETURNING id",
+                now,
+                limit,
+            )
+        expired = [str(r[0]) for r in rows]
+        await self._invalidate(*expired)
+        if expired:
+            log.info("expired %d sessions", len(expired))
+        return len(expired)
+
+    # --- messages -------------------------------------------------------------------------------
+    async def append_many(
+        self, session_id: str, messages: Sequence[NewMessage]
+    ) -> list[StoredMessage]:
+        sid = validate_session_id(session_id)
+        if isinstance(messages, NewMessage) or not isinstance(messages, Sequence):
+            raise InputTypeError(
+                f"messages must be a sequence of NewMessage, got {type(messages).__name__}"
+            )
+        if not messages:
+            return []
+        now = self._clock()
+        rows: list[MessageRow] = []
+        for message in messages:
+            if not isinstance(message, NewMessage):
+                raise InputTypeError(f"expected a NewMessage, got {type(message).__name__}")
+            message.check_size(self.max_message_bytes)
+            raw = message.content.encode("utf-8")
+            # Before the transaction, to keep locks short; large content in a worker thread so
+            # the event loop keeps serving (the C++ codec releases the GIL).
+            if len(raw) >= _THREAD_CODEC_BYTES:
+                tag, blob = await asyncio.to_thread(self.codecs.encode, raw)
+            else:
+                tag, blob = self.codecs.encode(raw)
+            created = now if message.created_at is None else micros_from_utc(message.created_at)
+            tool_calls = (
+                _json([c.to_openai() for c in message.tool_calls]) if message.tool_calls else None
+            )
+            rows.append(
+                (
+                    message.role.value,
+                    message.name,
+                    message.tool_call_id,
+                    tool_calls,
+                    _json(dict(message.metadata)),
+                    _json(dict(message.token_counts)),
+                    tag,
+                    len(raw),
+                    blob,
+                    created,
+                )
+            )
+        first_seq = await self._insert_messages(sid, rows, now)
+        if first_seq is None:
+            raise SessionNotFoundError(f"no live session {sid!r}")
+        await self._invalidate(sid)
+        return [
+            StoredMessage._from_storage(
+                session_id=sid,
+                seq=first_seq + offset,
+                role=message.role,
+                content=message.content,
+                created_at=utc_from_micros(row[9]),
+                name=message.name,
+                tool_call_id=message.tool_call_id,
+                tool_calls=message.tool_calls,
+                metadata=message.metadata,
+                token_counts=message.token_counts,
+            )
+            for offset, (message, row) in enumerate(zip(messages, rows, strict=True))
+        ]
+
+    async def _insert_messages(
+        self, session_id: str, rows: Sequence[MessageRow], now: int
+    ) -> int | None:
+        """Give ``rows`` the next seqs of the live session and insert them, in one transaction;
+        the first seq, or ``None`` if the session is not live. Back-ends may do it faster."""
+        async with self._write() as tx:
+            # Takes the session row's write lock until commit: appends are serialised here.
+            bumped = await tx.fetch(
+                "UPDATE relay_sessions SET last_seq = last_seq + $2, revision = revision + 1,"
+                " updated_at_us = $3, expires_at_us = $3 + ttl_seconds * 1000000"
+                " WHERE id = $1 AND expires_at_us > $3 RETURNING last_seq",
+                session_id,
+                len(rows),
+                now,
+            )
+            if not bumped:
+                return None
+            first_seq = int(bumped[0][0]) - len(rows) + 1
+            await tx.executemany(
+                f"INSERT INTO relay_messages ({_MESSAGE_COLUMNS})"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                [(session_id, first_seq + k, *row) for k, row in enumerate(rows)],
+            )
+        return first_seq
+
+    async def _require_live(self, tx: Transaction, sid: str) -> None:
+        rows = await tx.fetch(
+            "SELECT 1 FROM relay_sessions WHERE id = $1 AND expires_at_us > $2", sid, self._clock()
+        )
+        if not rows:
+            raise SessionNotFoundError(f"no live session {sid!r}")
+
+    async def list_messages(
+        self,
+        session_id: str,
+        *,
+        start_seq: int = 1,
+        end_seq: int | None = None,
+        limit: int | None = None,
+        newest: bool = False,
+    ) -> list[StoredMessage]:
+        sid = validate_session_id(session_id)
+        _positive("start_seq", start_seq, zero=True)
+        if end_seq is not None:
+            _positive("end_seq", end_seq, zero=True)
+        if limit is not None:
+            _positive("limit", limit, zero=True)
+        # One statement (one snapshot, one round trip): the messages, if the session is live.
+        order = "DESC" if newest else "ASC"
+        sql = (
+            f"SELECT {_MESSAGE_COLUMNS} FROM relay_messages"
+            " WHERE session_id = $1 AND seq >= $2 AND seq <= $3 AND EXISTS (SELECT 1 FROM"
+            " relay_sessions WHERE id = $1 AND expires_at_us > $4)"
+            f" ORDER BY seq {order}"
+        )
+        end = _MAX_SEQ if end_seq is None else end_seq
+        args: list[Any] = [sid, start_seq, end, self._clock()]
+        if limit is not None:
+            sql += " LIMIT $5"
+            args.append(limit)
+        async with self._read() as tx:
+            rows = await tx.fetch(sql, *args) if limit != 0 else []
+            if not rows:  # no messages in range, or no live session?
+                await self._require_live(tx, sid)
+        if newest:
+            rows.reverse()
+        return [self._message(r) for r in rows]
+
+    async def delete_messages(self, session_id: str, *, before_seq: int) -> int:
+        sid = validate_session_id(session_id)
+        _positive("before_seq", before_seq)
+        async with self._write() as tx:
+            now = self._clock()
+            # Locks the session row first, as appends do, and versions the change for caches.
+            rows = await tx.fetch(
+                "UPDATE relay_sessions SET revision = revision + 1, updated_at_us = $2,"
+                " expires_at_us = $2 + ttl_seconds * 1000000"
+                " WHERE id = $1 AND expires_at_us > $2 RETURNING id",
+                sid,
+                now,
+            )
+            if not rows:
+                raise SessionNotFoundError(f"no live session {sid!r}")
+            deleted = await tx.fetch(
+                "DELETE FROM relay_messages WHERE session_id = $1 AND seq < $2 RETURNING seq",
+                sid,
+                before_seq,
+            )
+        await self._invalidate(sid)
+        return len(deleted)
+
+    async def count_messages(self, session_id: str) -> int:
+        sid = validate_session_id(session_id)
+        async with self._read() as tx:
+            rows = await tx.fetch(
+                "SELECT (SELECT COUNT(*) FROM relay_messages WHERE session_id = $1)"
+                " FROM relay_sessions WHERE id = $1 AND expires_at_us > $2",
+                sid,
+                self._clock(),
+            )
+        if not rows:
+            raise SessionNotFoundError(f"no live session {sid!r}")
+        return int(rows[0][0])
+
+
+__all__ = ["LATEST_VERSION", "MIGRATIONS", "Clock", "Migration", "SqlSessionStore", "system_clock"]

@@ -1,0 +1,1 @@
+"""Relay's security building blocks (rate limiting)."""

@@ -1,0 +1,61 @@
+#include <catch2/catch.hpp>
+#include <string_view>
+#include <vector>
+
+#include "drift/topic_drift.hpp"
+
+using relay::drift::relevance;
+using relay::drift::topic_drift;
+using relay::drift::word_hashes;
+using Docs = std::vector<std::string_view>;
+
+TEST_CASE("words: ASCII case folded, short words and punctuation dropped", "[drift]") {
+    CHECK(word_hashes("Hello, HELLO hello!") ==
+          std::vector<std::uint64_t>(3, word_hashes("hello").front()));
+    CHECK(word_hashes("a b c . ,").empty());
+    CHECK(word_hashes("x1 42").size() == 2);
+    // Non-ASCII bytes are word characters: one word, not split inside the characters.
+    CHECK(word_hashes("größe café").size() == 2);
+    CHECK(word_hashes("日本語").size() == 1);
+}
+
+TEST_CASE("drift is 0 for the same topic and 1 for disjoint vocabularies", "[drift]") {
+    const Docs python{"how do I sort a list in python", "use sorted or list sort in python"};
+    const Docs cooking{"what temperature bakes bread", "preheat the oven to 220 degrees"};
+    CHECK(topic_drift(python, python) == Approx(0.0).margin(1e-12));
+    CHECK(topic_drift(python, cooking) == Approx(1.0));
+    const Docs mixed{"sort the list in python", "then bake bread in the oven"};
+    const double d = topic_drift(python, mixed);
+    CHECK(d > 0.0);
+    CHECK(d < 1.0);
+}
+
+TEST_CASE("drift without words in a window is 0", "[drift]") {
+    const Docs some{"some words here"};
+    CHECK(topic_drift({}, some) == 0.0);
+    CHECK(topic_drift(some, Docs{"!!! ..."}) == 0.0);
+}
+
+TEST_CASE("drift is symmetric and bounded", "[drift]") {
+    const Docs a{"alpha beta gamma", "beta gamma delta"};
+    const Docs b{"gamma delta epsilon", "epsilon zeta eta"};
+    const double ab = topic_drift(a, b);
+    CHECK(ab == Approx(topic_drift(b, a)));
+    CHECK(ab >= 0.0);
+    CHECK(ab <= 1.0);
+}
+
+TEST_CASE("relevance ranks the document that shares rare query words first", "[drift]") {
+    const Docs docs{"the weather is nice today", "the knapsack solver picks messages",
+                    "the the the", ""};
+    const auto scores = relevance("which knapsack solver", docs);
+    REQUIRE(scores.size() == 4);
+    CHECK(scores[1] > scores[0]);
+    CHECK(scores[1] > scores[2]);
+    CHECK(scores[3] == 0.0);
+    for (const double s : scores) {
+        CHECK(s >= 0.0);
+        CHECK(s <= 1.0);
+    }
+    CHECK(relevance("", docs) == std::vector<double>(4, 0.0));
+}
