@@ -505,3 +505,18 @@ TEST_CASE("a huge declared window does not make the decoder allocate it", "[comp
     CHECK_THROWS_AS(cz::Decompressor(nullptr, (1U << 20U) - 1).decompress(small),
                     relay::SizeLimitExceeded);
 }
+
+TEST_CASE("compression straight into caller memory", "[compress]") {
+    const std::string text = text_blob(50000);
+    for (const auto algorithm : kAlgorithms) {
+        const auto comp = make(algorithm, 3);
+        std::string dst(comp.compress_bound(text.size()), '\0');
+        const std::size_t written = comp.compress_into(text, dst);
+        dst.resize(written);
+        CHECK(dst == comp.compress(text));
+        CHECK(cz::Decompressor(nullptr, kNoCap).decompress(dst) == text);
+        std::string too_small(comp.compress_bound(text.size()) - 1, '\0');
+        CHECK_THROWS_AS(static_cast<void>(comp.compress_into(text, too_small)),
+                        relay::InvalidArgument);
+    }
+}
