@@ -11,6 +11,7 @@ from relay_context.core.compression import (
     train_dictionary,
 )
 from relay_context.core.encodings import PatternFamily
+from relay_context.core.knapsack import Atom, KnapsackSelector, Selection, SelectionMethod
 from relay_context.core.models import encoding_name_for_model
 from relay_context.core.token_manager import TokenManager
 from relay_context.core.tokenizer import MemoStats, TokenCounter
@@ -21,6 +22,7 @@ from relay_context.errors import (
     CorruptFrameError,
     DisallowedSpecialTokenError,
     EmptyContentError,
+    InfeasibleBudgetError,
     InputTypeError,
     InvalidArgumentError,
     InvalidSessionIdError,
@@ -46,6 +48,7 @@ from relay_context.security.rate_limiter import (
 )
 
 __all__ = [
+    "Atom",
     "BackendUnavailableError",
     "BatchDecisions",
     "ChecksumMismatchError",
@@ -56,9 +59,11 @@ __all__ = [
     "CorruptFrameError",
     "DisallowedSpecialTokenError",
     "EmptyContentError",
+    "InfeasibleBudgetError",
     "InputTypeError",
     "InvalidArgumentError",
     "InvalidSessionIdError",
+    "KnapsackSelector",
     "MemoStats",
     "MessageTooLargeError",
     "PatternFamily",
@@ -66,6 +71,8 @@ __all__ = [
     "RateLimitInfo",
     "RateLimiter",
     "RelayError",
+    "Selection",
+    "SelectionMethod",
     "SessionExistsError",
     "SessionNotFoundError",
     "SizeLimitExceededError",
