@@ -13,4 +13,7 @@ PYBIND11_MODULE(_core, m) {
 
     auto ratelimit = m.def_submodule("ratelimit", "Rate limiters: in-process and through Redis");
     register_ratelimit(ratelimit);
+
+    auto knapsack = m.def_submodule("knapsack", "0/1 knapsack selection of context atoms");
+    register_knapsack(knapsack);
 }

@@ -5,6 +5,7 @@ The public API is re-exported here; the C++ kernels live in the private ``relay_
 
 from relay_context._version import __version__
 from relay_context.core.encodings import PatternFamily
+from relay_context.core.knapsack import Atom, KnapsackSelector, Selection, SelectionMethod
 from relay_context.core.models import encoding_name_for_model
 from relay_context.core.token_manager import TokenManager
 from relay_context.core.tokenizer import MemoStats, TokenCounter
@@ -13,6 +14,7 @@ from relay_context.errors import (
     ChecksumMismatchError,
     DisallowedSpecialTokenError,
     EmptyContentError,
+    InfeasibleBudgetError,
     InputTypeError,
     InvalidArgumentError,
     InvalidSessionIdError,
@@ -37,14 +39,17 @@ from relay_context.security.rate_limiter import (
 )
 
 __all__ = [
+    "Atom",
     "BackendUnavailableError",
     "BatchDecisions",
     "ChecksumMismatchError",
     "DisallowedSpecialTokenError",
     "EmptyContentError",
+    "InfeasibleBudgetError",
     "InputTypeError",
     "InvalidArgumentError",
     "InvalidSessionIdError",
+    "KnapsackSelector",
     "MemoStats",
     "MessageTooLargeError",
     "PatternFamily",
@@ -52,6 +57,8 @@ __all__ = [
     "RateLimitInfo",
     "RateLimiter",
     "RelayError",
+    "Selection",
+    "SelectionMethod",
     "SessionExistsError",
     "SessionNotFoundError",
     "SlidingWindowRateLimiter",
