@@ -4,6 +4,12 @@ The public API is re-exported here; the C++ kernels live in the private ``relay_
 """
 
 from relay_context._version import __version__
+from relay_context.core.compression import (
+    CompressionDictionary,
+    CompressionEngine,
+    CompressionStats,
+    train_dictionary,
+)
 from relay_context.core.encodings import PatternFamily
 from relay_context.core.knapsack import Atom, KnapsackSelector, Selection, SelectionMethod
 from relay_context.core.models import encoding_name_for_model
@@ -12,6 +18,8 @@ from relay_context.core.tokenizer import MemoStats, TokenCounter
 from relay_context.errors import (
     BackendUnavailableError,
     ChecksumMismatchError,
+    CompressionError,
+    CorruptFrameError,
     DisallowedSpecialTokenError,
     EmptyContentError,
     InfeasibleBudgetError,
@@ -24,6 +32,7 @@ from relay_context.errors import (
     SessionExistsError,
     SessionNotFoundError,
     StoreError,
+    SizeLimitExceededError,
     TokenizerError,
     UnknownEncodingError,
     UnknownModelError,
@@ -43,6 +52,11 @@ __all__ = [
     "BackendUnavailableError",
     "BatchDecisions",
     "ChecksumMismatchError",
+    "CompressionDictionary",
+    "CompressionEngine",
+    "CompressionError",
+    "CompressionStats",
+    "CorruptFrameError",
     "DisallowedSpecialTokenError",
     "EmptyContentError",
     "InfeasibleBudgetError",
@@ -61,6 +75,7 @@ __all__ = [
     "SelectionMethod",
     "SessionExistsError",
     "SessionNotFoundError",
+    "SizeLimitExceededError",
     "SlidingWindowRateLimiter",
     "StoreError",
     "TokenBucketRateLimiter",
@@ -73,4 +88,5 @@ __all__ = [
     "UnknownTokenIdError",
     "__version__",
     "encoding_name_for_model",
+    "train_dictionary",
 ]

@@ -1,0 +1,179 @@
+// Binding of relay::compress. Names, defaults, type checks and docstrings belong to the Python
+// facade (relay_context/core/compression.py); this file only exposes the C++ calls.
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/binding.hpp"
+#include "compress/compressor.hpp"
+
+namespace cz = relay::compress;
+using relay::bind::without_gil;
+
+namespace {
+cz::CompressorOptions make_options(cz::Algorithm algorithm, int level, bool checksum,
+                                   const std::shared_ptr<cz::Dictionary>& dictionary,
+                                   const std::shared_ptr<cz::Counters>& counters) {
+    return cz::CompressorOptions{algorithm, level, checksum, dictionary, counters};
+}
+}  // namespace
+
+void register_compress(py::module_& m) {
+    py::enum_<cz::Algorithm>(m, "Algorithm")
+        .value("ZSTD", cz::Algorithm::kZstd)
+        .value("LZ4", cz::Algorithm::kLz4);
+    py::enum_<cz::FrameFormat>(m, "FrameFormat")
+        .value("ZSTD", cz::FrameFormat::kZstd)
+        .value("LZ4", cz::FrameFormat::kLz4)
+        .value("SKIPPABLE", cz::FrameFormat::kSkippable)
+        .value("UNKNOWN", cz::FrameFormat::kUnknown);
+
+    m.def("min_level", &cz::min_level, py::arg("algorithm"));
+    m.def("max_level", &cz::max_level, py::arg("algorithm"));
+    m.def(
+        "detect_format", [](const py::bytes& data) { return cz::detect_format(data); },
+        py::arg("data"));
+    m.def(
+        "parse_frame_header",
+        [](const py::bytes& data) -> py::object {
+            const auto header = cz::parse_frame_header(data);
+            if (!header) {
+                return py::none();
+            }
+            py::dict out;
+            out["format"] = header->format;
+            out["header_size"] = header->header_size;
+            out["content_size"] =
+                header->content_size ? py::object(py::int_(*header->content_size)) : py::none();
+            out["dict_id"] = header->dict_id;
+            out["window_size"] = header->window_size;
+            return out;
+        },
+        py::arg("data"));
+
+    py::class_<cz::Dictionary, std::shared_ptr<cz::Dictionary>>(m, "Dictionary")
+        .def(py::init([](const py::bytes& data) {
+                 return std::make_shared<cz::Dictionary>(std::string(data));
+             }),
+             py::arg("data"))
+        .def_property_readonly("id", &cz::Dictionary::id)
+        .def_property_readonly("is_raw_content", &cz::Dictionary::is_raw_content)
+        .def_property_readonly("data",
+                               [](const cz::Dictionary& self) { return py::bytes(self.bytes()); })
+        .def("__len__", [](const cz::Dictionary& self) { return self.bytes().size(); });
+
+    m.def(
+        "train_dictionary",
+        [](const std::vector<std::string>& samples, std::size_t capacity) {
+            // Safe: the samples were copied into C++ strings by the argument caster.
+            return std::const_pointer_cast<cz::Dictionary>(without_gil([&] {
+                const std::vector<std::string_view> views(samples.begin(), samples.end());
+                return cz::train_dictionary(views, capacity);
+            }));
+        },
+        py::arg("samples"), py::arg("capacity"));
+
+    py::class_<cz::Counters, std::shared_ptr<cz::Counters>>(m, "Counters")
+        .def(py::init<>())
+        .def("snapshot",
+             [](const cz::Counters& self) {
+                 return py::make_tuple(self.compress_calls.load(), self.decompress_calls.load(),
+                                       self.compress_in.load(), self.compress_out.load(),
+                                       self.decompress_in.load(), self.decompress_out.load());
+             })
+        .def("reset", &cz::Counters::reset);
+
+    py::class_<cz::Compressor>(m, "Compressor")
+        .def(py::init([](cz::Algorithm algorithm, int level, bool checksum,
+                         const std::shared_ptr<cz::Dictionary>& dictionary,
+                         const std::shared_ptr<cz::Counters>& counters) {
+                 return new cz::Compressor(
+                     make_options(algorithm, level, checksum, dictionary, counters));
+             }),
+             py::arg("algorithm"), py::arg("level"), py::arg("checksum"),
+             py::arg("dictionary").none(true), py::arg("counters").none(true))
+        .def(
+            "compress",
+            [](const cz::Compressor& self, const py::bytes& data) {
+                const std::string_view view = data;
+                // Safe: `view` points into an immutable bytes object the caller keeps alive.
+                return py::bytes(without_gil([&] { return self.compress(view); }));
+            },
+            py::arg("data"));
+
+    py::class_<cz::Decompressor>(m, "Decompressor")
+        .def(py::init<std::shared_ptr<cz::Dictionary>, std::uint64_t,
+                      std::shared_ptr<cz::Counters>>(),
+             py::arg("dictionary").none(true), py::arg("max_output"),
+             py::arg("counters").none(true))
+        .def(
+            "decompress",
+            [](const cz::Decompressor& self, const py::bytes& data) {
+                const std::string_view view = data;
+                if (const auto size = self.single_frame_size(view)) {
+                    // One frame of known size: decode straight into a new bytes object, which
+                    // nothing else can see until it is returned.
+                    py::bytes out(nullptr, *size);
+                    const std::span<char> dst(PyBytes_AS_STRING(out.ptr()), *size);
+                    // Safe: `view` and `dst` point into bytes objects held by this frame.
+                    without_gil([&] { self.decompress_into(view, dst); });
+                    return out;
+                }
+                // Safe: as Compressor.compress.
+                return py::bytes(without_gil([&] { return self.decompress(view); }));
+            },
+            py::arg("data"))
+        .def_property_readonly("max_output", &cz::Decompressor::max_output);
+
+    py::class_<cz::StreamCompressor>(m, "StreamCompressor")
+        .def(py::init([](cz::Algorithm algorithm, int level, bool checksum,
+                         const std::shared_ptr<cz::Dictionary>& dictionary,
+                         const std::shared_ptr<cz::Counters>& counters) {
+                 return new cz::StreamCompressor(
+                     make_options(algorithm, level, checksum, dictionary, counters));
+             }),
+             py::arg("algorithm"), py::arg("level"), py::arg("checksum"),
+             py::arg("dictionary").none(true), py::arg("counters").none(true))
+        .def(
+            "compress",
+            [](cz::StreamCompressor& self, const py::bytes& chunk) {
+                const std::string_view view = chunk;
+                // Safe: immutable bytes; the object serialises its own calls with a mutex.
+                return py::bytes(without_gil([&] { return self.compress(view); }));
+            },
+            py::arg("chunk"))
+        .def("flush",
+             [](cz::StreamCompressor& self) {
+                 // Safe: no Python object is touched; the object has its own mutex.
+                 return py::bytes(without_gil([&] { return self.flush(); }));
+             })
+        .def("finish",
+             [](cz::StreamCompressor& self) {
+                 // Safe: as flush.
+                 return py::bytes(without_gil([&] { return self.finish(); }));
+             })
+        .def_property_readonly("bytes_in", &cz::StreamCompressor::bytes_in)
+        .def_property_readonly("bytes_out", &cz::StreamCompressor::bytes_out);
+
+    py::class_<cz::StreamDecompressor>(m, "StreamDecompressor")
+        .def(py::init<std::shared_ptr<cz::Dictionary>, std::uint64_t,
+                      std::shared_ptr<cz::Counters>>(),
+             py::arg("dictionary").none(true), py::arg("max_output"),
+             py::arg("counters").none(true))
+        .def(
+            "decompress",
+            [](cz::StreamDecompressor& self, const py::bytes& chunk) {
+                const std::string_view view = chunk;
+                // Safe: immutable bytes; the object serialises its own calls with a mutex.
+                return py::bytes(without_gil([&] { return self.decompress(view); }));
+            },
+            py::arg("chunk"))
+        .def("finish", &cz::StreamDecompressor::finish)
+        .def_property_readonly("at_frame_boundary", &cz::StreamDecompressor::at_frame_boundary)
+        .def_property_readonly("bytes_in", &cz::StreamDecompressor::bytes_in)
+        .def_property_readonly("bytes_out", &cz::StreamDecompressor::bytes_out)
+        .def_property_readonly("frames", &cz::StreamDecompressor::frames);
+}
