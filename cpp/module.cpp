@@ -19,4 +19,7 @@ PYBIND11_MODULE(_core, m) {
     auto compress =
         m.def_submodule("compress", "zstd / LZ4 frames, dictionaries, streaming, size cap");
     register_compress(compress);
+
+    auto fuzzy = m.def_submodule("fuzzy", "Fuzzy string similarity and a near-duplicate index");
+    register_fuzzy(fuzzy);
 }

@@ -46,6 +46,7 @@ from relay_context.security.rate_limiter import (
     SlidingWindowRateLimiter,
     TokenBucketRateLimiter,
 )
+from relay_context.fuzzy import NearDuplicate, NearDuplicateIndex
 
 __all__ = [
     "Atom",
@@ -66,6 +67,8 @@ __all__ = [
     "KnapsackSelector",
     "MemoStats",
     "MessageTooLargeError",
+    "NearDuplicate",
+    "NearDuplicateIndex",
     "PatternFamily",
     "RankFileError",
     "RateLimitInfo",

@@ -1,0 +1,406 @@
+#include "fuzzy/near_duplicate_index.hpp"
+
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <mutex>
+#include <sstream>
+#include <thread>
+#include <utility>
+
+#include "common/errors.hpp"
+
+namespace relay::fuzzy {
+namespace {
+
+// A double for error messages (15 significant digits: 0.1 prints as 0.1).
+std::string format_number(double value) {
+    std::ostringstream out;
+    out.precision(15);
+    out << value;
+    return out.str();
+}
+
+constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
+constexpr std::size_t kMaxEntries = kNone - 1;
+constexpr std::size_t kMinTableSize = 64;
+
+// splitmix64's finaliser: a fast 64-bit mixer with full avalanche.
+constexpr std::uint64_t mix64(std::uint64_t x) noexcept {
+    x ^= x >> 30U;
+    x *= 0xBF58476D1CE4E5B9ULL;
+    x ^= x >> 27U;
+    x *= 0x94D049BB133111EBULL;
+    x ^= x >> 31U;
+    return x;
+}
+
+std::uint64_t pack_shingle(Text shingle) noexcept {
+    std::uint64_t code = 0;
+    for (const char32_t c : shingle) {
+        // +1 so that a short (whole-text) shingle never equals a full one with leading U+0000.
+        code = (code << 21U) | (static_cast<std::uint64_t>(c) + 1);
+    }
+    return code;
+}
+
+void append_utf8(std::string& out, char32_t c) {
+    const auto cp = static_cast<std::uint32_t>(c);
+    if (cp < 0x80) {
+        out.push_back(static_cast<char>(cp));
+    } else if (cp < 0x800) {
+        out.push_back(static_cast<char>(0xC0U | (cp >> 6U)));
+        out.push_back(static_cast<char>(0x80U | (cp & 0x3FU)));
+    } else if (cp < 0x10000) {
+        out.push_back(static_cast<char>(0xE0U | (cp >> 12U)));
+        out.push_back(static_cast<char>(0x80U | ((cp >> 6U) & 0x3FU)));
+        out.push_back(static_cast<char>(0x80U | (cp & 0x3FU)));
+    } else {
+        out.push_back(static_cast<char>(0xF0U | (cp >> 18U)));
+        out.push_back(static_cast<char>(0x80U | ((cp >> 12U) & 0x3FU)));
+        out.push_back(static_cast<char>(0x80U | ((cp >> 6U) & 0x3FU)));
+        out.push_back(static_cast<char>(0x80U | (cp & 0x3FU)));
+    }
+}
+
+std::string to_utf8(Text text) {
+    std::string out;
+    out.reserve(text.size());
+    for (const char32_t c : text) {
+        append_utf8(out, c);
+    }
+    return out;
+}
+
+// Decodes what to_utf8 wrote (always well formed: it never comes from outside).
+std::u32string from_utf8(std::string_view bytes) {
+    std::u32string out;
+    out.reserve(bytes.size());
+    std::size_t i = 0;
+    while (i < bytes.size()) {
+        const auto lead = static_cast<unsigned char>(bytes[i]);
+        std::uint32_t cp = 0;
+        std::size_t extra = 0;
+        if (lead < 0x80) {
+            cp = lead;
+        } else if (lead < 0xE0) {
+            cp = lead & 0x1FU;
+            extra = 1;
+        } else if (lead < 0xF0) {
+            cp = lead & 0x0FU;
+            extra = 2;
+        } else {
+            cp = lead & 0x07U;
+            extra = 3;
+        }
+        for (std::size_t k = 1; k <= extra; ++k) {
+            cp = (cp << 6U) | (static_cast<unsigned char>(bytes[i + k]) & 0x3FU);
+        }
+        out.push_back(static_cast<char32_t>(cp));
+        i += extra + 1;
+    }
+    return out;
+}
+
+template <class Fn>
+void parallel_for(std::size_t n, unsigned threads, Fn&& fn) {
+    const std::size_t workers =
+        std::min<std::size_t>(std::max(1U, threads), std::max<std::size_t>(n / 256, 1));
+    if (workers <= 1) {
+        for (std::size_t i = 0; i < n; ++i) {
+            fn(i);
+        }
+        return;
+    }
+    std::vector<std::jthread> pool;
+    const std::size_t chunk = (n + workers - 1) / workers;
+    for (std::size_t t = 1; t < workers; ++t) {
+        pool.emplace_back([&fn, t, chunk, n] {
+            for (std::size_t i = t * chunk; i < std::min(n, (t + 1) * chunk); ++i) {
+                fn(i);
+            }
+        });
+    }
+    for (std::size_t i = 0; i < std::min(n, chunk); ++i) {
+        fn(i);
+    }
+}
+
+}  // namespace
+
+std::vector<std::uint64_t> shingle_set(Text text, std::size_t shingle_size) {
+    std::vector<std::uint64_t> shingles;
+    if (text.empty()) {
+        return shingles;
+    }
+    const std::size_t k = std::min(shingle_size, text.size());
+    shingles.reserve(text.size() - k + 1);
+    for (std::size_t i = 0; i + k <= text.size(); ++i) {
+        const Text shingle = text.substr(i, k);
+        if (shingle_size <= 3) {
+            shingles.push_back(pack_shingle(shingle));
+        } else {
+            shingles.push_back(XXH3_64bits(shingle.data(), shingle.size() * sizeof(char32_t)));
+        }
+    }
+    std::sort(shingles.begin(), shingles.end());
+    shingles.erase(std::unique(shingles.begin(), shingles.end()), shingles.end());
+    return shingles;
+}
+
+double jaccard(std::span<const std::uint64_t> a, std::span<const std::uint64_t> b) {
+    if (a.empty() && b.empty()) {
+        return 1.0;
+    }
+    std::size_t shared = 0;
+    std::size_t i = 0;
+    std::size_t j = 0;
+    while (i < a.size() && j < b.size()) {
+        if (a[i] < b[j]) {
+            ++i;
+        } else if (b[j] < a[i]) {
+            ++j;
+        } else {
+            ++shared;
+            ++i;
+            ++j;
+        }
+    }
+    return static_cast<double>(shared) / static_cast<double>(a.size() + b.size() - shared);
+}
+
+double shingle_jaccard(Text a, Text b, std::size_t shingle_size) {
+    if (shingle_size == 0) {
+        throw InvalidArgument("shingle_size must be >= 1, got 0");
+    }
+    return jaccard(shingle_set(a, shingle_size), shingle_set(b, shingle_size));
+}
+
+double candidate_probability(double similarity, std::size_t bands, std::size_t rows) {
+    if (!(similarity >= 0.0 && similarity <= 1.0)) {
+        throw InvalidArgument("similarity must be in [0, 1], got " + format_number(similarity));
+    }
+    if (bands == 0 || rows == 0) {
+        throw InvalidArgument("bands and rows must be >= 1");
+    }
+    const double band_hit = std::pow(similarity, static_cast<double>(rows));
+    return 1.0 - std::pow(1.0 - band_hit, static_cast<double>(bands));
+}
+
+NearDuplicateIndex::NearDuplicateIndex(NearDuplicateOptions options) : options_(options), rows_(0) {
+    if (options.shingle_size < 1 || options.shingle_size > 64) {
+        throw InvalidArgument("shingle_size must be in [1, 64], got " +
+                              std::to_string(options.shingle_size));
+    }
+    if (options.num_perm < 1 || options.num_perm > 1024) {
+        throw InvalidArgument("num_perm must be in [1, 1024], got " +
+                              std::to_string(options.num_perm));
+    }
+    if (options.bands < 1 || options.bands > options.num_perm ||
+        options.num_perm % options.bands != 0) {
+        throw InvalidArgument("bands must divide num_perm (" + std::to_string(options.num_perm) +
+                              "), got " + std::to_string(options.bands));
+    }
+    rows_ = options.num_perm / options.bands;
+    // Permutation i: h_i(x) = high 32 bits of (mul_i * x + add_i) mod 2^64, mul_i odd
+    // (multiply-add-shift hashing of the mixed shingle code x).
+    std::uint64_t state = options.seed;
+    for (std::size_t i = 0; i < options.num_perm; ++i) {
+        state += 0x9E3779B97F4A7C15ULL;
+        perm_mul_.push_back(mix64(state) | 1U);
+        state += 0x9E3779B97F4A7C15ULL;
+        perm_add_.push_back(mix64(state));
+    }
+    table_size_ = kMinTableSize;
+    heads_.assign(options.bands * table_size_, kNone);
+}
+
+NearDuplicateIndex::Signature NearDuplicateIndex::sign_shingles(
+    std::span<const std::uint64_t> shingles) const {
+    const std::size_t num_perm = options_.num_perm;
+    std::vector<std::uint32_t> minima(num_perm, std::numeric_limits<std::uint32_t>::max());
+    for (const std::uint64_t shingle : shingles) {
+        const std::uint64_t x = mix64(shingle ^ options_.seed);
+        for (std::size_t i = 0; i < num_perm; ++i) {
+            const auto h = static_cast<std::uint32_t>((perm_mul_[i] * x + perm_add_[i]) >> 32U);
+            minima[i] = std::min(minima[i], h);
+        }
+    }
+    Signature signature;
+    signature.band_keys.resize(options_.bands);
+    for (std::size_t band = 0; band < options_.bands; ++band) {
+        std::uint64_t h = mix64(options_.seed + band);
+        for (std::size_t r = 0; r < rows_; ++r) {
+            h = mix64(h ^ minima[band * rows_ + r]);
+        }
+        signature.band_keys[band] = static_cast<std::uint32_t>(h >> 32U);
+    }
+    return signature;
+}
+
+NearDuplicateIndex::Signature NearDuplicateIndex::sign(Text text) const {
+    return sign_shingles(shingle_set(text, options_.shingle_size));
+}
+
+void NearDuplicateIndex::link(std::uint32_t id) {
+    const std::size_t bands = options_.bands;
+    for (std::size_t band = 0; band < bands; ++band) {
+        const std::size_t at = std::size_t{id} * bands + band;
+        std::uint32_t& head = heads_[band * table_size_ + slot(band_keys_[at])];
+        next_[at] = head;
+        head = id;
+    }
+}
+
+void NearDuplicateIndex::unlink(std::uint32_t id) {
+    const std::size_t bands = options_.bands;
+    for (std::size_t band = 0; band < bands; ++band) {
+        const std::size_t at = std::size_t{id} * bands + band;
+        std::uint32_t* link_to = &heads_[band * table_size_ + slot(band_keys_[at])];
+        while (*link_to != id) {
+            link_to = &next_[std::size_t{*link_to} * bands + band];
+        }
+        *link_to = next_[at];
+    }
+}
+
+void NearDuplicateIndex::grow_table_if_needed() {
+    // Chains stay short: at most one entry per two slots on average.
+    if (ids_.size() + 1 <= table_size_ / 2) {
+        return;
+    }
+    table_size_ *= 2;
+    heads_.assign(options_.bands * table_size_, kNone);
+    for (std::size_t id = 0; id < entries_.size(); ++id) {
+        if (entries_[id].live) {
+            link(static_cast<std::uint32_t>(id));
+        }
+    }
+}
+
+void NearDuplicateIndex::insert_locked(std::string key, Text text, const Signature& signature) {
+    const std::size_t bands = options_.bands;
+    if (const auto found = ids_.find(key); found != ids_.end()) {
+        const std::uint32_t id = found->second;
+        unlink(id);
+        std::copy(signature.band_keys.begin(), signature.band_keys.end(),
+                  band_keys_.begin() + static_cast<std::ptrdiff_t>(std::size_t{id} * bands));
+        entries_[id].text_utf8 = to_utf8(text);
+        link(id);
+        return;
+    }
+    if (ids_.size() >= kMaxEntries) {
+        throw InvalidArgument("the index is full (" + std::to_string(kMaxEntries) + " entries)");
+    }
+    grow_table_if_needed();
+    std::uint32_t id = 0;
+    if (!free_ids_.empty()) {
+        id = free_ids_.back();
+        free_ids_.pop_back();
+    } else {
+        id = static_cast<std::uint32_t>(entries_.size());
+        entries_.emplace_back();
+        band_keys_.resize(band_keys_.size() + bands);
+        next_.resize(next_.size() + bands);
+    }
+    std::copy(signature.band_keys.begin(), signature.band_keys.end(),
+              band_keys_.begin() + static_cast<std::ptrdiff_t>(std::size_t{id} * bands));
+    entries_[id] = Entry{key, to_utf8(text), true};
+    ids_.emplace(std::move(key), id);
+    link(id);
+}
+
+void NearDuplicateIndex::add(std::string key, Text text) {
+    const Signature signature = sign(text);  // outside the lock: touches no shared state
+    const std::unique_lock lock(mutex_);
+    insert_locked(std::move(key), text, signature);
+}
+
+void NearDuplicateIndex::add_many(std::span<const std::string> keys, const TextBatch& texts,
+                                  unsigned threads) {
+    if (keys.size() != texts.size()) {
+        throw InvalidArgument("add_many needs as many keys as texts, got " +
+                              std::to_string(keys.size()) + " keys and " +
+                              std::to_string(texts.size()) + " texts");
+    }
+    std::vector<Signature> signatures(keys.size());
+    parallel_for(keys.size(), threads, [&](std::size_t i) { signatures[i] = sign(texts[i]); });
+    const std::unique_lock lock(mutex_);
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+        insert_locked(keys[i], texts[i], signatures[i]);
+    }
+}
+
+bool NearDuplicateIndex::remove(std::string_view key) {
+    const std::unique_lock lock(mutex_);
+    const auto found = ids_.find(absl::string_view(key.data(), key.size()));
+    if (found == ids_.end()) {
+        return false;
+    }
+    const std::uint32_t id = found->second;
+    unlink(id);
+    entries_[id] = Entry{};
+    free_ids_.push_back(id);
+    ids_.erase(found);
+    return true;
+}
+
+void NearDuplicateIndex::clear() {
+    const std::unique_lock lock(mutex_);
+    entries_.clear();
+    band_keys_.clear();
+    next_.clear();
+    free_ids_.clear();
+    ids_.clear();
+    table_size_ = kMinTableSize;
+    heads_.assign(options_.bands * table_size_, kNone);
+}
+
+std::vector<NearDuplicate> NearDuplicateIndex::query(Text text, double threshold) const {
+    if (!(threshold > 0.0 && threshold <= 1.0)) {
+        throw InvalidArgument("threshold must be in (0, 1], got " + format_number(threshold));
+    }
+    const std::vector<std::uint64_t> shingles = shingle_set(text, options_.shingle_size);
+    const Signature signature = sign_shingles(shingles);
+    const std::size_t bands = options_.bands;
+    std::vector<NearDuplicate> found;
+    const std::shared_lock lock(mutex_);
+    std::vector<std::uint32_t> candidates;
+    for (std::size_t band = 0; band < bands; ++band) {
+        const std::uint32_t band_key = signature.band_keys[band];
+        for (std::uint32_t id = heads_[band * table_size_ + slot(band_key)]; id != kNone;
+             id = next_[std::size_t{id} * bands + band]) {
+            if (band_keys_[std::size_t{id} * bands + band] == band_key) {
+                candidates.push_back(id);
+            }
+        }
+    }
+    std::sort(candidates.begin(), candidates.end());
+    candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+    for (const std::uint32_t id : candidates) {
+        const Entry& entry = entries_[id];
+        const double score =
+            jaccard(shingles, shingle_set(from_utf8(entry.text_utf8), options_.shingle_size));
+        if (score >= threshold) {
+            found.push_back({entry.key, score});
+        }
+    }
+    std::sort(found.begin(), found.end(), [](const NearDuplicate& x, const NearDuplicate& y) {
+        return x.score != y.score ? x.score > y.score : x.key < y.key;
+    });
+    return found;
+}
+
+std::size_t NearDuplicateIndex::size() const {
+    const std::shared_lock lock(mutex_);
+    return ids_.size();
+}
+
+bool NearDuplicateIndex::contains(std::string_view key) const {
+    const std::shared_lock lock(mutex_);
+    return ids_.contains(absl::string_view(key.data(), key.size()));
+}
+
+}  // namespace relay::fuzzy

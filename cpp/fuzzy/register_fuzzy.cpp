@@ -1,0 +1,140 @@
+// Binding of relay::fuzzy (similarity scores, batch scorers, near-duplicate index). Names,
+// defaults and docstrings belong to the Python facade (relay_context/fuzzy.py).
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/binding.hpp"
+#include "common/py_fastcall.hpp"
+#include "common/py_text.hpp"
+#include "fuzzy/near_duplicate_index.hpp"
+#include "fuzzy/similarity.hpp"
+
+namespace fz = relay::fuzzy;
+using relay::bind::CodePoints;
+using relay::bind::def_fastcall;
+using relay::bind::fastcall_text_pair;
+using relay::bind::to_text_batch;
+using relay::bind::without_gil;
+
+void register_fuzzy(py::module_& m) {
+    py::enum_<fz::Scorer>(m, "Scorer")
+        .value("RATIO", fz::Scorer::kRatio)
+        .value("TOKEN_SET_RATIO", fz::Scorer::kTokenSetRatio)
+        .value("LEVENSHTEIN_NORMALIZED", fz::Scorer::kLevenshteinNormalized)
+        .value("INDEL_NORMALIZED", fz::Scorer::kIndelNormalized);
+
+    // The pairwise scorers skip pybind11's dispatch: see common/py_fastcall.hpp.
+    def_fastcall<fastcall_text_pair<fz::ratio>>(m, "ratio", "ratio(s1, s2, score_cutoff)");
+    def_fastcall<fastcall_text_pair<fz::token_set_ratio>>(m, "token_set_ratio",
+                                                          "token_set_ratio(s1, s2, score_cutoff)");
+    def_fastcall<fastcall_text_pair<fz::levenshtein_normalized_similarity>>(
+        m, "levenshtein_normalized_similarity",
+        "levenshtein_normalized_similarity(s1, s2, score_cutoff)");
+    def_fastcall<fastcall_text_pair<fz::indel_normalized_similarity>>(
+        m, "indel_normalized_similarity", "indel_normalized_similarity(s1, s2, score_cutoff)");
+
+    m.def(
+        "score_many",
+        [](fz::Scorer scorer, py::handle query, py::handle choices, double score_cutoff,
+           unsigned threads) {
+            const CodePoints text(query, "query");
+            const auto batch = to_text_batch<fz::TextBatch>(choices, "choices", "every choice");
+            // Safe: the query and the choices were copied into C++ buffers above.
+            return without_gil(
+                [&] { return fz::score_many(scorer, text.view(), batch, score_cutoff, threads); });
+        },
+        py::arg("scorer"), py::arg("query"), py::arg("choices"), py::arg("score_cutoff"),
+        py::arg("threads"));
+
+    py::class_<fz::ScoredIndex>(m, "ScoredIndex")
+        .def_readonly("index", &fz::ScoredIndex::index)
+        .def_readonly("score", &fz::ScoredIndex::score);
+
+    m.def(
+        "extract",
+        [](fz::Scorer scorer, py::handle query, py::handle choices, double score_cutoff,
+           std::size_t limit, unsigned threads) {
+            const CodePoints text(query, "query");
+            const auto batch = to_text_batch<fz::TextBatch>(choices, "choices", "every choice");
+            // Safe: as score_many.
+            return without_gil([&] {
+                return fz::extract(scorer, text.view(), batch, score_cutoff, limit, threads);
+            });
+        },
+        py::arg("scorer"), py::arg("query"), py::arg("choices"), py::arg("score_cutoff"),
+        py::arg("limit"), py::arg("threads"));
+
+    m.def(
+        "shingle_jaccard",
+        [](py::handle a, py::handle b, std::size_t shingle_size) {
+            const CodePoints first(a, "s1");
+            const CodePoints second(b, "s2");
+            return fz::shingle_jaccard(first.view(), second.view(), shingle_size);
+        },
+        py::arg("s1"), py::arg("s2"), py::arg("shingle_size"));
+    m.def("candidate_probability", &fz::candidate_probability, py::arg("similarity"),
+          py::arg("bands"), py::arg("rows"));
+
+    py::class_<fz::NearDuplicate>(m, "NearDuplicate")
+        .def_readonly("key", &fz::NearDuplicate::key)
+        .def_readonly("score", &fz::NearDuplicate::score);
+
+    py::class_<fz::NearDuplicateIndex>(m, "NearDuplicateIndex")
+        .def(py::init([](std::size_t shingle_size, std::size_t num_perm, std::size_t bands,
+                         std::uint64_t seed) {
+                 return new fz::NearDuplicateIndex(
+                     fz::NearDuplicateOptions{.shingle_size = shingle_size,
+                                              .num_perm = num_perm,
+                                              .bands = bands,
+                                              .seed = seed});
+             }),
+             py::arg("shingle_size"), py::arg("num_perm"), py::arg("bands"), py::arg("seed"))
+        .def(
+            "add",
+            [](fz::NearDuplicateIndex& self, std::string key, py::handle text) {
+                const CodePoints code_points(text, "text");
+                // Safe: key and text are C++ copies; the index has its own lock.
+                without_gil([&] { self.add(std::move(key), code_points.view()); });
+            },
+            py::arg("key"), py::arg("text"))
+        .def(
+            "add_many",
+            [](fz::NearDuplicateIndex& self, const std::vector<std::string>& keys, py::handle texts,
+               unsigned threads) {
+                const auto batch = to_text_batch<fz::TextBatch>(texts, "texts", "every text");
+                // Safe: keys and texts are C++ copies; the index has its own lock.
+                without_gil([&] { self.add_many(keys, batch, threads); });
+            },
+            py::arg("keys"), py::arg("texts"), py::arg("threads"))
+        .def(
+            "remove",
+            [](fz::NearDuplicateIndex& self, const std::string& key) {
+                // Safe: `key` is a C++ copy; the index has its own lock.
+                return without_gil([&] { return self.remove(key); });
+            },
+            py::arg("key"))
+        .def(
+            "query",
+            [](const fz::NearDuplicateIndex& self, py::handle text, double threshold) {
+                const CodePoints code_points(text, "text");
+                // Safe: the text is a C++ copy; queries share the index's lock.
+                return without_gil([&] { return self.query(code_points.view(), threshold); });
+            },
+            py::arg("text"), py::arg("threshold"))
+        .def(
+            "contains",
+            [](const fz::NearDuplicateIndex& self, const std::string& key) {
+                // Safe: as remove.
+                return without_gil([&] { return self.contains(key); });
+            },
+            py::arg("key"))
+        .def("clear",
+             [](fz::NearDuplicateIndex& self) {
+                 // Safe: touches only the index, under its own lock.
+                 without_gil([&] { self.clear(); });
+             })
+        .def("__len__", &fz::NearDuplicateIndex::size)
+        .def_property_readonly("rows", &fz::NearDuplicateIndex::rows);
+}

@@ -1,0 +1,848 @@
+#include "fuzzy/similarity.hpp"
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cmath>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "common/errors.hpp"
+
+namespace relay::fuzzy {
+namespace {
+
+// A double for error messages (15 significant digits: 0.1 prints as 0.1).
+std::string format_number(double value) {
+    std::ostringstream out;
+    out.precision(15);
+    out << value;
+    return out.str();
+}
+
+constexpr std::uint64_t kAllOnes = ~std::uint64_t{0};
+
+// Multiplicative hash of a code point into `bits` bits (open-addressing slot).
+constexpr std::size_t slot_hash(char32_t c, unsigned bits) noexcept {
+    return static_cast<std::size_t>((static_cast<std::uint32_t>(c) * 0x9E3779B1U) >> (32U - bits));
+}
+
+// Positions of each code point in a pattern of at most 64 code points, one bit per position.
+// Code points below 256 index an array; the others live in a 128-slot open-addressing table
+// (at most 64 distinct keys, so it is never more than half full). Keys there are >= 256, so 0
+// marks an empty slot. clear() empties the table touching only what assign() set, so one
+// thread-local table serves every single-pair call without re-zeroing 3.5 KiB each time.
+class WordPatternMatch {
+  public:
+    WordPatternMatch() = default;
+    explicit WordPatternMatch(Text pattern) noexcept { assign(pattern); }
+
+    // Sets the bits of `pattern` (at most 64 code points) in an empty table.
+    void assign(Text pattern) noexcept {
+        std::uint64_t bit = 1;
+        for (const char32_t c : pattern) {
+            if (c < 256) {
+                latin1_[c] |= bit;
+            } else {
+                const std::size_t i = find_slot(c);
+                if (keys_[i] == 0) {
+                    keys_[i] = c;
+                    used_slots_[used_count_++] = static_cast<std::uint8_t>(i);
+                }
+                masks_[i] |= bit;
+            }
+            bit <<= 1U;
+        }
+    }
+
+    // Empties the table again; `pattern` must be what assign() was given.
+    void clear(Text pattern) noexcept {
+        for (const char32_t c : pattern) {
+            if (c < 256) {
+                latin1_[c] = 0;
+            }
+        }
+        for (std::size_t k = 0; k < used_count_; ++k) {
+            keys_[used_slots_[k]] = 0;
+            masks_[used_slots_[k]] = 0;
+        }
+        used_count_ = 0;
+    }
+
+    [[nodiscard]] std::uint64_t get(char32_t c) const noexcept {
+        if (c < 256) {
+            return latin1_[c];
+        }
+        if (used_count_ == 0) {
+            return 0;
+        }
+        const std::size_t i = find_slot(c);
+        return keys_[i] == c ? masks_[i] : 0;
+    }
+
+  private:
+    static constexpr unsigned kSlotBits = 7;
+    static constexpr std::size_t kSlotMask = (std::size_t{1} << kSlotBits) - 1;
+
+    [[nodiscard]] std::size_t find_slot(char32_t c) const noexcept {
+        std::size_t i = slot_hash(c, kSlotBits);
+        while (keys_[i] != 0 && keys_[i] != c) {
+            i = (i + 1) & kSlotMask;
+        }
+        return i;
+    }
+
+    std::array<std::uint64_t, 256> latin1_{};
+    std::array<char32_t, 128> keys_{};
+    std::array<std::uint64_t, 128> masks_{};
+    std::array<std::uint8_t, 64> used_slots_{};
+    std::size_t used_count_ = 0;
+};
+
+// The thread's reusable single-word table, filled for one pattern for the scope's lifetime.
+class ScratchWordPattern {
+  public:
+    explicit ScratchWordPattern(Text pattern) noexcept : table_(table()), pattern_(pattern) {
+        table_.assign(pattern);
+    }
+    ~ScratchWordPattern() { table_.clear(pattern_); }
+    ScratchWordPattern(const ScratchWordPattern&) = delete;
+    ScratchWordPattern& operator=(const ScratchWordPattern&) = delete;
+
+    [[nodiscard]] const WordPatternMatch& get() const noexcept { return table_; }
+
+  private:
+    static WordPatternMatch& table() noexcept {
+        thread_local WordPatternMatch scratch;
+        return scratch;
+    }
+    WordPatternMatch& table_;
+    Text pattern_;
+};
+
+// The same table for patterns of any length: each distinct code point of the pattern owns a row
+// of ceil(m / 64) words; row 0 is all zero and answers code points absent from the pattern.
+// Code points below 256 find their row through an array, the others through an open-addressing
+// table built only when the pattern has such code points.
+class BlockPatternMatch {
+  public:
+    BlockPatternMatch() = default;
+    explicit BlockPatternMatch(Text pattern) { assign(pattern); }
+
+    // Replaces the pattern (reusing the buffers' capacity).
+    void assign(Text pattern) {
+        blocks_ = (pattern.size() + 63) / 64;
+        latin1_row_.fill(0);
+        keys_.clear();
+        row_of_.clear();
+        rows_.assign(blocks_, 0);
+        for (std::size_t pos = 0; pos < pattern.size(); ++pos) {
+            const char32_t c = pattern[pos];
+            std::uint32_t* row_index = nullptr;
+            if (c < 256) {
+                row_index = &latin1_row_[c];
+            } else {
+                if (keys_.empty()) {
+                    unsigned bits = 4;
+                    while ((std::size_t{1} << bits) < 2 * pattern.size()) {
+                        ++bits;
+                    }
+                    slot_bits_ = bits;
+                    keys_.assign(std::size_t{1} << bits, 0);
+                    row_of_.assign(keys_.size(), 0);
+                }
+                const std::size_t i = find_slot(c);
+                keys_[i] = c;
+                row_index = &row_of_[i];
+            }
+            if (*row_index == 0) {
+                *row_index = static_cast<std::uint32_t>(rows_.size() / blocks_);
+                rows_.resize(rows_.size() + blocks_, 0);
+            }
+            rows_[std::size_t{*row_index} * blocks_ + pos / 64] |= std::uint64_t{1} << (pos % 64);
+        }
+    }
+
+    [[nodiscard]] std::size_t blocks() const noexcept { return blocks_; }
+
+    [[nodiscard]] const std::uint64_t* row(char32_t c) const noexcept {
+        if (c < 256) {
+            return &rows_[std::size_t{latin1_row_[c]} * blocks_];
+        }
+        if (keys_.empty()) {
+            return rows_.data();
+        }
+        const std::size_t i = find_slot(c);
+        return keys_[i] == c ? &rows_[std::size_t{row_of_[i]} * blocks_] : rows_.data();
+    }
+
+  private:
+    [[nodiscard]] std::size_t find_slot(char32_t c) const noexcept {
+        const std::size_t mask = keys_.size() - 1;
+        std::size_t i = slot_hash(c, slot_bits_);
+        while (keys_[i] != 0 && keys_[i] != c) {
+            i = (i + 1) & mask;
+        }
+        return i;
+    }
+
+    std::size_t blocks_ = 0;
+    unsigned slot_bits_ = 4;
+    std::array<std::uint32_t, 256> latin1_row_{};
+    std::vector<char32_t> keys_;
+    std::vector<std::uint32_t> row_of_;
+    std::vector<std::uint64_t> rows_;
+};
+
+// The thread's reusable multi-word table (keeps its buffers between calls).
+BlockPatternMatch& scratch_block_pattern(Text pattern) {
+    thread_local BlockPatternMatch scratch;
+    scratch.assign(pattern);
+    return scratch;
+}
+
+// A column of `n` words: on the stack up to 16 words (1024 code points), else on the heap.
+class ColumnWords {
+  public:
+    ColumnWords(std::size_t n, std::uint64_t value) : n_(n) {
+        if (n > kInline) {
+            heap_.assign(n, value);
+        } else {
+            std::fill_n(inline_.begin(), n, value);
+        }
+    }
+    [[nodiscard]] std::uint64_t* data() noexcept {
+        return n_ > kInline ? heap_.data() : inline_.data();
+    }
+
+  private:
+    static constexpr std::size_t kInline = 16;
+    std::size_t n_;
+    std::array<std::uint64_t, kInline> inline_{};
+    std::vector<std::uint64_t> heap_;
+};
+
+// a + b + carry_in on 64-bit words; carry_in/out in {0, 1}.
+#if defined(__SIZEOF_INT128__)
+// A 128-bit sum compiles to add + adc, keeping the carry chain in the flags register.
+__extension__ using Uint128 = unsigned __int128;
+inline std::uint64_t add_with_carry(std::uint64_t a, std::uint64_t b, std::uint64_t& carry) {
+    const Uint128 sum = Uint128{a} + b + carry;
+    carry = static_cast<std::uint64_t>(sum >> 64U);
+    return static_cast<std::uint64_t>(sum);
+}
+#else
+inline std::uint64_t add_with_carry(std::uint64_t a, std::uint64_t b, std::uint64_t& carry) {
+    const std::uint64_t sum = a + b;
+    const std::uint64_t out = sum + carry;
+    carry = static_cast<std::uint64_t>(sum < a) | static_cast<std::uint64_t>(out < sum);
+    return out;
+}
+#endif
+
+constexpr std::uint64_t low_mask(std::size_t bits) noexcept {
+    return bits >= 64 ? kAllOnes : (std::uint64_t{1} << bits) - 1;
+}
+
+// --- LCS (bit-vector): S holds a 0 at row i when the LCS grew there; S' = (S + u) | (S - u)
+// with u = S & match. The column is one wide integer; words pass the addition's carry on.
+
+template <class PatternMatch>
+std::size_t lcs_word(const PatternMatch& pm, std::size_t m, Text text) noexcept {
+    std::uint64_t s = kAllOnes;
+    for (const char32_t c : text) {
+        const std::uint64_t u = s & pm.get(c);
+        s = (s + u) | (s - u);
+    }
+    return static_cast<std::size_t>(std::popcount(~s & low_mask(m)));
+}
+
+// kWords > 0: the word count is known at compile time (loops unrolled, column in registers).
+template <std::size_t kWords>
+std::size_t lcs_blocks_on(const BlockPatternMatch& pm, std::size_t m, Text text,
+                          std::uint64_t* s) noexcept {
+    const std::size_t words = kWords != 0 ? kWords : pm.blocks();
+    for (const char32_t c : text) {
+        const std::uint64_t* match = pm.row(c);
+        std::uint64_t carry = 0;
+        for (std::size_t w = 0; w < words; ++w) {
+            const std::uint64_t u = s[w] & match[w];
+            s[w] = add_with_carry(s[w], u, carry) | (s[w] - u);
+        }
+    }
+    std::size_t lcs = 0;
+    for (std::size_t w = 0; w + 1 < words; ++w) {
+        lcs += static_cast<std::size_t>(std::popcount(~s[w]));
+    }
+    const std::size_t tail_bits = m - 64 * (words - 1);
+    return lcs + static_cast<std::size_t>(std::popcount(~s[words - 1] & low_mask(tail_bits)));
+}
+
+template <std::size_t kWords>
+std::size_t lcs_fixed(const BlockPatternMatch& pm, std::size_t m, Text text) noexcept {
+    std::array<std::uint64_t, kWords> s;
+    s.fill(kAllOnes);
+    return lcs_blocks_on<kWords>(pm, m, text, s.data());
+}
+
+std::size_t lcs_blocks(const BlockPatternMatch& pm, std::size_t m, Text text) {
+    switch (pm.blocks()) {
+        case 2:
+            return lcs_fixed<2>(pm, m, text);
+        case 3:
+            return lcs_fixed<3>(pm, m, text);
+        case 4:
+            return lcs_fixed<4>(pm, m, text);
+        case 5:
+            return lcs_fixed<5>(pm, m, text);
+        case 6:
+            return lcs_fixed<6>(pm, m, text);
+        case 7:
+            return lcs_fixed<7>(pm, m, text);
+        case 8:
+            return lcs_fixed<8>(pm, m, text);
+        default: {
+            ColumnWords column(pm.blocks(), kAllOnes);
+            return lcs_blocks_on<0>(pm, m, text, column.data());
+        }
+    }
+}
+
+// --- Levenshtein (Hyyrö's form of Myers' algorithm): VP/VN are the +1/-1 vertical deltas of
+// the current DP column; `dist` follows the last row. The multi-word version is the same
+// arithmetic on a wide integer: the addition's carry and the bits shifted out of HP/HN pass to
+// the next word; the top row (D[0][j] = j) shifts a 1 into HP.
+
+template <class PatternMatch>
+std::size_t levenshtein_word(const PatternMatch& pm, std::size_t m, Text text,
+                             std::size_t max_distance) noexcept {
+    std::uint64_t vp = kAllOnes;
+    std::uint64_t vn = 0;
+    const std::uint64_t last = std::uint64_t{1} << (m - 1);
+    std::size_t dist = m;
+    std::size_t remaining = text.size();
+    for (const char32_t c : text) {
+        const std::uint64_t x = pm.get(c) | vn;
+        const std::uint64_t d0 = (((x & vp) + vp) ^ vp) | x;
+        std::uint64_t hp = vn | ~(d0 | vp);
+        std::uint64_t hn = vp & d0;
+        if ((hp & last) != 0) {
+            ++dist;
+        } else if ((hn & last) != 0) {
+            --dist;
+        }
+        hp = (hp << 1U) | 1U;
+        hn <<= 1U;
+        vp = hn | ~(d0 | hp);
+        vn = hp & d0;
+        // The last row can fall by at most one per remaining column.
+        --remaining;
+        if (dist > remaining && dist - remaining > max_distance) {
+            return max_distance + 1;
+        }
+    }
+    return dist <= max_distance ? dist : max_distance + 1;
+}
+
+template <std::size_t kWords>
+std::size_t levenshtein_blocks_on(const BlockPatternMatch& pm, std::size_t m, Text text,
+                                  std::size_t max_distance, std::uint64_t* vp,
+                                  std::uint64_t* vn) noexcept {
+    const std::size_t words = kWords != 0 ? kWords : pm.blocks();
+    const std::uint64_t last = std::uint64_t{1} << ((m - 1) % 64);
+    std::size_t dist = m;
+    std::size_t remaining = text.size();
+    for (const char32_t c : text) {
+        const std::uint64_t* match = pm.row(c);
+        std::uint64_t add_carry = 0;
+        std::uint64_t hp_carry = 1;
+        std::uint64_t hn_carry = 0;
+        for (std::size_t w = 0; w < words; ++w) {
+            const std::uint64_t vpw = vp[w];
+            const std::uint64_t x = match[w] | vn[w];
+            const std::uint64_t d0 = (add_with_carry(x & vpw, vpw, add_carry) ^ vpw) | x;
+            std::uint64_t hp = vn[w] | ~(d0 | vpw);
+            std::uint64_t hn = vpw & d0;
+            if (w + 1 == words) {
+                if ((hp & last) != 0) {
+                    ++dist;
+                } else if ((hn & last) != 0) {
+                    --dist;
+                }
+            }
+            const std::uint64_t hp_out = hp >> 63U;
+            const std::uint64_t hn_out = hn >> 63U;
+            hp = (hp << 1U) | hp_carry;
+            hn = (hn << 1U) | hn_carry;
+            hp_carry = hp_out;
+            hn_carry = hn_out;
+            vp[w] = hn | ~(d0 | hp);
+            vn[w] = hp & d0;
+        }
+        --remaining;
+        if (dist > remaining && dist - remaining > max_distance) {
+            return max_distance + 1;
+        }
+    }
+    return dist <= max_distance ? dist : max_distance + 1;
+}
+
+template <std::size_t kWords>
+std::size_t levenshtein_fixed(const BlockPatternMatch& pm, std::size_t m, Text text,
+                              std::size_t max_distance) noexcept {
+    std::array<std::uint64_t, kWords> vp;
+    std::array<std::uint64_t, kWords> vn;
+    vp.fill(kAllOnes);
+    vn.fill(0);
+    return levenshtein_blocks_on<kWords>(pm, m, text, max_distance, vp.data(), vn.data());
+}
+
+std::size_t levenshtein_blocks(const BlockPatternMatch& pm, std::size_t m, Text text,
+                               std::size_t max_distance) {
+    switch (pm.blocks()) {
+        case 2:
+            return levenshtein_fixed<2>(pm, m, text, max_distance);
+        case 3:
+            return levenshtein_fixed<3>(pm, m, text, max_distance);
+        case 4:
+            return levenshtein_fixed<4>(pm, m, text, max_distance);
+        case 5:
+            return levenshtein_fixed<5>(pm, m, text, max_distance);
+        case 6:
+            return levenshtein_fixed<6>(pm, m, text, max_distance);
+        case 7:
+            return levenshtein_fixed<7>(pm, m, text, max_distance);
+        case 8:
+            return levenshtein_fixed<8>(pm, m, text, max_distance);
+        default: {
+            ColumnWords vp(pm.blocks(), kAllOnes);
+            ColumnWords vn(pm.blocks(), 0);
+            return levenshtein_blocks_on<0>(pm, m, text, max_distance, vp.data(), vn.data());
+        }
+    }
+}
+
+// Drops the common prefix and suffix (they never change either distance); returns how many
+// code points were dropped from each string.
+std::size_t strip_affixes(Text& a, Text& b) noexcept {
+    std::size_t prefix = 0;
+    const std::size_t shortest = std::min(a.size(), b.size());
+    while (prefix < shortest && a[prefix] == b[prefix]) {
+        ++prefix;
+    }
+    a.remove_prefix(prefix);
+    b.remove_prefix(prefix);
+    std::size_t suffix = 0;
+    const std::size_t rest = std::min(a.size(), b.size());
+    while (suffix < rest && a[a.size() - 1 - suffix] == b[b.size() - 1 - suffix]) {
+        ++suffix;
+    }
+    a.remove_suffix(suffix);
+    b.remove_suffix(suffix);
+    return prefix + suffix;
+}
+
+// Pattern preprocessed once, used against many texts (the batch scorers).
+class CachedPattern {
+  public:
+    explicit CachedPattern(Text pattern) : pattern_(pattern) {
+        if (pattern.size() <= 64) {
+            word_.emplace_back(pattern);
+        } else {
+            block_.emplace_back(pattern);
+        }
+    }
+
+    [[nodiscard]] std::size_t size() const noexcept { return pattern_.size(); }
+
+    [[nodiscard]] std::size_t lcs(Text text) const {
+        if (pattern_.empty() || text.empty()) {
+            return 0;
+        }
+        return word_.empty() ? lcs_blocks(block_.front(), pattern_.size(), text)
+                             : lcs_word(word_.front(), pattern_.size(), text);
+    }
+
+    [[nodiscard]] std::size_t levenshtein(Text text, std::size_t max_distance) const {
+        if (pattern_.empty()) {
+            return text.size() <= max_distance ? text.size() : max_distance + 1;
+        }
+        return word_.empty()
+                   ? levenshtein_blocks(block_.front(), pattern_.size(), text, max_distance)
+                   : levenshtein_word(word_.front(), pattern_.size(), text, max_distance);
+    }
+
+  private:
+    Text pattern_;
+    // At most one of the two holds a table (vectors so that the 3.5 KiB word table is only
+    // built when used).
+    std::vector<WordPatternMatch> word_;
+    std::vector<BlockPatternMatch> block_;
+};
+
+// rapidfuzz's normalisation: the similarity cutoff becomes a distance cutoff (with the same
+// 1e-5 slack), the distance is computed up to it, and the similarity is 1 - dist / maximum.
+struct NormalizedPlan {
+    std::size_t maximum;
+    double norm_dist_cutoff;
+    std::size_t max_distance;
+};
+
+NormalizedPlan plan_normalized(std::size_t maximum, double score_cutoff) {
+    const double norm_dist_cutoff = std::min(1.0, 1.0 - score_cutoff + 0.00001);
+    const auto max_distance =
+        static_cast<std::size_t>(std::ceil(static_cast<double>(maximum) * norm_dist_cutoff));
+    return {maximum, norm_dist_cutoff, max_distance};
+}
+
+double finish_normalized(const NormalizedPlan& plan, std::size_t dist, double score_cutoff) {
+    double norm_dist =
+        plan.maximum != 0 ? static_cast<double>(dist) / static_cast<double>(plan.maximum) : 0.0;
+    if (!(norm_dist <= plan.norm_dist_cutoff)) {
+        norm_dist = 1.0;
+    }
+    const double norm_sim = 1.0 - norm_dist;
+    return norm_sim >= score_cutoff ? norm_sim : 0.0;
+}
+
+// rapidfuzz's Python API hands the cutoff of the distance module's normalized_similarity to C++
+// as a C float: a similarity equal to a cutoff of 0.8 (whose float is 0.800000012) scores 0.
+// Rounding the same way keeps our scores identical at every cutoff.
+double as_single_precision(double score_cutoff) noexcept {
+    return static_cast<double>(static_cast<float>(score_cutoff));
+}
+
+void check_cutoff(double score_cutoff, double top, const char* scale) {
+    if (!(score_cutoff >= 0.0 && score_cutoff <= top)) {
+        throw InvalidArgument("score_cutoff must be a number in " + std::string(scale) + ", got " +
+                              format_number(score_cutoff));
+    }
+}
+
+std::size_t indel_distance_unchecked(Text a, Text b, std::size_t max_distance) {
+    const std::size_t lensum = a.size() + b.size();
+    const std::size_t length_gap = a.size() > b.size() ? a.size() - b.size() : b.size() - a.size();
+    if (length_gap > max_distance) {
+        return max_distance + 1;
+    }
+    const std::size_t dist = lensum - 2 * lcs_length(a, b);
+    return dist <= max_distance ? dist : max_distance + 1;
+}
+
+double indel_normalized_unchecked(Text a, Text b, double score_cutoff) {
+    const NormalizedPlan plan = plan_normalized(a.size() + b.size(), score_cutoff);
+    return finish_normalized(plan, indel_distance_unchecked(a, b, plan.max_distance), score_cutoff);
+}
+
+double levenshtein_normalized_unchecked(Text a, Text b, double score_cutoff) {
+    const NormalizedPlan plan = plan_normalized(std::max(a.size(), b.size()), score_cutoff);
+    return finish_normalized(plan, levenshtein_distance(a, b, plan.max_distance), score_cutoff);
+}
+
+// --- token set ratio --------------------------------------------------------------------------
+
+// Sorted, deduplicated words (views into `text`).
+// rapidfuzz splits a str stored by CPython with one byte per code point (all code points
+// <= U+00FF) on ASCII white space only, so U+0085 and U+00A0 separate words only in texts that
+// also hold a code point above U+00FF. Reproduced for identical scores.
+std::vector<Text> sorted_word_set(Text text) {
+    const bool wide = std::any_of(text.begin(), text.end(), [](char32_t c) { return c > 0xFF; });
+    const auto separates = [wide](char32_t c) {
+        return is_unicode_space(c) && (wide || (c != 0x85 && c != 0xA0));
+    };
+    std::vector<Text> words;
+    std::size_t start = 0;
+    for (std::size_t i = 0; i <= text.size(); ++i) {
+        if (i == text.size() || separates(text[i])) {
+            if (i > start) {
+                words.push_back(text.substr(start, i - start));
+            }
+            start = i + 1;
+        }
+    }
+    std::sort(words.begin(), words.end());
+    words.erase(std::unique(words.begin(), words.end()), words.end());
+    return words;
+}
+
+// Length of the words joined by single spaces.
+std::size_t joined_length(const std::vector<Text>& words) noexcept {
+    std::size_t length = words.empty() ? 0 : words.size() - 1;
+    for (const Text w : words) {
+        length += w.size();
+    }
+    return length;
+}
+
+std::u32string join_words(const std::vector<Text>& words) {
+    std::u32string joined;
+    joined.reserve(joined_length(words));
+    for (std::size_t i = 0; i < words.size(); ++i) {
+        if (i != 0) {
+            joined.push_back(U' ');
+        }
+        joined.append(words[i]);
+    }
+    return joined;
+}
+
+// rapidfuzz's score for a distance on a 0..100 scale (computed as 100 - 100 * d / n).
+double norm_distance_100(std::size_t dist, std::size_t lensum, double score_cutoff) noexcept {
+    const double score =
+        lensum > 0 ? 100.0 - 100.0 * static_cast<double>(dist) / static_cast<double>(lensum)
+                   : 100.0;
+    return score >= score_cutoff ? score : 0.0;
+}
+
+double token_set_ratio_of_words(const std::vector<Text>& words_a, const std::vector<Text>& words_b,
+                                double score_cutoff) {
+    if (words_a.empty() || words_b.empty()) {
+        return 0.0;
+    }
+    std::vector<Text> shared;
+    std::vector<Text> only_a;
+    std::vector<Text> only_b;
+    std::set_intersection(words_a.begin(), words_a.end(), words_b.begin(), words_b.end(),
+                          std::back_inserter(shared));
+    std::set_difference(words_a.begin(), words_a.end(), words_b.begin(), words_b.end(),
+                        std::back_inserter(only_a));
+    std::set_difference(words_b.begin(), words_b.end(), words_a.begin(), words_a.end(),
+                        std::back_inserter(only_b));
+    // One word set contains the other.
+    if (!shared.empty() && (only_a.empty() || only_b.empty())) {
+        return 100.0;
+    }
+    const std::u32string joined_a = join_words(only_a);
+    const std::u32string joined_b = join_words(only_b);
+    const std::size_t shared_len = joined_length(shared);
+    const std::size_t separator = shared_len != 0 ? 1 : 0;
+    // "shared + only_a" against "shared + only_b": only the differing words can differ.
+    const std::size_t shared_a_len = shared_len + separator + joined_a.size();
+    const std::size_t shared_b_len = shared_len + separator + joined_b.size();
+    const std::size_t lensum = shared_a_len + shared_b_len;
+    const auto max_distance = static_cast<std::size_t>(
+        std::ceil(static_cast<double>(lensum) * (1.0 - score_cutoff / 100.0)));
+    const std::size_t dist = indel_distance_unchecked(joined_a, joined_b, max_distance);
+    double best = dist <= max_distance ? norm_distance_100(dist, lensum, score_cutoff) : 0.0;
+    if (shared_len == 0) {
+        return best;
+    }
+    // "shared" against "shared + only_x": the distance is the length of " only_x".
+    best = std::max(best, norm_distance_100(separator + joined_a.size(), shared_len + shared_a_len,
+                                            score_cutoff));
+    best = std::max(best, norm_distance_100(separator + joined_b.size(), shared_len + shared_b_len,
+                                            score_cutoff));
+    return best;
+}
+
+// Runs fn(i) for i in [0, n) on up to `threads` threads.
+template <class Fn>
+void parallel_for(std::size_t n, unsigned threads, Fn&& fn) {
+    const std::size_t workers =
+        std::min<std::size_t>(std::max(1U, threads), std::max<std::size_t>(n / 64, 1));
+    if (workers <= 1) {
+        for (std::size_t i = 0; i < n; ++i) {
+            fn(i);
+        }
+        return;
+    }
+    std::vector<std::jthread> pool;
+    pool.reserve(workers - 1);
+    const std::size_t chunk = (n + workers - 1) / workers;
+    for (std::size_t t = 1; t < workers; ++t) {
+        pool.emplace_back([&fn, t, chunk, n] {
+            for (std::size_t i = t * chunk; i < std::min(n, (t + 1) * chunk); ++i) {
+                fn(i);
+            }
+        });
+    }
+    for (std::size_t i = 0; i < std::min(n, chunk); ++i) {
+        fn(i);
+    }
+}
+
+}  // namespace
+
+bool is_unicode_space(char32_t c) noexcept {
+    switch (c) {
+        case 0x09:
+        case 0x0A:
+        case 0x0B:
+        case 0x0C:
+        case 0x0D:
+        case 0x1C:
+        case 0x1D:
+        case 0x1E:
+        case 0x1F:
+        case 0x20:
+        case 0x85:
+        case 0xA0:
+        case 0x1680:
+        case 0x2028:
+        case 0x2029:
+        case 0x202F:
+        case 0x205F:
+        case 0x3000:
+            return true;
+        default:
+            return c >= 0x2000 && c <= 0x200A;
+    }
+}
+
+std::size_t levenshtein_distance(Text a, Text b, std::size_t max_distance) {
+    if (a.size() > b.size()) {
+        std::swap(a, b);  // the shorter string is the pattern
+    }
+    if (b.size() - a.size() > max_distance) {
+        return max_distance + 1;
+    }
+    strip_affixes(a, b);
+    if (a.empty()) {
+        return b.size() <= max_distance ? b.size() : max_distance + 1;
+    }
+    if (max_distance == 0) {
+        return 1;  // something differs after the common affixes were removed
+    }
+    if (a.size() <= 64) {
+        const ScratchWordPattern pm(a);
+        return levenshtein_word(pm.get(), a.size(), b, max_distance);
+    }
+    return levenshtein_blocks(scratch_block_pattern(a), a.size(), b, max_distance);
+}
+
+std::size_t lcs_length(Text a, Text b) {
+    if (a.size() > b.size()) {
+        std::swap(a, b);
+    }
+    const std::size_t common = strip_affixes(a, b);
+    if (a.empty()) {
+        return common;
+    }
+    if (a.size() <= 64) {
+        const ScratchWordPattern pm(a);
+        return common + lcs_word(pm.get(), a.size(), b);
+    }
+    return common + lcs_blocks(scratch_block_pattern(a), a.size(), b);
+}
+
+std::size_t indel_distance(Text a, Text b, std::size_t max_distance) {
+    return indel_distance_unchecked(a, b, max_distance);
+}
+
+double levenshtein_normalized_similarity(Text a, Text b, double score_cutoff) {
+    check_cutoff(score_cutoff, 1.0, "[0, 1]");
+    return levenshtein_normalized_unchecked(a, b, as_single_precision(score_cutoff));
+}
+
+double indel_normalized_similarity(Text a, Text b, double score_cutoff) {
+    check_cutoff(score_cutoff, 1.0, "[0, 1]");
+    return indel_normalized_unchecked(a, b, as_single_precision(score_cutoff));
+}
+
+double ratio(Text a, Text b, double score_cutoff) {
+    check_cutoff(score_cutoff, 100.0, "[0, 100]");
+    return indel_normalized_unchecked(a, b, score_cutoff / 100.0) * 100.0;
+}
+
+double token_set_ratio(Text a, Text b, double score_cutoff) {
+    check_cutoff(score_cutoff, 100.0, "[0, 100]");
+    return token_set_ratio_of_words(sorted_word_set(a), sorted_word_set(b), score_cutoff);
+}
+
+void TextBatch::reserve(std::size_t texts, std::size_t code_points) {
+    offsets_.reserve(texts + 1);
+    data_.reserve(code_points);
+}
+
+void TextBatch::append(Text text) {
+    data_.append(text);
+    offsets_.push_back(data_.size());
+}
+
+char32_t* TextBatch::append_uninitialized(std::size_t length) {
+    const std::size_t start = data_.size();
+    data_.resize(start + length);
+    offsets_.push_back(data_.size());
+    return data_.data() + start;
+}
+
+std::vector<double> score_many(Scorer scorer, Text query, const TextBatch& choices,
+                               double score_cutoff, unsigned threads) {
+    const bool percent = scorer == Scorer::kRatio || scorer == Scorer::kTokenSetRatio;
+    check_cutoff(score_cutoff, percent ? 100.0 : 1.0, percent ? "[0, 100]" : "[0, 1]");
+    std::vector<double> scores(choices.size(), 0.0);
+    switch (scorer) {
+        case Scorer::kRatio:
+        case Scorer::kIndelNormalized: {
+            const CachedPattern pattern(query);
+            const double cutoff =
+                percent ? score_cutoff / 100.0 : as_single_precision(score_cutoff);
+            const double scale = percent ? 100.0 : 1.0;
+            parallel_for(choices.size(), threads, [&](std::size_t i) {
+                const Text choice = choices[i];
+                const NormalizedPlan plan = plan_normalized(query.size() + choice.size(), cutoff);
+                const std::size_t gap = query.size() > choice.size() ? query.size() - choice.size()
+                                                                     : choice.size() - query.size();
+                std::size_t dist = plan.max_distance + 1;
+                if (gap <= plan.max_distance) {
+                    dist = query.size() + choice.size() - 2 * pattern.lcs(choice);
+                }
+                scores[i] = finish_normalized(plan, dist, cutoff) * scale;
+            });
+            break;
+        }
+        case Scorer::kLevenshteinNormalized: {
+            const CachedPattern pattern(query);
+            const double cutoff = as_single_precision(score_cutoff);
+            parallel_for(choices.size(), threads, [&](std::size_t i) {
+                const Text choice = choices[i];
+                const NormalizedPlan plan =
+                    plan_normalized(std::max(query.size(), choice.size()), cutoff);
+                const std::size_t gap = query.size() > choice.size() ? query.size() - choice.size()
+                                                                     : choice.size() - query.size();
+                std::size_t dist = plan.max_distance + 1;
+                if (gap <= plan.max_distance) {
+                    dist = pattern.levenshtein(choice, plan.max_distance);
+                }
+                scores[i] = finish_normalized(plan, dist, cutoff);
+            });
+            break;
+        }
+        case Scorer::kTokenSetRatio: {
+            const std::vector<Text> query_words = sorted_word_set(query);
+            parallel_for(choices.size(), threads, [&](std::size_t i) {
+                scores[i] = token_set_ratio_of_words(query_words, sorted_word_set(choices[i]),
+                                                     score_cutoff);
+            });
+            break;
+        }
+    }
+    return scores;
+}
+
+std::vector<ScoredIndex> extract(Scorer scorer, Text query, const TextBatch& choices,
+                                 double score_cutoff, std::size_t limit, unsigned threads) {
+    // rapidfuzz.process.extract takes its cutoff as a C float, for scoring and for filtering.
+    const double cutoff = as_single_precision(score_cutoff);
+    const std::vector<double> scores = score_many(scorer, query, choices, cutoff, threads);
+    std::vector<ScoredIndex> kept;
+    for (std::size_t i = 0; i < scores.size(); ++i) {
+        if (scores[i] >= cutoff) {
+            kept.push_back({i, scores[i]});
+        }
+    }
+    const auto better = [](const ScoredIndex& x, const ScoredIndex& y) {
+        return x.score != y.score ? x.score > y.score : x.index < y.index;
+    };
+    if (limit < kept.size()) {
+        std::partial_sort(kept.begin(), kept.begin() + static_cast<std::ptrdiff_t>(limit),
+                          kept.end(), better);
+        kept.resize(limit);
+    } else {
+        std::sort(kept.begin(), kept.end(), better);
+    }
+    return kept;
+}
+
+}  // namespace relay::fuzzy

@@ -1,0 +1,252 @@
+"""NearDuplicateIndex against brute force over a Python model of the shingle Jaccard similarity."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from relay_context import NearDuplicate, NearDuplicateIndex
+from relay_context.errors import InputTypeError, InvalidArgumentError
+from relay_context.fuzzy import shingle_jaccard
+
+VOCABULARY = [
+    "context",
+    "token",
+    "budget",
+    "model",
+    "reply",
+    "cache",
+    "\u00e9t\u00e9",
+    "\u4e2d\u6587",
+    "gateway",
+    "prompt",
+    "\U0001f600",
+    "window",
+    "summary",
+    "draft",
+]
+
+
+def shingles(text: str, k: int) -> set[str]:
+    if len(text) < k:
+        return {text} if text else set()
+    return {text[i : i + k] for i in range(len(text) - k + 1)}
+
+
+def reference_jaccard(a: str, b: str, k: int = 3) -> float:
+    sa, sb = shingles(a, k), shingles(b, k)
+    if not sa and not sb:
+        return 1.0
+    return len(sa & sb) / len(sa | sb)
+
+
+def sentence(rng: random.Random, words: int) -> str:
+    return " ".join(rng.choice(VOCABULARY) for _ in range(words))
+
+
+def edit(rng: random.Random, text: str, edits: int) -> str:
+    chars = list(text)
+    for _ in range(edits):
+        chars[rng.randrange(len(chars))] = "#"
+    return "".join(chars)
+
+
+@given(st.text(max_size=40), st.text(max_size=40), st.integers(1, 6))
+@settings(max_examples=300)
+def test_shingle_jaccard_equals_python_sets(a: str, b: str, k: int) -> None:
+    assert shingle_jaccard(a, b, k) == reference_jaccard(a, b, k)
+
+
+def test_add_query_remove_contains_len() -> None:
+    index = NearDuplicateIndex()
+    index.add("a", "the quick brown fox")
+    index.add("b", "the quick brown fox!")
+    index.add("c", "an unrelated sentence")
+    assert len(index) == 3
+    assert "a" in index
+    assert "zzz" not in index
+    assert 3 not in index
+    hits = index.query("the quick brown fox", threshold=0.8)
+    assert hits == [
+        NearDuplicate("a", 1.0),
+        NearDuplicate("b", reference_jaccard("the quick brown fox", "the quick brown fox!")),
+    ]
+    index.add("b", "an unrelated sentence.")  # replace
+    assert len(index) == 3
+    assert [h.key for h in index.query("the quick brown fox")] == ["a"]
+    assert index.remove("c") is True
+    assert index.remove("c") is False
+    assert "c" not in index
+    assert [h.key for h in index.query("an unrelated sentence", 0.5)] == ["b"]
+    index.clear()
+    assert len(index) == 0
+    assert index.query("the quick brown fox", 0.1) == []
+
+
+def test_query_equals_brute_force_after_adds_and_removes() -> None:
+    rng = random.Random(7)
+    index = NearDuplicateIndex(num_perm=128, bands=32)
+    bases = [sentence(rng, 8) for _ in range(200)]
+    live: dict[str, str] = {}
+    for i in range(2000):
+        key = f"k{i}"
+        text = edit(rng, bases[i % 200], i % 5)
+        index.add(key, text)
+        live[key] = text
+        if i % 5 == 0:
+            gone = f"k{rng.randrange(i + 1)}"
+            assert index.remove(gone) == (live.pop(gone, None) is not None)
+    assert len(index) == len(live)
+    expected_total = found_total = 0
+    for q in range(40):
+        query = edit(rng, bases[q * 5], 1)
+        hits = index.query(query, threshold=0.7)
+        truth = {k: reference_jaccard(query, t) for k, t in live.items()}
+        truth = {k: s for k, s in truth.items() if s >= 0.7}
+        for hit in hits:
+            assert truth[hit.key] == hit.score  # precise: only real matches, exact scores
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+        expected_total += len(truth)
+        found_total += len(hits)
+    # 32 bands of 4 rows: a match of similarity >= 0.7 is found with probability >= 0.9998.
+    assert expected_total > 100
+    assert found_total >= 0.99 * expected_total
+
+
+def test_recall_follows_the_s_curve() -> None:
+    # shingle_size=1 over fresh code points gives pairs of exactly known Jaccard similarity.
+    index = NearDuplicateIndex(shingle_size=1, num_perm=32, bands=4)
+    next_cp = 0x4E00
+
+    def fresh(n: int) -> str:
+        nonlocal next_cp
+        out = "".join(chr(next_cp + i) for i in range(n))
+        next_cp += n
+        return out
+
+    pairs = 400
+    hits_at = {0.5: 0, 0.9: 0}
+    for p in range(pairs):
+        shared = fresh(20)
+        index.add(f"low{p}", shared + fresh(10))
+        hits_at[0.5] += len(index.query(shared + fresh(10), threshold=0.5))
+        shared = fresh(36)
+        index.add(f"high{p}", shared + fresh(2))
+        hits_at[0.9] += len(index.query(shared + fresh(2), threshold=0.9))
+    for similarity, hits in hits_at.items():
+        expected = index.candidate_probability(similarity)
+        assert expected == 1 - (1 - similarity**8) ** 4
+        assert hits / pairs == pytest.approx(expected, abs=0.07)
+
+
+def test_default_parameters_recall_at_high_similarity() -> None:
+    index = NearDuplicateIndex()
+    assert (index.shingle_size, index.num_perm, index.bands, index.rows) == (3, 64, 16, 4)
+    assert index.candidate_probability(0.8) > 0.999
+    assert index.candidate_probability(0.2) < 0.03
+    rng = random.Random(3)
+    found = 0
+    for i in range(300):
+        text = sentence(rng, 10)
+        index.add(str(i), text)
+        near = edit(rng, text, 1)
+        found += any(h.key == str(i) for h in index.query(near, threshold=0.75))
+    assert found >= 295
+
+
+def test_add_many_equals_add() -> None:
+    rng = random.Random(5)
+    items = [(f"k{i % 700}", sentence(rng, 6)) for i in range(1000)]
+    one = NearDuplicateIndex()
+    for key, text in items:
+        one.add(key, text)
+    many = NearDuplicateIndex()
+    many.add_many(items, workers=2)
+    mapping = NearDuplicateIndex()
+    mapping.add_many(dict(items))
+    assert len(one) == len(many) == len(mapping) == 700
+    for _ in range(30):
+        query = sentence(rng, 6)
+        assert one.query(query, 0.3) == many.query(query, 0.3) == mapping.query(query, 0.3)
+
+
+def test_threads_share_one_index() -> None:
+    index = NearDuplicateIndex()
+    anchor = "the anchor text that stays in the index the whole time"
+    index.add("anchor", anchor)
+    errors: list[str] = []
+
+    def writer(seed: int) -> None:
+        rng = random.Random(seed)
+        for i in range(1500):
+            key = f"{seed}-{i % 200}"
+            index.add(key, sentence(rng, 6))
+            if i % 3 == 0:
+                index.remove(key)
+
+    def reader() -> None:
+        for _ in range(1500):
+            hits = index.query(anchor, 0.99)
+            if hits != [NearDuplicate("anchor", 1.0)]:
+                errors.append(repr(hits))
+
+    threads = [threading.Thread(target=writer, args=(s,)) for s in (1, 2)]
+    threads.append(threading.Thread(target=reader))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert "anchor" in index
+    assert len(index) <= 401
+
+
+def test_unicode_texts_and_keys() -> None:
+    index = NearDuplicateIndex()
+    index.add("\u4e2d\u6587-key", "\u4e2d\u6587\u6587\u672c \U0001f600 caf\u00e9 \ud800")
+    hits = index.query("\u4e2d\u6587\u6587\u672c \U0001f600 caf\u00e9 \ud800", 1.0)
+    assert hits == [NearDuplicate("\u4e2d\u6587-key", 1.0)]
+    assert index.query("", 0.5) == []
+    index.add("empty", "")
+    assert index.query("", 1.0) == [NearDuplicate("empty", 1.0)]
+
+
+@pytest.mark.parametrize("bad", [0, 0.0, -0.5, 1.5, float("nan")])
+def test_bad_thresholds(bad: float) -> None:
+    index = NearDuplicateIndex()
+    with pytest.raises(InvalidArgumentError, match="threshold"):
+        index.query("x", threshold=bad)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(InvalidArgumentError, match="bands must divide num_perm"):
+        NearDuplicateIndex(num_perm=64, bands=10)
+    with pytest.raises(InvalidArgumentError, match="shingle_size"):
+        NearDuplicateIndex(shingle_size=0)
+    with pytest.raises(InvalidArgumentError, match="num_perm"):
+        NearDuplicateIndex(num_perm=4096, bands=16)
+    with pytest.raises(InputTypeError, match="shingle_size"):
+        NearDuplicateIndex(shingle_size=2.5)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="seed"):
+        NearDuplicateIndex(seed=-1)
+    index = NearDuplicateIndex()
+    with pytest.raises(InputTypeError, match="key must be a str"):
+        index.add(1, "x")  # type: ignore[arg-type]
+    with pytest.raises(InputTypeError, match="text must be a str"):
+        index.add("k", b"x")  # type: ignore[arg-type]
+    with pytest.raises(InputTypeError, match="text must be a str"):
+        index.query(None)  # type: ignore[arg-type]
+    with pytest.raises(InputTypeError, match="threshold must be a number"):
+        index.query("x", threshold="0.5")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="lone surrogate"):
+        index.add("\ud800", "x")
+    with pytest.raises(InputTypeError, match="every text must be a str"):
+        index.add_many([("a", "x"), ("b", 3)])  # type: ignore[list-item]
+    with pytest.raises(InputTypeError, match="pairs"):
+        index.add_many(["ab"])  # type: ignore[list-item]
+    assert len(index) == 0  # nothing half-added
+    assert "\ud800" not in index
