@@ -16,6 +16,7 @@ PYBIND11_MODULE(_core, m) {
 
     auto knapsack = m.def_submodule("knapsack", "0/1 knapsack selection of context atoms");
     register_knapsack(knapsack);
+
     auto compress =
         m.def_submodule("compress", "zstd / LZ4 frames, dictionaries, streaming, size cap");
     register_compress(compress);
