@@ -157,12 +157,15 @@ def fill_from_newest(
 ) -> set[int]:
     """Indices of the units to keep: every pinned one, then unpinned ones from the newest back
     while they fit (a unit that does not fit is skipped, older smaller ones may still fit);
-    ``max_unpinned`` caps how many unpinned messages are taken."""
+    ``max_unpinned`` caps how many non-system messages the tail holds (pinned ones passed on
+    the way back count too)."""
     keep = {i for i, u in enumerate(all_units) if unit_pinned(u)}
     room = budget - sum(unit_tokens(all_units[i]) for i in keep)
     taken = 0
     for i in range(len(all_units) - 1, -1, -1):
         if i in keep:
+            # A pinned turn in the tail (the latest user turn) is one of the last N.
+            taken += sum(1 for c in all_units[i] if not is_system(c))
             continue
         unit = all_units[i]
         if max_unpinned is not None and taken + len(unit) > max_unpinned:
