@@ -58,6 +58,7 @@ from relay_context.errors import (
     InputTypeError,
     InvalidArgumentError,
     SessionNotFoundError,
+    UnknownModelError,
 )
 
 log = logging.getLogger(__name__)
@@ -183,6 +184,14 @@ class ContextEngine:
             else self.settings.default_model
         )
         self.encoding: str = self._encoding_for(self.model)
+        #: Encodings counted at add_message: the engine's, and the settings' default model's.
+        self.counted_encodings: tuple[str, ...] = (self.encoding,)
+        try:
+            default_encoding = self._encoding_for(self.settings.default_model)
+        except UnknownModelError:
+            default_encoding = self.encoding
+        if default_encoding != self.encoding:
+            self.counted_encodings = tuple(sorted((self.encoding, default_encoding)))
 
     # --- life cycle -------------------------------------------------------------------------
     @property
@@ -305,8 +314,8 @@ class ContextEngine:
     ) -> StoredMessage:
         """Append a message (creating the session for ``owner`` if it does not exist).
 
-        Its content tokens are counted once, in the engine's encoding (and the token manager's),
-        and stored with it. ``metadata`` may carry ``importance`` (a number, default 1) and
+        Its content tokens are counted once, in the engine's encoding (the token manager's) and
+        the settings' default model's, and stored with it. ``metadata`` may carry ``importance`` (a number, default 1) and
         ``pinned`` (``True``: always in the window). Raises ``UnknownRoleError``,
         ``EmptyContentError``, ``MessageTooLargeError``, ``InvalidSessionIdError``.
         """
@@ -321,10 +330,9 @@ class ContextEngine:
             metadata=metadata or {},
         )
         draft.check_size(self.store.max_message_bytes)  # before spending time counting it
-        encodings = {self.encoding}
-        if self.token_manager is not None:
-            encodings.add(self.token_manager.encoding_name)
-        counts = {e: await self.counter(e).count_tokens(draft.content) for e in sorted(encodings)}
+        counts = {
+            e: await self.counter(e).count_tokens(draft.content) for e in self.counted_encodings
+        }
         message = NewMessage(
             draft.role,
             draft.content,
