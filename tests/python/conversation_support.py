@@ -13,7 +13,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 from chat_corpus import _content, _free_text
-
 from relay_context.engine.models import StoredMessage
 
 SESSION = "conv-test"

@@ -7,10 +7,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+
 from conversation_support import conversation
 from engine_support import engine_append_worker, engine_settings
-from test_policies import check_window
-
 from relay_context import TokenCounter
 from relay_context.core.compression import CompressionEngine
 from relay_context.core.context_engine import ContextEngine, MessageRole
@@ -26,12 +25,11 @@ from relay_context.errors import (
     UnknownPolicyError,
     UnknownRoleError,
 )
+from test_policies import check_window
 
 
 @pytest.fixture(params=["memory-cache", "redis-cache"])
-def settings_values(
-    request: pytest.FixtureRequest, store_config: dict[str, Any]
-) -> dict[str, Any]:
+def settings_values(request: pytest.FixtureRequest, store_config: dict[str, Any]) -> dict[str, Any]:
     values: dict[str, Any] = {"max_message_bytes": 100_000}
     if request.param == "redis-cache":
         values["redis_url"] = request.getfixturevalue("redis_server")
@@ -62,7 +60,8 @@ async def test_brief_example_and_defaults(engine: ContextEngine) -> None:
     # Counted once at add_message, in the token manager's encoding and the default model's.
     assert stored.token_counts == {"cl100k_base": 2, "o200k_base": 2}
     context = await engine.get_context("session-001")
-    assert context.policy == "knapsack" and context.model == "gpt-4"
+    assert context.policy == "knapsack"
+    assert context.model == "gpt-4"
     assert context.budget == engine.settings.max_window_tokens
     assert context.to_openai() == [{"role": "user", "content": "Hello!"}]
     assert TokenCounter("cl100k_base").count_messages(context.to_openai()) == context.tokens_used
@@ -92,7 +91,8 @@ async def test_cache_never_serves_a_stale_window(engine: ContextEngine) -> None:
     first = await engine.get_context("conv-2", budget=5000)
     await engine.add_message("conv-2", "user", "One more question about Redis streams?")
     second = await engine.get_context("conv-2", budget=5000)
-    assert second.kept_seqs[-1] == 11 and first.kept_seqs[-1] == 10
+    assert second.kept_seqs[-1] == 11
+    assert first.kept_seqs[-1] == 10
 
 
 async def test_model_without_stored_counts_is_counted_on_demand(engine: ContextEngine) -> None:
@@ -119,7 +119,8 @@ async def test_stats(engine: ContextEngine) -> None:
     assert sum(stats.tokens_by_role.values()) + 3 == stats.total_tokens
     assert stats.content_bytes == sum(len(m.content.encode()) for m in messages)
     assert 0 < stats.stored_bytes <= stats.content_bytes
-    assert stats.compression_ratio >= 1.0 and stats.bytes_saved >= 0
+    assert stats.compression_ratio >= 1.0
+    assert stats.bytes_saved >= 0
     assert 0.0 <= stats.drift_score <= 1.0
     assert stats.near_duplicates >= 1
     assert stats.as_dict()["tokens_by_role"] == stats.tokens_by_role

@@ -8,8 +8,8 @@ import multiprocessing
 from typing import Any
 
 import pytest
-from engine_support import engine_append_worker, engine_settings
 
+from engine_support import engine_append_worker, engine_settings
 from relay_context.config.settings import Settings
 from relay_context.core.context_engine import ContextEngine
 from relay_context.engine.models import StoredMessage

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from conversation_support import conversation, stored
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_policies import check_window, make_engine
 
+from conversation_support import conversation, stored
 from relay_context import TokenCounter, fuzzy
 from relay_context.engine.window import ContextWindow
+from test_policies import check_window, make_engine
 
 TOOL_TURNS = [
     {"role": "system", "content": "You are a weather bot."},
@@ -17,7 +17,11 @@ TOOL_TURNS = [
         "role": "assistant",
         "content": "Let me check.",
         "tool_calls": [
-            {"id": "a", "type": "function", "function": {"name": "wx", "arguments": '{"c": "Paris"}'}},
+            {
+                "id": "a",
+                "type": "function",
+                "function": {"name": "wx", "arguments": '{"c": "Paris"}'},
+            },
             {"id": "b", "type": "function", "function": {"name": "wx", "arguments": "not json"}},
         ],
     },
@@ -32,7 +36,10 @@ TOOL_TURNS = [
 async def full_window(turns, **kw) -> ContextWindow:  # type: ignore[no-untyped-def]
     engine = make_engine(dedup_threshold=1.01)
     return await engine.build_window(
-        "conv-test", stored(turns), budget=kw.get("budget", 10_000), model="gpt-4o",
+        "conv-test",
+        stored(turns),
+        budget=kw.get("budget", 10_000),
+        model="gpt-4o",
         policy=kw.get("policy", "knapsack"),
     )
 
@@ -62,11 +69,15 @@ async def test_to_openai_matches_the_stored_messages_and_the_count() -> None:
 
 
 async def test_json_round_trip_and_html() -> None:
-    window = await full_window(conversation(50, seed=9, tool_rate=0.2), budget=800, policy="summarize")
+    window = await full_window(
+        conversation(50, seed=9, tool_rate=0.2), budget=800, policy="summarize"
+    )
     again = ContextWindow.from_json(window.to_json())
     assert again == window
     page = window._repr_html_()
-    assert "<table>" in page and "summarize" in page and f"{window.tokens_used}" in page
+    assert "<table>" in page
+    assert "summarize" in page
+    assert f"{window.tokens_used}" in page
     assert "<script" not in window._repr_html_()
     assert "ContextWindow(" in repr(window)
 
@@ -74,7 +85,8 @@ async def test_json_round_trip_and_html() -> None:
 async def test_html_escapes_content() -> None:
     turns = [{"role": "user", "content": "<script>alert(1)</script> & more"}]
     page = (await full_window(turns))._repr_html_()
-    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "<script>" not in page
+    assert "&lt;script&gt;" in page
 
 
 async def test_near_duplicates_collapse_into_the_latest_copy() -> None:
@@ -106,7 +118,9 @@ async def test_near_duplicates_collapse_into_the_latest_copy() -> None:
             ):
                 expected.add(older.seq)
     assert set(window.deduplicated_seqs) == expected
-    assert {2, 3} <= expected and 6 not in expected and 7 not in expected
+    assert {2, 3} <= expected
+    assert 6 not in expected
+    assert 7 not in expected
     counter = TokenCounter("o200k_base")
     assert window.dedup_tokens_saved == sum(
         counter.count_messages([messages[s - 1].to_openai()]) - 3 for s in expected
@@ -114,7 +128,13 @@ async def test_near_duplicates_collapse_into_the_latest_copy() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.sampled_from(["alpha beta", "alpha beta!", "gamma", "gamma delta", "x"]), min_size=1, max_size=12))
+@given(
+    st.lists(
+        st.sampled_from(["alpha beta", "alpha beta!", "gamma", "gamma delta", "x"]),
+        min_size=1,
+        max_size=12,
+    )
+)
 async def test_dedup_keeps_no_pair_above_the_threshold(texts: list[str]) -> None:
     engine = make_engine(dedup_threshold=0.9)
     turns = [{"role": "user", "content": t} for t in texts]

@@ -5,10 +5,10 @@ order is kept, and a budget below what must be kept is an InfeasibleBudgetError.
 from __future__ import annotations
 
 import pytest
-from conversation_support import conversation, stored
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conversation_support import conversation, stored
 from relay_context import TokenCounter
 from relay_context.config.settings import Settings
 from relay_context.core.context_engine import ContextEngine

@@ -5,11 +5,10 @@ from __future__ import annotations
 import itertools
 
 from conversation_support import stored
-from test_policies import check_window, make_engine
-
 from relay_context.core.knapsack import KnapsackSelector
 from relay_context.engine.policies.base import PolicyContext
 from relay_context.engine.policies.knapsack import message_values
+from test_policies import check_window, make_engine
 
 FILLER = [
     "The weather in Lisbon was sunny with a light breeze from the ocean all afternoon.",
@@ -67,7 +66,8 @@ async def test_without_relevance_recency_decides() -> None:
     kept_middle = [s for s in window.kept_seqs if 1 < s < len(messages)]
     dropped = list(window.dropped_seqs)
     # Newer messages are worth more: what is kept is on average newer than what is dropped.
-    assert kept_middle and sum(kept_middle) / len(kept_middle) > sum(dropped) / len(dropped)
+    assert kept_middle
+    assert sum(kept_middle) / len(kept_middle) > sum(dropped) / len(dropped)
 
 
 async def test_importance_and_pinned_metadata() -> None:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from conversation_support import conversation, stored
-from test_policies import check_window, make_engine
-
 from relay_context import TokenCounter
 from relay_context.engine.policies.recent import TRUNCATION_MARKER
+from test_policies import check_window, make_engine
 
 
 async def test_below_threshold_keeps_everything_that_fits() -> None:
@@ -61,7 +60,8 @@ async def test_long_message_is_truncated_on_a_token_boundary() -> None:
     assert cut.content.endswith(TRUNCATION_MARKER)
     assert counter.count(cut.content) <= 200
     prefix = cut.content.removesuffix(TRUNCATION_MARKER)
-    assert long_text.startswith(prefix) and len(prefix) > 100
+    assert long_text.startswith(prefix)
+    assert len(prefix) > 100
     # A token boundary: the prefix is exactly the decoding of the text's first tokens.
     tokens = counter.encode_ordinary(long_text)
     assert counter.decode(tokens[: counter.count(prefix)]) == prefix

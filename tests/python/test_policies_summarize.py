@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-from conversation_support import conversation, stored
-from test_policies import check_window
 
+from conversation_support import conversation, stored
 from relay_context import TokenCounter
 from relay_context.config.settings import Settings
 from relay_context.core.context_engine import ContextEngine
 from relay_context.engine.models import StoredMessage
 from relay_context.engine.policies import ExtractiveSummarizer, Summarizer
+from test_policies import check_window
 
 
 async def test_dropped_turns_become_one_summary_after_the_system_prompt() -> None:
@@ -25,7 +25,8 @@ async def test_dropped_turns_become_one_summary_after_the_system_prompt() -> Non
     summaries = [m for m in window.messages if m.seq is None]
     assert len(summaries) == 1
     summary = summaries[0]
-    assert window.messages[0].seq == 1 and window.messages[1] is summary
+    assert window.messages[0].seq == 1
+    assert window.messages[1] is summary
     assert summary.role.value == "system"
     assert summary.summarizes == window.dropped_seqs
     assert summary.content.startswith(f"Summary of {len(window.dropped_seqs)} earlier messages:")
@@ -41,8 +42,11 @@ async def test_dropped_turns_become_one_summary_after_the_system_prompt() -> Non
 async def test_extractive_summary_prefers_central_sentences() -> None:
     rng_free = [
         StoredMessage(
-            session_id="s", seq=i + 1, role="user", content=text, created_at=__import__(
-                "datetime").datetime.now(__import__("datetime").timezone.utc)
+            session_id="s",
+            seq=i + 1,
+            role="user",
+            content=text,
+            created_at=__import__("datetime").datetime.now(__import__("datetime").timezone.utc),
         )
         for i, text in enumerate(
             [
@@ -86,7 +90,8 @@ async def test_pluggable_summarizer_is_called_and_bounded() -> None:
     assert tuple(seqs) == window.dropped_seqs
     assert max_tokens < 100
     summary = window.messages[1]
-    assert summary.seq is None and summary.tokens <= 100
+    assert summary.seq is None
+    assert summary.tokens <= 100
 
 
 @pytest.mark.parametrize("budget", [200, 400, 900])

@@ -315,9 +315,10 @@ class ContextEngine:
         """Append a message (creating the session for ``owner`` if it does not exist).
 
         Its content tokens are counted once, in the engine's encoding (the token manager's) and
-        the settings' default model's, and stored with it. ``metadata`` may carry ``importance`` (a number, default 1) and
-        ``pinned`` (``True``: always in the window). Raises ``UnknownRoleError``,
-        ``EmptyContentError``, ``MessageTooLargeError``, ``InvalidSessionIdError``.
+        the settings' default model's, and stored with it. ``metadata`` may carry
+        ``importance`` (a number, default 1) and ``pinned`` (``True``: always in the window).
+        Raises ``UnknownRoleError``, ``EmptyContentError``, ``MessageTooLargeError``,
+        ``InvalidSessionIdError``.
         """
         bus = await self._ready()
         sid = validate_session_id(session_id)
@@ -374,9 +375,7 @@ class ContextEngine:
     ) -> list[Candidate]:
         counter = self.counter(encoding)
         content_tokens = await self._content_tokens(messages, encoding)
-        latest_user = max(
-            (m.seq for m in messages if m.role is MessageRole.USER), default=None
-        )
+        latest_user = max((m.seq for m in messages if m.role is MessageRole.USER), default=None)
         call_group: dict[str, int] = {}
         for m in messages:
             for call in m.tool_calls:
@@ -438,7 +437,7 @@ class ContextEngine:
         sid = validate_session_id(session_id)
         chosen_policy = policy_name(policy if policy is not None else self.settings.context_policy)
         model_name = model if model is not None else self.model
-        encoding = self._encoding_for(model_name)
+        self._encoding_for(model_name)
         limit = _check_budget(budget if budget is not None else self.settings.max_window_tokens)
         if query is not None and not isinstance(query, str):
             raise InputTypeError(f"query must be a str, got {type(query).__name__}")
@@ -499,7 +498,11 @@ class ContextEngine:
         kept, collapsed = collapse_near_duplicates(candidates, self.settings.dedup_threshold)
         if query is None:
             query = next(
-                (c.message.content for c in reversed(candidates) if c.message.role is MessageRole.USER),
+                (
+                    c.message.content
+                    for c in reversed(candidates)
+                    if c.message.role is MessageRole.USER
+                ),
                 "",
             )
         ctx = PolicyContext(

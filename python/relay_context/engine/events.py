@@ -76,7 +76,9 @@ class MessageBus:
             try:
                 await self.redis.publish(self.channel(message.session_id), str(message.seq))
             except Exception as exc:  # the message is stored; pollers will find it
-                log.warning("publishing seq %s of %s failed: %r", message.seq, message.session_id, exc)
+                log.warning(
+                    "publishing seq %s of %s failed: %r", message.seq, message.session_id, exc
+                )
 
     async def _listen(self, session_id: str, subscriber: _Subscriber, ready: asyncio.Event) -> None:
         assert self.redis is not None
