@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ ASYNC_OFFLOAD_ATOMS = 2048
 _INT64_MAX = 2**63 - 1
 _ATOM_KEYS = frozenset({"id", "tokens", "value", "pinned", "group"})
 _REQUIRED_KEYS = ("id", "tokens", "value")
+_INVERT = bytes([1, 0]) + bytes(254)  # bytes.translate table: 0 <-> 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +148,7 @@ def _atom_rows(atoms: object) -> list[Any]:
 
 def _split(rows: list[Any]) -> tuple[list[Any], list[Any], list[Any], list[Any], list[Any]]:
     """Reads the five fields of every atom (Atom instances or dicts)."""
-    if all(type(a) is Atom for a in rows):  # the common case, without a per-atom branch
+    if set(map(type, rows)) == {Atom}:  # the common case, without a per-atom branch
         return (
             [a.id for a in rows],
             [a.tokens for a in rows],
@@ -432,13 +434,14 @@ class KnapsackSelector:
     @staticmethod
     def _result(c: _Columns, raw: _core.knapsack.Selection, budget: int) -> Selection:
         chosen = raw.chosen
-        kept = [False] * len(c.ids)
-        for index in chosen:
-            kept[index] = True
         ids = c.ids
+        kept = bytearray(len(ids))
+        for index in chosen:
+            kept[index] = 1
+        dropped = itertools.compress(ids, kept.translate(_INVERT))
         return Selection(
-            ids=tuple(ids[i] for i in chosen),
-            dropped_ids=tuple(atom_id for atom_id, k in zip(ids, kept, strict=True) if not k),
+            ids=tuple(map(ids.__getitem__, chosen)),
+            dropped_ids=tuple(dropped),
             total_tokens=raw.total_tokens,
             total_value=raw.total_value,
             budget=budget,
