@@ -8,6 +8,10 @@ PYBIND11_MODULE(_core, m) {
     auto tokenizer = m.def_submodule("tokenizer", "Byte-level BPE token counter (tiktoken-exact)");
     register_tokenizer(tokenizer);
 
+    auto compress =
+        m.def_submodule("compress", "zstd / LZ4 frames, dictionaries, streaming, size cap");
+    register_compress(compress);
+
     auto drift = m.def_submodule("drift", "Topic drift and relevance by TF-IDF cosine");
     register_drift(drift);
 

@@ -7,8 +7,8 @@
 #include <pybind11/stl.h>
 
 #include <string>
-#include <type_traits>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 

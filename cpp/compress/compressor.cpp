@@ -344,40 +344,60 @@ Compressor::Compressor(CompressorOptions options) : options_(std::move(options))
 
 Compressor::~Compressor() = default;
 
-std::string Compressor::compress(std::string_view data) const {
-    std::string out;
+namespace {
+
+LZ4F_preferences_t lz4_frame_prefs(const CompressorOptions& options, std::size_t content_size) {
+    LZ4F_preferences_t prefs;
+    std::memset(&prefs, 0, sizeof prefs);
+    prefs.compressionLevel = options.level;
+    prefs.frameInfo.contentSize = content_size;
+    prefs.frameInfo.contentChecksumFlag =
+        options.checksum ? LZ4F_contentChecksumEnabled : LZ4F_noContentChecksum;
+    prefs.frameInfo.dictID = options.dictionary ? options.dictionary->id() : 0;
+    return prefs;
+}
+
+}  // namespace
+
+std::size_t Compressor::compress_bound(std::size_t size) const noexcept {
+    if (options_.algorithm == Algorithm::kZstd) {
+        return ZSTD_compressBound(size);
+    }
+    const LZ4F_preferences_t prefs = lz4_frame_prefs(options_, size);
+    return LZ4F_compressFrameBound(size, &prefs);
+}
+
+std::size_t Compressor::compress_into(std::string_view data, std::span<char> dst) const {
+    if (dst.size() < compress_bound(data.size())) {
+        throw InvalidArgument("compress_into needs compress_bound(" + std::to_string(data.size()) +
+                              ") = " + std::to_string(compress_bound(data.size())) +
+                              " bytes of room, got " + std::to_string(dst.size()));
+    }
+    std::size_t written = 0;
     if (options_.algorithm == Algorithm::kZstd) {
         const auto lease = impl_->zstd_pool.acquire();
-        out.resize(ZSTD_compressBound(data.size()));
-        const std::size_t written =
-            ZSTD_compress2(lease.get(), out.data(), out.size(), data.data(), data.size());
+        written = ZSTD_compress2(lease.get(), dst.data(), dst.size(), data.data(), data.size());
         if (ZSTD_isError(written) != 0U) {
             throw codec_failure("zstd compression", ZSTD_getErrorName(written));
         }
-        out.resize(written);
-        if (options_.counters) {
-            options_.counters->add_compress(1, data.size(), out.size());
+    } else {
+        const LZ4F_preferences_t prefs = lz4_frame_prefs(options_, data.size());
+        const auto lease = impl_->lz4_pool.acquire();
+        written = LZ4F_compressFrame_usingCDict(lease.get(), dst.data(), dst.size(), data.data(),
+                                                data.size(), impl_->lz4_dict, &prefs);
+        if (LZ4F_isError(written) != 0U) {
+            throw codec_failure("LZ4 compression", LZ4F_getErrorName(written));
         }
-        return out;
     }
-    LZ4F_preferences_t prefs;
-    std::memset(&prefs, 0, sizeof prefs);
-    prefs.compressionLevel = options_.level;
-    prefs.frameInfo.contentSize = data.size();
-    prefs.frameInfo.contentChecksumFlag =
-        options_.checksum ? LZ4F_contentChecksumEnabled : LZ4F_noContentChecksum;
-    prefs.frameInfo.dictID = options_.dictionary ? options_.dictionary->id() : 0;
-    const auto lease = impl_->lz4_pool.acquire();
-    out.resize(LZ4F_compressFrameBound(data.size(), &prefs));
-    const std::size_t written = LZ4F_compressFrame_usingCDict(
-        lease.get(), out.data(), out.size(), data.data(), data.size(), impl_->lz4_dict, &prefs);
-    if (LZ4F_isError(written) != 0U) {
-        throw codec_failure("LZ4 compression", LZ4F_getErrorName(written));
-    }
-    out.resize(written);
     if (options_.counters) {
-        options_.counters->add_compress(1, data.size(), out.size());
+        options_.counters->add_compress(1, data.size(), written);
     }
+    return written;
+}
+
+std::string Compressor::compress(std::string_view data) const {
+    std::string out(compress_bound(data.size()), '\0');
+    out.resize(compress_into(data, out));
     return out;
 }
 

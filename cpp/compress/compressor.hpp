@@ -132,6 +132,11 @@ class Compressor {
     Compressor& operator=(const Compressor&) = delete;
 
     [[nodiscard]] std::string compress(std::string_view data) const;
+    // The most bytes a frame of `size` input bytes can take, and compression straight into memory
+    // the caller owns (at least that large), returning the frame's size. Lets the binding write
+    // into a Python bytes object without zero-filling or copying it.
+    [[nodiscard]] std::size_t compress_bound(std::size_t size) const noexcept;
+    std::size_t compress_into(std::string_view data, std::span<char> dst) const;
     [[nodiscard]] const CompressorOptions& options() const noexcept { return options_; }
 
   private:

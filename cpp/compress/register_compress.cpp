@@ -99,8 +99,23 @@ void register_compress(py::module_& m) {
             "compress",
             [](const cz::Compressor& self, const py::bytes& data) {
                 const std::string_view view = data;
-                // Safe: `view` points into an immutable bytes object the caller keeps alive.
-                return py::bytes(without_gil([&] { return self.compress(view); }));
+                // Compress into a new bytes object of the bound size, then shrink it in place.
+                const std::size_t bound = self.compress_bound(view.size());
+                PyObject* out = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(bound));
+                if (out == nullptr) {
+                    throw py::error_already_set();
+                }
+                auto owned = py::reinterpret_steal<py::object>(out);
+                const std::span<char> dst(PyBytes_AS_STRING(out), bound);
+                // Safe: `view` and `dst` point into bytes objects held by this frame, and the
+                // new one is seen by nobody else until it is returned.
+                const std::size_t written =
+                    without_gil([&] { return self.compress_into(view, dst); });
+                out = owned.release().ptr();
+                if (_PyBytes_Resize(&out, static_cast<Py_ssize_t>(written)) != 0) {
+                    throw py::error_already_set();  // _PyBytes_Resize freed `out`
+                }
+                return py::reinterpret_steal<py::bytes>(out);
             },
             py::arg("data"));
 

@@ -470,3 +470,53 @@ TEST_CASE("single-frame fast path decodes into caller memory", "[compress]") {
     CHECK_FALSE(dec.single_frame_size(with_dict));
     CHECK(cz::Decompressor(dict, kNoCap).single_frame_size(with_dict) == samples[0].size());
 }
+
+namespace {
+// A hand-made zstd frame: no declared size, a 1 GiB window, and `blocks` RLE blocks of 128 KiB of
+// 'z' each (4 bytes per block) - the classic small bomb.
+std::string rle_bomb(std::size_t blocks) {
+    std::string frame = {'\x28', '\xb5', '\x2f', '\xfd', '\x00', static_cast<char>(20U << 3U)};
+    for (std::size_t i = 0; i < blocks; ++i) {
+        const std::uint32_t header = (std::uint32_t{1} << 20U) | (1U << 1U) |
+                                     (i + 1 == blocks ? 1U : 0U);  // 128 KiB, RLE, last?
+        frame += static_cast<char>(header & 0xFFU);
+        frame += static_cast<char>((header >> 8U) & 0xFFU);
+        frame += static_cast<char>((header >> 16U) & 0xFFU);
+        frame += 'z';
+    }
+    return frame;
+}
+}  // namespace
+
+TEST_CASE("a huge declared window does not make the decoder allocate it", "[compress][cap]") {
+    const std::string bomb = rle_bomb(8192);  // 1 GiB of output from 32 KiB
+    const auto header = cz::parse_frame_header(bomb);
+    REQUIRE(header);
+    CHECK(header->window_size == (std::uint64_t{1} << 30U));
+    CHECK_FALSE(header->content_size);
+    CHECK_THROWS_AS(cz::Decompressor(nullptr, 1U << 20U).decompress(bomb),
+                    relay::SizeLimitExceeded);
+    CHECK_THROWS_AS(stream_decompress(bomb, 1000, 1U << 20U), relay::SizeLimitExceeded);
+    // The same construction within the cap decodes, one-shot and streamed.
+    const std::string small = rle_bomb(8);  // exactly 1 MiB
+    const std::string expected(std::size_t{1} << 20U, 'z');
+    CHECK(cz::Decompressor(nullptr, 1U << 20U).decompress(small) == expected);
+    CHECK(stream_decompress(small, 5, 1U << 20U) == expected);
+    CHECK_THROWS_AS(cz::Decompressor(nullptr, (1U << 20U) - 1).decompress(small),
+                    relay::SizeLimitExceeded);
+}
+
+TEST_CASE("compression straight into caller memory", "[compress]") {
+    const std::string text = text_blob(50000);
+    for (const auto algorithm : kAlgorithms) {
+        const auto comp = make(algorithm, 3);
+        std::string dst(comp.compress_bound(text.size()), '\0');
+        const std::size_t written = comp.compress_into(text, dst);
+        dst.resize(written);
+        CHECK(dst == comp.compress(text));
+        CHECK(cz::Decompressor(nullptr, kNoCap).decompress(dst) == text);
+        std::string too_small(comp.compress_bound(text.size()) - 1, '\0');
+        CHECK_THROWS_AS(static_cast<void>(comp.compress_into(text, too_small)),
+                        relay::InvalidArgument);
+    }
+}

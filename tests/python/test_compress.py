@@ -511,3 +511,46 @@ def test_hypothesis_garbage_never_crashes(noise: bytes) -> None:
     for prefix in (b"", b"\x28\xb5\x2f\xfd", b"\x04\x22\x4d\x18"):
         with contextlib.suppress(CorruptFrameError, SizeLimitExceededError):
             CompressionEngine(max_decompressed_size=1 << 16).decompress(prefix + noise)
+
+
+def rle_bomb(blocks: int) -> bytes:
+    """A zstd frame with no declared size, a 1 GiB window and ``blocks`` RLE blocks of 128 KiB."""
+    frame = bytearray(b"\x28\xb5\x2f\xfd\x00" + bytes([20 << 3]))
+    for i in range(blocks):
+        header = (1 << 20) | (1 << 1) | (1 if i == blocks - 1 else 0)
+        frame += header.to_bytes(3, "little") + b"z"
+    return bytes(frame)
+
+
+def test_bomb_memory_stays_near_the_cap() -> None:
+    # In a fresh process, so that its peak memory shows what decoding the bombs cost: a 1 GiB
+    # window and 1 GiB of output, from 32 KiB of input, against a 1 MiB cap.
+    script = """
+import resource, sys
+from relay_context import CompressionEngine, SizeLimitExceededError
+sys.path.insert(0, sys.argv[1])
+from test_compress import chunked, rle_bomb
+bomb = rle_bomb(8192)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+engine = CompressionEngine(max_decompressed_size=1 << 20)
+for attempt in (lambda: engine.decompress(bomb),
+                lambda: list(engine.decompress_stream(chunked(bomb, 999)))):
+    try:
+        attempt()
+    except SizeLimitExceededError:
+        pass
+    else:
+        raise SystemExit("no SizeLimitExceededError")
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = str(Path(__file__).resolve().parent)
+    result = subprocess.run(
+        [sys.executable, "-c", script, here], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    grown_kib = int(result.stdout.strip())
+    assert grown_kib < 32 * 1024, f"peak memory grew by {grown_kib} KiB decoding the bombs"
