@@ -42,8 +42,11 @@ void register_fuzzy(py::module_& m) {
             const CodePoints text(query, "query");
             const auto batch = to_text_batch<fz::TextBatch>(choices, "choices", "every choice");
             // Safe: the query and the choices were copied into C++ buffers above.
-            return without_gil(
+            const std::vector<double> scores = without_gil(
                 [&] { return fz::score_many(scorer, text.view(), batch, score_cutoff, threads); });
+            // Native doubles (the facade wraps them in an array('d')): no float object per choice.
+            return py::bytes(reinterpret_cast<const char*>(scores.data()),
+                             scores.size() * sizeof(double));
         },
         py::arg("scorer"), py::arg("query"), py::arg("choices"), py::arg("score_cutoff"),
         py::arg("threads"));

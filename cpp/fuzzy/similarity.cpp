@@ -113,7 +113,9 @@ class ScratchWordPattern {
     [[nodiscard]] const WordPatternMatch& get() const noexcept { return table_; }
 
   private:
-    static WordPatternMatch& table() noexcept {
+    // Not inlined: GCC would otherwise recompute the thread-local address (a __tls_get_addr
+    // call in a shared library) inside every loop that uses the table.
+    [[gnu::noinline]] static WordPatternMatch& table() noexcept {
         thread_local WordPatternMatch scratch;
         return scratch;
     }
@@ -121,10 +123,11 @@ class ScratchWordPattern {
     Text pattern_;
 };
 
-// The same table for patterns of any length: each distinct code point of the pattern owns a row
-// of ceil(m / 64) words; row 0 is all zero and answers code points absent from the pattern.
-// Code points below 256 find their row through an array, the others through an open-addressing
-// table built only when the pattern has such code points.
+// The same table for patterns of any length: code points below 256 index a 256 x words matrix
+// (one load per lookup); the others map through an open-addressing table, built only when the
+// pattern has such code points, to rows of `rows_` (row 0 is all zero: absent code points).
+// assign() re-zeroes only the matrix rows the previous pattern touched, so a reused table costs
+// O(pattern) per call instead of 2 KiB per word.
 class BlockPatternMatch {
   public:
     BlockPatternMatch() = default;
@@ -132,35 +135,44 @@ class BlockPatternMatch {
 
     // Replaces the pattern (reusing the buffers' capacity).
     void assign(Text pattern) {
-        blocks_ = (pattern.size() + 63) / 64;
-        latin1_row_.fill(0);
+        const std::size_t blocks = (pattern.size() + 63) / 64;
+        if (blocks != blocks_) {
+            blocks_ = blocks;
+            latin1_.assign(256 * blocks_, 0);
+        } else {
+            for (const std::size_t word : touched_latin1_) {
+                latin1_[word] = 0;
+            }
+        }
+        touched_latin1_.clear();
         keys_.clear();
         row_of_.clear();
         rows_.assign(blocks_, 0);
         for (std::size_t pos = 0; pos < pattern.size(); ++pos) {
             const char32_t c = pattern[pos];
-            std::uint32_t* row_index = nullptr;
+            const std::uint64_t bit = std::uint64_t{1} << (pos % 64);
             if (c < 256) {
-                row_index = &latin1_row_[c];
-            } else {
-                if (keys_.empty()) {
-                    unsigned bits = 4;
-                    while ((std::size_t{1} << bits) < 2 * pattern.size()) {
-                        ++bits;
-                    }
-                    slot_bits_ = bits;
-                    keys_.assign(std::size_t{1} << bits, 0);
-                    row_of_.assign(keys_.size(), 0);
-                }
-                const std::size_t i = find_slot(c);
-                keys_[i] = c;
-                row_index = &row_of_[i];
+                const std::size_t word = c * blocks_ + pos / 64;
+                touched_latin1_.push_back(word);
+                latin1_[word] |= bit;
+                continue;
             }
-            if (*row_index == 0) {
-                *row_index = static_cast<std::uint32_t>(rows_.size() / blocks_);
+            if (keys_.empty()) {
+                unsigned bits = 4;
+                while ((std::size_t{1} << bits) < 2 * pattern.size()) {
+                    ++bits;
+                }
+                slot_bits_ = bits;
+                keys_.assign(std::size_t{1} << bits, 0);
+                row_of_.assign(keys_.size(), 0);
+            }
+            const std::size_t i = find_slot(c);
+            if (keys_[i] == 0) {
+                keys_[i] = c;
+                row_of_[i] = static_cast<std::uint32_t>(rows_.size() / blocks_);
                 rows_.resize(rows_.size() + blocks_, 0);
             }
-            rows_[std::size_t{*row_index} * blocks_ + pos / 64] |= std::uint64_t{1} << (pos % 64);
+            rows_[std::size_t{row_of_[i]} * blocks_ + pos / 64] |= bit;
         }
     }
 
@@ -168,7 +180,7 @@ class BlockPatternMatch {
 
     [[nodiscard]] const std::uint64_t* row(char32_t c) const noexcept {
         if (c < 256) {
-            return &rows_[std::size_t{latin1_row_[c]} * blocks_];
+            return &latin1_[c * blocks_];
         }
         if (keys_.empty()) {
             return rows_.data();
@@ -189,17 +201,24 @@ class BlockPatternMatch {
 
     std::size_t blocks_ = 0;
     unsigned slot_bits_ = 4;
-    std::array<std::uint32_t, 256> latin1_row_{};
+    std::vector<std::uint64_t> latin1_;
+    std::vector<std::size_t> touched_latin1_;  // matrix words the pattern set
     std::vector<char32_t> keys_;
     std::vector<std::uint32_t> row_of_;
     std::vector<std::uint64_t> rows_;
 };
 
-// The thread's reusable multi-word table (keeps its buffers between calls).
-BlockPatternMatch& scratch_block_pattern(Text pattern) {
+// The thread's reusable multi-word table (keeps its buffers between calls). Not inlined, for
+// the reason given at ScratchWordPattern::table().
+[[gnu::noinline]] BlockPatternMatch& scratch_block_table() noexcept {
     thread_local BlockPatternMatch scratch;
-    scratch.assign(pattern);
     return scratch;
+}
+
+BlockPatternMatch& scratch_block_pattern(Text pattern) {
+    BlockPatternMatch& table = scratch_block_table();
+    table.assign(pattern);
+    return table;
 }
 
 // A column of `n` words: on the stack up to 16 words (1024 code points), else on the heap.
@@ -223,23 +242,16 @@ class ColumnWords {
     std::vector<std::uint64_t> heap_;
 };
 
-// a + b + carry_in on 64-bit words; carry_in/out in {0, 1}.
-#if defined(__SIZEOF_INT128__)
-// A 128-bit sum compiles to add + adc, keeping the carry chain in the flags register.
-__extension__ using Uint128 = unsigned __int128;
+// a + b + carry on 64-bit words, carry in and out in {0, 1}. (__builtin_add_overflow keeps
+// everything in registers; GCC spills _addcarry_u64's output through the stack.)
 inline std::uint64_t add_with_carry(std::uint64_t a, std::uint64_t b, std::uint64_t& carry) {
-    const Uint128 sum = Uint128{a} + b + carry;
-    carry = static_cast<std::uint64_t>(sum >> 64U);
-    return static_cast<std::uint64_t>(sum);
-}
-#else
-inline std::uint64_t add_with_carry(std::uint64_t a, std::uint64_t b, std::uint64_t& carry) {
-    const std::uint64_t sum = a + b;
-    const std::uint64_t out = sum + carry;
-    carry = static_cast<std::uint64_t>(sum < a) | static_cast<std::uint64_t>(out < sum);
+    std::uint64_t partial = 0;
+    std::uint64_t out = 0;
+    const bool first = __builtin_add_overflow(a, b, &partial);
+    const bool second = __builtin_add_overflow(partial, carry, &out);
+    carry = static_cast<std::uint64_t>(first || second);
     return out;
 }
-#endif
 
 constexpr std::uint64_t low_mask(std::size_t bits) noexcept {
     return bits >= 64 ? kAllOnes : (std::uint64_t{1} << bits) - 1;
@@ -279,11 +291,27 @@ std::size_t lcs_blocks_on(const BlockPatternMatch& pm, std::size_t m, Text text,
     return lcs + static_cast<std::size_t>(std::popcount(~s[words - 1] & low_mask(tail_bits)));
 }
 
+// The column lives in a local array of compile-time size, so that the unrolled loop keeps it
+// in registers (through a pointer it would round-trip through memory on every step).
 template <std::size_t kWords>
 std::size_t lcs_fixed(const BlockPatternMatch& pm, std::size_t m, Text text) noexcept {
     std::array<std::uint64_t, kWords> s;
     s.fill(kAllOnes);
-    return lcs_blocks_on<kWords>(pm, m, text, s.data());
+    for (const char32_t c : text) {
+        const std::uint64_t* match = pm.row(c);
+        std::uint64_t carry = 0;
+#pragma GCC unroll 8
+        for (std::size_t w = 0; w < kWords; ++w) {
+            const std::uint64_t u = s[w] & match[w];
+            s[w] = add_with_carry(s[w], u, carry) | (s[w] - u);
+        }
+    }
+    std::size_t lcs = 0;
+    for (std::size_t w = 0; w + 1 < kWords; ++w) {
+        lcs += static_cast<std::size_t>(std::popcount(~s[w]));
+    }
+    const std::size_t tail_bits = m - 64 * (kWords - 1);
+    return lcs + static_cast<std::size_t>(std::popcount(~s[kWords - 1] & low_mask(tail_bits)));
 }
 
 std::size_t lcs_blocks(const BlockPatternMatch& pm, std::size_t m, Text text) {
@@ -345,10 +373,12 @@ std::size_t levenshtein_word(const PatternMatch& pm, std::size_t m, Text text,
     return dist <= max_distance ? dist : max_distance + 1;
 }
 
-template <std::size_t kWords>
-std::size_t levenshtein_blocks_on(const BlockPatternMatch& pm, std::size_t m, Text text,
-                                  std::size_t max_distance, std::uint64_t* vp,
-                                  std::uint64_t* vn) noexcept {
+// Always inlined so that a fixed-size column (std::array) stays in registers.
+template <std::size_t kWords, class Column>
+[[gnu::always_inline]] inline std::size_t levenshtein_blocks_on(const BlockPatternMatch& pm,
+                                                                std::size_t m, Text text,
+                                                                std::size_t max_distance,
+                                                                Column& vp, Column& vn) noexcept {
     const std::size_t words = kWords != 0 ? kWords : pm.blocks();
     const std::uint64_t last = std::uint64_t{1} << ((m - 1) % 64);
     std::size_t dist = m;
@@ -358,6 +388,7 @@ std::size_t levenshtein_blocks_on(const BlockPatternMatch& pm, std::size_t m, Te
         std::uint64_t add_carry = 0;
         std::uint64_t hp_carry = 1;
         std::uint64_t hn_carry = 0;
+#pragma GCC unroll 8
         for (std::size_t w = 0; w < words; ++w) {
             const std::uint64_t vpw = vp[w];
             const std::uint64_t x = match[w] | vn[w];
@@ -395,7 +426,7 @@ std::size_t levenshtein_fixed(const BlockPatternMatch& pm, std::size_t m, Text t
     std::array<std::uint64_t, kWords> vn;
     vp.fill(kAllOnes);
     vn.fill(0);
-    return levenshtein_blocks_on<kWords>(pm, m, text, max_distance, vp.data(), vn.data());
+    return levenshtein_blocks_on<kWords>(pm, m, text, max_distance, vp, vn);
 }
 
 std::size_t levenshtein_blocks(const BlockPatternMatch& pm, std::size_t m, Text text,
@@ -416,9 +447,11 @@ std::size_t levenshtein_blocks(const BlockPatternMatch& pm, std::size_t m, Text 
         case 8:
             return levenshtein_fixed<8>(pm, m, text, max_distance);
         default: {
-            ColumnWords vp(pm.blocks(), kAllOnes);
-            ColumnWords vn(pm.blocks(), 0);
-            return levenshtein_blocks_on<0>(pm, m, text, max_distance, vp.data(), vn.data());
+            ColumnWords vp_column(pm.blocks(), kAllOnes);
+            ColumnWords vn_column(pm.blocks(), 0);
+            std::uint64_t* vp = vp_column.data();
+            std::uint64_t* vn = vn_column.data();
+            return levenshtein_blocks_on<0>(pm, m, text, max_distance, vp, vn);
         }
     }
 }
@@ -549,9 +582,13 @@ double levenshtein_normalized_unchecked(Text a, Text b, double score_cutoff) {
 std::vector<Text> sorted_word_set(Text text) {
     const bool wide = std::any_of(text.begin(), text.end(), [](char32_t c) { return c > 0xFF; });
     const auto separates = [wide](char32_t c) {
+        if (c > 0x20 && c < 0x85) {
+            return false;  // the common case, decided without the full table
+        }
         return is_unicode_space(c) && (wide || (c != 0x85 && c != 0xA0));
     };
     std::vector<Text> words;
+    words.reserve(text.size() / 4 + 1);
     std::size_t start = 0;
     for (std::size_t i = 0; i <= text.size(); ++i) {
         if (i == text.size() || separates(text[i])) {
@@ -564,27 +601,6 @@ std::vector<Text> sorted_word_set(Text text) {
     std::sort(words.begin(), words.end());
     words.erase(std::unique(words.begin(), words.end()), words.end());
     return words;
-}
-
-// Length of the words joined by single spaces.
-std::size_t joined_length(const std::vector<Text>& words) noexcept {
-    std::size_t length = words.empty() ? 0 : words.size() - 1;
-    for (const Text w : words) {
-        length += w.size();
-    }
-    return length;
-}
-
-std::u32string join_words(const std::vector<Text>& words) {
-    std::u32string joined;
-    joined.reserve(joined_length(words));
-    for (std::size_t i = 0; i < words.size(); ++i) {
-        if (i != 0) {
-            joined.push_back(U' ');
-        }
-        joined.append(words[i]);
-    }
-    return joined;
 }
 
 // rapidfuzz's score for a distance on a 0..100 scale (computed as 100 - 100 * d / n).
@@ -600,22 +616,36 @@ double token_set_ratio_of_words(const std::vector<Text>& words_a, const std::vec
     if (words_a.empty() || words_b.empty()) {
         return 0.0;
     }
-    std::vector<Text> shared;
-    std::vector<Text> only_a;
-    std::vector<Text> only_b;
-    std::set_intersection(words_a.begin(), words_a.end(), words_b.begin(), words_b.end(),
-                          std::back_inserter(shared));
-    std::set_difference(words_a.begin(), words_a.end(), words_b.begin(), words_b.end(),
-                        std::back_inserter(only_a));
-    std::set_difference(words_b.begin(), words_b.end(), words_a.begin(), words_a.end(),
-                        std::back_inserter(only_b));
+    // One merge of the two sorted sets: the shared words' joined length, and each side's own
+    // words joined by spaces.
+    std::size_t shared_count = 0;
+    std::size_t shared_len = 0;
+    std::u32string joined_a;
+    std::u32string joined_b;
+    const auto append_word = [](std::u32string& joined, Text word) {
+        if (!joined.empty()) {
+            joined.push_back(U' ');
+        }
+        joined.append(word);
+    };
+    std::size_t i = 0;
+    std::size_t j = 0;
+    while (i < words_a.size() || j < words_b.size()) {
+        if (j == words_b.size() || (i < words_a.size() && words_a[i] < words_b[j])) {
+            append_word(joined_a, words_a[i++]);
+        } else if (i == words_a.size() || words_b[j] < words_a[i]) {
+            append_word(joined_b, words_b[j++]);
+        } else {
+            shared_len += words_a[i].size() + (shared_count != 0 ? 1 : 0);
+            ++shared_count;
+            ++i;
+            ++j;
+        }
+    }
     // One word set contains the other.
-    if (!shared.empty() && (only_a.empty() || only_b.empty())) {
+    if (shared_count != 0 && (joined_a.empty() || joined_b.empty())) {
         return 100.0;
     }
-    const std::u32string joined_a = join_words(only_a);
-    const std::u32string joined_b = join_words(only_b);
-    const std::size_t shared_len = joined_length(shared);
     const std::size_t separator = shared_len != 0 ? 1 : 0;
     // "shared + only_a" against "shared + only_b": only the differing words can differ.
     const std::size_t shared_a_len = shared_len + separator + joined_a.size();

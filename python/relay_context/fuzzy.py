@@ -21,6 +21,7 @@ reaches a threshold (MinHash-LSH candidates, each verified exactly). See docs/fu
 from __future__ import annotations
 
 import os
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal, NamedTuple, cast
 
@@ -149,14 +150,18 @@ def scores(
     scorer: ScorerName = "ratio",
     score_cutoff: float | None = None,
     workers: int = 1,
-) -> list[float]:
+) -> array[float]:
     """The score of ``query`` against every choice, in order (one row of rapidfuzz's ``cdist``).
 
-    The query is preprocessed once; the scoring runs without the GIL, on ``workers`` threads
-    (-1: one per core).
+    Returns an ``array('d')`` (indexable and iterable like a list; ``list(...)`` converts it),
+    which avoids one float object per choice. The query is preprocessed once; the scoring runs
+    without the GIL, on ``workers`` threads (-1: one per core).
     """
     choices = _choice_list(choices)
-    return _fz.score_many(_scorer(scorer), query, choices, _cutoff(score_cutoff), _threads(workers))
+    raw = _fz.score_many(_scorer(scorer), query, choices, _cutoff(score_cutoff), _threads(workers))
+    out = array("d")
+    out.frombytes(raw)
+    return out
 
 
 def extract(

@@ -169,9 +169,10 @@ def test_scores_equal_rapidfuzz_cdist(query: str, choices: list[str], cutoff: fl
     for name, theirs, scale in SCORER_PAIRS:
         c = None if cutoff is None else cutoff * scale
         expected = [theirs(query, choice, score_cutoff=c) for choice in choices]
-        assert fuzzy.scores(query, choices, scorer=name, score_cutoff=c) == expected
+        assert list(fuzzy.scores(query, choices, scorer=name, score_cutoff=c)) == expected
         assert (
-            fuzzy.scores(query, tuple(choices), scorer=name, score_cutoff=c, workers=2) == expected
+            list(fuzzy.scores(query, tuple(choices), scorer=name, score_cutoff=c, workers=2))
+            == expected
         )
 
 
@@ -180,8 +181,8 @@ def test_scores_on_many_choices_with_threads() -> None:
     query = "".join(rng.choice(SMALL_ALPHABET) for _ in range(150))
     choices = [mutate(rng, query, rng.randrange(60)) for _ in range(3000)]
     expected = [fuzz.ratio(query, c) for c in choices]
-    assert fuzzy.scores(query, choices, workers=2) == expected
-    assert fuzzy.scores(query, iter(choices), workers=-1) == expected
+    assert list(fuzzy.scores(query, choices, workers=2)) == expected
+    assert list(fuzzy.scores(query, iter(choices), workers=-1)) == expected
 
 
 @given(
@@ -217,5 +218,6 @@ def test_batch_argument_errors() -> None:
         fuzzy.extract("a", ["b"], limit=0)
     with pytest.raises(InvalidArgumentError, match="score_cutoff"):
         fuzzy.scores("a", ["b"], scorer="indel_normalized_similarity", score_cutoff=2)
-    assert fuzzy.scores("a", []) == []
+    assert list(fuzzy.scores("a", [])) == []
+    assert fuzzy.scores("a", ["a", "b"]).typecode == "d"
     assert fuzzy.extract("a", []) == []

@@ -15,7 +15,7 @@ def levenshtein_normalized_similarity(s1: str, s2: str, score_cutoff: float, /) 
 def indel_normalized_similarity(s1: str, s2: str, score_cutoff: float, /) -> float: ...
 def score_many(
     scorer: Scorer, query: str, choices: Sequence[str], score_cutoff: float, threads: int
-) -> list[float]: ...
+) -> bytes: ...  # native-endian doubles, one per choice
 
 class ScoredIndex:
     @property
