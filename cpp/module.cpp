@@ -21,10 +21,6 @@ PYBIND11_MODULE(_core, m) {
     auto knapsack = m.def_submodule("knapsack", "0/1 knapsack selection of context atoms");
     register_knapsack(knapsack);
 
-    auto compress =
-        m.def_submodule("compress", "zstd / LZ4 frames, dictionaries, streaming, size cap");
-    register_compress(compress);
-
     auto fuzzy = m.def_submodule("fuzzy", "Fuzzy string similarity and a near-duplicate index");
     register_fuzzy(fuzzy);
 }
