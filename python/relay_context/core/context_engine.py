@@ -33,7 +33,7 @@ from relay_context.core.models import encoding_name_for_model
 from relay_context.core.token_manager import TokenManager
 from relay_context.core.tokenizer import TokenCounter
 from relay_context.engine.cache import ContextCache, InProcessContextCache, open_cache
-from relay_context.engine.dedup import collapse_near_duplicates
+from relay_context.engine.dedup import DedupCache
 from relay_context.engine.events import MessageBus
 from relay_context.engine.models import (
     MessageRole,
@@ -176,6 +176,7 @@ class ContextEngine:
         self._bus: MessageBus | None = None
         self._open_lock = asyncio.Lock()
         self._counters: dict[str, TokenCounter] = {}
+        self._dedup = DedupCache()
         if token_manager is not None:
             self._counters[token_manager.encoding_name] = token_manager.counter
         self.model: str = (
@@ -358,6 +359,7 @@ class ContextEngine:
         await self._ready()
         sid = validate_session_id(session_id)
         deleted = await self.store.delete_session(sid)
+        self._dedup.forget(sid)
         try:
             await self.cache.invalidate(sid)
         except BackendUnavailableError as exc:  # versioned entries are never served stale
@@ -495,7 +497,9 @@ class ContextEngine:
             )
         candidates = await self._candidates(messages, encoding)
         total_tokens = REPLY_PRIMING_TOKENS + sum(c.tokens for c in candidates)
-        kept, collapsed = collapse_near_duplicates(candidates, self.settings.dedup_threshold)
+        kept, collapsed = self._dedup.collapse(
+            session_id, candidates, self.settings.dedup_threshold
+        )
         if query is None:
             query = next(
                 (
@@ -551,7 +555,7 @@ class ContextEngine:
             role = c.message.role.value
             tokens_by_role[role] = tokens_by_role.get(role, 0) + c.tokens
             messages_by_role[role] = messages_by_role.get(role, 0) + 1
-        _, collapsed = collapse_near_duplicates(candidates, self.settings.dedup_threshold)
+        _, collapsed = self._dedup.collapse(sid, candidates, self.settings.dedup_threshold)
         contents = [m.content.encode("utf-8") for m in messages]
         codec = self.compression
 

@@ -99,11 +99,20 @@ class ContextPolicy(Protocol):
     async def select(self, candidates: Sequence[Candidate], ctx: PolicyContext) -> PolicyResult: ...
 
 
+_ROLE_TOKENS: dict[tuple[str, str], int] = {}
+
+
 def message_tokens(counter: TokenCounter, message: StoredMessage, content_tokens: int) -> int:
     """Billed tokens of ``message`` (``count_messages`` rule, reply priming excluded), given the
     tokens of its content: framing, then every other string field of ``to_openai()``."""
-    strings = [message.role.value]
-    extra = TOKENS_PER_MESSAGE
+    key = (counter.name, message.role.value)
+    role_tokens = _ROLE_TOKENS.get(key)
+    if role_tokens is None:
+        role_tokens = _ROLE_TOKENS[key] = counter.count(message.role.value)
+    extra = TOKENS_PER_MESSAGE + role_tokens
+    if message.name is None and message.tool_call_id is None and not message.tool_calls:
+        return extra + content_tokens
+    strings: list[str] = []
     if message.name is not None:
         strings.append(message.name)
         extra += TOKENS_PER_NAME
