@@ -56,17 +56,19 @@ def importance(c: Candidate) -> float:
 def message_values(candidates: Sequence[Candidate], ctx: PolicyContext) -> list[float]:
     """The value of each candidate (see the module docstring)."""
     texts = [c.message.content for c in candidates]
-    tfidf = relevance_scores(ctx.query, texts) if ctx.query else [0.0] * len(texts)
+    tfidf = list(relevance_scores(ctx.query, texts)) if ctx.query else [0.0] * len(texts)
+    short = [i for i, text in enumerate(texts) if text and len(text) < FUZZY_MAX_CHARS]
+    if ctx.query and short:
+        # One call into the C++ scorer for all short messages (the query is preprocessed once).
+        fuzzy_scores = fuzzy.scores(ctx.query, [texts[i] for i in short], scorer="token_set_ratio")
+        for i, score in zip(short, fuzzy_scores, strict=True):
+            tfidf[i] = max(tfidf[i], score / 100.0)
     half_life = ctx.settings.recency_half_life_messages
     n = len(candidates)
     values = []
     for i, c in enumerate(candidates):
         recency = max(RECENCY_FLOOR, 0.5 ** ((n - 1 - i) / half_life))
-        relevance = tfidf[i]
-        text = texts[i]
-        if ctx.query and text and len(text) < FUZZY_MAX_CHARS:
-            relevance = max(relevance, fuzzy.token_set_ratio(ctx.query, text) / 100.0)
-        value = ROLE_WEIGHTS[c.message.role] * recency * (RELEVANCE_BASE + relevance)
+        value = ROLE_WEIGHTS[c.message.role] * recency * (RELEVANCE_BASE + tfidf[i])
         values.append(value * importance(c))
     return values
 
