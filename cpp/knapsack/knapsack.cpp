@@ -41,6 +41,7 @@ void validate(const Atoms& atoms, std::int64_t budget) {
         throw InvalidArgument("budget must be >= 0, got " + std::to_string(budget));
     }
     std::int64_t total = 0;
+    double total_value = 0.0;
     for (std::size_t i = 0; i < n; ++i) {
         const std::int64_t t = atoms.tokens[i];
         if (t < 0) {
@@ -55,11 +56,16 @@ void validate(const Atoms& atoms, std::int64_t budget) {
             throw InvalidArgument("atom at index " + std::to_string(i) + " has an invalid value (" +
                                   fmt_double(v) + "): values must be finite and >= 0");
         }
+        total_value += v;
         if (atoms.groups[i] < -1) {
             throw InvalidArgument("atom at index " + std::to_string(i) + " has group " +
                                   std::to_string(atoms.groups[i]) +
                                   ": groups are -1 (none) or >= 0");
         }
+    }
+    if (!std::isfinite(total_value)) {
+        throw InvalidArgument(
+            "the values of the atoms sum beyond the largest double; scale them down");
     }
 }
 

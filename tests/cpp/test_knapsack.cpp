@@ -237,6 +237,11 @@ TEST_CASE("knapsack: invalid input", "[knapsack]") {
     ks::Options bad_eps;
     bad_eps.epsilon = 1.0;
     REQUIRE_THROWS_AS(ks::select(in.atoms(), 10, bad_eps), relay::InvalidArgument);
+    Instance big_values;
+    big_values.add(1, 1e308);
+    big_values.add(1, 1e308);
+    REQUIRE_THROWS_WITH(ks::select(big_values.atoms(), 10, kDefaults),
+                        Catch::Contains("scale them down"));
     Instance huge;
     huge.add(INT64_MAX, 1.0);
     huge.add(1, 1.0);

@@ -296,6 +296,8 @@ def test_select_columns_matches_select() -> None:
         ([Atom("a", 1, 1.0)], -1, r"budget must be >= 0, got -1"),
         ([Atom("a", 1, 1.0), Atom("a", 2, 1.0)], 10, "duplicate atom id 'a' at indices 0 and 1"),
         ([Atom("a", 2**64, 1.0)], 10, "more than 2"),
+        ([Atom("a", 1, 1e308), Atom("b", 1, 1e308)], 10, "scale them down"),
+        ([Atom("a", 2**62, 1.0), Atom("b", 2**62, 1.0)], 10, "sum beyond 2"),
         ([{"id": "a", "tokens": 1}], 10, "lacks the key"),
         ([{"id": "a", "tokens": 1, "value": 1.0, "pined": True}], 10, "unknown key"),
     ],
