@@ -140,21 +140,28 @@ class BlockPatternMatch {
             blocks_ = blocks;
             latin1_.assign(256 * blocks_, 0);
         } else {
-            for (const std::size_t word : touched_latin1_) {
-                latin1_[word] = 0;
+            for (std::size_t k = 0; k < touched_count_; ++k) {
+                latin1_[touched_latin1_[k]] = 0;
             }
         }
-        touched_latin1_.clear();
+        if (touched_latin1_.size() < pattern.size()) {
+            touched_latin1_.resize(pattern.size());
+        }
         keys_.clear();
         row_of_.clear();
         rows_.assign(blocks_, 0);
+        // Local pointers and count: through the members, every store would make the compiler
+        // reload them (the matrix and the list hold the same integer type).
+        std::uint64_t* const matrix = latin1_.data();
+        std::uint32_t* const touched = touched_latin1_.data();
+        std::size_t count = 0;
         for (std::size_t pos = 0; pos < pattern.size(); ++pos) {
             const char32_t c = pattern[pos];
             const std::uint64_t bit = std::uint64_t{1} << (pos % 64);
             if (c < 256) {
                 const std::size_t word = c * blocks_ + pos / 64;
-                touched_latin1_.push_back(word);
-                latin1_[word] |= bit;
+                touched[count++] = static_cast<std::uint32_t>(word);
+                matrix[word] |= bit;
                 continue;
             }
             if (keys_.empty()) {
@@ -174,6 +181,7 @@ class BlockPatternMatch {
             }
             rows_[std::size_t{row_of_[i]} * blocks_ + pos / 64] |= bit;
         }
+        touched_count_ = count;
     }
 
     [[nodiscard]] std::size_t blocks() const noexcept { return blocks_; }
@@ -202,7 +210,8 @@ class BlockPatternMatch {
     std::size_t blocks_ = 0;
     unsigned slot_bits_ = 4;
     std::vector<std::uint64_t> latin1_;
-    std::vector<std::size_t> touched_latin1_;  // matrix words the pattern set
+    std::vector<std::uint32_t> touched_latin1_;  // matrix words the pattern set (first count)
+    std::size_t touched_count_ = 0;
     std::vector<char32_t> keys_;
     std::vector<std::uint32_t> row_of_;
     std::vector<std::uint64_t> rows_;
