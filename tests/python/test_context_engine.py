@@ -227,3 +227,23 @@ def test_concurrent_add_message_from_processes_keeps_a_total_order(
             assert window.kept_seqs[0] == 1
 
     asyncio.run(check())
+
+
+async def test_counts_for_a_new_encoding_are_stored_back(settings_values: dict[str, Any]) -> None:
+    from relay_context.config.settings import Settings
+
+    async with ContextEngine(Settings(**settings_values)) as engine:  # gpt-4o: o200k only
+        await add_all(engine, "recount", conversation(15, seed=15))
+        before = await engine.messages("recount")
+        assert all(set(m.token_counts) == {"o200k_base"} for m in before)
+        version = (await engine.store.get_session("recount")).cache_version  # type: ignore[union-attr]
+        window = await engine.get_context("recount", budget=3000, model="gpt-4")
+        after = await engine.messages("recount")
+        counter = TokenCounter("cl100k_base")
+        for m in after:
+            assert m.token_counts["cl100k_base"] == counter.count(m.content)
+            assert m.token_counts["o200k_base"] == before[m.seq - 1].token_counts["o200k_base"]
+        # Counts are not content: the session version (and cached windows) stay valid.
+        assert (await engine.store.get_session("recount")).cache_version == version  # type: ignore[union-attr]
+        assert await engine.get_context("recount", budget=3000, model="gpt-4") == window
+        assert counter.count_messages(window.to_openai()) == window.tokens_used

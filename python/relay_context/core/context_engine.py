@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -417,6 +418,27 @@ class ContextEngine:
         earlier = texts[:-recent_n][-self.settings.drift_earlier_messages :]
         return float(topic_drift(earlier, recent))
 
+    async def _with_counts(
+        self, session_id: str, messages: list[StoredMessage], encoding: str
+    ) -> list[StoredMessage]:
+        """``messages`` with token counts in ``encoding``; counts missing from the store are made
+        now and written back, so the next window for this encoding reads them."""
+        missing = [i for i, m in enumerate(messages) if encoding not in m.token_counts]
+        if not missing:
+            return messages
+        found = await self._content_tokens([messages[i] for i in missing], encoding)
+        out = list(messages)
+        updates: dict[int, dict[str, int]] = {}
+        for i, n in zip(missing, found, strict=True):
+            counts = {**messages[i].token_counts, encoding: n}
+            out[i] = dataclasses.replace(messages[i], token_counts=counts)
+            updates[messages[i].seq] = counts
+        try:
+            await self.store.store_token_counts(session_id, updates)
+        except Exception as exc:  # an optimisation: the counts are made again next time
+            log.warning("storing %s token counts of %s failed: %r", encoding, session_id, exc)
+        return out
+
     async def get_context(
         self,
         session_id: str,
@@ -439,7 +461,7 @@ class ContextEngine:
         sid = validate_session_id(session_id)
         chosen_policy = policy_name(policy if policy is not None else self.settings.context_policy)
         model_name = model if model is not None else self.model
-        self._encoding_for(model_name)
+        encoding = self._encoding_for(model_name)
         limit = _check_budget(budget if budget is not None else self.settings.max_window_tokens)
         if query is not None and not isinstance(query, str):
             raise InputTypeError(f"query must be a str, got {type(query).__name__}")
@@ -465,7 +487,7 @@ class ContextEngine:
                 payload = None
             if payload is not None:
                 return ContextWindow.from_json(payload)
-        messages = await self.store.list_messages(sid)
+        messages = await self._with_counts(sid, await self.store.list_messages(sid), encoding)
         window = await self.build_window(
             sid, messages, budget=limit, model=model_name, policy=chosen_policy, query=query
         )
