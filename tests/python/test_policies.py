@@ -107,3 +107,15 @@ async def test_budget_below_the_pinned_messages_is_infeasible(policy: str) -> No
         await engine.build_window("conv-test", messages, budget=20, model="gpt-4o", policy=policy)
     with pytest.raises(InfeasibleBudgetError, match="priming"):
         await engine.build_window("conv-test", messages, budget=2, model="gpt-4o", policy=policy)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+async def test_long_session(policy: str) -> None:
+    """2,100 messages: the knapsack is solved in a worker thread; the rules still hold."""
+    engine = make_engine()
+    messages = stored(conversation(2100, seed=21, tool_rate=0.1, pin_rate=0.01))
+    window = await engine.build_window(
+        "conv-test", messages, budget=20_000, model="gpt-4o", policy=policy
+    )
+    check_window(window, messages, 20_000)
+    assert window.tokens_used > 15_000  # the budget is used, not left mostly empty

@@ -20,12 +20,14 @@ are worth more together.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import math
 from collections.abc import Sequence
 
 from relay_context import fuzzy
 from relay_context.core.drift import relevance_scores
-from relay_context.core.knapsack import KnapsackSelector
+from relay_context.core.knapsack import ASYNC_OFFLOAD_ATOMS, KnapsackSelector
 from relay_context.engine.models import MessageRole
 from relay_context.engine.policies.base import (
     Candidate,
@@ -86,8 +88,18 @@ class KnapsackPolicy:
         pinned = [c.pinned for c in candidates]
         groups = [c.group for c in candidates]
         ids = [c.seq for c in candidates]
-        selection = self.selector.select_columns(
-            tokens, values, ctx.budget, pinned=pinned, groups=groups, ids=ids
+        solve = functools.partial(
+            self.selector.select_columns,
+            tokens,
+            values,
+            ctx.budget,
+            pinned=pinned,
+            groups=groups,
+            ids=ids,
+        )
+        # Long sessions are solved in a worker thread (the C++ search runs without the GIL).
+        selection = (
+            await asyncio.to_thread(solve) if len(tokens) >= ASYNC_OFFLOAD_ATOMS else solve()
         )
         kept = set(selection.ids)
         return PolicyResult(
