@@ -69,7 +69,9 @@ def report(label: str, samples: list[float]) -> float:
     return rate
 
 
-async def bench_engine(label: str, settings: Settings, turns: list[dict[str, Any]], reads: int):  # type: ignore[no-untyped-def]
+async def bench_engine(
+    label: str, settings: Settings, turns: list[dict[str, Any]], reads: int, naive_rate: float
+) -> None:
     print(label)
     async with ContextEngine(settings) as engine:
         session = f"bench-{secrets.token_hex(4)}"
@@ -82,12 +84,14 @@ async def bench_engine(label: str, settings: Settings, turns: list[dict[str, Any
         async def cold(i: int) -> None:
             await engine.get_context(session, budget=BUDGET, query=f"question {i} about tables")
 
-        report(f"get_context cold ({BUDGET} tokens)", await timed_calls(cold, reads))
+        rate = report(f"get_context cold ({BUDGET} tokens)", await timed_calls(cold, reads))
+        print(f"  {'':<34} ratio vs naive in memory {rate / naive_rate:.2f}x")
 
         async def warm(i: int) -> None:
             await engine.get_context(session, budget=BUDGET, query="question 0 about tables")
 
-        report("get_context warm (cached)", await timed_calls(warm, reads * 5))
+        rate = report("get_context warm (cached)", await timed_calls(warm, reads * 5))
+        print(f"  {'':<34} ratio vs naive in memory {rate / naive_rate:.2f}x")
         await engine.clear(session)
 
 
@@ -107,7 +111,7 @@ def naive_window(
     return kept
 
 
-async def bench_in_memory(turns: list[dict[str, Any]], reads: int) -> None:
+async def bench_in_memory(turns: list[dict[str, Any]], reads: int) -> float:
     print("window computation alone, 1,000 messages in memory (gpt-4o, o200k_base)")
     engine = ContextEngine(Settings())
     messages = stored(turns)
@@ -142,6 +146,7 @@ async def bench_in_memory(turns: list[dict[str, Any]], reads: int) -> None:
 
     rate = report("Relay knapsack, counts stored", await timed_calls(relay_counted, reads))
     print(f"  {'':<34} ratio vs naive {rate / base:.2f}x")
+    return base
 
 
 async def main() -> None:
@@ -152,17 +157,18 @@ async def main() -> None:
     turns = conversation(count, seed=42, tool_rate=0.1)
     chars = sum(len(t["content"]) for t in turns) // len(turns)
     print(f"{count} messages of ~{chars} characters (system, user, assistant, tool calls)\n")
-    await bench_in_memory(turns, reads)
+    naive = await bench_in_memory(turns, reads)
 
     with tempfile.TemporaryDirectory() as tmp:
         base = {"database_url": f"sqlite:///{tmp}/relay.db"}
-        await bench_engine("SQLite, in-process cache", Settings(**base), turns, reads)
+        await bench_engine("SQLite, in-process cache", Settings(**base), turns, reads, naive)
         prefix = f"relay-bench-{secrets.token_hex(4)}:"
         await bench_engine(
             "SQLite + Redis cache",
             Settings(**base, redis_url=REDIS_URL, redis_key_prefix=prefix),
             turns,
             reads,
+            naive,
         )
 
     dsn, problem = await asyncio.to_thread(
@@ -174,12 +180,13 @@ async def main() -> None:
     schema = f"relay_bench_{os.getpid()}_{secrets.token_hex(4)}"
     try:
         pg = {"database_url": dsn, "database_schema": schema, "database_pool_size": 4}
-        await bench_engine("PostgreSQL, in-process cache", Settings(**pg), turns, reads)
+        await bench_engine("PostgreSQL, in-process cache", Settings(**pg), turns, reads, naive)
         await bench_engine(
             "PostgreSQL + Redis cache",
             Settings(**pg, redis_url=REDIS_URL, redis_key_prefix=f"relay-bench-{schema}:"),
             turns,
             reads,
+            naive,
         )
     finally:
         await asyncio.to_thread(drop_pg_schema, dsn, schema)
