@@ -247,3 +247,34 @@ async def test_counts_for_a_new_encoding_are_stored_back(settings_values: dict[s
         assert (await engine.store.get_session("recount")).cache_version == version  # type: ignore[union-attr]
         assert await engine.get_context("recount", budget=3000, model="gpt-4") == window
         assert counter.count_messages(window.to_openai()) == window.tokens_used
+
+
+async def test_history_kept_in_memory_follows_other_writers(
+    settings_values: dict[str, Any],
+) -> None:
+    """The engine re-reads only what changed; appends, prefix deletes and re-creation made by
+    another engine (another process) all show up."""
+    from relay_context.config.settings import Settings
+
+    async with (
+        ContextEngine(Settings(**settings_values)) as reader,
+        ContextEngine(Settings(**settings_values)) as writer,
+    ):
+        await add_all(writer, "hist", conversation(20, seed=16))
+
+        async def window_seqs() -> tuple[int, ...]:
+            window = await reader.get_context("hist", budget=100_000, policy="recent")
+            return tuple(sorted(window.kept_seqs + window.dropped_seqs))
+
+        assert await window_seqs() == tuple(range(1, 21))
+        await writer.add_message("hist", "user", "a new question from elsewhere")
+        assert await window_seqs() == tuple(range(1, 22))
+        assert await writer.store.delete_messages("hist", before_seq=6) == 5
+        await writer.add_message("hist", "assistant", "and an answer")
+        assert await window_seqs() == tuple(range(6, 23))
+        assert (await reader.stats("hist")).message_count == 17
+        await writer.clear("hist")
+        await writer.add_message("hist", "user", "fresh start")
+        window = await reader.get_context("hist", budget=1000)
+        assert window.kept_seqs == (1,)
+        assert window.messages[0].content == "fresh start"

@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,6 +40,7 @@ from relay_context.engine.events import MessageBus
 from relay_context.engine.models import (
     MessageRole,
     NewMessage,
+    Session,
     StoredMessage,
     ToolCall,
     validate_session_id,
@@ -66,6 +68,20 @@ log = logging.getLogger(__name__)
 
 #: Counting more content than this (characters) at once runs in a worker thread.
 _OFFLOAD_CHARS = 200_000
+#: Sessions whose messages the engine keeps in memory between windows (LRU).
+HISTORY_SESSIONS = 64
+
+
+@dataclass
+class _History:
+    """A session's messages as last read, to read only what changed next time."""
+
+    incarnation: str
+    messages: list[StoredMessage]
+
+    @property
+    def last_seq(self) -> int:
+        return self.messages[-1].seq if self.messages else 0
 
 
 @dataclass(frozen=True)
@@ -178,6 +194,7 @@ class ContextEngine:
         self._open_lock = asyncio.Lock()
         self._counters: dict[str, TokenCounter] = {}
         self._dedup = DedupCache()
+        self._history: OrderedDict[str, _History] = OrderedDict()
         if token_manager is not None:
             self._counters[token_manager.encoding_name] = token_manager.counter
         self.model: str = (
@@ -361,6 +378,7 @@ class ContextEngine:
         sid = validate_session_id(session_id)
         deleted = await self.store.delete_session(sid)
         self._dedup.forget(sid)
+        self._history.pop(sid, None)
         try:
             await self.cache.invalidate(sid)
         except BackendUnavailableError as exc:  # versioned entries are never served stale
@@ -417,6 +435,32 @@ class ContextEngine:
         recent = texts[-recent_n:]
         earlier = texts[:-recent_n][-self.settings.drift_earlier_messages :]
         return float(topic_drift(earlier, recent))
+
+    async def _load(self, session: Session) -> list[StoredMessage]:
+        """The session's messages. Messages never change once stored and deletes only remove a
+        prefix (``delete_messages(before_seq=)``), so a session read before is brought up to
+        date with two small reads: the messages after the last seq seen, and the oldest seq
+        still stored."""
+        sid = session.id
+        history = self._history.get(sid)
+        if history is None or history.incarnation != session.incarnation:
+            messages = await self.store.list_messages(sid)
+        else:
+            new: list[StoredMessage] = []
+            if session.last_seq > history.last_seq:
+                new = await self.store.list_messages(sid, start_seq=history.last_seq + 1)
+            oldest = await self.store.list_messages(sid, limit=1)
+            first_seq = oldest[0].seq if oldest else history.last_seq + 1
+            messages = [m for m in history.messages if m.seq >= first_seq]
+            messages.extend(m for m in new if m.seq >= first_seq)
+        self._remember(session, messages)
+        return messages
+
+    def _remember(self, session: Session, messages: list[StoredMessage]) -> None:
+        self._history[session.id] = _History(session.incarnation, messages)
+        self._history.move_to_end(session.id)
+        while len(self._history) > HISTORY_SESSIONS:
+            self._history.popitem(last=False)
 
     async def _with_counts(
         self, session_id: str, messages: list[StoredMessage], encoding: str
@@ -487,7 +531,8 @@ class ContextEngine:
                 payload = None
             if payload is not None:
                 return ContextWindow.from_json(payload)
-        messages = await self._with_counts(sid, await self.store.list_messages(sid), encoding)
+        messages = await self._with_counts(sid, await self._load(session), encoding)
+        self._remember(session, messages)
         window = await self.build_window(
             sid, messages, budget=limit, model=model_name, policy=chosen_policy, query=query
         )
@@ -569,7 +614,7 @@ class ContextEngine:
         session = await self.store.get_session(sid)
         if session is None:
             raise SessionNotFoundError(f"no live session {sid!r}")
-        messages = await self.store.list_messages(sid)
+        messages = await self._load(session)
         candidates = await self._candidates(messages, self.encoding)
         tokens_by_role: dict[str, int] = {}
         messages_by_role: dict[str, int] = {}
