@@ -74,12 +74,6 @@ def _cutoff(value: object) -> float:
     return float(value)
 
 
-def _check_str(value: object, what: str) -> str:
-    if not isinstance(value, str):
-        raise InputTypeError(f"{what} must be a str, not {type(value).__name__}")
-    return value
-
-
 def _positive_int(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InputTypeError(f"{what} must be an int, not {type(value).__name__}")
