@@ -138,3 +138,25 @@ async def test_selection_is_optimal_for_the_values() -> None:
     got = sum(values[i] for i in free if candidates[i].seq in window.kept_seqs)
     assert abs(got - best) < 1e-9
     assert KnapsackSelector().epsilon > 0  # the selector in use is the C++ one
+
+
+async def test_explicit_query_steers_relevance() -> None:
+    engine = make_engine()
+    messages = stored(turns_with("A question about gardening and tomatoes in the spring."))
+    budget = budget_for(messages, 1)
+    bakery = 6  # "The bakery on the corner started selling sourdough with olives and rosemary."
+    assert "bakery" in messages[bakery - 1].content
+    plain = await engine.build_window(
+        "conv-test", messages, budget=budget, model="gpt-4o", policy="knapsack"
+    )
+    steered = await engine.build_window(
+        "conv-test",
+        messages,
+        budget=budget,
+        model="gpt-4o",
+        policy="knapsack",
+        query="sourdough bread with olives and rosemary from the bakery",
+    )
+    check_window(steered, messages, budget)
+    assert bakery not in plain.kept_seqs
+    assert bakery in steered.kept_seqs
