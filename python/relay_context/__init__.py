@@ -10,11 +10,14 @@ from relay_context.core.compression import (
     CompressionStats,
     train_dictionary,
 )
+from relay_context.core.context_engine import ContextEngine, SessionStats
 from relay_context.core.encodings import PatternFamily
 from relay_context.core.knapsack import Atom, KnapsackSelector, Selection, SelectionMethod
 from relay_context.core.models import encoding_name_for_model
 from relay_context.core.token_manager import TokenManager
 from relay_context.core.tokenizer import MemoStats, TokenCounter
+from relay_context.engine.models import MessageRole
+from relay_context.engine.window import ContextWindow
 from relay_context.errors import (
     BackendUnavailableError,
     ChecksumMismatchError,
@@ -36,6 +39,7 @@ from relay_context.errors import (
     TokenizerError,
     UnknownEncodingError,
     UnknownModelError,
+    UnknownPolicyError,
     UnknownRoleError,
     UnknownTokenIdError,
 )
@@ -57,6 +61,8 @@ __all__ = [
     "CompressionEngine",
     "CompressionError",
     "CompressionStats",
+    "ContextEngine",
+    "ContextWindow",
     "CorruptFrameError",
     "DisallowedSpecialTokenError",
     "EmptyContentError",
@@ -66,6 +72,7 @@ __all__ = [
     "InvalidSessionIdError",
     "KnapsackSelector",
     "MemoStats",
+    "MessageRole",
     "MessageTooLargeError",
     "NearDuplicate",
     "NearDuplicateIndex",
@@ -78,6 +85,7 @@ __all__ = [
     "SelectionMethod",
     "SessionExistsError",
     "SessionNotFoundError",
+    "SessionStats",
     "SizeLimitExceededError",
     "SlidingWindowRateLimiter",
     "StoreError",
@@ -87,6 +95,7 @@ __all__ = [
     "TokenizerError",
     "UnknownEncodingError",
     "UnknownModelError",
+    "UnknownPolicyError",
     "UnknownRoleError",
     "UnknownTokenIdError",
     "__version__",

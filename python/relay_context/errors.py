@@ -86,6 +86,10 @@ class MessageTooLargeError(InvalidArgumentError):
     """Message content larger, in UTF-8 bytes, than ``Settings.max_message_bytes``."""
 
 
+class UnknownPolicyError(InvalidArgumentError):
+    """A context policy name other than ``knapsack``, ``recent`` or ``summarize``."""
+
+
 class SessionNotFoundError(RelayError, LookupError):
     """No live session has this id (it never existed, was deleted, or its TTL ran out)."""
 
@@ -119,6 +123,7 @@ __all__ = [
     "TokenizerError",
     "UnknownEncodingError",
     "UnknownModelError",
+    "UnknownPolicyError",
     "UnknownRoleError",
     "UnknownTokenIdError",
 ]

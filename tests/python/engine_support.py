@@ -136,3 +136,38 @@ async def _hold_write_lock(config: dict[str, Any], session_id: str, report: Any)
 def hold_write_lock(config: dict[str, Any], session_id: str, report: Any) -> None:
     """Start an append transaction, report ``"locked"``, and wait to be killed inside it."""
     asyncio.run(_hold_write_lock(config, session_id, report))
+
+
+# --- the context engine over each back-end (settings picklable for child processes) ---------
+def engine_settings(config: dict[str, Any], **overrides: Any) -> Any:
+    """``Settings`` that make ``ContextEngine`` open the store ``config`` describes."""
+    from relay_context.config.settings import Settings
+
+    values: dict[str, Any] = {}
+    if config["backend"] == "sqlite":
+        values["database_url"] = f"sqlite:///{config['path']}"
+    else:
+        values["database_url"] = config["dsn"]
+        values["database_schema"] = config["schema"]
+        values["database_pool_size"] = 4
+    values.update(overrides)
+    return Settings(**values)
+
+
+async def _engine_appends(
+    settings_values: dict[str, Any], session_id: str, label: str, count: int, go: Any
+) -> None:
+    from relay_context.config.settings import Settings
+    from relay_context.core.context_engine import ContextEngine
+
+    async with ContextEngine(Settings(**settings_values)) as engine:
+        go.wait()
+        for i in range(count):
+            await engine.add_message(session_id, "user", f"{label}:{i}", metadata={"i": i})
+
+
+def engine_append_worker(
+    settings_values: dict[str, Any], session_id: str, label: str, count: int, go: Any
+) -> None:
+    """Add ``count`` messages ``<label>:<i>`` through a ContextEngine of its own."""
+    asyncio.run(_engine_appends(settings_values, session_id, label, count, go))

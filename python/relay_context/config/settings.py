@@ -79,6 +79,32 @@ class Settings(BaseSettings):
     context_cache_entries: int = Field(default=1024, ge=0)
     #: How long a cached context window lives (Redis or in-process), in seconds.
     context_cache_ttl_seconds: int = Field(default=300, ge=1)
+    #: Context policy used when ``get_context`` is not given one: ``knapsack`` (value-optimal
+    #: selection), ``recent`` (the tail) or ``summarize`` (the tail plus a summary of the rest).
+    context_policy: Literal["knapsack", "recent", "summarize"] = "knapsack"
+    #: ``recent`` policy: past this many tokens in a session, keep only the system prompt and
+    #: the last ``recent_keep_messages`` messages.
+    recent_threshold_tokens: int = Field(default=180_000, ge=1)
+    recent_keep_messages: int = Field(default=7, ge=1)
+    #: ``recent`` policy: a longer message is cut on a token boundary to this many tokens.
+    max_message_tokens: int = Field(default=20_000, ge=16)
+    #: Messages this similar (rapidfuzz ``ratio`` / 100) to a later one of the same role are
+    #: collapsed into the later one; 1.0 collapses exact repeats only, above 1 disables.
+    dedup_threshold: float = Field(default=0.95, gt=0.0, le=1.01)
+    #: Topic drift compares the last ``drift_recent_messages`` messages with the
+    #: ``drift_earlier_messages`` before them.
+    drift_recent_messages: int = Field(default=6, ge=1)
+    drift_earlier_messages: int = Field(default=24, ge=1)
+    #: ``knapsack`` policy: a message's recency weight halves every this many messages.
+    recency_half_life_messages: float = Field(default=20.0, gt=0)
+    #: ``summarize`` policy: the summary of dropped turns takes at most this many tokens (and at
+    #: most a quarter of the budget).
+    summary_max_tokens: int = Field(default=1024, ge=16)
+    #: ``subscribe`` re-reads the store this often when no notification arrives (the
+    #: cross-process path without Redis), in seconds.
+    subscribe_poll_seconds: float = Field(default=1.0, gt=0, le=3600)
+    #: Owner recorded on sessions that ``add_message`` creates without an explicit ``owner``.
+    default_owner: str = "anonymous"
 
     # --- security ------------------------------------------------------------------------------
     secret_key: SecretStr | None = None

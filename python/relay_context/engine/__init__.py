@@ -1,6 +1,7 @@
 """The context engine's persistence layer: models, session stores, the context-window cache.
 
-The engine itself (policies, ``ContextEngine``) builds on these; see ``docs/engine-store.md``.
+Policies, windows and notifications of ``ContextEngine`` live here too; see
+``docs/engine-store.md`` and ``docs/context-engine.md``.
 """
 
 from relay_context.engine.cache import (
@@ -19,6 +20,12 @@ from relay_context.engine.models import (
     ToolCall,
     validate_session_id,
 )
+from relay_context.engine.policies import (
+    ExtractiveSummarizer,
+    Summarizer,
+    get_policy,
+    policy_name,
+)
 from relay_context.engine.store import (
     PostgresSessionStore,
     SessionStore,
@@ -26,12 +33,15 @@ from relay_context.engine.store import (
     open_store,
     store_for,
 )
+from relay_context.engine.window import ContextWindow, WindowMessage
 
 __all__ = [
     "CacheStats",
     "CodecSet",
     "ContentCodec",
     "ContextCache",
+    "ContextWindow",
+    "ExtractiveSummarizer",
     "IdentityCodec",
     "InProcessContextCache",
     "MessageRole",
@@ -42,9 +52,13 @@ __all__ = [
     "SessionStore",
     "SqliteSessionStore",
     "StoredMessage",
+    "Summarizer",
     "ToolCall",
+    "WindowMessage",
+    "get_policy",
     "open_cache",
     "open_store",
+    "policy_name",
     "store_for",
     "validate_session_id",
 ]

@@ -143,6 +143,15 @@ class SessionStore(abc.ABC):
         """Delete the messages with ``seq < before_seq`` (e.g. after summarising them); how many
         were deleted. Later appends keep numbering after ``last_seq``: seqs are never reused."""
 
+    async def store_token_counts(
+        self, session_id: str, counts: Mapping[int, Mapping[str, int]]
+    ) -> int:
+        """Replace the ``token_counts`` of the messages with these seqs (counts the engine made
+        for an encoding not counted at append). The content is unchanged, so the session's
+        revision (the cache version) is too. Returns how many rows were updated; a back-end
+        that cannot keep them returns 0 (the engine counts again next time)."""
+        return 0
+
     @abc.abstractmethod
     async def count_messages(self, session_id: str) -> int:
         """Number of messages in the live session (:class:`SessionNotFoundError` if none)."""

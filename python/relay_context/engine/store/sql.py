@@ -37,6 +37,7 @@ from relay_context.engine.models import (
     validate_metadata,
     validate_name,
     validate_session_id,
+    validate_token_counts,
     validate_ttl,
 )
 from relay_context.engine.store.base import SessionStore
@@ -584,6 +585,26 @@ class SqlSessionStore(SessionStore):
             )
         await self._invalidate(sid)
         return len(deleted)
+
+    async def store_token_counts(
+        self, session_id: str, counts: Mapping[int, Mapping[str, int]]
+    ) -> int:
+        sid = validate_session_id(session_id)
+        rows = [
+            (sid, _positive("seq", seq), _json(validate_token_counts(per_encoding)))
+            for seq, per_encoding in sorted(counts.items())
+        ]
+        if not rows:
+            return 0
+        # One transaction, but no session-row lock and no revision bump: appends never touch
+        # existing rows, and counts do not change what a window holds. Two writers racing here
+        # both write valid counts (the last one wins).
+        async with self._write() as tx:
+            await tx.executemany(
+                "UPDATE relay_messages SET token_counts = $3 WHERE session_id = $1 AND seq = $2",
+                rows,
+            )
+        return len(rows)
 
     async def count_messages(self, session_id: str) -> int:
         sid = validate_session_id(session_id)

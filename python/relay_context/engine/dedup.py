@@ -1,0 +1,135 @@
+"""Collapsing near-duplicate messages before a policy chooses the window.
+
+Two messages of the same role (user or assistant, outside tool exchanges) are near-duplicates
+when ``fuzzy.ratio`` (rapidfuzz's normalised Indel similarity, in percent) of their contents is
+at least ``threshold * 100``. Candidates come from a MinHash-LSH
+:class:`~relay_context.fuzzy.NearDuplicateIndex` over 3-character shingles (Jaccard >= 0.5;
+near-duplicates at ratio 0.95 have a shingle Jaccard of about 0.75 or more, found with
+probability above 0.99) plus an exact-text table, and each candidate is verified with
+``ratio``, so nothing is collapsed that is not that similar.
+
+**The latest copy is kept**: a message collapses when a later message of the same role matches
+it. The newest copy is where the conversation now is, and the rule depends only on what came
+before, so the result for a session grows with it: :class:`NearDuplicateTracker` keeps the index
+of a session between calls and only looks at the messages added since. Messages pinned through
+``metadata["pinned"]`` never collapse (they may still be what an older copy collapses into);
+the latest user turn cannot collapse (nothing later matches it); tool calls and results and
+system messages are never touched.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from relay_context import fuzzy
+from relay_context.engine.models import MessageRole
+from relay_context.engine.policies.base import Candidate
+
+CANDIDATE_JACCARD = 0.5
+_ROLES = (MessageRole.USER, MessageRole.ASSISTANT)
+
+Fingerprint = tuple[int, int, bool]
+
+
+def _fingerprint(c: Candidate) -> Fingerprint:
+    eligible = c.message.role in _ROLES and c.group is None and bool(c.message.content)
+    return (c.seq, hash((c.message.role, c.message.content, c.pinned)), eligible)
+
+
+class NearDuplicateTracker:
+    """The near-duplicate state of one conversation, extended message by message."""
+
+    def __init__(self, threshold: float) -> None:
+        self.cutoff = threshold * 100.0
+        self.enabled = threshold <= 1.0
+        self._indexes = {role: fuzzy.NearDuplicateIndex() for role in _ROLES}
+        self._exact: dict[MessageRole, dict[str, str]] = {role: {} for role in _ROLES}
+        self._texts: dict[str, str] = {}
+        self.seen: list[Fingerprint] = []
+        #: seq of a collapsed message -> seq of the later message it collapsed into.
+        self.collapsed: dict[int, int] = {}
+
+    def matches_prefix(self, fingerprints: Sequence[Fingerprint]) -> bool:
+        n = len(self.seen)
+        return n <= len(fingerprints) and list(fingerprints[:n]) == self.seen
+
+    def add(self, c: Candidate, fingerprint: Fingerprint) -> None:
+        self.seen.append(fingerprint)
+        if not (self.enabled and fingerprint[2]):
+            return
+        role = c.message.role
+        text = c.message.content
+        key = str(c.seq)
+        index = self._indexes[role]
+        exact = self._exact[role]
+        older: set[str] = set()
+        if text in exact:
+            older.add(exact[text])
+        for hit in index.query(text, CANDIDATE_JACCARD):
+            if hit.key not in older and (
+                fuzzy.ratio(text, self._texts[hit.key], score_cutoff=self.cutoff) >= self.cutoff
+            ):
+                older.add(hit.key)
+        for old in older:
+            index.remove(old)
+            old_text = self._texts.pop(old)
+            if exact.get(old_text) == old:
+                del exact[old_text]
+            self.collapsed[int(old)] = c.seq
+        if not c.pinned:  # pinned messages never collapse: keep them out of the index
+            index.add(key, text)
+            self._texts[key] = text
+            exact[text] = key
+
+
+class DedupCache:
+    """Trackers of recently used conversations (LRU), so that a window after one more message
+    only indexes that message."""
+
+    def __init__(self, max_sessions: int = 256) -> None:
+        self.max_sessions = max_sessions
+        self._trackers: OrderedDict[tuple[str, float], NearDuplicateTracker] = OrderedDict()
+
+    def collapse(
+        self, session_id: str, candidates: Sequence[Candidate], threshold: float
+    ) -> tuple[list[Candidate], list[Candidate]]:
+        """``(kept, collapsed)``: both in conversation order."""
+        if threshold > 1.0 or len(candidates) < 2:
+            return list(candidates), []
+        fingerprints = [_fingerprint(c) for c in candidates]
+        key = (session_id, threshold)
+        tracker = self._trackers.get(key)
+        if tracker is None or not tracker.matches_prefix(fingerprints):
+            tracker = NearDuplicateTracker(threshold)
+        self._trackers[key] = tracker
+        self._trackers.move_to_end(key)
+        while len(self._trackers) > self.max_sessions:
+            self._trackers.popitem(last=False)
+        for c, f in zip(
+            candidates[len(tracker.seen) :], fingerprints[len(tracker.seen) :], strict=True
+        ):
+            tracker.add(c, f)
+        gone = tracker.collapsed
+        return [c for c in candidates if c.seq not in gone], [
+            c for c in candidates if c.seq in gone
+        ]
+
+    def forget(self, session_id: str) -> None:
+        for key in [k for k in self._trackers if k[0] == session_id]:
+            del self._trackers[key]
+
+
+def collapse_near_duplicates(
+    candidates: Sequence[Candidate], threshold: float
+) -> tuple[list[Candidate], list[Candidate]]:
+    """``(kept, collapsed)`` for one list of candidates, without a cache."""
+    return DedupCache(1).collapse("", candidates, threshold)
+
+
+__all__ = [
+    "CANDIDATE_JACCARD",
+    "DedupCache",
+    "NearDuplicateTracker",
+    "collapse_near_duplicates",
+]

@@ -1,0 +1,206 @@
+"""What every context policy sees and returns, and the rules they share.
+
+The engine turns a session's messages into :class:`Candidate` s (cost in tokens, pinned or not,
+tool-call group) after near-duplicates are collapsed, and a policy picks which to keep within the
+budget. Rules every policy follows (and the tests check for each):
+
+* pinned candidates (system messages, the latest user turn, ``metadata["pinned"]``) are kept;
+  when they alone do not fit, :class:`~relay_context.errors.InfeasibleBudgetError`;
+* an assistant turn with ``tool_calls`` and the tool results answering it are one *group*, kept
+  or dropped together (a pinned member pins the group);
+* conversation order is preserved;
+* the sum of the kept messages' tokens is at most ``PolicyContext.budget`` (the request budget
+  less the reply priming), so the request never exceeds the budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from relay_context.config.settings import Settings
+from relay_context.core.message_tokens import TOKENS_PER_MESSAGE, TOKENS_PER_NAME
+from relay_context.core.tokenizer import TokenCounter
+from relay_context.engine.models import MessageRole, StoredMessage
+from relay_context.engine.window import WindowMessage
+from relay_context.errors import InfeasibleBudgetError
+
+
+@runtime_checkable
+class Summarizer(Protocol):
+    """Turns dropped messages into one summary text of at most ``max_tokens`` tokens.
+
+    The engine cuts a longer answer to ``max_tokens`` (token boundary), so the budget holds
+    whatever the summariser returns. An LLM-backed summariser implements the same method.
+    """
+
+    async def summarize(self, messages: Sequence[StoredMessage], max_tokens: int) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A stored message a policy may keep."""
+
+    message: StoredMessage
+    #: Billed tokens of the message as sent (framing, role, name, tool fields, content).
+    tokens: int
+    #: Tokens of the content alone.
+    content_tokens: int
+    pinned: bool
+    #: Seq of the assistant turn whose tool calls this message belongs to (itself included);
+    #: ``None`` for a message outside any tool exchange.
+    group: int | None = None
+
+    @property
+    def seq(self) -> int:
+        return self.message.seq
+
+    def window_message(self) -> WindowMessage:
+        m = self.message
+        return WindowMessage(
+            role=m.role,
+            content=m.content,
+            tokens=self.tokens,
+            seq=m.seq,
+            name=m.name,
+            tool_call_id=m.tool_call_id,
+            tool_calls=m.tool_calls,
+        )
+
+
+@dataclass(frozen=True)
+class PolicyContext:
+    """Everything a policy needs besides the candidates."""
+
+    counter: TokenCounter
+    settings: Settings
+    #: Tokens the messages may take (the request budget less the reply priming).
+    budget: int
+    #: The text relevance is measured against: the caller's query or the latest user turn.
+    query: str
+    summarizer: Summarizer | None = None
+
+
+@dataclass
+class PolicyResult:
+    messages: list[WindowMessage]
+    #: Stored messages not in the window (not counting near-duplicates; the engine adds those).
+    dropped_seqs: list[int] = field(default_factory=list)
+    #: Tokens saved by truncation and summaries (original cost less the replacement's).
+    compression_tokens_saved: int = 0
+
+
+class ContextPolicy(Protocol):
+    """A way of choosing the window."""
+
+    name: str
+
+    async def select(self, candidates: Sequence[Candidate], ctx: PolicyContext) -> PolicyResult: ...
+
+
+_ROLE_TOKENS: dict[tuple[str, str], int] = {}
+
+
+def message_tokens(counter: TokenCounter, message: StoredMessage, content_tokens: int) -> int:
+    """Billed tokens of ``message`` (``count_messages`` rule, reply priming excluded), given the
+    tokens of its content: framing, then every other string field of ``to_openai()``."""
+    key = (counter.name, message.role.value)
+    role_tokens = _ROLE_TOKENS.get(key)
+    if role_tokens is None:
+        role_tokens = _ROLE_TOKENS[key] = counter.count(message.role.value)
+    extra = TOKENS_PER_MESSAGE + role_tokens
+    if message.name is None and message.tool_call_id is None and not message.tool_calls:
+        return extra + content_tokens
+    strings: list[str] = []
+    if message.name is not None:
+        strings.append(message.name)
+        extra += TOKENS_PER_NAME
+    if message.tool_call_id is not None:
+        strings.append(message.tool_call_id)
+    for call in message.tool_calls:
+        strings.append(call.name)
+        strings.append(call.arguments)
+    return extra + content_tokens + sum(counter.count_batch(strings, num_threads=1))
+
+
+def units(candidates: Sequence[Candidate]) -> list[list[Candidate]]:
+    """The candidates as keep-or-drop units in conversation order: a tool group is one unit
+    (placed where its first member is), every other message its own."""
+    out: list[list[Candidate]] = []
+    by_group: dict[int, list[Candidate]] = {}
+    for c in candidates:
+        if c.group is None:
+            out.append([c])
+        elif c.group in by_group:
+            by_group[c.group].append(c)
+        else:
+            unit = [c]
+            by_group[c.group] = unit
+            out.append(unit)
+    return out
+
+
+def unit_tokens(unit: Sequence[Candidate]) -> int:
+    return sum(c.tokens for c in unit)
+
+
+def unit_pinned(unit: Sequence[Candidate]) -> bool:
+    return any(c.pinned for c in unit)
+
+
+def check_feasible(all_units: Sequence[Sequence[Candidate]], budget: int, policy: str) -> int:
+    """Tokens of the pinned units; :class:`InfeasibleBudgetError` if they exceed ``budget``."""
+    required = sum(unit_tokens(u) for u in all_units if unit_pinned(u))
+    if required > budget:
+        raise InfeasibleBudgetError(
+            f"policy {policy!r}: the messages that must be kept (system prompt, latest user turn, "
+            f"pinned messages and their tool groups) take {required} tokens, more than the "
+            f"{budget} tokens the budget leaves for messages"
+        )
+    return required
+
+
+def fill_from_newest(
+    all_units: Sequence[Sequence[Candidate]], budget: int, *, max_unpinned: int | None = None
+) -> set[int]:
+    """Indices of the units to keep: every pinned one, then unpinned ones from the newest back
+    while they fit (a unit that does not fit is skipped, older smaller ones may still fit);
+    ``max_unpinned`` caps how many non-system messages the tail holds (pinned ones passed on
+    the way back count too)."""
+    keep = {i for i, u in enumerate(all_units) if unit_pinned(u)}
+    room = budget - sum(unit_tokens(all_units[i]) for i in keep)
+    taken = 0
+    for i in range(len(all_units) - 1, -1, -1):
+        if i in keep:
+            # A pinned turn in the tail (the latest user turn) is one of the last N.
+            taken += sum(1 for c in all_units[i] if not is_system(c))
+            continue
+        unit = all_units[i]
+        if max_unpinned is not None and taken + len(unit) > max_unpinned:
+            break
+        cost = unit_tokens(unit)
+        if cost <= room:
+            keep.add(i)
+            room -= cost
+            taken += len(unit)
+    return keep
+
+
+def is_system(c: Candidate) -> bool:
+    return c.message.role is MessageRole.SYSTEM
+
+
+__all__ = [
+    "Candidate",
+    "ContextPolicy",
+    "PolicyContext",
+    "PolicyResult",
+    "Summarizer",
+    "check_feasible",
+    "fill_from_newest",
+    "message_tokens",
+    "unit_pinned",
+    "unit_tokens",
+    "units",
+]

@@ -1,0 +1,111 @@
+"""``knapsack`` (the default policy): the most valuable messages that fit, chosen by the C++
+:class:`~relay_context.core.knapsack.KnapsackSelector`.
+
+A message's value is the product of
+
+* **recency**: ``0.5 ** (age / recency_half_life_messages)``, age counted in messages from the
+  newest (0), floored at 0.05 so that an old but relevant message can still win;
+* **role weight**: user 1.0, assistant 0.8, tool 0.6, system 1.0 (system messages are pinned);
+* **relevance** to the query (or the latest user turn): ``0.25 + tfidf`` where ``tfidf`` is the
+  TF-IDF cosine from :func:`relay_context.core.drift.relevance_scores`, raised to at least
+  ``token_set_ratio / 100`` of the fuzzy kernel for short messages (under 200 characters), whose
+  few words make TF-IDF noisy;
+* **importance**: ``metadata["importance"]`` (a number >= 0, default 1).
+
+Pinned messages (system, latest user turn, ``metadata["pinned"]``) are always kept and a tool
+call stays with its results (one group), as :mod:`.base` describes. The knapsack maximises the
+total value within the budget, so it trades one long message for several short ones when they
+are worth more together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+from collections.abc import Sequence
+
+from relay_context import fuzzy
+from relay_context.core.drift import relevance_scores
+from relay_context.core.knapsack import ASYNC_OFFLOAD_ATOMS, KnapsackSelector
+from relay_context.engine.models import MessageRole
+from relay_context.engine.policies.base import (
+    Candidate,
+    PolicyContext,
+    PolicyResult,
+    check_feasible,
+    units,
+)
+
+ROLE_WEIGHTS = {
+    MessageRole.SYSTEM: 1.0,
+    MessageRole.USER: 1.0,
+    MessageRole.ASSISTANT: 0.8,
+    MessageRole.TOOL: 0.6,
+}
+RECENCY_FLOOR = 0.05
+RELEVANCE_BASE = 0.25
+FUZZY_MAX_CHARS = 200
+
+
+def importance(c: Candidate) -> float:
+    raw = c.message.metadata.get("importance", 1.0)
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
+        return 1.0
+    return max(0.0, float(raw))
+
+
+def message_values(candidates: Sequence[Candidate], ctx: PolicyContext) -> list[float]:
+    """The value of each candidate (see the module docstring)."""
+    texts = [c.message.content for c in candidates]
+    tfidf = list(relevance_scores(ctx.query, texts)) if ctx.query else [0.0] * len(texts)
+    short = [i for i, text in enumerate(texts) if text and len(text) < FUZZY_MAX_CHARS]
+    if ctx.query and short:
+        # One call into the C++ scorer for all short messages (the query is preprocessed once).
+        fuzzy_scores = fuzzy.scores(ctx.query, [texts[i] for i in short], scorer="token_set_ratio")
+        for i, score in zip(short, fuzzy_scores, strict=True):
+            tfidf[i] = max(tfidf[i], score / 100.0)
+    half_life = ctx.settings.recency_half_life_messages
+    n = len(candidates)
+    values = []
+    for i, c in enumerate(candidates):
+        recency = max(RECENCY_FLOOR, 0.5 ** ((n - 1 - i) / half_life))
+        value = ROLE_WEIGHTS[c.message.role] * recency * (RELEVANCE_BASE + tfidf[i])
+        values.append(value * importance(c))
+    return values
+
+
+class KnapsackPolicy:
+    name = "knapsack"
+
+    def __init__(self, selector: KnapsackSelector | None = None) -> None:
+        self.selector = selector or KnapsackSelector()
+
+    async def select(self, candidates: Sequence[Candidate], ctx: PolicyContext) -> PolicyResult:
+        check_feasible(units(candidates), ctx.budget, self.name)
+        values = message_values(candidates, ctx)
+        tokens = [c.tokens for c in candidates]
+        pinned = [c.pinned for c in candidates]
+        groups = [c.group for c in candidates]
+        ids = [c.seq for c in candidates]
+        solve = functools.partial(
+            self.selector.select_columns,
+            tokens,
+            values,
+            ctx.budget,
+            pinned=pinned,
+            groups=groups,
+            ids=ids,
+        )
+        # Long sessions are solved in a worker thread (the C++ search runs without the GIL).
+        selection = (
+            await asyncio.to_thread(solve) if len(tokens) >= ASYNC_OFFLOAD_ATOMS else solve()
+        )
+        kept = set(selection.ids)
+        return PolicyResult(
+            messages=[c.window_message() for c in candidates if c.seq in kept],
+            dropped_seqs=[c.seq for c in candidates if c.seq not in kept],
+        )
+
+
+__all__ = ["ROLE_WEIGHTS", "KnapsackPolicy", "message_values"]
