@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
 from service_support import Server, assert_error, create_key, run_server, service_env
 
 ORIGIN = "https://app.example.com"
