@@ -141,6 +141,11 @@ def test_spans_for_requests_and_the_database(
         key = created.json()["key"]
         assert client.get("/health", headers={"X-API-Key": key}).status_code == 200
         assert client.get("/api/v1/keys", headers={"X-API-Key": key}).status_code == 403
+    # The request span ends just after the response is sent: wait for the last one.
+    deadline = time.monotonic() + 10
+    while "HTTP GET /api/v1/keys" not in {s.name for s in exporter.get_finished_spans()}:
+        assert time.monotonic() < deadline, [s.name for s in exporter.get_finished_spans()]
+        time.sleep(0.02)
     spans = exporter.get_finished_spans()
     names = [s.name for s in spans]
     assert "HTTP GET /health" in names
