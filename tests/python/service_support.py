@@ -94,13 +94,18 @@ class Server:
 
 
 @contextmanager
-def run_server(env: dict[str, str], log_dir: Path) -> Iterator[Server]:
+def run_server(env: dict[str, str], log_dir: Path, *, port_flag: bool = True) -> Iterator[Server]:
+    """``relay serve`` on a free port, given by ``--port`` or (``port_flag=False``) by the
+    ``PORT`` setting, with the default host."""
     port = free_port()
+    args = ["--host", "127.0.0.1", "--port", str(port)] if port_flag else []
+    if not port_flag:
+        env = {**env, "PORT": str(port)}
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"server-{port}.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [str(RELAY), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [str(RELAY), "serve", *args],
             env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -146,3 +151,29 @@ def assert_error(response: httpx.Response, status: int, kind: str) -> dict[str, 
     assert error["request_id"] == response.headers["x-request-id"]
     assert set(error) <= {"type", "message", "details", "request_id"}
     return error
+
+
+@contextmanager
+def serve_in_thread(app: Any) -> Iterator[str]:
+    """``app`` under a real uvicorn server in a thread of this process (for tests that inspect
+    the app's objects: spans, extra routes); yields its base URL."""
+    import threading
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive(), "uvicorn stopped during start-up"
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)

@@ -4,6 +4,7 @@ the body cap, security headers, CORS, request ids, OpenAPI."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -193,3 +194,20 @@ def test_unreachable_server_is_not_healthy(tmp_path: object) -> None:
 
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{free_port()}/health", timeout=1)
+
+
+def test_embedded_defaults_in_home(tmp_path: Path) -> None:
+    """No DATA_DIR, no SECRET_KEY, no database or Redis: ``relay serve`` keeps everything in
+    ``~/.relay`` and answers healthy (the README's main job)."""
+    env = service_env(tmp_path / "unused", secret_key=None)
+    del env["DATA_DIR"]
+    env["HOME"] = str(tmp_path / "home")
+    with run_server(env, tmp_path, port_flag=False) as server:
+        body = server.client.get("/health").json()
+        assert body["status"] == "healthy"
+        assert body["checks"]["database"]["backend"] == "sqlite"
+        state = tmp_path / "home" / ".relay"
+        assert (state / "relay.db").is_file()
+        assert len((state / "secret_key").read_text().strip()) >= 32
+        key = create_key(env, "viewer")["key"]
+        assert server.client.get("/health", headers={"X-API-Key": key}).status_code == 200

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import SecretStr, ValidationError
 
@@ -20,7 +19,8 @@ from relay_context.config.settings import Environment, Settings
 from relay_context.main import create_app
 from relay_context.security.api_keys import ApiKeyStore
 from relay_context.security.auth import AuthService, UserRole
-from service_support import free_port
+from relay_context.service.telemetry import make_tracer_provider
+from service_support import assert_error, serve_in_thread
 
 
 @pytest.mark.parametrize("secret", [None, "", "too-short-0123456789"])
@@ -108,23 +108,8 @@ def traced_app(tmp_path: Path) -> Iterator[tuple[str, InMemorySpanExporter, Sett
         data_dir=tmp_path,
         log_level="WARNING",
     )
-    app = create_app(settings, span_exporter=exporter)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive(), "uvicorn stopped during start-up"
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}", exporter, settings
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
+    with serve_in_thread(create_app(settings, span_exporter=exporter)) as url:
+        yield url, exporter, settings
 
 
 def test_spans_for_requests_and_the_database(
@@ -184,3 +169,67 @@ async def test_api_key_store_directly(tmp_path: Path) -> None:
         assert await keys.count_active() == 0
     finally:
         await store.close()
+
+
+def test_unexpected_errors_are_a_500_without_internals(tmp_path: Path) -> None:
+    settings = Settings(
+        environment=Environment.PRODUCTION, secret_key=SecretStr("p" * 40), data_dir=tmp_path
+    )
+    app = create_app(settings)
+
+    async def boom() -> None:
+        raise RuntimeError("secret internal detail")
+
+    app.add_api_route("/boom", boom)
+    with serve_in_thread(app) as url, httpx.Client(base_url=url) as client:
+        response = client.get("/boom")
+        error = assert_error(response, 500, "internal_error")
+        assert "secret" not in response.text
+        assert error["message"] == "internal server error"
+        assert response.headers["strict-transport-security"].startswith("max-age=")
+        assert client.get("/health").json()["environment"] == "production"
+        metrics = client.get("/metrics").text
+        assert 'relay_errors_total{status="500",type="internal_error"} 1.0' in metrics
+
+
+def test_otlp_exporter_sends_spans_to_the_collector(tmp_path: Path) -> None:
+    """A stand-in collector (plain HTTP server) receives the OTLP/HTTP export."""
+    import http.server
+
+    received: list[tuple[str, bytes]] = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, body))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    collector = http.server.HTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=collector.serve_forever, daemon=True)
+    thread.start()
+    try:
+        settings = Settings(
+            data_dir=tmp_path,
+            secret_key=SecretStr("o" * 40),
+            otel_exporter_otlp_endpoint=f"http://127.0.0.1:{collector.server_port}",
+            otel_service_name="relay-otlp-test",
+        )
+        provider = make_tracer_provider(settings)
+        with provider.get_tracer("t").start_as_current_span("tokens.count"):
+            pass
+        assert provider.force_flush(10_000)
+        provider.shutdown()
+    finally:
+        collector.shutdown()
+        collector.server_close()
+    assert received, "no OTLP export arrived"
+    path, body = received[0]
+    assert path == "/v1/traces"
+    assert b"tokens.count" in body
+    assert b"relay-otlp-test" in body
