@@ -295,3 +295,14 @@ def test_principal_helpers() -> None:
     assert user.can_access("u")
     assert not user.can_access("v")
     assert admin.can_access("anyone")
+
+
+def test_cli_token_is_accepted_by_the_server(server: Server) -> None:
+    issued = relay_cli(server.env, "token", "erin", "--role", "admin", "--minutes", "5")
+    headers = bearer(issued.stdout.strip())
+    assert server.client.get("/api/v1/keys", headers=headers).status_code == 200
+    viewer = relay_cli(server.env, "token", "erin", "--role", "viewer").stdout.strip()
+    assert_error(
+        server.client.get("/api/v1/keys", headers=bearer(viewer)), 403, "permission_denied"
+    )
+    assert "USER_ID" in relay_cli(server.env, "token", "--help").stdout

@@ -31,7 +31,7 @@ from typing import Any, Literal
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from relay_context.config.settings import Settings
 from relay_context.errors import AuthenticationError, InvalidArgumentError
@@ -80,7 +80,7 @@ class TokenPayload(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    sub: str
+    sub: str = Field(min_length=1, max_length=256)
     role: UserRole
     exp: int
     iat: int
