@@ -1,0 +1,22 @@
+"""Entry point of the service: ``uvicorn relay_context.main:app`` (or ``relay serve``).
+
+``from relay_context.main import create_app`` builds an app for given settings; ``app`` is built
+on first access, from the environment, so importing this module has no side effects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from relay_context.service.app import create_app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        app = create_app()
+        globals()["app"] = app
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["app", "create_app"]  # noqa: F822 - ``app`` is built on first access
