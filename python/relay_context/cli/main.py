@@ -8,6 +8,7 @@ from relay_context._version import __version__
 from relay_context.cli.count import count
 from relay_context.cli.keys import keys
 from relay_context.cli.serve import serve
+from relay_context.cli.stats import stats
 from relay_context.cli.token import token
 
 
@@ -20,4 +21,5 @@ def main() -> None:
 main.add_command(count)
 main.add_command(keys)
 main.add_command(serve)
+main.add_command(stats)
 main.add_command(token)

@@ -42,4 +42,6 @@ def serve(host: str | None, port: int | None, reload: bool, workers: int) -> Non
         access_log=False,  # the request middleware writes one line per request
         proxy_headers=False,
         server_header=False,
+        # Open streams end at the stop signal (service/state.py); this bounds any other wait.
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )

@@ -178,6 +178,12 @@ class Settings(BaseSettings):
     #: OTLP/HTTP endpoint for traces (``http://collector:4318``); unset: no export.
     otel_exporter_otlp_endpoint: str | None = None
     otel_service_name: str = "relay-context"
+    #: Seconds between heartbeat comments on an idle SSE stream (context and dashboard).
+    sse_heartbeat_seconds: float = Field(default=15.0, gt=0, le=3600)
+    #: Seconds between two snapshots on the dashboard's stream.
+    dashboard_interval_seconds: float = Field(default=2.0, gt=0, le=3600)
+    #: Seconds uvicorn waits for open connections (SSE streams) at shutdown before closing them.
+    shutdown_grace_seconds: int = Field(default=5, ge=0, le=600)
 
     # --- LLM providers (used by the gateway) ---------------------------------------------------
     openai_api_key: SecretStr | None = None

@@ -657,6 +657,18 @@ class ContextEngine:
             },
         )
 
+    async def totals(self, session_id: str) -> tuple[int, int]:
+        """``(message_count, total_tokens)`` of the session, as :meth:`stats` reports them but
+        without its compression, drift and near-duplicate work (reads only new messages)."""
+        await self._ready()
+        sid = validate_session_id(session_id)
+        session = await self.store.get_session(sid)
+        if session is None:
+            raise SessionNotFoundError(f"no live session {sid!r}")
+        messages = await self._load(session)
+        candidates = await self._candidates(messages, self.encoding)
+        return len(messages), REPLY_PRIMING_TOKENS + sum(c.tokens for c in candidates)
+
     # --- streaming -----------------------------------------------------------------------------
     async def subscribe(self, session_id: str, after_seq: int = 0) -> AsyncIterator[StoredMessage]:
         """The session's messages after ``after_seq`` (resume point), then every new one as it is

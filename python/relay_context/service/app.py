@@ -19,14 +19,17 @@ from starlette.middleware.cors import CORSMiddleware
 from relay_context._version import __version__
 from relay_context.config.live import LiveSettings
 from relay_context.config.settings import Settings
+from relay_context.core.compression import CompressionEngine
+from relay_context.core.context_engine import ContextEngine
+from relay_context.engine.cache import open_cache
 from relay_context.engine.store import store_for
 from relay_context.security.api_keys import ApiKeyStore
 from relay_context.security.auth import AuthService
 from relay_context.service.errors import install_error_handlers
 from relay_context.service.metrics import ServiceMetrics
 from relay_context.service.middleware import RequestContextMiddleware
-from relay_context.service.routes import health, keys, metrics
-from relay_context.service.state import ServiceState, build_limiter
+from relay_context.service.routes import context, dashboard, health, keys, metrics
+from relay_context.service.state import ServiceState, build_limiter, stop_streams_on_signals
 from relay_context.service.telemetry import configure_logging, get_tracer, make_tracer_provider
 
 log = logging.getLogger(__name__)
@@ -45,7 +48,9 @@ def build_state(settings: Settings, span_exporter: SpanExporter | None = None) -
     live = LiveSettings(settings)
     current = live.current
     provider = make_tracer_provider(current, span_exporter)
-    store = store_for(current)
+    compression = CompressionEngine(current.compression_algorithm, current.compression_level)
+    cache = open_cache(current, codec=compression)
+    store = store_for(current, codec=compression, cache=cache)
     state = ServiceState(
         live=live,
         store=store,
@@ -55,6 +60,8 @@ def build_state(settings: Settings, span_exporter: SpanExporter | None = None) -
         metrics=ServiceMetrics(),
         tracer_provider=provider,
         tracer=get_tracer(provider),
+        engine=ContextEngine(current, compression=compression, store=store, cache=cache),
+        cache=cache,
     )
     live.on_change(state.on_settings_change)
     state.metrics.build_info.info(
@@ -79,6 +86,9 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         with state.tracer.start_as_current_span("db.open"):
             await state.store.open()
+        with state.tracer.start_as_current_span("context.engine.open"):
+            await state.engine.open()
+        stop_streams_on_signals(state)
         try:
             if settings.redis_url:
                 import redis.asyncio as aioredis
@@ -90,6 +100,7 @@ def create_app(
                     socket_timeout=2,
                 )
             state.metrics.api_keys_active.set(await state.api_keys.count_active())
+            state.metrics.sessions_active.set(await state.store.count_live_sessions())
             log.info(
                 "relay service ready",
                 extra={
@@ -116,6 +127,8 @@ def create_app(
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(keys.router)
+    app.include_router(context.router)
+    app.include_router(dashboard.router)
     # Middleware: the last added is the outermost. CORS answers preflights inside the request
     # middleware, so those answers get the request id and the security headers too.
     if settings.cors_origins:

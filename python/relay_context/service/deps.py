@@ -24,6 +24,7 @@ from fastapi import Depends, Request
 from opentelemetry.trace import Tracer
 
 from relay_context.config.settings import Settings
+from relay_context.core.context_engine import ContextEngine
 from relay_context.engine.models import Session
 from relay_context.engine.store.sql import SqlSessionStore
 from relay_context.errors import (
@@ -59,11 +60,16 @@ def get_tracer(request: Request) -> Tracer:
     return get_state(request).tracer
 
 
+def get_engine(request: Request) -> ContextEngine:
+    return get_state(request).engine
+
+
 StateDep = Annotated[ServiceState, Depends(get_state)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[SqlSessionStore, Depends(get_store)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 TracerDep = Annotated[Tracer, Depends(get_tracer)]
+EngineDep = Annotated[ContextEngine, Depends(get_engine)]
 
 
 async def _charge(request: Request, state: ServiceState, key: str) -> None:
@@ -167,6 +173,7 @@ async def check_session_quota(state: ServiceState, principal: Principal) -> None
 __all__ = [
     "AdminPrincipal",
     "CurrentPrincipal",
+    "EngineDep",
     "MetricsDep",
     "RequireRole",
     "SettingsDep",

@@ -6,7 +6,11 @@ through the dependencies in :mod:`relay_context.service.deps`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +20,8 @@ from opentelemetry.trace import Tracer
 
 from relay_context.config.live import LiveSettings
 from relay_context.config.settings import Settings
+from relay_context.core.context_engine import ContextEngine
+from relay_context.engine.cache import ContextCache
 from relay_context.engine.store.sql import SqlSessionStore
 from relay_context.security.api_keys import ApiKeyStore
 from relay_context.security.auth import AuthService
@@ -43,11 +49,17 @@ class ServiceState:
     metrics: ServiceMetrics
     tracer_provider: TracerProvider
     tracer: Tracer
+    #: The context engine (one per app) on ``store`` and ``cache``; the context routes use it.
+    engine: ContextEngine
+    #: The window cache (Redis when ``REDIS_URL`` is set, else in process), shared with ``store``.
+    cache: ContextCache
     #: ``redis.asyncio.Redis`` when ``REDIS_URL`` is set (health checks; the context cache).
     redis: Any | None = None
     started_at: float = field(default_factory=time.monotonic)
     #: Limiters replaced by a reload, closed at shutdown (requests may still hold them).
     retired_limiters: list[SlidingWindowRateLimiter] = field(default_factory=list)
+    #: Set when the server is asked to stop: open SSE streams end at once.
+    shutting_down: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def settings(self) -> Settings:
@@ -79,6 +91,10 @@ class ServiceState:
         self.metrics.context_max_tokens.set(s.max_window_tokens)
 
     async def close(self) -> None:
+        self.shutting_down.set()
+        await self.engine.close()  # its own Redis connection; the store and cache are ours
+        with contextlib.suppress(Exception):
+            await self.cache.close()
         for limiter in [self.limiter, *self.retired_limiters]:
             limiter.close()
         if self.redis is not None:
@@ -87,4 +103,30 @@ class ServiceState:
         self.tracer_provider.shutdown()
 
 
-__all__ = ["ServiceState", "build_limiter"]
+def stop_streams_on_signals(state: ServiceState) -> None:
+    """End open SSE streams as soon as the server is asked to stop.
+
+    uvicorn waits for open connections to finish before it runs the lifespan's shutdown, and an
+    SSE stream never finishes by itself; so the SIGINT/SIGTERM handlers uvicorn installed are
+    wrapped to set ``state.shutting_down`` first (the streams then end, and uvicorn proceeds).
+    Only in the main thread (signal handlers live there; apps served from a thread end their
+    streams at lifespan shutdown, and uvicorn's ``timeout_graceful_shutdown`` bounds the wait)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(sig)
+
+        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+            loop.call_soon_threadsafe(state.shutting_down.set)
+            if callable(previous):
+                previous(signum, frame)
+            else:  # SIG_DFL / SIG_IGN: behave as before
+                signal.signal(signum, previous)
+                if previous == signal.SIG_DFL:
+                    signal.raise_signal(signum)
+
+        signal.signal(sig, handler)
+
+
+__all__ = ["ServiceState", "build_limiter", "stop_streams_on_signals"]

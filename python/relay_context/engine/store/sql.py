@@ -435,6 +435,14 @@ class SqlSessionStore(SessionStore):
             )
         return [self._session(r) for r in rows]
 
+    async def count_live_sessions(self) -> int:
+        """Sessions not yet expired, of every owner."""
+        async with self._read() as tx:
+            rows = await tx.fetch(
+                "SELECT COUNT(*) FROM relay_sessions WHERE expires_at_us > $1", self._clock()
+            )
+        return int(rows[0][0])
+
     async def expire_sessions(self, *, limit: int = 1000) -> int:
         _positive("limit", limit)
         async with self._write() as tx:

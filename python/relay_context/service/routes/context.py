@@ -1,0 +1,330 @@
+"""``/api/v1/context``: messages in, context windows out, and a live stream of a session.
+
+Every route authenticates and charges the principal's rate limit (``CurrentPrincipal``). A
+session belongs to the principal that created it; another principal's session answers 404
+exactly as a missing one (ADMIN sees every session). VIEWER principals read only; a USER may own
+at most ``max_sessions_per_user`` live sessions.
+
+Spans (children of the request span): ``db.get_session``, ``tokens.count`` (adding a message:
+its tokens are counted and the row stored), ``context.select`` (building or fetching a window;
+attribute ``relay.cache_hit``), ``db.stats``, ``db.delete_session``, ``db.count_sessions``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from relay_context.core.context_engine import ContextEngine
+from relay_context.engine.models import Session, StoredMessage, validate_session_id
+from relay_context.engine.window import ContextWindow
+from relay_context.errors import InvalidArgumentError
+from relay_context.security.auth import Principal
+from relay_context.service.deps import (
+    CurrentPrincipal,
+    StateDep,
+    check_session_quota,
+    require_write,
+    visible_session,
+)
+from relay_context.service.state import ServiceState
+
+router = APIRouter(prefix="/api/v1/context", tags=["context"])
+
+#: Sent first on every stream: how long a client waits before reconnecting, in milliseconds.
+SSE_RETRY_MILLISECONDS = 2000
+
+
+class MessageIn(BaseModel):
+    """A message to append (OpenAI fields; ``tool_calls`` in OpenAI's shape)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    session_id: str = Field(min_length=1, max_length=256)
+    role: str = Field(min_length=1, max_length=32)
+    content: str = ""
+    name: str | None = Field(default=None, max_length=256)
+    tool_call_id: str | None = Field(default=None, max_length=256)
+    tool_calls: list[dict[str, Any]] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class SessionTotals(BaseModel):
+    message_count: int
+    #: Tokens of the whole session sent as one request (``count_messages`` rule).
+    total_tokens: int
+    last_seq: int
+
+
+class MessageAdded(BaseModel):
+    #: The message's id: its position in the session (1, 2, 3, ...).
+    id: int
+    seq: int
+    session_id: str
+    role: str
+    #: Content tokens in the engine's encoding.
+    tokens: int
+    encoding: str
+    #: Whether this message created the session.
+    created_session: bool
+    session: SessionTotals
+
+
+async def _refresh_session_gauge(state: ServiceState) -> None:
+    with state.tracer.start_as_current_span("db.count_sessions"):
+        state.metrics.sessions_active.set(await state.store.count_live_sessions())
+
+
+async def _session(state: ServiceState, principal: Principal, session_id: str) -> Session:
+    """The live session ``session_id`` if ``principal`` may see it; 404 otherwise."""
+    sid = validate_session_id(session_id)
+    with state.tracer.start_as_current_span("db.get_session"):
+        found = await state.store.get_session(sid)
+    return visible_session(principal, found, sid)
+
+
+@router.post("/messages", status_code=201, summary="Add a message to a session")
+async def add_message(
+    body: MessageIn, principal: CurrentPrincipal, state: StateDep
+) -> MessageAdded:
+    require_write(principal)
+    sid = validate_session_id(body.session_id)
+    with state.tracer.start_as_current_span("db.get_session"):
+        existing = await state.store.get_session(sid)
+    if existing is None:
+        await check_session_quota(state, principal)
+    else:
+        visible_session(principal, existing, sid)
+    engine = state.engine
+    with state.tracer.start_as_current_span("tokens.count") as span:
+        stored = await engine.add_message(
+            sid,
+            body.role,
+            body.content,
+            name=body.name,
+            tool_call_id=body.tool_call_id,
+            tool_calls=body.tool_calls,
+            metadata=body.metadata,
+            owner=principal.id,
+        )
+        tokens = stored.token_counts.get(engine.encoding, 0)
+        span.set_attribute("relay.tokens", tokens)
+        span.set_attribute("relay.encoding", engine.encoding)
+    state.metrics.tokens_counted.inc(tokens)
+    created = existing is None and stored.seq == 1
+    if created:
+        state.metrics.sessions_created.inc()
+        await _refresh_session_gauge(state)
+    count, total = await engine.totals(sid)
+    return MessageAdded(
+        id=stored.seq,
+        seq=stored.seq,
+        session_id=sid,
+        role=stored.role.value,
+        tokens=tokens,
+        encoding=engine.encoding,
+        created_session=created,
+        session=SessionTotals(message_count=count, total_tokens=total, last_seq=stored.seq),
+    )
+
+
+def _cache_counts(engine: ContextEngine) -> tuple[int, int]:
+    stats = getattr(engine.cache, "stats", None)
+    return int(getattr(stats, "hits", 0)), int(getattr(stats, "misses", 0))
+
+
+def window_body(window: ContextWindow, output: str) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "session_id": window.session_id,
+        "format": output,
+        "tokens_used": window.tokens_used,
+        "budget": window.budget,
+        "utilization": window.utilization,
+        "model": window.model,
+        "encoding": window.encoding,
+        "policy": window.policy,
+        "total_tokens": window.total_tokens,
+        "tokens_saved": window.tokens_saved,
+        "dedup_tokens_saved": window.dedup_tokens_saved,
+        "compression_tokens_saved": window.compression_tokens_saved,
+        "kept_ids": list(window.kept_seqs),
+        "dropped_ids": list(window.dropped_seqs),
+        "deduplicated_ids": list(window.deduplicated_seqs),
+        "drift_score": window.drift_score,
+    }
+    if output == "anthropic":
+        anthropic = window.to_anthropic()
+        body["system"] = anthropic.get("system", "")
+        body["messages"] = anthropic["messages"]
+    else:
+        body["messages"] = window.to_openai()
+    return body
+
+
+@router.get("/{session_id}", summary="The context window of a session")
+async def get_context(
+    session_id: str,
+    principal: CurrentPrincipal,
+    state: StateDep,
+    budget: Annotated[int | None, Query(ge=1, description="Token budget")] = None,
+    model: Annotated[str | None, Query(max_length=128)] = None,
+    policy: Annotated[str | None, Query(max_length=32)] = None,
+    query: Annotated[str | None, Query(max_length=10_000)] = None,
+    output: Annotated[Literal["openai", "anthropic"], Query(alias="format")] = "openai",
+) -> dict[str, Any]:
+    await _session(state, principal, session_id)
+    engine = state.engine
+    if budget is not None and budget > state.settings.max_window_tokens:
+        raise InvalidArgumentError(
+            f"budget {budget} is above max_window_tokens ({state.settings.max_window_tokens})"
+        )
+    with state.tracer.start_as_current_span("context.select") as span:
+        hits_before, misses_before = _cache_counts(engine)
+        window = await engine.get_context(
+            session_id, budget=budget, model=model, policy=policy, query=query
+        )
+        hits_after, misses_after = _cache_counts(engine)
+        hit = hits_after > hits_before and misses_after == misses_before
+        span.set_attribute("relay.cache_hit", hit)
+        span.set_attribute("relay.policy", window.policy)
+        span.set_attribute("relay.tokens_used", window.tokens_used)
+    m = state.metrics
+    m.record_cache_lookup(hit)
+    m.context_tokens_used.set(window.tokens_used)
+    m.context_drift_score.set(window.drift_score)
+    if window.tokens_used:
+        m.compression_ratio.set(window.total_tokens / window.tokens_used)
+    if not hit:  # count each window's savings once, when it is built
+        m.compression_saved_tokens.inc(window.tokens_saved)
+    return window_body(window, output)
+
+
+@router.get("/{session_id}/stats", summary="Statistics of a session")
+async def session_stats(
+    session_id: str, principal: CurrentPrincipal, state: StateDep
+) -> dict[str, Any]:
+    await _session(state, principal, session_id)
+    with state.tracer.start_as_current_span("db.stats"):
+        stats = await state.engine.stats(session_id)
+    state.metrics.context_drift_score.set(stats.drift_score)
+    return stats.as_dict()
+
+
+@router.delete("/{session_id}", status_code=204, summary="Delete a session and its messages")
+async def clear_session(session_id: str, principal: CurrentPrincipal, state: StateDep) -> Response:
+    require_write(principal)
+    await _session(state, principal, session_id)
+    with state.tracer.start_as_current_span("db.delete_session"):
+        await state.engine.clear(session_id)
+    await _refresh_session_gauge(state)
+    return Response(status_code=204)
+
+
+def message_event(message: StoredMessage, encoding: str) -> bytes:
+    """One SSE event: ``id`` is the seq (what ``Last-Event-ID`` resumes from)."""
+    data = {
+        "id": message.seq,
+        "seq": message.seq,
+        "session_id": message.session_id,
+        **message.to_openai(),
+        "metadata": dict(message.metadata),
+        "tokens": message.token_counts.get(encoding),
+        "created_at": message.created_at.isoformat(),
+    }
+    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return f"id: {message.seq}\nevent: message\ndata: {payload}\n\n".encode()
+
+
+def _resume_point(last_event_id: str | None, after: int | None) -> int:
+    if last_event_id is not None and last_event_id.strip():
+        text = last_event_id.strip()
+        if not text.isdigit() or len(text) > 18:
+            raise InvalidArgumentError(f"Last-Event-ID must be a message seq, got {text[:40]!r}")
+        return max(int(text), after or 0)
+    return after or 0
+
+
+async def sse_with_heartbeats(
+    request: Request,
+    state: ServiceState,
+    events: AsyncIterator[bytes],
+    *,
+    first: bytes = b"",
+) -> AsyncIterator[bytes]:
+    """``events`` as they come, a comment line after each idle ``sse_heartbeat_seconds``; ends
+    when the client goes away or the server stops (``state.shutting_down``)."""
+    heartbeat = state.settings.sse_heartbeat_seconds
+    stopping: asyncio.Future[Any] = asyncio.ensure_future(state.shutting_down.wait())
+    pending: asyncio.Future[Any] | None = None
+    try:
+        if first:
+            yield first
+        while not state.shutting_down.is_set():
+            if pending is None:
+                pending = asyncio.ensure_future(anext(events))
+            done, _ = await asyncio.wait(
+                {pending, stopping}, timeout=heartbeat, return_when=asyncio.FIRST_COMPLETED
+            )
+            if stopping in done:
+                break
+            if pending in done:
+                try:
+                    chunk = pending.result()
+                except StopAsyncIteration:
+                    break
+                finally:
+                    pending = None
+                yield chunk
+            else:
+                if await request.is_disconnected():
+                    break
+                yield b": heartbeat\n\n"
+    finally:
+        stopping.cancel()
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
+                await pending
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()
+
+
+SSE_HEADERS = {"X-Accel-Buffering": "no", "Cache-Control": "no-store"}
+
+
+@router.get("/{session_id}/stream", summary="Server-Sent Events of the session's new messages")
+async def stream_messages(
+    session_id: str,
+    request: Request,
+    principal: CurrentPrincipal,
+    state: StateDep,
+    after: Annotated[int | None, Query(ge=0, description="Resume after this seq")] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
+    session = await _session(state, principal, session_id)
+    start = _resume_point(last_event_id, after)
+    engine = state.engine
+
+    async def messages() -> AsyncIterator[bytes]:
+        async for message in engine.subscribe(session.id, after_seq=start):
+            yield message_event(message, engine.encoding)
+
+    return StreamingResponse(
+        sse_with_heartbeats(
+            request, state, messages(), first=f"retry: {SSE_RETRY_MILLISECONDS}\n\n".encode()
+        ),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
+    )
+
+
+__all__ = ["MessageIn", "message_event", "router", "sse_with_heartbeats", "window_body"]
