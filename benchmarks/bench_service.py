@@ -1,0 +1,254 @@
+"""Load on the HTTP service: ``relay serve`` in its own process on loopback, driven by httpx
+(async) at a fixed concurrency.
+
+    python benchmarks/bench_service.py [--concurrency 16] [--requests 2000] [--sessions 32]
+        [--database-url postgresql+asyncpg://...] [--redis-url redis://127.0.0.1:6379/0]
+
+Phases, each ``--requests`` requests by ``--concurrency`` workers on one keep-alive client:
+
+* ``GET /health`` — the floor (framework, middleware, one database ping), for reference;
+* ``POST /api/v1/context/messages`` — spread over ``--sessions`` sessions (auth, rate limit,
+  token counting in two encodings, compression, ordered append, session totals);
+* ``GET /api/v1/context/{id}`` built — a different ``query`` each call, so the window cache
+  never answers (selection over the whole session);
+* ``GET /api/v1/context/{id}`` cached — the same call again, from the window cache.
+
+Prints requests/s and p50/p99 latency of each, and each context phase's throughput relative to
+the health floor. Defaults: SQLite in a temporary DATA_DIR, in-process cache and limits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+RELAY = Path(sys.executable).parent / "relay"
+SECRET = "bench-secret-key-0123456789abcdef-0123456789"
+WORDS = [
+    "budget",
+    "window",
+    "token",
+    "policy",
+    "cache",
+    "session",
+    "drift",
+    "summary",
+    "tool",
+    "call",
+    "weather",
+    "travel",
+    "city",
+    "rain",
+    "compile",
+    "function",
+    "error",
+    "retry",
+    "latency",
+    "stream",
+    "message",
+    "assistant",
+    "question",
+    "answer",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(args: argparse.Namespace, data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(
+        DATA_DIR=str(data_dir),
+        SECRET_KEY=SECRET,
+        LOG_LEVEL="WARNING",
+        RATE_LIMIT_REQUESTS=str(5 * args.requests + 1000),  # every request of every phase
+    )
+    if args.database_url:
+        env["DATABASE_URL"] = args.database_url
+        env["DATABASE_SCHEMA"] = f"relay_bench_{os.getpid()}"
+    if args.redis_url:
+        env["REDIS_URL"] = args.redis_url
+        env["REDIS_KEY_PREFIX"] = f"relay-bench-{os.getpid()}:"
+    port = free_port()
+    process = subprocess.Popen(
+        [str(RELAY), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(url + "/health", timeout=2)
+            return process, url
+        except httpx.TransportError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("relay serve did not start") from None
+            time.sleep(0.1)
+
+
+def admin_headers(data_dir: Path) -> dict[str, str]:
+    from pydantic import SecretStr
+
+    from relay_context.config.settings import Environment, Settings
+    from relay_context.security.auth import AuthService, UserRole
+
+    settings = Settings(
+        environment=Environment.TESTING, secret_key=SecretStr(SECRET), data_dir=data_dir
+    )
+    token = AuthService(settings).create_access_token("bench", UserRole.ADMIN)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+async def run_phase(
+    client: httpx.AsyncClient,
+    make_request: Callable[[int], httpx.Request],
+    requests: int,
+    concurrency: int,
+    expected: int,
+) -> tuple[float, float, float]:
+    """(requests/s, p50 ms, p99 ms)."""
+    numbers = itertools.count()
+    latencies: list[float] = []
+
+    async def worker() -> None:
+        while (i := next(numbers)) < requests:
+            request = make_request(i)
+            started = time.perf_counter()
+            response = await client.send(request)
+            latencies.append(time.perf_counter() - started)
+            if response.status_code != expected:
+                raise SystemExit(f"{request.url}: {response.status_code} {response.text[:300]}")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return requests / elapsed, percentile(latencies, 0.5) * 1e3, percentile(latencies, 0.99) * 1e3
+
+
+def message_text(i: int) -> str:
+    words = [WORDS[(i * 7 + k * 3) % len(WORDS)] for k in range(30 + i % 20)]
+    return f"Message {i}: " + " ".join(words) + "."
+
+
+async def bench(args: argparse.Namespace, url: str, headers: dict[str, str]) -> None:
+    limits = httpx.Limits(
+        max_connections=args.concurrency, max_keepalive_connections=args.concurrency
+    )
+    async with httpx.AsyncClient(
+        base_url=url, headers=headers, timeout=60, limits=limits
+    ) as client:
+        sessions = [f"bench-{s}" for s in range(args.sessions)]
+        rows: list[tuple[str, tuple[float, float, float]]] = []
+
+        def health(i: int) -> httpx.Request:
+            return client.build_request("GET", "/health")
+
+        def post(i: int) -> httpx.Request:
+            body = {
+                "session_id": sessions[i % len(sessions)],
+                "role": "user" if i % 2 == 0 else "assistant",
+                "content": message_text(i),
+            }
+            return client.build_request("POST", "/api/v1/context/messages", json=body)
+
+        def built(i: int) -> httpx.Request:
+            params = {"budget": str(args.budget), "query": f"{WORDS[i % len(WORDS)]} {i}"}
+            return client.build_request(
+                "GET", f"/api/v1/context/{sessions[i % len(sessions)]}", params=params
+            )
+
+        def cached(i: int) -> httpx.Request:
+            return client.build_request(
+                "GET",
+                f"/api/v1/context/{sessions[i % len(sessions)]}",
+                params={"budget": str(args.budget)},
+            )
+
+        await run_phase(client, health, min(200, args.requests), args.concurrency, 200)  # warm-up
+        rows.append(
+            (
+                "GET /health (floor)",
+                await run_phase(client, health, args.requests, args.concurrency, 200),
+            )
+        )
+        rows.append(
+            ("POST /messages", await run_phase(client, post, args.requests, args.concurrency, 201))
+        )
+        rows.append(
+            (
+                "GET /context built",
+                await run_phase(client, built, args.requests, args.concurrency, 200),
+            )
+        )
+        await run_phase(client, cached, len(sessions), args.concurrency, 200)  # fill the cache
+        rows.append(
+            (
+                "GET /context cached",
+                await run_phase(client, cached, args.requests, args.concurrency, 200),
+            )
+        )
+
+    backend = ("postgresql" if args.database_url else "sqlite") + (
+        " + redis" if args.redis_url else ""
+    )
+    per_session = args.requests // args.sessions
+    print(
+        f"relay serve on {backend}; concurrency {args.concurrency}; {args.requests} requests per "
+        f"phase; {args.sessions} sessions of ~{per_session} messages; budget {args.budget}"
+    )
+    print(f"{'phase':<22} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'vs floor':>9}")
+    floor = rows[0][1][0]
+    for name, (rps, p50, p99) in rows:
+        print(f"{name:<22} {rps:9.0f} {p50:9.2f} {p99:9.2f} {rps / floor:8.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--sessions", type=int, default=32)
+    parser.add_argument("--budget", type=int, default=2000)
+    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--redis-url", default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
+        data_dir = Path(tmp)
+        process, url = start_server(args, data_dir)
+        try:
+            asyncio.run(bench(args, url, admin_headers(data_dir)))
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+if __name__ == "__main__":
+    main()
