@@ -102,7 +102,39 @@ class StoreError(RelayError):
     """The session store's data is not what Relay wrote (a newer schema, a corrupt row)."""
 
 
+class AuthenticationError(RelayError):
+    """Missing, malformed, expired or invalid credentials (a JWT or an API key)."""
+
+
+class PermissionDeniedError(RelayError):
+    """The principal is authenticated but its role does not allow the operation."""
+
+
+class SessionLimitExceededError(RelayError):
+    """A USER principal already owns ``Settings.max_sessions_per_user`` live sessions."""
+
+
+class RateLimitExceededError(RelayError):
+    """The principal sent more requests than its sliding window allows."""
+
+    def __init__(self, message: str, *, limit: int, retry_after: float, reset_at: float) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.retry_after = retry_after
+        self.reset_at = reset_at
+
+
+class ApiKeyNotFoundError(RelayError, LookupError):
+    """No API key has this id."""
+
+
+class RequestTooLargeError(RelayError, ValueError):
+    """A request body larger than ``Settings.max_request_bytes``."""
+
+
 __all__ = [
+    "ApiKeyNotFoundError",
+    "AuthenticationError",
     "BackendUnavailableError",
     "ChecksumMismatchError",
     "CompressionError",
@@ -114,9 +146,13 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidSessionIdError",
     "MessageTooLargeError",
+    "PermissionDeniedError",
     "RankFileError",
+    "RateLimitExceededError",
     "RelayError",
+    "RequestTooLargeError",
     "SessionExistsError",
+    "SessionLimitExceededError",
     "SessionNotFoundError",
     "SizeLimitExceededError",
     "StoreError",

@@ -128,8 +128,10 @@ async def test_migrations_apply_once_and_reopen_keeps_data(
     async with build_store(store_config, clock=clock) as store:
         assert await store.get_session("s") is not None
         async with store._read() as tx:
-            rows = await tx.fetch("SELECT version, name FROM relay_schema_migrations")
-        assert [tuple(r) for r in rows] == [(1, "sessions and messages")]
+            rows = await tx.fetch(
+                "SELECT version, name FROM relay_schema_migrations ORDER BY version"
+            )
+        assert [tuple(r) for r in rows] == [(1, "sessions and messages"), (2, "api keys")]
 
 
 async def test_a_newer_schema_is_refused(store_config: dict[str, Any]) -> None:

@@ -6,6 +6,9 @@ import click
 
 from relay_context._version import __version__
 from relay_context.cli.count import count
+from relay_context.cli.keys import keys
+from relay_context.cli.serve import serve
+from relay_context.cli.token import token
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,3 +18,6 @@ def main() -> None:
 
 
 main.add_command(count)
+main.add_command(keys)
+main.add_command(serve)
+main.add_command(token)

@@ -4,17 +4,42 @@ Values come from (highest first) constructor arguments, environment variables (`
 ``DATABASE_URL``, ``REDIS_URL``, ``TTL_SECONDS``, ...; case-insensitive), a ``.env`` file in the
 working directory, then the defaults below. With neither ``DATABASE_URL`` nor ``REDIS_URL`` set,
 Relay runs on embedded defaults: SQLite in ``data_dir`` and in-process caches and limits.
+
+The settings are flat (one env var per field). The product docs' nested spelling is accepted too,
+as constructor arguments: ``Settings(security__secret_key=...)`` or
+``Settings(security={"secret_key": ...})`` set ``secret_key``; when both spellings are given the
+flat one wins. An optional YAML file (``CONFIG_FILE``) may override the limits and the model
+table; the service reloads it when it changes (see ``relay_context.config.live``).
 """
 
 from __future__ import annotations
 
 import enum
 import functools
+import os
+import secrets
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Shortest ``SECRET_KEY`` accepted in production (characters).
+MIN_PRODUCTION_SECRET_LENGTH = 32
+#: Settings a YAML config file may set, and that the service reloads without a restart.
+RELOADABLE_FIELDS = frozenset(
+    {
+        "rate_limit_requests",
+        "rate_limit_window_seconds",
+        "max_window_tokens",
+        "max_sessions_per_user",
+        "max_message_bytes",
+        "max_request_bytes",
+        "jwt_expiration_minutes",
+        "ttl_seconds",
+        "models",
+    }
+)
 
 
 class Environment(str, enum.Enum):
@@ -26,6 +51,17 @@ class Environment(str, enum.Enum):
 
 def _default_data_dir() -> Path:
     return Path.home() / ".relay"
+
+
+class ModelLimits(BaseModel):
+    """One row of the model table: what Relay assumes about a model's window."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    context_window: int = Field(ge=1)
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    #: Tokenizer encoding (``o200k_base``, ``cl100k_base``); ``None`` uses the built-in map.
+    encoding: str | None = None
 
 
 class Settings(BaseSettings):
@@ -109,17 +145,122 @@ class Settings(BaseSettings):
     #: Owner recorded on sessions that ``add_message`` creates without an explicit ``owner``.
     default_owner: str = "anonymous"
 
+    #: Per-model windows (YAML-reloadable); models not listed use the built-in table.
+    models: dict[str, ModelLimits] = Field(default_factory=dict)
+
     # --- security ------------------------------------------------------------------------------
+    #: Signs JWTs (HS256). Unset outside production: generated once and kept in
+    #: ``data_dir/secret_key``. Production requires one of at least 32 characters.
     secret_key: SecretStr | None = None
     jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
+    #: RS256 only: the PEM private key (or a path to it) signing tokens; ``jwt_public_key``
+    #: (PEM or path) verifies them and defaults to the private key's public half.
+    jwt_private_key: SecretStr | None = None
+    jwt_public_key: str | None = None
+    jwt_issuer: str = "relay-context"
+    jwt_audience: str = "relay-context-api"
     jwt_expiration_minutes: int = Field(default=60, ge=1)
+    #: Clock skew tolerated when checking ``exp``/``nbf``/``iat``, in seconds.
+    jwt_leeway_seconds: int = Field(default=5, ge=0, le=300)
     rate_limit_requests: int = Field(default=100, ge=1)
     rate_limit_window_seconds: int = Field(default=60, ge=1)
+    #: Live sessions a USER principal may own at once (ADMIN is not limited).
+    max_sessions_per_user: int = Field(default=100, ge=1)
 
-    @field_validator("database_url", "redis_url", mode="before")
+    # --- HTTP service ----------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    #: Origins allowed by CORS (``["*"]`` for any; empty: no CORS headers). JSON list in env.
+    cors_origins: list[str] = Field(default_factory=list)
+    #: Largest request body accepted, in bytes (413 above).
+    max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
+    #: YAML file overriding the limits and the model table; reloaded when it changes.
+    config_file: Path | None = None
+    #: How often (at most) the service looks at ``config_file``'s modification time, in seconds.
+    config_reload_interval_seconds: float = Field(default=2.0, ge=0)
+    #: OTLP/HTTP endpoint for traces (``http://collector:4318``); unset: no export.
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_service_name: str = "relay-context"
+
+    # --- LLM providers (used by the gateway) ---------------------------------------------------
+    openai_api_key: SecretStr | None = None
+    anthropic_api_key: SecretStr | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_nested_spelling(cls, data: Any) -> Any:
+        """``security__secret_key=...`` / ``security={"secret_key": ...}`` (the product docs'
+        nested form) map to the flat fields; a flat value given as well wins."""
+        if not isinstance(data, dict):
+            return data
+        flat: dict[str, Any] = {}
+        nested: dict[str, Any] = {}
+        for key, value in data.items():
+            name = key.lower() if isinstance(key, str) else key
+            if isinstance(name, str) and "__" in name:
+                nested[name.rsplit("__", 1)[1]] = value
+            elif (
+                isinstance(name, str)
+                and name in _SECTIONS
+                and isinstance(value, dict)
+                and name not in cls.model_fields
+            ):
+                for sub_key, sub_value in value.items():
+                    nested[str(sub_key).lower()] = sub_value
+            else:
+                flat[key] = value
+        for name, value in nested.items():
+            if name in cls.model_fields and name not in flat:
+                flat[name] = value
+        return flat
+
+    @field_validator(
+        "database_url", "redis_url", "config_file", "otel_exporter_otlp_endpoint", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _production_needs_a_secret(self) -> Settings:
+        if self.environment is Environment.PRODUCTION:
+            key = self.secret_key.get_secret_value() if self.secret_key else ""
+            if len(key) < MIN_PRODUCTION_SECRET_LENGTH:
+                raise ValueError(
+                    "SECRET_KEY is required in production and must have at least "
+                    f"{MIN_PRODUCTION_SECRET_LENGTH} characters (got "
+                    f"{'none' if not key else f'{len(key)} characters'})"
+                )
+        if (
+            self.jwt_algorithm == "RS256"
+            and self.jwt_private_key is None
+            and not (self.jwt_public_key)
+        ):
+            raise ValueError("JWT_ALGORITHM=RS256 needs JWT_PRIVATE_KEY and/or JWT_PUBLIC_KEY")
+        return self
+
+    def resolved_secret_key(self) -> SecretStr:
+        """``secret_key``, or (outside production) the one generated once and kept in
+        ``data_dir/secret_key`` (mode 0600), so tokens survive restarts."""
+        if self.secret_key is not None:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            text = ""
+        if not text:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            text = secrets.token_urlsafe(48)
+            # O_EXCL: two processes starting at once agree on one key (the loser reads it).
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                text = path.read_text(encoding="utf-8").strip()
+            else:
+                with os.fdopen(fd, "w", encoding="utf-8") as out:
+                    out.write(text + "\n")
+        return SecretStr(text)
 
     @property
     def sqlite_path(self) -> Path:
@@ -133,6 +274,12 @@ class Settings(BaseSettings):
     def uses_postgres(self) -> bool:
         scheme = (self.database_url or "").split(":", 1)[0]
         return scheme.split("+", 1)[0] in ("postgres", "postgresql")
+
+
+#: Section names of the nested spelling (``security__secret_key``, ``redis={...}``, ...).
+_SECTIONS = frozenset(
+    {"app", "database", "redis", "context", "security", "llm", "service", "telemetry"}
+)
 
 
 @functools.lru_cache(maxsize=1)

@@ -113,6 +113,27 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        2,
+        "api keys",
+        (
+            # Only the SHA-256 of a key is stored; ``lookup`` (``relay_`` + 8 characters of the
+            # key) finds the candidates, whose hashes are then compared in constant time.
+            """
+            CREATE TABLE relay_api_keys (
+                id TEXT PRIMARY KEY,
+                lookup TEXT NOT NULL,
+                key_hash TEXT NOT NULL,
+                name TEXT NOT NULL,
+                role TEXT NOT NULL,
+                owner TEXT NOT NULL,
+                created_at_us BIGINT NOT NULL,
+                revoked_at_us BIGINT,
+                last_used_at_us BIGINT
+            )""",
+            "CREATE INDEX relay_api_keys_lookup ON relay_api_keys (lookup)",
+        ),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -1,0 +1,136 @@
+"""``create_app(settings)``: the FastAPI application, assembled from its parts.
+
+Everything the app holds lives in one :class:`~relay_context.service.state.ServiceState`
+(``app.state.relay``), built here; the lifespan opens the store (migrating it) and Redis, and
+closes everything at shutdown. Routers: ``routes/health.py``, ``routes/metrics.py``,
+``routes/keys.py``; the context routes (``routes/context.py``) mount the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from opentelemetry.sdk.trace.export import SpanExporter
+from starlette.middleware.cors import CORSMiddleware
+
+from relay_context._version import __version__
+from relay_context.config.live import LiveSettings
+from relay_context.config.settings import Settings
+from relay_context.engine.store import store_for
+from relay_context.security.api_keys import ApiKeyStore
+from relay_context.security.auth import AuthService
+from relay_context.service.errors import install_error_handlers
+from relay_context.service.metrics import ServiceMetrics
+from relay_context.service.middleware import RequestContextMiddleware
+from relay_context.service.routes import health, keys, metrics
+from relay_context.service.state import ServiceState, build_limiter
+from relay_context.service.telemetry import get_tracer, make_tracer_provider
+
+log = logging.getLogger(__name__)
+
+#: Response headers browsers may read on cross-origin calls.
+EXPOSED_HEADERS = [
+    "X-Request-ID",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "Retry-After",
+]
+
+
+def build_state(settings: Settings, span_exporter: SpanExporter | None = None) -> ServiceState:
+    live = LiveSettings(settings)
+    current = live.current
+    provider = make_tracer_provider(current, span_exporter)
+    store = store_for(current)
+    state = ServiceState(
+        live=live,
+        store=store,
+        api_keys=ApiKeyStore(store),
+        auth=AuthService(current),
+        limiter=build_limiter(current),
+        metrics=ServiceMetrics(),
+        tracer_provider=provider,
+        tracer=get_tracer(provider),
+    )
+    live.on_change(state.on_settings_change)
+    state.metrics.build_info.info(
+        {"version": __version__, "environment": current.environment.value}
+    )
+    state.publish_settings_metrics()
+    return state
+
+
+def create_app(
+    settings: Settings | None = None, *, span_exporter: SpanExporter | None = None
+) -> FastAPI:
+    """The Relay service for ``settings`` (default: from the environment).
+
+    ``span_exporter`` receives every span as it ends (tests pass an in-memory one). Logging
+    is left to the caller; :func:`relay_context.main.serve_app` (``relay serve``, ``uvicorn
+    relay_context.main:app``) sets up the JSON logs."""
+    if settings is None:
+        settings = Settings()
+    state = build_state(settings, span_exporter)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with state.tracer.start_as_current_span("db.open"):
+            await state.store.open()
+        try:
+            if settings.redis_url:
+                import redis.asyncio as aioredis
+
+                state.redis = aioredis.Redis.from_url(
+                    settings.redis_url,
+                    max_connections=settings.redis_max_connections,
+                    socket_connect_timeout=2,
+                    socket_timeout=2,
+                )
+            state.metrics.api_keys_active.set(await state.api_keys.count_active())
+            log.info(
+                "relay service ready",
+                extra={
+                    "environment": settings.environment.value,
+                    "database": "postgresql" if settings.uses_postgres else "sqlite",
+                    "redis": bool(settings.redis_url),
+                },
+            )
+            yield
+        finally:
+            await state.close()
+
+    app = FastAPI(
+        title="Relay context service",
+        version=__version__,
+        description="Context windows, token budgets and API keys for LLM applications.",
+        docs_url="/docs",
+        redoc_url="/redoc",
+        openapi_url="/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.relay = state
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(metrics.router)
+    app.include_router(keys.router)
+    # Middleware: the last added is the outermost. CORS answers preflights inside the request
+    # middleware, so those answers get the request id and the security headers too.
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials="*" not in settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
+            expose_headers=EXPOSED_HEADERS,
+            max_age=600,
+        )
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+__all__ = ["build_state", "create_app"]

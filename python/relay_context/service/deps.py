@@ -1,0 +1,182 @@
+"""Dependencies of the routes, as ``Annotated`` aliases::
+
+    @router.get("/things/{id}")
+    async def get_thing(principal: CurrentPrincipal, store: StoreDep, settings: SettingsDep): ...
+
+    @router.post("/admin/thing")
+    async def admin_only(admin: AdminPrincipal): ...         # or Annotated[Principal,
+                                                             #   RequireRole(UserRole.ADMIN)]
+
+Authentication takes ``X-API-Key: relay_...`` or ``Authorization: Bearer <jwt>``; the principal
+is then charged one request on its sliding window (429 past the limit), and the window's state
+goes into the response's ``X-RateLimit-*`` headers. A request without valid credentials is
+charged to its client address instead, so guessing keys is rate limited too.
+
+For the context routes: :func:`require_write`, :func:`visible_session` (another principal's
+session is a 404, never a 403) and :func:`check_session_quota`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from opentelemetry.trace import Tracer
+
+from relay_context.config.settings import Settings
+from relay_context.engine.models import Session
+from relay_context.engine.store.sql import SqlSessionStore
+from relay_context.errors import (
+    AuthenticationError,
+    PermissionDeniedError,
+    RateLimitExceededError,
+    SessionLimitExceededError,
+    SessionNotFoundError,
+)
+from relay_context.security.auth import Principal, UserRole
+from relay_context.service.metrics import ServiceMetrics
+from relay_context.service.state import ServiceState
+
+
+def get_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.relay
+    return state
+
+
+def get_settings(request: Request) -> Settings:
+    return get_state(request).settings
+
+
+def get_store(request: Request) -> SqlSessionStore:
+    return get_state(request).store
+
+
+def get_metrics(request: Request) -> ServiceMetrics:
+    return get_state(request).metrics
+
+
+def get_tracer(request: Request) -> Tracer:
+    return get_state(request).tracer
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[SqlSessionStore, Depends(get_store)]
+MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
+TracerDep = Annotated[Tracer, Depends(get_tracer)]
+
+
+async def _charge(request: Request, state: ServiceState, key: str) -> None:
+    allowed, info = await state.limiter.is_allowed(key)
+    request.state.rate_limit = info
+    state.metrics.rate_limit_remaining.set(info["remaining"])
+    state.metrics.rate_limit_decisions.labels("allowed" if allowed else "limited").inc()
+    if not allowed:
+        raise RateLimitExceededError(
+            f"rate limit of {info['limit']} requests per "
+            f"{state.settings.rate_limit_window_seconds} s exceeded; retry in "
+            f"{info['retry_after']:.1f} s",
+            limit=info["limit"],
+            retry_after=info["retry_after"],
+            reset_at=info["reset_at"],
+        )
+
+
+async def _authenticate(request: Request, state: ServiceState) -> Principal:
+    api_key = request.headers.get("x-api-key")
+    authorization = request.headers.get("authorization")
+    if api_key is not None:
+        with state.tracer.start_as_current_span("db.api_key.authenticate"):
+            principal = await state.api_keys.authenticate(api_key.strip())
+        if principal is None:
+            raise AuthenticationError("unknown or revoked API key")
+        return principal
+    if authorization is not None:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationError("Authorization must be 'Bearer <token>'")
+        return state.auth.principal_from_token(token.strip())
+    raise AuthenticationError(
+        "credentials required: 'Authorization: Bearer <token>' or 'X-API-Key: relay_...'"
+    )
+
+
+async def get_principal(request: Request) -> Principal:
+    state = get_state(request)
+    try:
+        principal = await _authenticate(request, state)
+    except AuthenticationError:
+        method = "api_key" if "x-api-key" in request.headers else "jwt"
+        state.metrics.auth_failures.labels(method).inc()
+        client = request.client.host if request.client else "unknown"
+        await _charge(request, state, f"anon:{client}")
+        raise
+    request.state.principal = principal
+    await _charge(request, state, f"principal:{principal.id}")
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def RequireRole(*roles: UserRole) -> Any:  # noqa: N802 - reads as a type in Annotated[...]
+    """``Annotated[Principal, RequireRole(UserRole.ADMIN)]``: 403 for other roles."""
+    allowed = frozenset(UserRole(r) for r in roles)
+
+    async def check(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in allowed:
+            raise PermissionDeniedError(
+                f"role {principal.role.value} may not do this (needs "
+                f"{' or '.join(sorted(r.value for r in allowed))})"
+            )
+        return principal
+
+    return Depends(check)
+
+
+AdminPrincipal = Annotated[Principal, RequireRole(UserRole.ADMIN)]
+WriterPrincipal = Annotated[Principal, RequireRole(UserRole.ADMIN, UserRole.USER)]
+
+
+def require_write(principal: Principal) -> None:
+    """VIEWER principals only read."""
+    if not principal.can_write:
+        raise PermissionDeniedError(f"role {principal.role.value} is read-only")
+
+
+def visible_session(principal: Principal, session: Session | None, session_id: str) -> Session:
+    """``session`` if ``principal`` may see it; otherwise the same 404 as a missing session, so
+    that nobody learns which ids other principals use."""
+    if session is None or not principal.can_access(session.owner):
+        raise SessionNotFoundError(f"no live session {session_id!r}")
+    return session
+
+
+async def check_session_quota(state: ServiceState, principal: Principal) -> None:
+    """Before creating a session: a USER may own at most ``max_sessions_per_user`` live ones."""
+    if principal.role is not UserRole.USER:
+        return
+    limit = state.settings.max_sessions_per_user
+    owned = await state.store.list_sessions(principal.id, limit=limit + 1)
+    if len(owned) >= limit:
+        raise SessionLimitExceededError(
+            f"principal {principal.id!r} already owns {len(owned)} live sessions (limit {limit})"
+        )
+
+
+__all__ = [
+    "AdminPrincipal",
+    "CurrentPrincipal",
+    "MetricsDep",
+    "RequireRole",
+    "SettingsDep",
+    "StateDep",
+    "StoreDep",
+    "TracerDep",
+    "WriterPrincipal",
+    "check_session_quota",
+    "get_principal",
+    "get_state",
+    "require_write",
+    "visible_session",
+]

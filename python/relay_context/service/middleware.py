@@ -1,0 +1,201 @@
+"""The one ASGI middleware every request passes: request id, body cap, security headers,
+rate-limit headers, metrics, the request span, the access log, and the 500 of last resort.
+
+Pure ASGI (not ``BaseHTTPMiddleware``) so that streamed responses (SSE) pass through untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from relay_context.service.errors import error_content, rate_limit_headers
+from relay_context.service.telemetry import request_id_var
+
+log = logging.getLogger("relay_context.service.access")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+#: Sent with every response. The interactive docs load Swagger UI's script and style from a CDN,
+#: so their pages get a looser Content-Security-Policy than the API's JSON.
+SECURITY_HEADERS: Mapping[str, str] = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "cross-origin-opener-policy": "same-origin",
+    "permissions-policy": "camera=(), microphone=(), geolocation=()",
+    "cache-control": "no-store",
+}
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "img-src 'self' data: https://fastapi.tiangolo.com; frame-ancestors 'none'"
+)
+DOCS_PATHS = ("/docs", "/redoc")
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+class _BodyTooLargeError(Exception):  # internal signal, never leaves the middleware
+    pass
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope["app"].state.relay
+        state.refresh_settings()
+        settings = state.settings
+        started = time.perf_counter()
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        incoming_id = headers.get("x-request-id", "")
+        request_id = incoming_id if _REQUEST_ID.match(incoming_id) else uuid.uuid4().hex
+        scope_state: dict[str, Any] = scope.setdefault("state", {})
+        scope_state["request_id"] = request_id
+        token = request_id_var.set(request_id)
+        method = scope["method"]
+        path = scope["path"]
+        cap = settings.max_request_bytes
+        status_holder = {"status": 500, "started": False}
+        too_large = False
+        received = 0
+
+        extra_headers: list[tuple[bytes, bytes]] = [
+            (k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()
+        ]
+        csp = DOCS_CSP if path.startswith(DOCS_PATHS) else API_CSP
+        extra_headers.append((b"content-security-policy", csp.encode()))
+        if settings.environment.value == "production":
+            extra_headers.append((b"strict-transport-security", HSTS.encode()))
+        extra_headers.append((b"x-request-id", request_id.encode()))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                status_holder["started"] = True
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                out = list(message.get("headers", []))
+                out += [(k, v) for k, v in extra_headers if k not in present]
+                info = scope_state.get("rate_limit")
+                if info is not None and b"x-ratelimit-limit" not in present:
+                    out += [
+                        (k.lower().encode(), v.encode())
+                        for k, v in rate_limit_headers(
+                            info["limit"], info["remaining"], info["reset_at"]
+                        ).items()
+                    ]
+                message = {**message, "headers": out}
+            await send(message)
+
+        async def send_error(status: int, kind: str, text: str) -> None:
+            state.metrics.errors.labels(kind, str(status)).inc()
+            body = json.dumps(error_content(kind, text, request_id)).encode()
+            await send_with_headers(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+
+        async def capped_receive() -> Message:
+            nonlocal received, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > cap:
+                    too_large = True
+                    raise _BodyTooLargeError
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            # After the body overflowed, the app's own (error) response is replaced by the 413.
+            if too_large:
+                return
+            await send_with_headers(message)
+
+        span = state.tracer.start_span(f"HTTP {method}", kind=SpanKind.SERVER)
+        span.set_attribute("http.request.method", method)
+        span.set_attribute("url.path", path)
+        span.set_attribute("relay.request_id", request_id)
+        state.metrics.http_requests_in_flight.inc()
+        try:
+            declared = headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > cap:
+                too_large = True
+            else:
+                try:
+                    # The request span is the parent of the spans the routes open.
+                    with trace.use_span(span, end_on_exit=False):
+                        await self.app(scope, capped_receive, guarded_send)
+                except _BodyTooLargeError:
+                    pass
+                except Exception:
+                    if too_large:
+                        pass
+                    elif status_holder["started"]:
+                        log.exception("error after the response started")
+                        raise
+                    else:
+                        log.exception("unhandled error")
+                        span.set_status(Status(StatusCode.ERROR))
+                        await send_error(500, "internal_error", "internal server error")
+            if too_large and not status_holder["started"]:
+                await send_error(
+                    413,
+                    "request_too_large",
+                    f"request body larger than the limit of {cap} bytes",
+                )
+        finally:
+            state.metrics.http_requests_in_flight.dec()
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "<unmatched>"
+            status = str(status_holder["status"])
+            state.metrics.http_request_duration.labels(method, template, status).observe(elapsed)
+            state.metrics.http_requests.labels(method, template, status).inc()
+            span.update_name(f"HTTP {method} {template}")
+            span.set_attribute("http.route", template)
+            span.set_attribute("http.response.status_code", int(status))
+            if int(status) >= 500:
+                span.set_status(Status(StatusCode.ERROR))
+            principal = scope_state.get("principal")
+            if principal is not None:
+                span.set_attribute("relay.principal", principal.id)
+            span.end()
+            log.info(
+                "%s %s %s",
+                method,
+                path,
+                status,
+                extra={
+                    "method": method,
+                    "path": path,
+                    "route": template,
+                    "status": int(status),
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "principal": principal.id if principal is not None else None,
+                },
+            )
+            request_id_var.reset(token)
+
+
+__all__ = ["SECURITY_HEADERS", "RequestContextMiddleware"]

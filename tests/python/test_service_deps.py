@@ -1,0 +1,73 @@
+"""The access helpers the context routes build on: roles, ownership (404, not 403), quotas."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from relay_context.config.settings import Settings
+from relay_context.errors import (
+    PermissionDeniedError,
+    SessionLimitExceededError,
+    SessionNotFoundError,
+)
+from relay_context.security.auth import Principal, UserRole
+from relay_context.service.app import build_state
+from relay_context.service.deps import check_session_quota, require_write, visible_session
+from relay_context.service.errors import error_type, status_for
+from relay_context.service.state import ServiceState
+
+ALICE = Principal("alice", UserRole.USER, "jwt")
+BOB = Principal("bob", UserRole.USER, "api_key", key_id="key_b")
+ADMIN = Principal("root", UserRole.ADMIN, "jwt")
+VIEWER = Principal("alice", UserRole.VIEWER, "jwt")
+
+
+@pytest.fixture
+async def state(tmp_path: Path) -> AsyncIterator[ServiceState]:
+    settings = Settings(data_dir=tmp_path, secret_key=SecretStr("s" * 40), max_sessions_per_user=2)
+    built = build_state(settings)
+    await built.store.open()
+    try:
+        yield built
+    finally:
+        await built.close()
+
+
+async def test_another_principals_session_is_not_found(state: ServiceState) -> None:
+    await state.store.create_session("alice-1", "alice")
+    session = await state.store.get_session("alice-1")
+    assert visible_session(ALICE, session, "alice-1") is session
+    assert visible_session(ADMIN, session, "alice-1") is session
+    assert visible_session(VIEWER, session, "alice-1") is session  # same principal id, reads
+    with pytest.raises(SessionNotFoundError, match="alice-1") as denied:
+        visible_session(BOB, session, "alice-1")
+    with pytest.raises(SessionNotFoundError, match="missing") as missing:
+        visible_session(BOB, await state.store.get_session("missing"), "missing")
+    # Indistinguishable on the wire: same status, same type.
+    assert status_for(denied.value) == status_for(missing.value) == 404
+    assert error_type(denied.value) == error_type(missing.value) == "session_not_found"
+
+
+def test_viewers_only_read() -> None:
+    require_write(ALICE)
+    require_write(ADMIN)
+    with pytest.raises(PermissionDeniedError, match="read-only"):
+        require_write(VIEWER)
+
+
+async def test_session_quota_applies_to_users_only(state: ServiceState) -> None:
+    await check_session_quota(state, ALICE)
+    await state.store.create_session("a1", "alice")
+    await check_session_quota(state, ALICE)
+    await state.store.create_session("a2", "alice")
+    with pytest.raises(SessionLimitExceededError, match="limit 2"):
+        await check_session_quota(state, ALICE)
+    await check_session_quota(state, BOB)  # per principal
+    for n in range(3):
+        await state.store.create_session(f"r{n}", "root")
+    await check_session_quota(state, ADMIN)  # admins are not limited
+    assert status_for(SessionLimitExceededError("x")) == 403
