@@ -8,15 +8,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import FastAPI
+
+from relay_context.config.settings import Settings
 from relay_context.service.app import create_app
+from relay_context.service.telemetry import configure_logging
+
+
+def serve_app() -> FastAPI:
+    """The app for the settings in the environment, with JSON logs on standard error (the
+    factory ``relay serve`` gives uvicorn)."""
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
 
 
 def __getattr__(name: str) -> Any:
     if name == "app":
-        app = create_app()
+        app = serve_app()
         globals()["app"] = app
         return app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["app", "create_app"]  # noqa: F822 - ``app`` is built on first access
+__all__ = ["app", "create_app", "serve_app"]  # noqa: F822 - ``app`` is built on first access

@@ -278,3 +278,38 @@ async def test_history_kept_in_memory_follows_other_writers(
         window = await reader.get_context("hist", budget=1000)
         assert window.kept_seqs == (1,)
         assert window.messages[0].content == "fresh start"
+
+
+async def test_expired_sessions_are_purged_by_the_sweep(
+    store_config: dict[str, Any], clock: Any
+) -> None:
+    import asyncio
+
+    from engine_support import build_store
+    from relay_context.config.settings import Settings
+
+    settings = engine_settings(store_config, ttl_seconds=60, session_sweep_interval_seconds=0.05)
+    store = build_store(store_config, clock=clock, default_ttl_seconds=60)
+    async with (
+        store,
+        ContextEngine(
+            settings,
+            token_manager=TokenManager("gpt-4"),
+            store=store,
+        ) as engine,
+    ):
+        await engine.add_message("short-lived", "user", "hello")
+        await engine.add_message("long-lived", "user", "hello")
+        clock.advance(30)
+        await engine.add_message("long-lived", "user", "still here")  # restarts its TTL
+        clock.advance(31)
+        for _ in range(200):  # the sweep runs every 50 ms
+            if engine.sessions_expired:
+                break
+            await asyncio.sleep(0.05)
+        assert engine.sessions_expired == 1
+        assert await store.get_session("short-lived") is None
+        assert (await store.get_session("long-lived")) is not None
+        assert await engine.expire_sessions() == 0  # nothing left to purge
+    with pytest.raises(ValueError, match="greater than or equal to 0"):
+        Settings(session_sweep_interval_seconds=-1)

@@ -306,3 +306,9 @@ def test_cli_token_is_accepted_by_the_server(server: Server) -> None:
         server.client.get("/api/v1/keys", headers=bearer(viewer)), 403, "permission_denied"
     )
     assert "USER_ID" in relay_cli(server.env, "token", "--help").stdout
+
+
+def test_cli_role_names_are_the_roles() -> None:
+    from relay_context.cli.keys import ROLE_NAMES
+
+    assert tuple(r.value for r in UserRole) == ROLE_NAMES

@@ -18,7 +18,9 @@ ORIGIN = "https://app.example.com"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data = tmp_path_factory.mktemp("http")
-    env = service_env(data / "state", cors_origins=[ORIGIN], max_request_bytes="2048")
+    env = service_env(
+        data / "state", cors_origins=[ORIGIN], max_request_bytes="2048", log_level="INFO"
+    )
     with run_server(env, data) as running:
         yield running
 
@@ -211,3 +213,24 @@ def test_embedded_defaults_in_home(tmp_path: Path) -> None:
         assert len((state / "secret_key").read_text().strip()) >= 32
         key = create_key(env, "viewer")["key"]
         assert server.client.get("/health", headers={"X-API-Key": key}).status_code == 200
+
+
+def test_logs_are_json_lines_with_the_request_id(server: Server) -> None:
+    import json
+    import time
+
+    response = server.client.get("/health", headers={"X-Request-ID": "log-probe-1"})
+    assert response.status_code == 200
+    deadline = time.monotonic() + 10
+    while True:
+        entries = [json.loads(line) for line in server.log().splitlines() if line.strip()]
+        access = [e for e in entries if e.get("request_id") == "log-probe-1"]
+        if access or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert access, entries[-5:]
+    (line,) = access
+    assert line["level"] == "INFO"
+    assert (line["method"], line["route"], line["status"]) == ("GET", "/health", 200)
+    assert line["duration_ms"] >= 0
+    assert any(e["message"] == "relay service ready" for e in entries)

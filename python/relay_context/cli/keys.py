@@ -5,21 +5,27 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 from pydantic import ValidationError
 
 from relay_context.config.settings import Settings
-from relay_context.engine.store import open_store
 from relay_context.errors import RelayError
-from relay_context.security.api_keys import ApiKeyStore
-from relay_context.security.auth import UserRole
+
+if TYPE_CHECKING:
+    from relay_context.security.api_keys import ApiKeyStore
 
 _T = TypeVar("_T")
+#: ``UserRole``'s values, spelled out so that ``relay --help`` does not import the JWT and
+#: database libraries (tests/python/test_service_auth.py checks they agree).
+ROLE_NAMES = ("admin", "user", "viewer")
 
 
 def _run(action: Callable[[ApiKeyStore], Awaitable[_T]]) -> _T:
+    from relay_context.engine.store import open_store
+    from relay_context.security.api_keys import ApiKeyStore
+
     async def main() -> _T:
         store = await open_store(Settings())
         try:
@@ -43,8 +49,8 @@ def keys() -> None:
 @keys.command("create")
 @click.option(
     "--role",
-    type=click.Choice([r.value for r in UserRole]),
-    default=UserRole.USER.value,
+    type=click.Choice(ROLE_NAMES),
+    default="user",
     show_default=True,
     help="What the key may do.",
 )
@@ -53,6 +59,8 @@ def keys() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def create(role: str, name: str, owner: str | None, as_json: bool) -> None:
     """Create a key and print it. It is shown only this once."""
+    from relay_context.security.auth import UserRole
+
     record, plaintext = _run(lambda s: s.create(role=UserRole(role), name=name, owner=owner))
     if as_json:
         click.echo(json.dumps({**record.to_json(), "key": plaintext}))

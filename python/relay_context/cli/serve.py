@@ -30,9 +30,8 @@ def serve(host: str | None, port: int | None, reload: bool, workers: int) -> Non
         raise click.ClickException(f"invalid settings: {exc}") from exc
     bind_host = host or settings.host
     bind_port = port or settings.port
-    click.echo(f"relay: serving on http://{bind_host}:{bind_port}", err=True)
     uvicorn.run(
-        "relay_context.main:create_app",
+        "relay_context.main:serve_app",
         factory=True,
         host=bind_host,
         port=bind_port,

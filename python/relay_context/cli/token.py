@@ -7,17 +7,17 @@ from datetime import timedelta
 import click
 from pydantic import ValidationError
 
+from relay_context.cli.keys import ROLE_NAMES
 from relay_context.config.settings import Settings
 from relay_context.errors import RelayError
-from relay_context.security.auth import AuthService, UserRole
 
 
 @click.command()
 @click.argument("user_id")
 @click.option(
     "--role",
-    type=click.Choice([r.value for r in UserRole]),
-    default=UserRole.USER.value,
+    type=click.Choice(ROLE_NAMES),
+    default="user",
     show_default=True,
 )
 @click.option(
@@ -26,6 +26,8 @@ from relay_context.security.auth import AuthService, UserRole
 def token(user_id: str, role: str, minutes: int | None) -> None:
     """Print an access token for USER_ID, signed with this machine's settings (SECRET_KEY, or
     the key generated in DATA_DIR; JWT_PRIVATE_KEY with RS256)."""
+    from relay_context.security.auth import AuthService, UserRole
+
     try:
         auth = AuthService(Settings())
         click.echo(

@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     compression_algorithm: Literal["zstd", "lz4"] = "zstd"
     compression_level: int = 3
     ttl_seconds: int = Field(default=3600, ge=1)
+    #: How often the engine purges expired sessions from the store (0 disables the sweep;
+    #: expired sessions are invisible either way).
+    session_sweep_interval_seconds: float = Field(default=60.0, ge=0)
     #: Largest message content accepted, in bytes of UTF-8.
     max_message_bytes: int = Field(default=1_000_000, ge=1)
     #: Hot context windows kept by the in-process cache (when Redis is not configured).

@@ -195,6 +195,9 @@ class ContextEngine:
         self._counters: dict[str, TokenCounter] = {}
         self._dedup = DedupCache()
         self._history: OrderedDict[str, _History] = OrderedDict()
+        self._sweeper: asyncio.Task[None] | None = None
+        #: Sessions the periodic sweep has purged since the engine opened.
+        self.sessions_expired = 0
         if token_manager is not None:
             self._counters[token_manager.encoding_name] = token_manager.counter
         self.model: str = (
@@ -252,11 +255,21 @@ class ContextEngine:
                 redis=self._redis,
                 key_prefix=s.redis_key_prefix,
             )
+            if s.session_sweep_interval_seconds > 0:
+                self._sweeper = asyncio.create_task(
+                    self._sweep_forever(s.session_sweep_interval_seconds),
+                    name="relay-session-sweep",
+                )
 
     async def close(self) -> None:
         """Release what the engine opened. Idempotent."""
         async with self._open_lock:
             self._bus = None
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._sweeper
+                self._sweeper = None
             if self._redis is not None:
                 with contextlib.suppress(Exception):
                     await self._redis.aclose()
@@ -267,6 +280,32 @@ class ContextEngine:
             if self._owns_cache and self._cache is not None:
                 await self._cache.close()
                 self._cache = None
+
+    async def expire_sessions(self) -> int:
+        """Purge the sessions whose TTL has run out (with their messages) now; how many.
+
+        The engine also does this every ``session_sweep_interval_seconds`` while it is open.
+        """
+        await self._ready()
+        store = self.store
+        purged = 0
+        while True:
+            batch = await store.expire_sessions(limit=1000)
+            purged += batch
+            if batch < 1000:
+                return purged
+
+    async def _sweep_forever(self, interval: float) -> None:
+        # A failing sweep (database briefly down) is logged and retried at the next interval:
+        # expired sessions are already invisible, so purging late loses nothing.
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.sessions_expired += await self.expire_sessions()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("session sweep failed; retrying in %.0f s", interval, exc_info=True)
 
     async def __aenter__(self) -> ContextEngine:
         await self.open()

@@ -30,7 +30,7 @@ from relay_context.service.metrics import ServiceMetrics
 from relay_context.service.middleware import RequestContextMiddleware
 from relay_context.service.routes import context, dashboard, health, keys, metrics
 from relay_context.service.state import ServiceState, build_limiter, stop_streams_on_signals
-from relay_context.service.telemetry import configure_logging, get_tracer, make_tracer_provider
+from relay_context.service.telemetry import get_tracer, make_tracer_provider
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +76,11 @@ def create_app(
 ) -> FastAPI:
     """The Relay service for ``settings`` (default: from the environment).
 
-    ``span_exporter`` receives every span as it ends (tests pass an in-memory one)."""
+    ``span_exporter`` receives every span as it ends (tests pass an in-memory one). Logging
+    is left to the caller; :func:`relay_context.main.serve_app` (``relay serve``, ``uvicorn
+    relay_context.main:app``) sets up the JSON logs."""
     if settings is None:
         settings = Settings()
-    configure_logging(settings.log_level)
     state = build_state(settings, span_exporter)
 
     @asynccontextmanager
