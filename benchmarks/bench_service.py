@@ -225,6 +225,34 @@ async def bench(args: argparse.Namespace, url: str, headers: dict[str, str]) -> 
         print(f"{name:<22} {rps:9.0f} {p50:9.2f} {p99:9.2f} {rps / floor:8.2f}x")
 
 
+def drop_bench_state(args: argparse.Namespace) -> None:
+    """The PostgreSQL schema and Redis keys this run made."""
+    if args.database_url:
+        import asyncpg
+
+        async def drop() -> None:
+            dsn = args.database_url.replace("postgresql+asyncpg://", "postgresql://")
+            connection = await asyncpg.connect(dsn)
+            try:
+                await connection.execute(
+                    f'DROP SCHEMA IF EXISTS "relay_bench_{os.getpid()}" CASCADE'
+                )
+            finally:
+                await connection.close()
+
+        asyncio.run(drop())
+    if args.redis_url:
+        import redis
+
+        client = redis.Redis.from_url(args.redis_url)
+        try:
+            keys = list(client.scan_iter(match=f"relay-bench-{os.getpid()}:*", count=1000))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -248,6 +276,7 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+            drop_bench_state(args)
 
 
 if __name__ == "__main__":
