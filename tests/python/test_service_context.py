@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -273,3 +274,35 @@ def test_spans_of_the_context_routes(tmp_path: Path) -> None:
     assert counted.attributes["relay.tokens"] == 3  # type: ignore[attr-defined]
     hits = [s.attributes["relay.cache_hit"] for s in by_name["context.select"]]  # type: ignore[attr-defined]
     assert hits == [False, True]
+
+
+def test_a_refused_first_message_creates_no_session(server: Server) -> None:
+    c = server.client
+    dave = bearer("dave", "user")
+    for _ in range(5):  # more than the quota of 3, had each refusal left a session behind
+        assert_error(post_message(c, dave, "dave-new", ""), 422, "empty_content")
+        assert_error(post_message(c, dave, "dave-new", "x", role="robot"), 422, "unknown_role")
+    assert_error(c.get(f"{CONTEXT}/dave-new", headers=dave), 404, "session_not_found")
+    assert post_message(c, dave, "dave-new", "now a real one").json()["created_session"] is True
+
+
+def test_two_principals_racing_for_a_new_id(server: Server) -> None:
+    """Each new id ends up with one owner; the other principal gets the 404 and writes nothing."""
+    racers = {"erin": bearer("erin", "user"), "frank": bearer("frank", "user")}
+
+    def attempt(who: str, sid: str) -> tuple[str, int]:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            return who, post_message(client, racers[who], sid, f"{who} was here").status_code
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for i in range(12):
+            sid = f"race-{i}"
+            results = dict(pool.map(lambda who, sid=sid: attempt(who, sid), racers))  # type: ignore[misc]
+            assert sorted(results.values()) == [201, 404], results
+            winner = next(w for w, status in results.items() if status == 201)
+            window = server.client.get(f"{CONTEXT}/{sid}", headers=ADMIN).json()
+            assert [m["content"] for m in window["messages"]] == [f"{winner} was here"]
+            stats = server.client.get(f"{CONTEXT}/{sid}/stats", headers=ADMIN).json()
+            assert stats["owner"] == winner
+            c = server.client
+            assert c.delete(f"{CONTEXT}/{sid}", headers=racers[winner]).status_code == 204

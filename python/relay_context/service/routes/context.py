@@ -23,7 +23,13 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from relay_context.core.context_engine import ContextEngine
-from relay_context.engine.models import Session, StoredMessage, validate_session_id
+from relay_context.engine.models import (
+    MessageRole,
+    NewMessage,
+    Session,
+    StoredMessage,
+    validate_session_id,
+)
 from relay_context.engine.window import ContextWindow
 from relay_context.errors import InvalidArgumentError
 from relay_context.security.auth import Principal
@@ -99,9 +105,24 @@ async def add_message(
     with state.tracer.start_as_current_span("db.get_session"):
         existing = await state.store.get_session(sid)
     if existing is None:
+        # Validate before creating anything, so a refused message leaves no empty session.
+        NewMessage(
+            MessageRole.parse(body.role),
+            body.content,
+            name=body.name,
+            tool_call_id=body.tool_call_id,
+            tool_calls=tuple(body.tool_calls or ()),  # type: ignore[arg-type]
+            metadata=body.metadata or {},
+        ).check_size(state.store.max_message_bytes)
         await check_session_quota(state, principal)
+        # Atomic: when two principals race for a new id, one creates the session and the
+        # other gets it back as it is, owned by the first, hence the 404 below.
+        with state.tracer.start_as_current_span("db.ensure_session"):
+            existing = await state.store.ensure_session(sid, principal.id)
+        first_message = existing.last_seq == 0
     else:
-        visible_session(principal, existing, sid)
+        first_message = False
+    visible_session(principal, existing, sid)
     engine = state.engine
     with state.tracer.start_as_current_span("tokens.count") as span:
         stored = await engine.add_message(
@@ -118,7 +139,7 @@ async def add_message(
         span.set_attribute("relay.tokens", tokens)
         span.set_attribute("relay.encoding", engine.encoding)
     state.metrics.tokens_counted.inc(tokens)
-    created = existing is None and stored.seq == 1
+    created = first_message and stored.seq == 1
     if created:
         state.metrics.sessions_created.inc()
         await _refresh_session_gauge(state)
