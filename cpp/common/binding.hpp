@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -24,6 +25,30 @@ void register_error_translator();
 template <class Fn>
 decltype(auto) without_gil(Fn&& fn) {
     py::gil_scoped_release release;
+    return std::forward<Fn>(fn)();
+}
+
+// Calls `fn`, with the GIL released only when `work` (a rough count of inner-loop steps) is
+// large: releasing and re-taking the GIL costs about as much as scoring two short strings.
+template <class Fn>
+decltype(auto) without_gil_if_long(std::size_t work, Fn&& fn) {
+    constexpr std::size_t kReleaseAbove = 64 * 1024;
+    if (work > kReleaseAbove) {
+        return without_gil(std::forward<Fn>(fn));
+    }
+    return std::forward<Fn>(fn)();
+}
+
+// As without_gil_if_long, for codecs whose work grows with the bytes they read or write: a chat
+// message (a few hundred bytes) is (de)compressed in little more than the time two GIL hand-overs
+// take. Below the threshold other threads wait microseconds (about a millisecond at zstd's
+// slowest levels).
+template <class Fn>
+decltype(auto) without_gil_if_large(std::size_t bytes, Fn&& fn) {
+    constexpr std::size_t kReleaseAboveBytes = 4 * 1024;
+    if (bytes > kReleaseAboveBytes) {
+        return without_gil(std::forward<Fn>(fn));
+    }
     return std::forward<Fn>(fn)();
 }
 

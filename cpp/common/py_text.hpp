@@ -116,15 +116,4 @@ Batch to_text_batch(py::handle texts, const char* what, const char* item_what) {
     return batch;
 }
 
-// Calls `fn`, with the GIL released only when `work` (a rough count of inner-loop steps) is
-// large: releasing and re-taking the GIL costs about as much as scoring two short strings.
-template <class Fn>
-decltype(auto) without_gil_if_long(std::size_t work, Fn&& fn) {
-    constexpr std::size_t kReleaseAbove = 64 * 1024;
-    if (work > kReleaseAbove) {
-        return without_gil(std::forward<Fn>(fn));
-    }
-    return std::forward<Fn>(fn)();
-}
-
 }  // namespace relay::bind

@@ -12,6 +12,7 @@
 
 namespace cz = relay::compress;
 using relay::bind::without_gil;
+using relay::bind::without_gil_if_large;
 
 namespace {
 cz::CompressorOptions make_options(cz::Algorithm algorithm, int level, bool checksum,
@@ -108,9 +109,9 @@ void register_compress(py::module_& m) {
                 auto owned = py::reinterpret_steal<py::object>(out);
                 const std::span<char> dst(PyBytes_AS_STRING(out), bound);
                 // Safe: `view` and `dst` point into bytes objects held by this frame, and the
-                // new one is seen by nobody else until it is returned.
-                const std::size_t written =
-                    without_gil([&] { return self.compress_into(view, dst); });
+                // new one is seen by nobody else until it is returned. Small inputs keep the GIL.
+                const std::size_t written = without_gil_if_large(
+                    view.size(), [&] { return self.compress_into(view, dst); });
                 out = owned.release().ptr();
                 if (_PyBytes_Resize(&out, static_cast<Py_ssize_t>(written)) != 0) {
                     throw py::error_already_set();  // _PyBytes_Resize freed `out`
@@ -133,8 +134,9 @@ void register_compress(py::module_& m) {
                     // nothing else can see until it is returned.
                     py::bytes out(nullptr, *size);
                     const std::span<char> dst(PyBytes_AS_STRING(out.ptr()), *size);
-                    // Safe: `view` and `dst` point into bytes objects held by this frame.
-                    without_gil([&] { self.decompress_into(view, dst); });
+                    // Safe: `view` and `dst` point into bytes objects held by this frame. Small
+                    // outputs keep the GIL.
+                    without_gil_if_large(*size, [&] { self.decompress_into(view, dst); });
                     return out;
                 }
                 // Safe: as Compressor.compress.
