@@ -438,6 +438,112 @@ std::size_t levenshtein_fixed(const BlockPatternMatch& pm, std::size_t m, Text t
     return levenshtein_blocks_on<kWords>(pm, m, text, max_distance, vp, vn);
 }
 
+// One column step of a word, given the carries from the word above (Hyyrö's multi-word form).
+struct LevenshteinCarries {
+    std::uint64_t add = 0;
+    std::uint64_t hp = 1;  // the top row (or the band's upper edge) rises by one per column
+    std::uint64_t hn = 0;
+};
+
+[[gnu::always_inline]] inline void levenshtein_word_step(std::uint64_t match, std::uint64_t& vp,
+                                                         std::uint64_t& vn, LevenshteinCarries& in,
+                                                         std::uint64_t& hp_out,
+                                                         std::uint64_t& hn_out) noexcept {
+    const std::uint64_t vpw = vp;
+    const std::uint64_t x = match | vn;
+    const std::uint64_t d0 = (add_with_carry(x & vpw, vpw, in.add) ^ vpw) | x;
+    hp_out = vn | ~(d0 | vpw);
+    hn_out = vpw & d0;
+    const std::uint64_t hp = (hp_out << 1U) | in.hp;
+    const std::uint64_t hn = (hn_out << 1U) | in.hn;
+    in.hp = hp_out >> 63U;
+    in.hn = hn_out >> 63U;
+    vp = hn | ~(d0 | hp);
+    vn = hp & d0;
+}
+
+// Levenshtein distance on many words restricted to a diagonal band (Ukkonen's cut-off applied to
+// Hyyrö's block algorithm). A cell (i, j) lies on a path of cost <= k from (0, 0) to (m, n) only
+// if j - k + max(0, m - n) <= i <= j + k - max(0, n - m), so each column computes just the words
+// holding those rows. A word entering the band at its bottom starts as "+1 per row" below the
+// last computed row, and the words above the band are replaced by a boundary rising by one per
+// column (as the top row does): both only overestimate cells whose true value exceeds k, so a
+// result <= k is exact and anything else is reported as k + 1.
+std::size_t levenshtein_banded(const BlockPatternMatch& pm, std::size_t m, Text text,
+                               std::size_t max_distance, std::uint64_t* vp, std::uint64_t* vn) {
+    const std::size_t n = text.size();
+    const std::size_t gap = m > n ? m - n : n - m;
+    if (gap > max_distance) {
+        return max_distance + 1;
+    }
+    // No distance exceeds max(m, n); clamping keeps j + above from overflowing (kNoLimit).
+    const std::size_t k = std::min(max_distance, std::max(m, n));
+    if (n == 0) {
+        return m;  // m == gap <= k
+    }
+    const std::size_t words = pm.blocks();
+    const std::size_t below = k - (m > n ? m - n : 0);  // rows i >= j - below
+    const std::size_t above = k - (n > m ? n - m : 0);  // rows i <= j + above
+    const std::uint64_t last_bit = std::uint64_t{1} << ((m - 1) % 64);
+    const auto rows_in = [&](std::size_t w) { return std::min<std::size_t>(64, m - 64 * w); };
+    std::size_t first = 0;
+    std::size_t last = (std::max<std::size_t>(1, std::min(m, above)) - 1) / 64;
+    std::size_t bottom = 0;  // value of the bottom row of word `last` in the previous column
+    for (std::size_t w = 0; w <= last; ++w) {
+        vp[w] = kAllOnes;
+        vn[w] = 0;
+        bottom += rows_in(w);
+    }
+    for (std::size_t j = 1; j <= n; ++j) {
+        const std::size_t top_row = j > below ? j - below : 1;
+        first = std::max(first, (top_row - 1) / 64);
+        const std::size_t new_last = (std::min(m, j + above) - 1) / 64;
+        while (last < new_last) {
+            ++last;
+            vp[last] = kAllOnes;
+            vn[last] = 0;
+            bottom += rows_in(last);
+        }
+        const std::uint64_t* match = pm.row(text[j - 1]);
+        LevenshteinCarries carries;
+        std::uint64_t hp = 0;
+        std::uint64_t hn = 0;
+        for (std::size_t w = first; w < last; ++w) {
+            levenshtein_word_step(match[w], vp[w], vn[w], carries, hp, hn);
+        }
+        levenshtein_word_step(match[last], vp[last], vn[last], carries, hp, hn);
+        const std::uint64_t bit = last + 1 == words ? last_bit : std::uint64_t{1} << 63U;
+        if ((hp & bit) != 0) {
+            ++bottom;
+        } else if ((hn & bit) != 0) {
+            --bottom;
+        }
+        // The last row can fall by at most one per remaining column.
+        if (last + 1 == words && bottom > n - j && bottom - (n - j) > k) {
+            return max_distance + 1;
+        }
+    }
+    return bottom <= k ? bottom : max_distance + 1;
+}
+
+// For a pair of long strings, a band of a few hundred rows settles near-duplicates (the common
+// case of deduplication) at a fraction of the full matrix: try bands of 64, 128, ... rows while
+// they stay under an eighth of the length, then the band of the caller's limit.
+std::size_t levenshtein_many_words(const BlockPatternMatch& pm, std::size_t m, Text text,
+                                   std::size_t max_distance) {
+    ColumnWords vp_column(pm.blocks(), kAllOnes);
+    ColumnWords vn_column(pm.blocks(), 0);
+    const std::size_t longest = std::max(m, text.size());
+    for (std::size_t hint = 64; hint < max_distance && hint * 8 <= longest; hint *= 2) {
+        const std::size_t dist =
+            levenshtein_banded(pm, m, text, hint, vp_column.data(), vn_column.data());
+        if (dist <= hint) {
+            return dist;
+        }
+    }
+    return levenshtein_banded(pm, m, text, max_distance, vp_column.data(), vn_column.data());
+}
+
 std::size_t levenshtein_blocks(const BlockPatternMatch& pm, std::size_t m, Text text,
                                std::size_t max_distance) {
     switch (pm.blocks()) {
@@ -455,13 +561,8 @@ std::size_t levenshtein_blocks(const BlockPatternMatch& pm, std::size_t m, Text 
             return levenshtein_fixed<7>(pm, m, text, max_distance);
         case 8:
             return levenshtein_fixed<8>(pm, m, text, max_distance);
-        default: {
-            ColumnWords vp_column(pm.blocks(), kAllOnes);
-            ColumnWords vn_column(pm.blocks(), 0);
-            std::uint64_t* vp = vp_column.data();
-            std::uint64_t* vn = vn_column.data();
-            return levenshtein_blocks_on<0>(pm, m, text, max_distance, vp, vn);
-        }
+        default:
+            return levenshtein_many_words(pm, m, text, max_distance);
     }
 }
 
