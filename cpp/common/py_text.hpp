@@ -88,7 +88,9 @@ class CodePoints {
 
   private:
     std::size_t size_;
-    std::array<char32_t, 128> inline_;  // not zeroed: always written before it is read
+    // 2 KiB, not zeroed (always written before it is read): sentences and short paragraphs stay
+    // off the heap, whose allocation and release cost about a tenth of scoring them.
+    std::array<char32_t, 512> inline_;
     std::u32string heap_;
 };
 
