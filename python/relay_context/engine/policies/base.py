@@ -15,10 +15,11 @@ budget. Rules every policy follows (and the tests check for each):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from relay_context._core import drift as _drift
 from relay_context.config.settings import Settings
 from relay_context.core.message_tokens import TOKENS_PER_MESSAGE, TOKENS_PER_NAME
 from relay_context.core.tokenizer import TokenCounter
@@ -69,6 +70,60 @@ class Candidate:
         )
 
 
+_T = TypeVar("_T")
+
+
+class PreparedCandidates:
+    """What does not change between builds of one list of candidates, computed once.
+
+    The engine keeps one per session (until its messages change) and passes it in
+    :attr:`PolicyContext.prepared`; a policy uses it when ``prepared.candidates`` is the list
+    it was given, so repeated windows (another query, another budget) skip the per-message
+    work. ``index`` holds the words of every message of the session (the candidates and the
+    near-duplicates left out, flagged 0 in ``included``), so relevance costs only the postings
+    of the query's words.
+    """
+
+    __slots__ = ("_memo", "_window_messages", "candidates", "included", "index")
+
+    def __init__(
+        self,
+        candidates: Sequence[Candidate],
+        index: _drift.RelevanceIndex,
+        included: bytes,
+    ) -> None:
+        self.candidates = candidates
+        self.index = index
+        self.included = included
+        self._memo: dict[Any, Any] = {}
+        self._window_messages: dict[int, tuple[Candidate, WindowMessage]] = {}
+
+    def memo(self, key: Any, make: Callable[[], _T]) -> _T:
+        """``make()``, computed once per ``key``."""
+        try:
+            value: _T = self._memo[key]
+        except KeyError:
+            value = self._memo[key] = make()
+        return value
+
+    def relevance(self, query: str) -> list[float]:
+        """``relevance_scores(query, [c.message.content for c in candidates])``."""
+        return self.index.relevance(query, self.included)
+
+    def window_message(self, c: Candidate) -> WindowMessage:
+        """``c.window_message()``, made once per candidate object."""
+        entry = self._window_messages.get(id(c))
+        if entry is None or entry[0] is not c:
+            entry = self._window_messages[id(c)] = (c, c.window_message())
+        return entry[1]
+
+
+def prepared_for(ctx: PolicyContext, candidates: Sequence[Candidate]) -> PreparedCandidates | None:
+    """``ctx.prepared`` if it was made for exactly ``candidates``."""
+    prepared = ctx.prepared
+    return prepared if prepared is not None and prepared.candidates is candidates else None
+
+
 @dataclass(frozen=True)
 class PolicyContext:
     """Everything a policy needs besides the candidates."""
@@ -80,6 +135,8 @@ class PolicyContext:
     #: The text relevance is measured against: the caller's query or the latest user turn.
     query: str
     summarizer: Summarizer | None = None
+    #: Per-session values computed once for these candidates (see :class:`PreparedCandidates`).
+    prepared: PreparedCandidates | None = None
 
 
 @dataclass
@@ -196,10 +253,12 @@ __all__ = [
     "ContextPolicy",
     "PolicyContext",
     "PolicyResult",
+    "PreparedCandidates",
     "Summarizer",
     "check_feasible",
     "fill_from_newest",
     "message_tokens",
+    "prepared_for",
     "unit_pinned",
     "unit_tokens",
     "units",
