@@ -13,6 +13,8 @@ from relay_context.engine.models import StoredMessage
 from test_policies import check_window, make_engine
 
 POLICIES = ("knapsack", "recent", "summarize")
+#: Small enough that recent truncates some messages.
+SETTINGS = {"max_message_tokens": 60}
 
 
 def with_repeats(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -28,7 +30,7 @@ def with_repeats(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def fresh_window(messages: list[StoredMessage], **kw: Any) -> dict[str, Any]:
-    window = await make_engine().build_window("plan-test", messages, model="gpt-4o", **kw)
+    window = await make_engine(**SETTINGS).build_window("plan-test", messages, model="gpt-4o", **kw)
     return comparable(window.to_dict())
 
 
@@ -46,25 +48,28 @@ def comparable(window: dict[str, Any]) -> dict[str, Any]:
     return window
 
 
-@pytest.mark.parametrize("policy", POLICIES)
-async def test_warm_plan_gives_the_windows_of_a_fresh_engine(policy: str) -> None:
-    messages = stored(with_repeats(conversation(90, seed=7, tool_rate=0.2)))
-    engine = make_engine()
-    # The session grows (the plan is extended), is read again with other queries and budgets
-    # (the plan is reused), then loses a prefix (the plan is rebuilt).
+async def test_warm_plan_gives_the_windows_of_a_fresh_engine() -> None:
+    messages = stored(with_repeats(conversation(90, seed=7, tool_rate=0.2, long_rate=0.1)))
+    engine = make_engine(**SETTINGS)
+    # The session grows (the plan is extended), is read again with other queries, budgets and
+    # policies (the plan is reused), then loses a prefix (the plan is rebuilt).
     views = [messages[:30], messages[:60], messages[:61], messages, messages, messages[25:]]
+    truncated = 0
     for step, view in enumerate(views):
         current = list(view)
-        for budget, query in ((1500, None), (700, f"question {step} about tables"), (1500, "")):
-            kw = {"budget": budget, "policy": policy, "query": query}
-            window = await engine.build_window("plan-test", current, model="gpt-4o", **kw)
-            check_window(window, current, budget)
-            assert comparable(window.to_dict()) == await fresh_window(current, **kw)
+        for policy in POLICIES:
+            for budget, query in ((1500, None), (700, f"question {step} about tables"), (1500, "")):
+                kw = {"budget": budget, "policy": policy, "query": query}
+                window = await engine.build_window("plan-test", current, model="gpt-4o", **kw)
+                check_window(window, current, budget)
+                truncated += sum(m.truncated for m in window.messages)
+                assert comparable(window.to_dict()) == await fresh_window(current, **kw)
+    assert truncated > 0
 
 
 async def test_changed_messages_are_not_served_from_the_plan() -> None:
     messages = stored(conversation(40, seed=3))
-    engine = make_engine()
+    engine = make_engine(**SETTINGS)
     await engine.build_window("plan-test", messages, budget=600, model="gpt-4o", policy="recent")
     # Same seqs, other objects and contents (e.g. another session under the same id).
     other = stored(conversation(40, seed=4))

@@ -34,7 +34,9 @@ from relay_context.engine.policies.base import (
     PolicyContext,
     PolicyResult,
     PreparedCandidates,
+    UnitColumns,
     check_feasible,
+    check_required,
     prepared_for,
     units,
 )
@@ -130,7 +132,8 @@ class KnapsackPolicy:
     async def select(self, candidates: Sequence[Candidate], ctx: PolicyContext) -> PolicyResult:
         prepared = prepared_for(ctx, candidates)
         if prepared is not None:
-            check_feasible(prepared.memo("units", lambda: units(candidates)), ctx.budget, self.name)
+            columns = prepared.memo("units", lambda: UnitColumns.of(units(candidates)))
+            check_required(columns.required, ctx.budget, self.name)
             static = _static(prepared, ctx)
             tokens, pinned, groups, ids = static.tokens, static.pinned, static.groups, static.ids
         else:
@@ -156,8 +159,8 @@ class KnapsackPolicy:
         kept = set(selection.ids)
         make = prepared.window_message if prepared is not None else Candidate.window_message
         return PolicyResult(
-            messages=[make(c) for c in candidates if c.seq in kept],
-            dropped_seqs=[c.seq for c in candidates if c.seq not in kept],
+            messages=[make(c) for c, i in zip(candidates, ids, strict=True) if i in kept],
+            dropped_seqs=[i for i in ids if i not in kept],
         )
 
 
