@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
+import itertools
 import logging
 import operator
 from collections import OrderedDict
@@ -100,6 +101,8 @@ class _Plan:
     threshold: float
     known: _KnownTokens
     candidates: list[Candidate]
+    #: Seqs of the candidates, in order.
+    seqs: list[int]
     kept: list[Candidate]
     collapsed: list[Candidate]
     total_tokens: int
@@ -553,6 +556,7 @@ class ContextEngine:
             threshold=threshold,
             known=known,
             candidates=candidates,
+            seqs=[m.seq for m in messages],
             kept=kept,
             collapsed=collapsed,
             total_tokens=REPLY_PRIMING_TOKENS + sum(c.tokens for c in candidates),
@@ -716,7 +720,6 @@ class ContextEngine:
                 "spends priming the reply"
             )
         plan = await self._plan(session_id, messages, encoding)
-        candidates = plan.candidates
         kept, collapsed = plan.kept, plan.collapsed
         if query is None:
             query = plan.default_query
@@ -744,7 +747,7 @@ class ContextEngine:
             encoding=encoding,
             policy=policy,
             total_tokens=plan.total_tokens,
-            dropped_seqs=tuple(c.seq for c in candidates if c.seq not in in_window),
+            dropped_seqs=tuple(itertools.filterfalse(in_window.__contains__, plan.seqs)),
             deduplicated_seqs=tuple(c.seq for c in collapsed),
             dedup_tokens_saved=sum(c.tokens for c in collapsed),
             compression_tokens_saved=result.compression_tokens_saved,
