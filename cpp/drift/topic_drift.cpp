@@ -6,8 +6,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <string>
 
 #include "absl/container/flat_hash_map.h"
+#include "common/errors.hpp"
 
 namespace relay::drift {
 namespace {
@@ -122,6 +125,127 @@ std::vector<double> relevance(std::string_view query, std::span<const std::strin
     for (TermCounts& d : docs) {
         weigh(d, df, n_docs);
         out.push_back(cosine(q, d));
+    }
+    return out;
+}
+
+void RelevanceIndex::add(std::span<const std::string_view> documents) {
+    const std::scoped_lock lock(mutex_);
+    if (documents_.size() + documents.size() > std::numeric_limits<std::uint32_t>::max()) {
+        throw InvalidArgument("RelevanceIndex holds at most 2^32 - 1 documents, got " +
+                              std::to_string(documents_.size() + documents.size()));
+    }
+    for (const std::string_view text : documents) {
+        TermCounts tf;
+        for (const std::uint64_t h : word_hashes(text)) {
+            tf[h] += 1.0;
+        }
+        std::vector<std::pair<std::uint64_t, double>> terms(tf.begin(), tf.end());
+        std::sort(terms.begin(), terms.end());
+        const auto doc = static_cast<std::uint32_t>(documents_.size());
+        for (const auto& [h, n] : terms) {
+            postings_[h].push_back(Posting{doc, n});
+        }
+        documents_.push_back(std::move(terms));
+    }
+    prepared_ = false;
+}
+
+std::size_t RelevanceIndex::size() const {
+    const std::scoped_lock lock(mutex_);
+    return documents_.size();
+}
+
+void RelevanceIndex::prepare(std::span<const std::uint8_t> included) {
+    if (prepared_ &&
+        std::equal(included.begin(), included.end(), prepared_for_.begin(), prepared_for_.end())) {
+        return;
+    }
+    doc_freq_.clear();
+    std::size_t count = 0;
+    for (std::size_t d = 0; d < documents_.size(); ++d) {
+        if (included[d] == 0) {
+            continue;
+        }
+        ++count;
+        for (const auto& [h, n] : documents_[d]) {
+            doc_freq_[h] += 1.0;
+        }
+    }
+    n_docs_ = static_cast<double>(count + 1);  // the query is one of the documents
+    base_norm2_.assign(documents_.size(), 0.0);
+    for (std::size_t d = 0; d < documents_.size(); ++d) {
+        if (included[d] == 0) {
+            continue;
+        }
+        double sum = 0.0;
+        for (const auto& [h, n] : documents_[d]) {
+            const double w = n * idf(n_docs_, doc_freq_.at(h));
+            sum += w * w;
+        }
+        base_norm2_[d] = sum;
+    }
+    prepared_for_.assign(included.begin(), included.end());
+    prepared_ = true;
+}
+
+std::vector<double> RelevanceIndex::relevance(std::string_view query,
+                                              std::span<const std::uint8_t> included) {
+    const std::scoped_lock lock(mutex_);
+    if (included.size() > documents_.size()) {
+        throw InvalidArgument("included has " + std::to_string(included.size()) + " flags for " +
+                              std::to_string(documents_.size()) + " documents");
+    }
+    // Documents added after the caller made its flags are not among its documents.
+    std::vector<std::uint8_t> padded;
+    if (included.size() < documents_.size()) {
+        padded.assign(included.begin(), included.end());
+        padded.resize(documents_.size(), 0);
+        included = padded;
+    }
+    prepare(included);
+    TermCounts q;
+    for (const std::uint64_t h : word_hashes(query)) {
+        q[h] += 1.0;
+    }
+    // Only documents sharing a word with the query score above 0: accumulate over the
+    // postings of the query's words. The query raises the document frequency of its words by
+    // one, which changes those words' weights in each document's norm: corrected per posting.
+    std::vector<double> dot(documents_.size(), 0.0);
+    std::vector<double> norm2 = base_norm2_;
+    double query_norm2 = 0.0;
+    for (const auto& [h, n] : q) {
+        const auto df_it = doc_freq_.find(h);
+        const double df = df_it == doc_freq_.end() ? 0.0 : df_it->second;
+        const double with_query = idf(n_docs_, df + 1.0);
+        const double wq = n * with_query;
+        query_norm2 += wq * wq;
+        if (df == 0.0) {
+            continue;
+        }
+        const double without_query = idf(n_docs_, df);
+        for (const Posting& p : postings_.at(h)) {
+            if (included[p.doc] == 0) {
+                continue;
+            }
+            const double wd = p.count * with_query;
+            const double old = p.count * without_query;
+            dot[p.doc] += wq * wd;
+            norm2[p.doc] += wd * wd - old * old;
+        }
+    }
+    std::vector<double> out;
+    out.reserve(documents_.size());
+    for (std::size_t d = 0; d < documents_.size(); ++d) {
+        if (included[d] == 0) {
+            continue;
+        }
+        if (dot[d] == 0.0 || query_norm2 == 0.0 || norm2[d] <= 0.0) {
+            out.push_back(0.0);
+            continue;
+        }
+        out.push_back(
+            std::clamp(dot[d] / (std::sqrt(query_norm2) * std::sqrt(norm2[d])), 0.0, 1.0));
     }
     return out;
 }

@@ -11,9 +11,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <span>
 #include <string_view>
 #include <vector>
+
+#include "absl/container/flat_hash_map.h"
 
 namespace relay::drift {
 
@@ -31,5 +34,39 @@ double topic_drift(std::span<const std::string_view> earlier,
 // Cosine similarity in [0, 1] of `query` with each document, TF-IDF weighted with IDF over the
 // documents and the query. A document or query without words scores 0.
 std::vector<double> relevance(std::string_view query, std::span<const std::string_view> documents);
+
+// `relevance` against many queries over documents that grow by appending (a conversation):
+// each document's words are hashed and counted once, at `add`, into an inverted index, so a
+// query costs the postings of its own words rather than a pass over every document. The
+// scores equal `relevance(query, the included documents)` up to rounding (the same sums, in
+// another order). Thread-safe (a mutex guards the statistics cached per set of documents).
+class RelevanceIndex {
+  public:
+    // Appends documents; the first one added is document 0.
+    void add(std::span<const std::string_view> documents);
+    [[nodiscard]] std::size_t size() const;
+    // Scores of the documents whose `included` flag is non-zero, in order (IDF over them and
+    // the query); documents past the end of `included` are left out (added since the caller
+    // made its flags). Throws InvalidArgument when `included` has more than size() flags.
+    [[nodiscard]] std::vector<double> relevance(std::string_view query,
+                                                std::span<const std::uint8_t> included);
+
+  private:
+    struct Posting {
+        std::uint32_t doc;
+        double count;
+    };
+    void prepare(std::span<const std::uint8_t> included);
+
+    mutable std::mutex mutex_;
+    std::vector<std::vector<std::pair<std::uint64_t, double>>> documents_;
+    absl::flat_hash_map<std::uint64_t, std::vector<Posting>> postings_;
+    // Cached for the last `included` set: document frequencies, N, squared norms without query.
+    bool prepared_ = false;
+    std::vector<std::uint8_t> prepared_for_;
+    absl::flat_hash_map<std::uint64_t, double> doc_freq_;
+    double n_docs_ = 0.0;
+    std::vector<double> base_norm2_;
+};
 
 }  // namespace relay::drift

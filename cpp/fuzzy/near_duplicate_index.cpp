@@ -393,6 +393,41 @@ std::vector<NearDuplicate> NearDuplicateIndex::query(Text text, double threshold
     return found;
 }
 
+std::vector<std::vector<std::uint32_t>> NearDuplicateIndex::similar_earlier(
+    const TextBatch& texts, double threshold) const {
+    if (!(threshold > 0.0 && threshold <= 1.0)) {
+        throw InvalidArgument("threshold must be in (0, 1], got " + format_number(threshold));
+    }
+    if (texts.size() > std::numeric_limits<std::uint32_t>::max()) {
+        throw InvalidArgument("similar_earlier takes at most 2^32 - 1 texts, got " +
+                              std::to_string(texts.size()));
+    }
+    const std::size_t bands = options_.bands;
+    std::vector<std::vector<std::uint64_t>> shingles(texts.size());
+    // Per band: band key -> positions of the texts seen so far with that key.
+    std::vector<absl::flat_hash_map<std::uint32_t, std::vector<std::uint32_t>>> buckets(bands);
+    std::vector<std::vector<std::uint32_t>> out(texts.size());
+    std::vector<std::uint32_t> candidates;
+    for (std::size_t j = 0; j < texts.size(); ++j) {
+        shingles[j] = shingle_set(texts[j], options_.shingle_size);
+        const Signature signature = sign_shingles(shingles[j]);
+        candidates.clear();
+        for (std::size_t band = 0; band < bands; ++band) {
+            auto& bucket = buckets[band][signature.band_keys[band]];
+            candidates.insert(candidates.end(), bucket.begin(), bucket.end());
+            bucket.push_back(static_cast<std::uint32_t>(j));
+        }
+        std::sort(candidates.begin(), candidates.end());
+        candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+        for (const std::uint32_t i : candidates) {
+            if (jaccard(shingles[j], shingles[i]) >= threshold) {
+                out[j].push_back(i);
+            }
+        }
+    }
+    return out;
+}
+
 std::size_t NearDuplicateIndex::size() const {
     const std::shared_lock lock(mutex_);
     return ids_.size();

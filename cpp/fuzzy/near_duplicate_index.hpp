@@ -68,6 +68,12 @@ class NearDuplicateIndex {
     // Every entry whose exact similarity to `text` is >= threshold among the LSH candidates,
     // best first (ties by key). `threshold` must be in (0, 1].
     [[nodiscard]] std::vector<NearDuplicate> query(Text text, double threshold) const;
+    // For each of `texts`, the positions of the earlier texts that `query(text, threshold)`
+    // would return were they stored (LSH candidates under this index's options whose shingle
+    // Jaccard is >= threshold), ascending. The index itself is neither read nor changed: this
+    // is "query, then add" over a sequence, with each text shingled and signed once.
+    [[nodiscard]] std::vector<std::vector<std::uint32_t>> similar_earlier(const TextBatch& texts,
+                                                                          double threshold) const;
 
     [[nodiscard]] std::size_t size() const;
     [[nodiscard]] bool contains(std::string_view key) const;

@@ -112,6 +112,14 @@ void register_fuzzy(py::module_& m) {
             },
             py::arg("keys"), py::arg("texts"), py::arg("threads"))
         .def(
+            "similar_earlier",
+            [](const fz::NearDuplicateIndex& self, py::handle texts, double threshold) {
+                const auto batch = to_text_batch<fz::TextBatch>(texts, "texts", "every text");
+                // Safe: the texts are C++ copies; the index is not touched.
+                return without_gil([&] { return self.similar_earlier(batch, threshold); });
+            },
+            py::arg("texts"), py::arg("threshold"))
+        .def(
             "remove",
             [](fz::NearDuplicateIndex& self, const std::string& key) {
                 // Safe: `key` is a C++ copy; the index has its own lock.

@@ -310,6 +310,14 @@ class NearDuplicateIndex:
         hits = self._core.query(text, _threshold(threshold))
         return [NearDuplicate(hit.key, hit.score) for hit in hits]
 
+    def similar_earlier(
+        self, texts: Sequence[str], threshold: float = DEFAULT_THRESHOLD
+    ) -> list[list[int]]:
+        """For each text, the positions of the earlier ``texts`` that :meth:`query` would return
+        were they stored, ascending: "query, then add" over a sequence in one call, each text
+        hashed once. The index's options are used; its entries are neither read nor changed."""
+        return self._core.similar_earlier(list(texts), _threshold(threshold))
+
     def clear(self) -> None:
         """Removes every entry."""
         self._core.clear()

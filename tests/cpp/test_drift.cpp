@@ -1,7 +1,9 @@
 #include <catch2/catch.hpp>
+#include <cstdint>
 #include <string_view>
 #include <vector>
 
+#include "common/errors.hpp"
 #include "drift/topic_drift.hpp"
 
 using relay::drift::relevance;
@@ -58,4 +60,40 @@ TEST_CASE("relevance ranks the document that shares rare query words first", "[d
         CHECK(s <= 1.0);
     }
     CHECK(relevance("", docs) == std::vector<double>(4, 0.0));
+}
+
+TEST_CASE("RelevanceIndex scores as relevance over the included documents", "[drift]") {
+    const Docs docs{
+        "the weather is nice today",        "the knapsack solver picks messages", "the the the", "",
+        "knapsack knapsack weather report", "Größe und Gewicht der Nachrichten"};
+    relay::drift::RelevanceIndex index;
+    index.add(std::span<const std::string_view>(docs.data(), 3));
+    index.add(std::span<const std::string_view>(docs.data() + 3, docs.size() - 3));
+    REQUIRE(index.size() == docs.size());
+    const std::vector<std::vector<std::uint8_t>> masks{
+        {1, 1, 1, 1, 1, 1}, {0, 1, 0, 1, 1, 0}, {1, 0, 1, 0, 0, 1}, {0, 0, 0, 0, 0, 0}};
+    for (const char* query :
+         {"which knapsack solver", "weather weather today", "", "Größe", "nothing shared"}) {
+        for (const auto& mask : masks) {
+            Docs subset;
+            for (std::size_t i = 0; i < docs.size(); ++i) {
+                if (mask[i] != 0) {
+                    subset.push_back(docs[i]);
+                }
+            }
+            const auto expected = relevance(query, subset);
+            const auto got = index.relevance(query, mask);
+            REQUIRE(got.size() == expected.size());
+            for (std::size_t i = 0; i < got.size(); ++i) {
+                CHECK(got[i] == Approx(expected[i]).margin(1e-12));
+            }
+        }
+    }
+    const auto shorter = index.relevance("knapsack", std::vector<std::uint8_t>{1, 1});
+    const auto first_two = relevance("knapsack", Docs{docs[0], docs[1]});
+    REQUIRE(shorter.size() == 2);
+    CHECK(shorter[0] == Approx(first_two[0]).margin(1e-12));
+    CHECK(shorter[1] == Approx(first_two[1]).margin(1e-12));
+    CHECK_THROWS_AS(index.relevance("x", std::vector<std::uint8_t>(docs.size() + 1, 1)),
+                    relay::InvalidArgument);
 }

@@ -285,3 +285,38 @@ TEST_CASE("add_many equals repeated add", "[fuzzy][index]") {
     REQUIRE_THROWS_AS(batched.add_many(std::vector<std::string>{"x"}, fz::TextBatch{}),
                       relay::InvalidArgument);
 }
+
+TEST_CASE("similar_earlier equals query-then-add over a sequence", "[fuzzy][index]") {
+    std::mt19937_64 rng(77);
+    std::vector<std::u32string> texts;
+    for (int i = 0; i < 300; ++i) {
+        if (i > 0 && i % 3 == 0) {
+            texts.push_back(edit_words(rng, texts[rng() % texts.size()], static_cast<int>(i % 4)));
+        } else {
+            texts.push_back(random_words(rng, 6));
+        }
+    }
+    texts.emplace_back();
+    texts.push_back(texts.front());
+    fz::TextBatch batch;
+    for (const auto& t : texts) {
+        batch.append(t);
+    }
+    fz::NearDuplicateIndex index;
+    const auto batched = index.similar_earlier(batch, 0.5);
+    REQUIRE(batched.size() == texts.size());
+    REQUIRE(index.size() == 0);
+    std::size_t found = 0;
+    for (std::size_t j = 0; j < texts.size(); ++j) {
+        std::vector<std::uint32_t> expected;
+        for (const auto& hit : index.query(texts[j], 0.5)) {
+            expected.push_back(static_cast<std::uint32_t>(std::stoul(hit.key)));
+        }
+        std::sort(expected.begin(), expected.end());
+        CHECK(batched[j] == expected);
+        found += expected.size();
+        index.add(std::to_string(j), texts[j]);
+    }
+    CHECK(found > 50);
+    CHECK_THROWS_AS(index.similar_earlier(batch, 0.0), relay::InvalidArgument);
+}

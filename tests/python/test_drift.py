@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from relay_context._core.drift import RelevanceIndex
 from relay_context.core.drift import relevance_scores, topic_drift
-from relay_context.errors import InputTypeError
+from relay_context.errors import InputTypeError, InvalidArgumentError
 
 _WORD = re.compile(rb"[A-Za-z0-9\x80-\xff]+")
 
@@ -74,6 +75,31 @@ def test_drift_matches_reference(earlier: list[str], recent: list[str]) -> None:
 def test_relevance_matches_reference(query: str, docs: list[str]) -> None:
     got = relevance_scores(query, docs)
     assert got == pytest.approx(reference_relevance(query, docs), abs=1e-9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.text(max_size=40) | st.sampled_from(VOCAB),
+    texts,
+    texts,
+    st.lists(st.booleans(), max_size=16),
+)
+def test_relevance_index_matches_reference(
+    query: str, first: list[str], later: list[str], flags: list[bool]
+) -> None:
+    # The engine's per-session word index: documents appended in batches, a subset included
+    # (near-duplicates left out), flags shorter than the index for documents added since.
+    index = RelevanceIndex()
+    index.add(first)
+    index.add(later)
+    docs = first + later
+    included = (flags + [True] * len(docs))[: len(docs)]
+    for mask in (included, included[: len(first)]):
+        chosen = [d for d, keep in zip(docs, mask, strict=False) if keep]
+        got = index.relevance(query, bytes(mask))
+        assert got == pytest.approx(reference_relevance(query, chosen), abs=1e-9)
+    with pytest.raises(InvalidArgumentError, match="flags for"):
+        index.relevance(query, bytes(len(docs) + 1))
 
 
 def test_drift_extremes() -> None:

@@ -250,3 +250,18 @@ def test_bad_arguments() -> None:
         index.add_many(["ab"])  # type: ignore[list-item]
     assert len(index) == 0  # nothing half-added
     assert "\ud800" not in index
+
+
+def test_similar_earlier_is_query_then_add_in_one_call() -> None:
+    base = ["the knapsack solver picks messages", "weather in paris today", "an unrelated line"]
+    texts = [*base, base[0] + "!", "weather in paris, today", base[2], "", base[1].upper()]
+    index = NearDuplicateIndex()
+    batched = index.similar_earlier(texts, 0.5)
+    assert len(index) == 0
+    expected = []
+    for j, text in enumerate(texts):
+        expected.append(sorted(int(hit.key) for hit in index.query(text, 0.5)))
+        index.add(str(j), text)
+    assert batched == expected
+    assert batched[3] == [0]
+    assert batched[5] == [2]

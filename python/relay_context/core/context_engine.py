@@ -18,7 +18,9 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
+import itertools
 import logging
+import operator
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
+from relay_context._core import drift as _drift
 from relay_context.config.settings import Settings, get_settings
 from relay_context.core.compression import CompressionEngine
 from relay_context.core.drift import topic_drift
@@ -49,6 +52,7 @@ from relay_context.engine.policies import get_policy, policy_name
 from relay_context.engine.policies.base import (
     Candidate,
     PolicyContext,
+    PreparedCandidates,
     Summarizer,
     message_tokens,
 )
@@ -82,6 +86,35 @@ class _History:
     @property
     def last_seq(self) -> int:
         return self.messages[-1].seq if self.messages else 0
+
+
+#: Token costs of a session's messages in one encoding, by seq: (message, billed, content).
+_KnownTokens = dict[int, tuple[StoredMessage, int, int]]
+
+
+@dataclass
+class _Plan:
+    """The query-independent part of a session's windows in one encoding, made once per list
+    of messages: candidates, near-duplicates, drift, and what the policies precompute."""
+
+    messages: Sequence[StoredMessage]
+    threshold: float
+    known: _KnownTokens
+    candidates: list[Candidate]
+    #: Seqs of the candidates, in order.
+    seqs: list[int]
+    kept: list[Candidate]
+    collapsed: list[Candidate]
+    total_tokens: int
+    default_query: str
+    drift_score: float
+    index: _drift.RelevanceIndex
+    prepared: PreparedCandidates
+
+
+def _same_messages(old: Sequence[StoredMessage], new: Sequence[StoredMessage]) -> bool:
+    """Whether ``new`` starts with the very objects of ``old`` (messages are immutable)."""
+    return len(old) <= len(new) and all(map(operator.is_, old, new))
 
 
 @dataclass(frozen=True)
@@ -195,6 +228,7 @@ class ContextEngine:
         self._counters: dict[str, TokenCounter] = {}
         self._dedup = DedupCache()
         self._history: OrderedDict[str, _History] = OrderedDict()
+        self._plans: OrderedDict[tuple[str, str], _Plan] = OrderedDict()
         self._sweeper: asyncio.Task[None] | None = None
         #: Sessions the periodic sweep has purged since the engine opened.
         self.sessions_expired = 0
@@ -418,6 +452,8 @@ class ContextEngine:
         deleted = await self.store.delete_session(sid)
         self._dedup.forget(sid)
         self._history.pop(sid, None)
+        for key in [k for k in self._plans if k[0] == sid]:
+            del self._plans[key]
         try:
             await self.cache.invalidate(sid)
         except BackendUnavailableError as exc:  # versioned entries are never served stale
@@ -431,17 +467,37 @@ class ContextEngine:
 
     # --- reading -----------------------------------------------------------------------------
     async def _candidates(
-        self, messages: Sequence[StoredMessage], encoding: str
+        self,
+        messages: Sequence[StoredMessage],
+        encoding: str,
+        known: _KnownTokens | None = None,
     ) -> list[Candidate]:
+        """The candidates of ``messages``; token costs found in ``known`` (made for the very same
+        message objects) are reused, the others are made and added to it."""
         counter = self.counter(encoding)
-        content_tokens = await self._content_tokens(messages, encoding)
+        if known is None:
+            known = {}
+        costs: list[tuple[StoredMessage, int, int] | None] = []
+        missing: list[int] = []
+        for i, m in enumerate(messages):
+            entry = known.get(m.seq)
+            if entry is None or entry[0] is not m:
+                missing.append(i)
+                entry = None
+            costs.append(entry)
+        if missing:
+            fresh = [messages[i] for i in missing]
+            content_tokens = await self._content_tokens(fresh, encoding)
+            for i, m, ct in zip(missing, fresh, content_tokens, strict=True):
+                costs[i] = known[m.seq] = (m, message_tokens(counter, m, ct), ct)
         latest_user = max((m.seq for m in messages if m.role is MessageRole.USER), default=None)
         call_group: dict[str, int] = {}
         for m in messages:
             for call in m.tool_calls:
                 call_group[call.id] = m.seq
         out = []
-        for m, ct in zip(messages, content_tokens, strict=True):
+        for m, cost in zip(messages, costs, strict=True):
+            assert cost is not None
             if m.tool_calls:
                 group: int | None = m.seq
             elif m.tool_call_id is not None:
@@ -452,13 +508,75 @@ class ContextEngine:
             out.append(
                 Candidate(
                     message=m,
-                    tokens=message_tokens(counter, m, ct),
-                    content_tokens=ct,
+                    tokens=cost[1],
+                    content_tokens=cost[2],
                     pinned=pinned,
                     group=group,
                 )
             )
         return out
+
+    async def _plan(
+        self, session_id: str, messages: Sequence[StoredMessage], encoding: str
+    ) -> _Plan:
+        """The session's plan for ``messages``: the last one if made from the same messages,
+        else a new one reusing the token costs and the word index of the last one."""
+        key = (session_id, encoding)
+        threshold = self.settings.dedup_threshold
+        old = self._plans.get(key)
+        if (
+            old is not None
+            and old.threshold == threshold
+            and len(old.messages) == len(messages)
+            and _same_messages(old.messages, messages)
+        ):
+            self._plans.move_to_end(key)
+            return old
+        known: _KnownTokens = {} if old is None else old.known
+        candidates = await self._candidates(messages, encoding, known)
+        # Only the current messages' costs are kept (a deleted prefix is forgotten).
+        known = {m.seq: known[m.seq] for m in messages if m.seq in known}
+        kept, collapsed = self._dedup.collapse(session_id, candidates, threshold)
+        # From here on nothing awaits, so the word index is extended by one build at a time.
+        current = self._plans.get(key)
+        if (
+            current is not None
+            and len(current.index) == len(current.messages)
+            and _same_messages(current.messages, messages)
+        ):
+            index = current.index
+            index.add([m.content for m in messages[len(current.messages) :]])
+        else:
+            index = _drift.RelevanceIndex()
+            index.add([m.content for m in messages])
+        gone = {c.seq for c in collapsed}
+        included = bytes([c.seq not in gone for c in candidates])
+        plan = _Plan(
+            messages=list(messages),
+            threshold=threshold,
+            known=known,
+            candidates=candidates,
+            seqs=[m.seq for m in messages],
+            kept=kept,
+            collapsed=collapsed,
+            total_tokens=REPLY_PRIMING_TOKENS + sum(c.tokens for c in candidates),
+            default_query=next(
+                (
+                    c.message.content
+                    for c in reversed(candidates)
+                    if c.message.role is MessageRole.USER
+                ),
+                "",
+            ),
+            drift_score=self.drift(messages),
+            index=index,
+            prepared=PreparedCandidates(kept, index, included),
+        )
+        self._plans[key] = plan
+        self._plans.move_to_end(key)
+        while len(self._plans) > HISTORY_SESSIONS:
+            self._plans.popitem(last=False)
+        return plan
 
     def drift(self, messages: Sequence[StoredMessage]) -> float:
         """Topic drift of the last ``drift_recent_messages`` user/assistant turns from the
@@ -601,26 +719,17 @@ class ContextEngine:
                 f"budget {budget} is below the {REPLY_PRIMING_TOKENS} tokens every request "
                 "spends priming the reply"
             )
-        candidates = await self._candidates(messages, encoding)
-        total_tokens = REPLY_PRIMING_TOKENS + sum(c.tokens for c in candidates)
-        kept, collapsed = self._dedup.collapse(
-            session_id, candidates, self.settings.dedup_threshold
-        )
+        plan = await self._plan(session_id, messages, encoding)
+        kept, collapsed = plan.kept, plan.collapsed
         if query is None:
-            query = next(
-                (
-                    c.message.content
-                    for c in reversed(candidates)
-                    if c.message.role is MessageRole.USER
-                ),
-                "",
-            )
+            query = plan.default_query
         ctx = PolicyContext(
             counter=counter,
             settings=self.settings,
             budget=message_budget,
             query=query,
             summarizer=self.summarizer,
+            prepared=plan.prepared,
         )
         result = await get_policy(policy).select(kept, ctx)
         chosen: list[WindowMessage] = result.messages
@@ -637,12 +746,12 @@ class ContextEngine:
             model=model,
             encoding=encoding,
             policy=policy,
-            total_tokens=total_tokens,
-            dropped_seqs=tuple(c.seq for c in candidates if c.seq not in in_window),
+            total_tokens=plan.total_tokens,
+            dropped_seqs=tuple(itertools.filterfalse(in_window.__contains__, plan.seqs)),
             deduplicated_seqs=tuple(c.seq for c in collapsed),
             dedup_tokens_saved=sum(c.tokens for c in collapsed),
             compression_tokens_saved=result.compression_tokens_saved,
-            drift_score=self.drift(messages),
+            drift_score=plan.drift_score,
             kept_seqs=kept_seqs,
         )
 

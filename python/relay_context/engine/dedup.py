@@ -82,6 +82,52 @@ class NearDuplicateTracker:
             self._texts[key] = text
             exact[text] = key
 
+    def add_many(self, cs: Sequence[Candidate], fingerprints: Sequence[Fingerprint]) -> None:
+        """``add`` of each candidate in turn, for a tracker that has seen nothing yet: the
+        near-duplicate candidates of the whole sequence come from one batch call (each text
+        hashed once) and the survivors are indexed at the end, with the same outcome."""
+        assert not self.seen, "add_many starts a tracker"
+        self.seen.extend(fingerprints)
+        if not self.enabled:
+            return
+        for role in _ROLES:
+            chosen = [
+                c for c, f in zip(cs, fingerprints, strict=True) if f[2] and c.message.role is role
+            ]
+            if not chosen:
+                continue
+            texts = [c.message.content for c in chosen]
+            similar = self._indexes[role].similar_earlier(texts, CANDIDATE_JACCARD)
+            live: dict[int, str] = {}  # position -> text of what the index would hold
+            exact: dict[str, int] = {}
+            for j, (c, text) in enumerate(zip(chosen, texts, strict=True)):
+                older: set[int] = set()
+                if text in exact:
+                    older.add(exact[text])
+                for i in similar[j]:
+                    if (
+                        i in live
+                        and i not in older
+                        and fuzzy.ratio(text, live[i], score_cutoff=self.cutoff) >= self.cutoff
+                    ):
+                        older.add(i)
+                for i in older:
+                    old_text = live.pop(i)
+                    if exact.get(old_text) == i:
+                        del exact[old_text]
+                    self.collapsed[chosen[i].seq] = c.seq
+                if not c.pinned:
+                    live[j] = text
+                    exact[text] = j
+            keys = {i: str(chosen[i].seq) for i in live}
+            self._indexes[role].add_many([(keys[i], t) for i, t in live.items()])
+            self._texts.update((keys[i], t) for i, t in live.items())
+            self._exact[role].update((t, keys[i]) for t, i in exact.items())
+
+
+#: New messages from which a fresh tracker takes them in one batch.
+BATCH_MESSAGES = 16
+
 
 class DedupCache:
     """Trackers of recently used conversations (LRU), so that a window after one more message
@@ -106,6 +152,8 @@ class DedupCache:
         self._trackers.move_to_end(key)
         while len(self._trackers) > self.max_sessions:
             self._trackers.popitem(last=False)
+        if not tracker.seen and len(candidates) >= BATCH_MESSAGES:
+            tracker.add_many(candidates, fingerprints)
         for c, f in zip(
             candidates[len(tracker.seen) :], fingerprints[len(tracker.seen) :], strict=True
         ):

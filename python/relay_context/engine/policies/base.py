@@ -15,10 +15,12 @@ budget. Rules every policy follows (and the tests check for each):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from relay_context._core import drift as _drift
 from relay_context.config.settings import Settings
 from relay_context.core.message_tokens import TOKENS_PER_MESSAGE, TOKENS_PER_NAME
 from relay_context.core.tokenizer import TokenCounter
@@ -69,6 +71,70 @@ class Candidate:
         )
 
 
+_T = TypeVar("_T")
+
+
+class PreparedCandidates:
+    """What does not change between builds of one list of candidates, computed once.
+
+    The engine keeps one per session (until its messages change) and passes it in
+    :attr:`PolicyContext.prepared`; a policy uses it when ``prepared.candidates`` is the list
+    it was given, so repeated windows (another query, another budget) skip the per-message
+    work. ``index`` holds the words of every message of the session (the candidates and the
+    near-duplicates left out, flagged 0 in ``included``), so relevance costs only the postings
+    of the query's words.
+    """
+
+    __slots__ = ("_memo", "_window_messages", "candidates", "included", "index", "summaries")
+
+    #: Built-in summaries kept per plan (one per dropped set and budget, the latest ones).
+    MAX_SUMMARIES = 16
+
+    def __init__(
+        self,
+        candidates: Sequence[Candidate],
+        index: _drift.RelevanceIndex,
+        included: bytes,
+    ) -> None:
+        self.candidates = candidates
+        self.index = index
+        self.included = included
+        self._memo: dict[Any, Any] = {}
+        self._window_messages: dict[int, tuple[Candidate, WindowMessage]] = {}
+        #: Built-in summaries by (dropped seqs, token budget).
+        self.summaries: OrderedDict[tuple[tuple[int, ...], int], str] = OrderedDict()
+
+    def memo(self, key: Any, make: Callable[[], _T]) -> _T:
+        """``make()``, computed once per ``key``."""
+        try:
+            value: _T = self._memo[key]
+        except KeyError:
+            value = self._memo[key] = make()
+        return value
+
+    def remember_summary(self, key: tuple[tuple[int, ...], int], text: str) -> None:
+        self.summaries[key] = text
+        while len(self.summaries) > self.MAX_SUMMARIES:
+            self.summaries.popitem(last=False)
+
+    def relevance(self, query: str) -> list[float]:
+        """``relevance_scores(query, [c.message.content for c in candidates])``."""
+        return self.index.relevance(query, self.included)
+
+    def window_message(self, c: Candidate) -> WindowMessage:
+        """``c.window_message()``, made once per candidate object."""
+        entry = self._window_messages.get(id(c))
+        if entry is None or entry[0] is not c:
+            entry = self._window_messages[id(c)] = (c, c.window_message())
+        return entry[1]
+
+
+def prepared_for(ctx: PolicyContext, candidates: Sequence[Candidate]) -> PreparedCandidates | None:
+    """``ctx.prepared`` if it was made for exactly ``candidates``."""
+    prepared = ctx.prepared
+    return prepared if prepared is not None and prepared.candidates is candidates else None
+
+
 @dataclass(frozen=True)
 class PolicyContext:
     """Everything a policy needs besides the candidates."""
@@ -80,6 +146,8 @@ class PolicyContext:
     #: The text relevance is measured against: the caller's query or the latest user turn.
     query: str
     summarizer: Summarizer | None = None
+    #: Per-session values computed once for these candidates (see :class:`PreparedCandidates`).
+    prepared: PreparedCandidates | None = None
 
 
 @dataclass
@@ -149,9 +217,36 @@ def unit_pinned(unit: Sequence[Candidate]) -> bool:
     return any(c.pinned for c in unit)
 
 
-def check_feasible(all_units: Sequence[Sequence[Candidate]], budget: int, policy: str) -> int:
-    """Tokens of the pinned units; :class:`InfeasibleBudgetError` if they exceed ``budget``."""
-    required = sum(unit_tokens(u) for u in all_units if unit_pinned(u))
+@dataclass(frozen=True, slots=True)
+class UnitColumns:
+    """Units (see :func:`units`) with what the fill rules read of each, computed once."""
+
+    units: list[list[Candidate]]
+    costs: list[int]
+    pinned: list[bool]
+    sizes: list[int]
+    #: Members of each unit that are not system messages.
+    non_system: list[int]
+    #: Tokens of the pinned units.
+    required: int
+
+    @classmethod
+    def of(cls, all_units: Sequence[Sequence[Candidate]]) -> UnitColumns:
+        costs = [unit_tokens(u) for u in all_units]
+        pinned = [unit_pinned(u) for u in all_units]
+        return cls(
+            units=[list(u) for u in all_units],
+            costs=costs,
+            pinned=pinned,
+            sizes=[len(u) for u in all_units],
+            non_system=[sum(1 for c in u if not is_system(c)) for u in all_units],
+            required=sum(c for c, p in zip(costs, pinned, strict=True) if p),
+        )
+
+
+def check_required(required: int, budget: int, policy: str) -> int:
+    """``required`` (tokens of the pinned units); :class:`InfeasibleBudgetError` if it exceeds
+    ``budget``."""
     if required > budget:
         raise InfeasibleBudgetError(
             f"policy {policy!r}: the messages that must be kept (system prompt, latest user turn, "
@@ -161,6 +256,12 @@ def check_feasible(all_units: Sequence[Sequence[Candidate]], budget: int, policy
     return required
 
 
+def check_feasible(all_units: Sequence[Sequence[Candidate]], budget: int, policy: str) -> int:
+    """Tokens of the pinned units; :class:`InfeasibleBudgetError` if they exceed ``budget``."""
+    required = sum(unit_tokens(u) for u in all_units if unit_pinned(u))
+    return check_required(required, budget, policy)
+
+
 def fill_from_newest(
     all_units: Sequence[Sequence[Candidate]], budget: int, *, max_unpinned: int | None = None
 ) -> set[int]:
@@ -168,22 +269,31 @@ def fill_from_newest(
     while they fit (a unit that does not fit is skipped, older smaller ones may still fit);
     ``max_unpinned`` caps how many non-system messages the tail holds (pinned ones passed on
     the way back count too)."""
-    keep = {i for i, u in enumerate(all_units) if unit_pinned(u)}
-    room = budget - sum(unit_tokens(all_units[i]) for i in keep)
+    return fill_columns_from_newest(UnitColumns.of(all_units), budget, max_unpinned=max_unpinned)
+
+
+def fill_columns_from_newest(
+    columns: UnitColumns, budget: int, *, max_unpinned: int | None = None
+) -> set[int]:
+    """:func:`fill_from_newest` on units whose columns were computed before."""
+    pinned = columns.pinned
+    keep = {i for i, p in enumerate(pinned) if p}
+    room = budget - columns.required
     taken = 0
-    for i in range(len(all_units) - 1, -1, -1):
-        if i in keep:
+    costs, sizes, non_system = columns.costs, columns.sizes, columns.non_system
+    for i in range(len(pinned) - 1, -1, -1):
+        if pinned[i]:
             # A pinned turn in the tail (the latest user turn) is one of the last N.
-            taken += sum(1 for c in all_units[i] if not is_system(c))
+            taken += non_system[i]
             continue
-        unit = all_units[i]
-        if max_unpinned is not None and taken + len(unit) > max_unpinned:
+        size = sizes[i]
+        if max_unpinned is not None and taken + size > max_unpinned:
             break
-        cost = unit_tokens(unit)
+        cost = costs[i]
         if cost <= room:
             keep.add(i)
             room -= cost
-            taken += len(unit)
+            taken += size
     return keep
 
 
@@ -196,10 +306,15 @@ __all__ = [
     "ContextPolicy",
     "PolicyContext",
     "PolicyResult",
+    "PreparedCandidates",
     "Summarizer",
+    "UnitColumns",
     "check_feasible",
+    "check_required",
+    "fill_columns_from_newest",
     "fill_from_newest",
     "message_tokens",
+    "prepared_for",
     "unit_pinned",
     "unit_tokens",
     "units",

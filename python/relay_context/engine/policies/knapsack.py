@@ -33,7 +33,11 @@ from relay_context.engine.policies.base import (
     Candidate,
     PolicyContext,
     PolicyResult,
+    PreparedCandidates,
+    UnitColumns,
     check_feasible,
+    check_required,
+    prepared_for,
     units,
 )
 
@@ -57,6 +61,9 @@ def importance(c: Candidate) -> float:
 
 def message_values(candidates: Sequence[Candidate], ctx: PolicyContext) -> list[float]:
     """The value of each candidate (see the module docstring)."""
+    prepared = prepared_for(ctx, candidates)
+    if prepared is not None:
+        return _prepared_values(prepared, ctx)
     texts = [c.message.content for c in candidates]
     tfidf = list(relevance_scores(ctx.query, texts)) if ctx.query else [0.0] * len(texts)
     short = [i for i, text in enumerate(texts) if text and len(text) < FUZZY_MAX_CHARS]
@@ -75,6 +82,47 @@ def message_values(candidates: Sequence[Candidate], ctx: PolicyContext) -> list[
     return values
 
 
+class _Static:
+    """The query-independent factors of the values, per candidate (made once per session)."""
+
+    def __init__(self, candidates: Sequence[Candidate], half_life: float) -> None:
+        n = len(candidates)
+        texts = [c.message.content for c in candidates]
+        self.short = [i for i, text in enumerate(texts) if text and len(text) < FUZZY_MAX_CHARS]
+        self.short_texts = [texts[i] for i in self.short]
+        #: role weight * recency, multiplied in the order message_values does.
+        self.weights = [
+            ROLE_WEIGHTS[c.message.role] * max(RECENCY_FLOOR, 0.5 ** ((n - 1 - i) / half_life))
+            for i, c in enumerate(candidates)
+        ]
+        self.importances = [importance(c) for c in candidates]
+        self.tokens = [c.tokens for c in candidates]
+        self.pinned = [c.pinned for c in candidates]
+        self.groups = [c.group for c in candidates]
+        self.ids = [c.seq for c in candidates]
+
+
+def _static(prepared: PreparedCandidates, ctx: PolicyContext) -> _Static:
+    half_life = ctx.settings.recency_half_life_messages
+    return prepared.memo(("knapsack", half_life), lambda: _Static(prepared.candidates, half_life))
+
+
+def _prepared_values(prepared: PreparedCandidates, ctx: PolicyContext) -> list[float]:
+    """``message_values`` from the per-session factors: the relevance of every message in one
+    call on the session's word index, the fuzzy scores of the short ones in another."""
+    static = _static(prepared, ctx)
+    query = ctx.query
+    tfidf = prepared.relevance(query) if query else [0.0] * len(static.weights)
+    if query and static.short:
+        fuzzy_scores = fuzzy.scores(query, static.short_texts, scorer="token_set_ratio")
+        for i, score in zip(static.short, fuzzy_scores, strict=True):
+            tfidf[i] = max(tfidf[i], score / 100.0)
+    return [
+        w * (RELEVANCE_BASE + t) * imp
+        for w, t, imp in zip(static.weights, tfidf, static.importances, strict=True)
+    ]
+
+
 class KnapsackPolicy:
     name = "knapsack"
 
@@ -82,12 +130,19 @@ class KnapsackPolicy:
         self.selector = selector or KnapsackSelector()
 
     async def select(self, candidates: Sequence[Candidate], ctx: PolicyContext) -> PolicyResult:
-        check_feasible(units(candidates), ctx.budget, self.name)
+        prepared = prepared_for(ctx, candidates)
+        if prepared is not None:
+            columns = prepared.memo("units", lambda: UnitColumns.of(units(candidates)))
+            check_required(columns.required, ctx.budget, self.name)
+            static = _static(prepared, ctx)
+            tokens, pinned, groups, ids = static.tokens, static.pinned, static.groups, static.ids
+        else:
+            check_feasible(units(candidates), ctx.budget, self.name)
+            tokens = [c.tokens for c in candidates]
+            pinned = [c.pinned for c in candidates]
+            groups = [c.group for c in candidates]
+            ids = [c.seq for c in candidates]
         values = message_values(candidates, ctx)
-        tokens = [c.tokens for c in candidates]
-        pinned = [c.pinned for c in candidates]
-        groups = [c.group for c in candidates]
-        ids = [c.seq for c in candidates]
         solve = functools.partial(
             self.selector.select_columns,
             tokens,
@@ -102,9 +157,10 @@ class KnapsackPolicy:
             await asyncio.to_thread(solve) if len(tokens) >= ASYNC_OFFLOAD_ATOMS else solve()
         )
         kept = set(selection.ids)
+        make = prepared.window_message if prepared is not None else Candidate.window_message
         return PolicyResult(
-            messages=[c.window_message() for c in candidates if c.seq in kept],
-            dropped_seqs=[c.seq for c in candidates if c.seq not in kept],
+            messages=[make(c) for c, i in zip(candidates, ids, strict=True) if i in kept],
+            dropped_seqs=[i for i in ids if i not in kept],
         )
 
 

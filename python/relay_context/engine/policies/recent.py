@@ -12,17 +12,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from relay_context.core.tokenizer import TokenCounter
 from relay_context.engine.policies.base import (
     Candidate,
     PolicyContext,
     PolicyResult,
-    check_feasible,
-    fill_from_newest,
+    PreparedCandidates,
+    UnitColumns,
+    check_required,
+    fill_columns_from_newest,
+    prepared_for,
     units,
 )
+from relay_context.engine.window import WindowMessage
 
 TRUNCATION_MARKER = "\n[...content truncated]"
 
@@ -52,41 +56,78 @@ def cap_candidate(counter: TokenCounter, c: Candidate, max_tokens: int) -> tuple
     return replace(c, message=message, tokens=tokens, content_tokens=content_tokens), True
 
 
+@dataclass(frozen=True, slots=True)
+class _Capped:
+    """The candidates cut to the per-message cap, as units (budget-independent)."""
+
+    capped: list[Candidate]
+    truncated: set[int]
+    #: Tokens each truncated message saves, by seq.
+    savings: dict[int, int]
+    columns: UnitColumns
+    total: int
+
+
+def _cap_all(counter: TokenCounter, candidates: Sequence[Candidate], max_tokens: int) -> _Capped:
+    capped: list[Candidate] = []
+    truncated: set[int] = set()
+    savings: dict[int, int] = {}
+    for c in candidates:
+        new, cut = cap_candidate(counter, c, max_tokens)
+        if cut:
+            truncated.add(c.seq)
+            savings[c.seq] = c.tokens - new.tokens
+        capped.append(new)
+    return _Capped(
+        capped=capped,
+        truncated=truncated,
+        savings=savings,
+        columns=UnitColumns.of(units(capped)),
+        total=sum(c.tokens for c in capped),
+    )
+
+
 class RecentPolicy:
     name = "recent"
 
     async def select(self, candidates: Sequence[Candidate], ctx: PolicyContext) -> PolicyResult:
         settings = ctx.settings
-        capped: list[Candidate] = []
-        truncated: set[int] = set()
-        for c in candidates:
-            new, cut = cap_candidate(ctx.counter, c, settings.max_message_tokens)
-            if cut:
-                truncated.add(c.seq)
-            capped.append(new)
-        all_units = units(capped)
-        check_feasible(all_units, ctx.budget, self.name)
-        total = sum(c.tokens for c in capped)
-        limit = settings.recent_keep_messages if total > settings.recent_threshold_tokens else None
-        keep = fill_from_newest(all_units, ctx.budget, max_unpinned=limit)
-        kept_seqs = {c.seq for i in keep for c in all_units[i]}
-        messages = []
-        for c in capped:
-            if c.seq in kept_seqs:
-                wm = c.window_message()
-                if c.seq in truncated:
-                    wm = replace(wm, truncated=True)
-                messages.append(wm)
-        saved_in_window = sum(
-            orig.tokens - new.tokens
-            for orig, new in zip(candidates, capped, strict=True)
-            if new.seq in kept_seqs and new.seq in truncated
+        max_tokens = settings.max_message_tokens
+        prepared = prepared_for(ctx, candidates)
+        if prepared is not None:
+            plan = prepared.memo(
+                ("recent", max_tokens), lambda: _cap_all(ctx.counter, candidates, max_tokens)
+            )
+        else:
+            plan = _cap_all(ctx.counter, candidates, max_tokens)
+        columns = plan.columns
+        check_required(columns.required, ctx.budget, self.name)
+        limit = (
+            settings.recent_keep_messages if plan.total > settings.recent_threshold_tokens else None
         )
+        keep = fill_columns_from_newest(columns, ctx.budget, max_unpinned=limit)
+        all_units = columns.units
+        kept_seqs = {c.seq for i in keep for c in all_units[i]}
+        truncated = plan.truncated
+        messages = [
+            _window_message(c, prepared, c.seq in truncated)
+            for c in plan.capped
+            if c.seq in kept_seqs
+        ]
+        saved_in_window = sum(n for seq, n in plan.savings.items() if seq in kept_seqs)
         return PolicyResult(
             messages=messages,
-            dropped_seqs=[c.seq for c in capped if c.seq not in kept_seqs],
+            dropped_seqs=[c.seq for c in plan.capped if c.seq not in kept_seqs],
             compression_tokens_saved=saved_in_window,
         )
+
+
+def _window_message(
+    c: Candidate, prepared: PreparedCandidates | None, truncated: bool
+) -> WindowMessage:
+    if truncated:
+        return replace(c.window_message(), truncated=True)
+    return prepared.window_message(c) if prepared is not None else c.window_message()
 
 
 __all__ = ["TRUNCATION_MARKER", "RecentPolicy", "cap_candidate", "truncate_content"]

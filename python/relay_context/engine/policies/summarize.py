@@ -13,7 +13,7 @@ budget, so the window's budget holds.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from relay_context.core.drift import relevance_scores
 from relay_context.core.message_tokens import TOKENS_PER_MESSAGE
@@ -23,8 +23,10 @@ from relay_context.engine.policies.base import (
     Candidate,
     PolicyContext,
     PolicyResult,
-    check_feasible,
-    fill_from_newest,
+    UnitColumns,
+    check_required,
+    fill_columns_from_newest,
+    prepared_for,
     units,
 )
 from relay_context.engine.policies.recent import truncate_content
@@ -76,31 +78,50 @@ class SummarizePolicy:
     name = "summarize"
 
     async def select(self, candidates: Sequence[Candidate], ctx: PolicyContext) -> PolicyResult:
-        all_units = units(candidates)
-        required = check_feasible(all_units, ctx.budget, self.name)
-        total = sum(c.tokens for c in candidates)
+        prepared = prepared_for(ctx, candidates)
+        make: Callable[[Candidate], WindowMessage]
+        if prepared is not None:
+            columns = prepared.memo("units", lambda: UnitColumns.of(units(candidates)))
+            total = prepared.memo("total", lambda: sum(c.tokens for c in candidates))
+            make = prepared.window_message
+        else:
+            columns = UnitColumns.of(units(candidates))
+            total = sum(c.tokens for c in candidates)
+            make = Candidate.window_message
+        required = check_required(columns.required, ctx.budget, self.name)
         if total <= ctx.budget:
-            return PolicyResult(messages=[c.window_message() for c in candidates])
+            return PolicyResult(messages=[make(c) for c in candidates])
         counter = ctx.counter
         reserve = min(ctx.settings.summary_max_tokens, (ctx.budget - required) // 4)
         if reserve < MIN_SUMMARY_TOKENS:
             reserve = 0
-        keep = fill_from_newest(all_units, ctx.budget - reserve)
+        keep = fill_columns_from_newest(columns, ctx.budget - reserve)
+        all_units = columns.units
         kept = {c.seq for i in keep for c in all_units[i]}
         dropped = [c for c in candidates if c.seq not in kept]
-        messages = [c.window_message() for c in candidates if c.seq in kept]
+        messages = [make(c) for c in candidates if c.seq in kept]
         saved = 0
         if reserve and dropped:
             header = SUMMARY_HEADER.format(count=len(dropped))
             framing = TOKENS_PER_MESSAGE + counter.count(MessageRole.SYSTEM.value)
             content_budget = reserve - framing
             text_budget = content_budget - counter.count(header) - 1
-            summarizer = ctx.summarizer or ExtractiveSummarizer(counter)
-            text = (
-                await summarizer.summarize([c.message for c in dropped], text_budget)
-                if text_budget > 0
-                else ""
-            )
+            if text_budget <= 0:
+                text = ""
+            elif ctx.summarizer is None and prepared is not None:
+                # The built-in summary depends only on the dropped messages and the budget:
+                # made once per session plan (a custom summariser may vary: asked every time).
+                key = (tuple(c.seq for c in dropped), text_budget)
+                found = prepared.summaries.get(key)
+                if found is None:
+                    found = await ExtractiveSummarizer(counter).summarize(
+                        [c.message for c in dropped], text_budget
+                    )
+                    prepared.remember_summary(key, found)
+                text = found
+            else:
+                summarizer = ctx.summarizer or ExtractiveSummarizer(counter)
+                text = await summarizer.summarize([c.message for c in dropped], text_budget)
             if text.strip():
                 content = header + text
                 if counter.count(content) > content_budget:
