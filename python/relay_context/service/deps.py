@@ -13,7 +13,7 @@ goes into the response's ``X-RateLimit-*`` headers. A request without valid cred
 charged to its client address instead, so guessing keys is rate limited too.
 
 For the context routes: :func:`require_write`, :func:`visible_session` (another principal's
-session is a 404, never a 403) and :func:`check_session_quota`.
+session is a 404, never a 403) and :func:`session_quota` (checked atomically by the store).
 """
 
 from __future__ import annotations
@@ -158,11 +158,21 @@ def visible_session(principal: Principal, session: Session | None, session_id: s
     return session
 
 
-async def check_session_quota(state: ServiceState, principal: Principal) -> None:
-    """Before creating a session: a USER may own at most ``max_sessions_per_user`` live ones."""
+def session_quota(state: ServiceState, principal: Principal) -> int | None:
+    """How many live sessions ``principal`` may own (``None``: no limit); a USER may own
+    ``max_sessions_per_user``. Pass it to ``SessionStore.ensure_session(max_owned=...)``, which
+    checks it atomically with the creation."""
     if principal.role is not UserRole.USER:
+        return None
+    return state.settings.max_sessions_per_user
+
+
+async def check_session_quota(state: ServiceState, principal: Principal) -> None:
+    """Whether ``principal`` is below its quota now (advisory: creating a session checks the
+    quota atomically, see :func:`session_quota`)."""
+    limit = session_quota(state, principal)
+    if limit is None:
         return
-    limit = state.settings.max_sessions_per_user
     owned = await state.store.list_sessions(principal.id, limit=limit + 1)
     if len(owned) >= limit:
         raise SessionLimitExceededError(
@@ -185,5 +195,6 @@ __all__ = [
     "get_principal",
     "get_state",
     "require_write",
+    "session_quota",
     "visible_session",
 ]

@@ -36,8 +36,8 @@ from relay_context.security.auth import Principal
 from relay_context.service.deps import (
     CurrentPrincipal,
     StateDep,
-    check_session_quota,
     require_write,
+    session_quota,
     visible_session,
 )
 from relay_context.service.state import ServiceState
@@ -114,11 +114,14 @@ async def add_message(
             tool_calls=tuple(body.tool_calls or ()),  # type: ignore[arg-type]
             metadata=body.metadata or {},
         ).check_size(state.store.max_message_bytes)
-        await check_session_quota(state, principal)
         # Atomic: when two principals race for a new id, one creates the session and the
-        # other gets it back as it is, owned by the first, hence the 404 below.
+        # other gets it back as it is, owned by the first, hence the 404 below. The quota is
+        # checked in the same database transaction, so concurrent first messages of one USER
+        # (in any number of processes) never create more than the limit.
         with state.tracer.start_as_current_span("db.ensure_session"):
-            existing = await state.store.ensure_session(sid, principal.id)
+            existing = await state.store.ensure_session(
+                sid, principal.id, max_owned=session_quota(state, principal)
+            )
         first_message = existing.last_seq == 0
     else:
         first_message = False
