@@ -39,29 +39,35 @@ from relay_context.service.metrics import ServiceMetrics
 from relay_context.service.state import ServiceState
 
 
-def get_state(request: Request) -> ServiceState:
+def state_of(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.relay
     return state
 
 
-def get_settings(request: Request) -> Settings:
-    return get_state(request).settings
+# The dependencies are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency in its
+# thread pool, a thread hop per dependency per request for what is an attribute read.
+async def get_state(request: Request) -> ServiceState:
+    return state_of(request)
 
 
-def get_store(request: Request) -> SqlSessionStore:
-    return get_state(request).store
+async def get_settings(request: Request) -> Settings:
+    return state_of(request).settings
 
 
-def get_metrics(request: Request) -> ServiceMetrics:
-    return get_state(request).metrics
+async def get_store(request: Request) -> SqlSessionStore:
+    return state_of(request).store
 
 
-def get_tracer(request: Request) -> Tracer:
-    return get_state(request).tracer
+async def get_metrics(request: Request) -> ServiceMetrics:
+    return state_of(request).metrics
 
 
-def get_engine(request: Request) -> ContextEngine:
-    return get_state(request).engine
+async def get_tracer(request: Request) -> Tracer:
+    return state_of(request).tracer
+
+
+async def get_engine(request: Request) -> ContextEngine:
+    return state_of(request).engine
 
 
 StateDep = Annotated[ServiceState, Depends(get_state)]
@@ -108,7 +114,7 @@ async def _authenticate(request: Request, state: ServiceState) -> Principal:
 
 
 async def get_principal(request: Request) -> Principal:
-    state = get_state(request)
+    state = state_of(request)
     try:
         principal = await _authenticate(request, state)
     except AuthenticationError:
@@ -196,5 +202,6 @@ __all__ = [
     "get_state",
     "require_write",
     "session_quota",
+    "state_of",
     "visible_session",
 ]
