@@ -203,7 +203,7 @@ async def get_context(
     query: Annotated[str | None, Query(max_length=10_000)] = None,
     output: Annotated[Literal["openai", "anthropic"], Query(alias="format")] = "openai",
 ) -> dict[str, Any]:
-    await _session(state, principal, session_id)
+    session = await _session(state, principal, session_id)
     engine = state.engine
     if budget is not None and budget > state.settings.max_window_tokens:
         raise InvalidArgumentError(
@@ -212,7 +212,7 @@ async def get_context(
     with state.tracer.start_as_current_span("context.select") as span:
         hits_before, misses_before = _cache_counts(engine)
         window = await engine.get_context(
-            session_id, budget=budget, model=model, policy=policy, query=query
+            session.id, budget=budget, model=model, policy=policy, query=query, session=session
         )
         hits_after, misses_after = _cache_counts(engine)
         hit = hits_after > hits_before and misses_after == misses_before
