@@ -14,7 +14,9 @@ Phases, each ``--requests`` requests by ``--concurrency`` workers on one keep-al
 * ``GET /api/v1/context/{id}`` cached — the same call again, from the window cache.
 
 Prints requests/s and p50/p99 latency of each, and each context phase's throughput relative to
-the health floor. Defaults: SQLite in a temporary DATA_DIR, in-process cache and limits.
+the health floor; also the server process's CPU time per request (user + system, from /proc),
+which other load on a shared machine disturbs much less than throughput does.
+Defaults: SQLite in a temporary DATA_DIR, in-process cache and limits.
 """
 
 from __future__ import annotations
@@ -121,14 +123,25 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
+def server_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) the server process has used; NaN off Linux."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def run_phase(
     client: httpx.AsyncClient,
     make_request: Callable[[int], httpx.Request],
     requests: int,
     concurrency: int,
     expected: int,
-) -> tuple[float, float, float]:
-    """(requests/s, p50 ms, p99 ms)."""
+    server_pid: int,
+) -> tuple[float, float, float, float]:
+    """(requests/s, p50 ms, p99 ms, server CPU ms per request)."""
+    cpu_before = server_cpu_seconds(server_pid)
     numbers = itertools.count()
     latencies: list[float] = []
 
@@ -144,8 +157,10 @@ async def run_phase(
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
+    cpu_ms = (server_cpu_seconds(server_pid) - cpu_before) * 1e3 / requests
     latencies.sort()
-    return requests / elapsed, percentile(latencies, 0.5) * 1e3, percentile(latencies, 0.99) * 1e3
+    p50, p99 = percentile(latencies, 0.5) * 1e3, percentile(latencies, 0.99) * 1e3
+    return requests / elapsed, p50, p99, cpu_ms
 
 
 def message_text(i: int) -> str:
@@ -153,7 +168,9 @@ def message_text(i: int) -> str:
     return f"Message {i}: " + " ".join(words) + "."
 
 
-async def bench(args: argparse.Namespace, url: str, headers: dict[str, str]) -> None:
+async def bench(
+    args: argparse.Namespace, url: str, headers: dict[str, str], server_pid: int
+) -> None:
     limits = httpx.Limits(
         max_connections=args.concurrency, max_keepalive_connections=args.concurrency
     )
@@ -161,7 +178,7 @@ async def bench(args: argparse.Namespace, url: str, headers: dict[str, str]) -> 
         base_url=url, headers=headers, timeout=60, limits=limits
     ) as client:
         sessions = [f"bench-{s}" for s in range(args.sessions)]
-        rows: list[tuple[str, tuple[float, float, float]]] = []
+        rows: list[tuple[str, tuple[float, float, float, float]]] = []
 
         def health(i: int) -> httpx.Request:
             return client.build_request("GET", "/health")
@@ -187,27 +204,32 @@ async def bench(args: argparse.Namespace, url: str, headers: dict[str, str]) -> 
                 params={"budget": str(args.budget)},
             )
 
-        await run_phase(client, health, min(200, args.requests), args.concurrency, 200)  # warm-up
+        # warm-up
+        await run_phase(client, health, min(200, args.requests), args.concurrency, 200, server_pid)
         rows.append(
             (
                 "GET /health (floor)",
-                await run_phase(client, health, args.requests, args.concurrency, 200),
+                await run_phase(client, health, args.requests, args.concurrency, 200, server_pid),
             )
         )
         rows.append(
-            ("POST /messages", await run_phase(client, post, args.requests, args.concurrency, 201))
+            (
+                "POST /messages",
+                await run_phase(client, post, args.requests, args.concurrency, 201, server_pid),
+            )
         )
         rows.append(
             (
                 "GET /context built",
-                await run_phase(client, built, args.requests, args.concurrency, 200),
+                await run_phase(client, built, args.requests, args.concurrency, 200, server_pid),
             )
         )
-        await run_phase(client, cached, len(sessions), args.concurrency, 200)  # fill the cache
+        # fill the cache
+        await run_phase(client, cached, len(sessions), args.concurrency, 200, server_pid)
         rows.append(
             (
                 "GET /context cached",
-                await run_phase(client, cached, args.requests, args.concurrency, 200),
+                await run_phase(client, cached, args.requests, args.concurrency, 200, server_pid),
             )
         )
 
@@ -219,10 +241,16 @@ async def bench(args: argparse.Namespace, url: str, headers: dict[str, str]) -> 
         f"relay serve on {backend}; concurrency {args.concurrency}; {args.requests} requests per "
         f"phase; {args.sessions} sessions of ~{per_session} messages; budget {args.budget}"
     )
-    print(f"{'phase':<22} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'vs floor':>9}")
-    floor = rows[0][1][0]
-    for name, (rps, p50, p99) in rows:
-        print(f"{name:<22} {rps:9.0f} {p50:9.2f} {p99:9.2f} {rps / floor:8.2f}x")
+    print(
+        f"{'phase':<22} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'vs floor':>9}"
+        f" {'cpu ms/req':>11} {'cpu vs floor':>13}"
+    )
+    floor, floor_cpu = rows[0][1][0], rows[0][1][3]
+    for name, (rps, p50, p99, cpu) in rows:
+        print(
+            f"{name:<22} {rps:9.0f} {p50:9.2f} {p99:9.2f} {rps / floor:8.2f}x"
+            f" {cpu:11.2f} {cpu / floor_cpu:12.2f}x"
+        )
 
 
 def drop_bench_state(args: argparse.Namespace) -> None:
@@ -268,7 +296,7 @@ def main() -> None:
         data_dir = Path(tmp)
         process, url = start_server(args, data_dir)
         try:
-            asyncio.run(bench(args, url, admin_headers(data_dir)))
+            asyncio.run(bench(args, url, admin_headers(data_dir), process.pid))
         finally:
             process.send_signal(signal.SIGINT)
             try:

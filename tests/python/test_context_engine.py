@@ -18,6 +18,7 @@ from relay_context.engine.cache import InProcessContextCache, RedisContextCache
 from relay_context.errors import (
     EmptyContentError,
     InfeasibleBudgetError,
+    InvalidArgumentError,
     InvalidSessionIdError,
     MessageTooLargeError,
     SessionNotFoundError,
@@ -313,3 +314,15 @@ async def test_expired_sessions_are_purged_by_the_sweep(
         assert await engine.expire_sessions() == 0  # nothing left to purge
     with pytest.raises(ValueError, match="greater than or equal to 0"):
         Settings(session_sweep_interval_seconds=-1)
+
+
+async def test_a_session_the_caller_has_read_gives_the_same_window(engine: ContextEngine) -> None:
+    await add_all(engine, "conv-read", conversation(8, seed=5))
+    session = await engine.store.get_session("conv-read")
+    assert session is not None
+    given = await engine.get_context("conv-read", budget=3000, query="redis", session=session)
+    read = await engine.get_context("conv-read", budget=3000, query="redis")
+    assert given.to_dict() == read.to_dict()
+    other = await engine.store.ensure_session("conv-other", "alice")
+    with pytest.raises(InvalidArgumentError, match="conv-other"):
+        await engine.get_context("conv-read", session=other)

@@ -5,11 +5,14 @@ Values come from (highest first) constructor arguments, environment variables (`
 working directory, then the defaults below. With neither ``DATABASE_URL`` nor ``REDIS_URL`` set,
 Relay runs on embedded defaults: SQLite in ``data_dir`` and in-process caches and limits.
 
-The settings are flat (one env var per field). The product docs' nested spelling is accepted too,
-as constructor arguments: ``Settings(security__secret_key=...)`` or
-``Settings(security={"secret_key": ...})`` set ``secret_key``; when both spellings are given the
-flat one wins. An optional YAML file (``CONFIG_FILE``) may override the limits and the model
-table; the service reloads it when it changes (see ``relay_context.config.live``).
+The settings are flat (one env var per field). The product docs' nested spelling is accepted too:
+environment variables and ``.env`` lines ``SECURITY__SECRET_KEY=...``, ``LLM__OPENAI_API_KEY=...``
+(``<section>__<field>``, sections ``app``, ``database``, ``redis``, ``context``, ``security``,
+``llm``, ``service``, ``telemetry``) and constructor arguments
+``Settings(security__secret_key=...)`` or ``Settings(security={"secret_key": ...})`` set
+``secret_key``; when both spellings are given (anywhere) the flat one wins. An optional YAML
+file (``CONFIG_FILE``) may override the limits and the model table; the service reloads it when
+it changes (see ``relay_context.config.live``).
 """
 
 from __future__ import annotations
@@ -18,11 +21,14 @@ import enum
 import functools
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 #: Shortest ``SECRET_KEY`` accepted in production (characters).
 MIN_PRODUCTION_SECRET_LENGTH = 32
@@ -192,6 +198,26 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = None
     anthropic_api_key: SecretStr | None = None
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The nested spelling of environment variables (SECURITY__SECRET_KEY) and of the .env
+        # file, below the flat ones of the same place; _accept_nested_spelling maps them.
+        return (
+            init_settings,
+            env_settings,
+            _NestedEnvSource(settings_cls, from_dotenv=False),
+            dotenv_settings,
+            _NestedEnvSource(settings_cls, from_dotenv=True),
+            file_secret_settings,
+        )
+
     @model_validator(mode="before")
     @classmethod
     def _accept_nested_spelling(cls, data: Any) -> Any:
@@ -286,6 +312,43 @@ class Settings(BaseSettings):
 _SECTIONS = frozenset(
     {"app", "database", "redis", "context", "security", "llm", "service", "telemetry"}
 )
+
+
+class _NestedEnvSource(PydanticBaseSettingsSource):
+    """``<SECTION>__<FIELD>`` variables (``SECURITY__SECRET_KEY``, ``LLM__OPENAI_API_KEY``), from
+    the environment or from the ``.env`` file, as ``section__field`` keys: the model validator
+    maps them to the flat field unless the flat one is set too. Only the known sections count, so
+    unrelated ``X__Y`` variables are ignored; names are case-insensitive."""
+
+    def __init__(self, settings_cls: type[BaseSettings], *, from_dotenv: bool) -> None:
+        super().__init__(settings_cls)
+        self.from_dotenv = from_dotenv
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads every variable at once
+
+    def _variables(self) -> Mapping[str, str | None]:
+        if not self.from_dotenv:
+            return os.environ
+        env_file = self.config.get("env_file")
+        if not isinstance(env_file, str | os.PathLike) or not Path(env_file).is_file():
+            return {}
+        return dotenv_values(env_file, encoding=self.config.get("env_file_encoding"))
+
+    def __call__(self) -> dict[str, Any]:
+        fields = self.settings_cls.model_fields
+        found: dict[str, Any] = {}
+        for key, value in self._variables().items():
+            section, delimiter, name = key.lower().partition("__")
+            if not delimiter or section not in _SECTIONS or name not in fields or value is None:
+                continue
+            field = fields[name]
+            found[f"{section}__{name}"] = (
+                self.decode_complex_value(name, field, value)
+                if self.field_is_complex(field)
+                else value
+            )
+        return found
 
 
 @functools.lru_cache(maxsize=1)

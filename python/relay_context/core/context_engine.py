@@ -647,6 +647,8 @@ class ContextEngine:
         model: str | None = None,
         policy: str | None = None,
         query: str | None = None,
+        *,
+        session: Session | None = None,
     ) -> ContextWindow:
         """The window to send for the session's next request.
 
@@ -656,17 +658,21 @@ class ContextEngine:
         ``settings.context_policy``). ``query`` is what relevance is measured against (default:
         the latest user turn). Raises ``SessionNotFoundError``, ``UnknownModelError``,
         ``UnknownPolicyError``, ``InfeasibleBudgetError`` (the messages that must be kept do not
-        fit).
+        fit). ``session``: the live session ``session_id`` as the caller has just read it
+        (the service reads it to check ownership), which saves reading it again.
         """
         await self._ready()
         sid = validate_session_id(session_id)
+        if session is not None and session.id != sid:
+            raise InvalidArgumentError(f"session {session.id!r} given for session_id {sid!r}")
         chosen_policy = policy_name(policy if policy is not None else self.settings.context_policy)
         model_name = model if model is not None else self.model
         encoding = self._encoding_for(model_name)
         limit = _check_budget(budget if budget is not None else self.settings.max_window_tokens)
         if query is not None and not isinstance(query, str):
             raise InputTypeError(f"query must be a str, got {type(query).__name__}")
-        session = await self.store.get_session(sid)
+        if session is None:
+            session = await self.store.get_session(sid)
         if session is None:
             raise SessionNotFoundError(f"no live session {sid!r}")
         cacheable = chosen_policy != "summarize" or self.summarizer is None

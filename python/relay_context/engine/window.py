@@ -17,6 +17,10 @@ from typing import Any
 from relay_context.core.message_tokens import REPLY_PRIMING_TOKENS
 from relay_context.engine.models import MessageRole, ToolCall
 
+#: The text of the placeholder user turn that :meth:`ContextWindow.to_anthropic` puts first when
+#: a window starts with an assistant turn (Anthropic's Messages API requires a user turn first).
+ANTHROPIC_LEADING_USER_TEXT = "(earlier conversation omitted)"
+
 
 @dataclass(frozen=True, slots=True)
 class WindowMessage:
@@ -128,6 +132,12 @@ class ContextWindow:
         System messages (the prompt and a summary) are joined into ``system``; assistant tool
         calls become ``tool_use`` blocks and tool messages ``tool_result`` blocks in a user turn;
         consecutive turns of the same role are merged into one (Anthropic requires alternation).
+
+        Anthropic also requires the first message to be a user turn. When the window starts
+        with an assistant turn (the user turn before it was dropped by the budget, or the
+        session began with one), a minimal user turn whose one text block is
+        :data:`ANTHROPIC_LEADING_USER_TEXT` is put first. It is not part of the window:
+        ``tokens_used`` does not count its few tokens.
         """
         system_parts: list[str] = []
         turns: list[dict[str, Any]] = []
@@ -158,6 +168,9 @@ class ContextWindow:
                 turns[-1]["content"].extend(blocks)
             else:
                 turns.append({"role": role, "content": blocks})
+        if turns and turns[0]["role"] == "assistant":
+            placeholder = {"type": "text", "text": ANTHROPIC_LEADING_USER_TEXT}
+            turns.insert(0, {"role": "user", "content": [placeholder]})
         return {"system": "\n\n".join(system_parts), "messages": turns}
 
     # --- serialisation (the cache) --------------------------------------------------------------
@@ -251,4 +264,4 @@ def window_tokens(messages: Sequence[WindowMessage]) -> int:
     return REPLY_PRIMING_TOKENS + sum(m.tokens for m in messages)
 
 
-__all__ = ["ContextWindow", "WindowMessage", "window_tokens"]
+__all__ = ["ANTHROPIC_LEADING_USER_TEXT", "ContextWindow", "WindowMessage", "window_tokens"]

@@ -22,6 +22,7 @@ import enum
 import hashlib
 import hmac
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -106,11 +107,21 @@ def _pem(value: str) -> bytes:
         raise InvalidArgumentError(f"cannot read the JWT key file {path}: {exc}") from exc
 
 
+#: How long a verified token is remembered (by its SHA-256), so that a client sending the same
+#: bearer token on every request pays for the signature check once per this many seconds; never
+#: past the token's own expiry. Only successes are remembered: a bad token is checked each time.
+VERIFIED_TOKEN_CACHE_SECONDS = 30.0
+#: Most verified tokens remembered (the oldest goes first).
+VERIFIED_TOKEN_CACHE_ENTRIES = 10_000
+
+
 class AuthService:
     """Issues and verifies access tokens with the algorithm and keys ``settings`` name."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        #: SHA-256 of a verified token -> (its claims, wall-clock time it may be reused until).
+        self._verified: dict[bytes, tuple[TokenPayload, float]] = {}
         self.algorithm = settings.jwt_algorithm
         self._signing_key: str | RSAPrivateKey | None
         self._verifying_key: str | RSAPublicKey
@@ -177,6 +188,25 @@ class AuthService:
         """The token's claims; :class:`AuthenticationError` saying why when it is not valid."""
         if not isinstance(token, str) or not token:
             raise AuthenticationError("empty bearer token")
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        now = time.time()
+        remembered = self._verified.get(digest)
+        if remembered is not None:
+            if now < remembered[1]:
+                return remembered[0]
+            del self._verified[digest]
+        payload = self._verify_token(token)
+        # Valid until its expiry (plus the leeway jwt.decode grants), at most the cache period.
+        until = min(
+            now + VERIFIED_TOKEN_CACHE_SECONDS, payload.exp + self.settings.jwt_leeway_seconds
+        )
+        if until > now:
+            if len(self._verified) >= VERIFIED_TOKEN_CACHE_ENTRIES:
+                del self._verified[next(iter(self._verified))]
+            self._verified[digest] = (payload, until)
+        return payload
+
+    def _verify_token(self, token: str) -> TokenPayload:
         try:
             claims = jwt.decode(
                 token,

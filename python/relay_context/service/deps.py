@@ -13,7 +13,7 @@ goes into the response's ``X-RateLimit-*`` headers. A request without valid cred
 charged to its client address instead, so guessing keys is rate limited too.
 
 For the context routes: :func:`require_write`, :func:`visible_session` (another principal's
-session is a 404, never a 403) and :func:`check_session_quota`.
+session is a 404, never a 403) and :func:`session_quota` (checked atomically by the store).
 """
 
 from __future__ import annotations
@@ -39,29 +39,35 @@ from relay_context.service.metrics import ServiceMetrics
 from relay_context.service.state import ServiceState
 
 
-def get_state(request: Request) -> ServiceState:
+def state_of(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.relay
     return state
 
 
-def get_settings(request: Request) -> Settings:
-    return get_state(request).settings
+# The dependencies are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency in its
+# thread pool, a thread hop per dependency per request for what is an attribute read.
+async def get_state(request: Request) -> ServiceState:
+    return state_of(request)
 
 
-def get_store(request: Request) -> SqlSessionStore:
-    return get_state(request).store
+async def get_settings(request: Request) -> Settings:
+    return state_of(request).settings
 
 
-def get_metrics(request: Request) -> ServiceMetrics:
-    return get_state(request).metrics
+async def get_store(request: Request) -> SqlSessionStore:
+    return state_of(request).store
 
 
-def get_tracer(request: Request) -> Tracer:
-    return get_state(request).tracer
+async def get_metrics(request: Request) -> ServiceMetrics:
+    return state_of(request).metrics
 
 
-def get_engine(request: Request) -> ContextEngine:
-    return get_state(request).engine
+async def get_tracer(request: Request) -> Tracer:
+    return state_of(request).tracer
+
+
+async def get_engine(request: Request) -> ContextEngine:
+    return state_of(request).engine
 
 
 StateDep = Annotated[ServiceState, Depends(get_state)]
@@ -108,7 +114,7 @@ async def _authenticate(request: Request, state: ServiceState) -> Principal:
 
 
 async def get_principal(request: Request) -> Principal:
-    state = get_state(request)
+    state = state_of(request)
     try:
         principal = await _authenticate(request, state)
     except AuthenticationError:
@@ -158,11 +164,21 @@ def visible_session(principal: Principal, session: Session | None, session_id: s
     return session
 
 
-async def check_session_quota(state: ServiceState, principal: Principal) -> None:
-    """Before creating a session: a USER may own at most ``max_sessions_per_user`` live ones."""
+def session_quota(state: ServiceState, principal: Principal) -> int | None:
+    """How many live sessions ``principal`` may own (``None``: no limit); a USER may own
+    ``max_sessions_per_user``. Pass it to ``SessionStore.ensure_session(max_owned=...)``, which
+    checks it atomically with the creation."""
     if principal.role is not UserRole.USER:
+        return None
+    return state.settings.max_sessions_per_user
+
+
+async def check_session_quota(state: ServiceState, principal: Principal) -> None:
+    """Whether ``principal`` is below its quota now (advisory: creating a session checks the
+    quota atomically, see :func:`session_quota`)."""
+    limit = session_quota(state, principal)
+    if limit is None:
         return
-    limit = state.settings.max_sessions_per_user
     owned = await state.store.list_sessions(principal.id, limit=limit + 1)
     if len(owned) >= limit:
         raise SessionLimitExceededError(
@@ -185,5 +201,7 @@ __all__ = [
     "get_principal",
     "get_state",
     "require_write",
+    "session_quota",
+    "state_of",
     "visible_session",
 ]

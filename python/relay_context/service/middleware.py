@@ -45,6 +45,13 @@ DOCS_PATHS = ("/docs", "/redoc")
 HSTS = "max-age=31536000; includeSubDomains"
 
 
+# Encoded once: the fixed headers of every response, API and docs flavours.
+_SECURITY_HEADER_BYTES = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+_API_HEADERS = (*_SECURITY_HEADER_BYTES, (b"content-security-policy", API_CSP.encode()))
+_DOCS_HEADERS = (*_SECURITY_HEADER_BYTES, (b"content-security-policy", DOCS_CSP.encode()))
+_HSTS_HEADER = (b"strict-transport-security", HSTS.encode())
+
+
 class _BodyTooLargeError(Exception):  # internal signal, never leaves the middleware
     pass
 
@@ -74,13 +81,9 @@ class RequestContextMiddleware:
         too_large = False
         received = 0
 
-        extra_headers: list[tuple[bytes, bytes]] = [
-            (k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()
-        ]
-        csp = DOCS_CSP if path.startswith(DOCS_PATHS) else API_CSP
-        extra_headers.append((b"content-security-policy", csp.encode()))
+        extra_headers = list(_DOCS_HEADERS if path.startswith(DOCS_PATHS) else _API_HEADERS)
         if settings.environment.value == "production":
-            extra_headers.append((b"strict-transport-security", HSTS.encode()))
+            extra_headers.append(_HSTS_HEADER)
         extra_headers.append((b"x-request-id", request_id.encode()))
 
         async def send_with_headers(message: Message) -> None:

@@ -78,11 +78,15 @@ class SessionStore(abc.ABC):
         *,
         ttl_seconds: int | None = None,
         metadata: Mapping[str, Any] | None = None,
+        max_owned: int | None = None,
     ) -> Session:
         """The live session with this id, created (with these values) if there is none.
 
         An existing session is returned as it is, whatever its owner: the caller compares
-        ``session.owner`` with who is asking."""
+        ``session.owner`` with who is asking. With ``max_owned``, a new session is created only
+        if ``owner`` has fewer than ``max_owned`` live sessions, checked atomically with the
+        creation (concurrent callers, in any process, never exceed it);
+        :class:`SessionLimitExceededError` otherwise."""
 
     @abc.abstractmethod
     async def get_session(self, session_id: str) -> Session | None:

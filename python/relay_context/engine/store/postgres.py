@@ -199,6 +199,14 @@ class PostgresSessionStore(SqlSessionStore):
     def _write(self) -> contextlib.AbstractAsyncContextManager[Transaction]:
         return self._connection(transaction=True)
 
+    async def _lock_owner(self, tx: Transaction, owner: str) -> None:
+        # READ COMMITTED lets two transactions count the owner's sessions before either has
+        # inserted; this lock (released at commit) makes the second count see the first row.
+        await tx.execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            zlib.crc32(f"relay-owner:{self.schema}:{owner}".encode()),
+        )
+
     def _read(self) -> contextlib.AbstractAsyncContextManager[Transaction]:
         # Autocommit: each read is one statement, which sees one snapshot by itself.
         return self._connection(transaction=False)

@@ -45,6 +45,7 @@ from relay_context.errors import (
     InputTypeError,
     InvalidArgumentError,
     SessionExistsError,
+    SessionLimitExceededError,
     SessionNotFoundError,
     StoreError,
 )
@@ -304,17 +305,19 @@ class SqlSessionStore(SessionStore):
         ttl_seconds: int,
         metadata: dict[str, Any],
         now: int,
+        max_owned: int | None = None,
     ) -> tuple[Session | None, bool]:
-        """Insert unless a live session exists; ``(new session or None, purged an expired one)``."""
+        """Insert unless a live session exists; ``(new session or None, purged an expired one)``.
+
+        With ``max_owned``, the INSERT itself also counts the owner's live sessions and inserts
+        nothing when there are already ``max_owned``: the quota check and the creation are one
+        statement, run while the caller holds the owner's lock (:meth:`_lock_owner`)."""
         purged = await tx.fetch(
             "DELETE FROM relay_sessions WHERE id = $1 AND expires_at_us <= $2 RETURNING id",
             session_id,
             now,
         )
-        rows = await tx.fetch(
-            f"INSERT INTO relay_sessions ({_SESSION_COLUMNS})"
-            " VALUES ($1, $2, $3, $3, $4, $5, 0, 0, $6, $7)"
-            f" ON CONFLICT (id) DO NOTHING RETURNING {_SESSION_COLUMNS}",
+        args: list[Any] = [
             session_id,
             owner,
             now,
@@ -322,8 +325,30 @@ class SqlSessionStore(SessionStore):
             now + ttl_seconds * 1_000_000,
             secrets.token_hex(8),
             _json(metadata),
+        ]
+        if max_owned is None:
+            source = " VALUES ($1, $2, $3, $3, $4, $5, 0, 0, $6, $7)"
+        else:
+            # INSERT ... SELECT ... WHERE: one row or none, decided in the same statement.
+            source = (
+                " SELECT CAST($1 AS TEXT), CAST($2 AS TEXT), CAST($3 AS BIGINT), $3,"
+                " CAST($4 AS BIGINT), CAST($5 AS BIGINT), 0, 0, CAST($6 AS TEXT),"
+                " CAST($7 AS TEXT) WHERE (SELECT COUNT(*) FROM relay_sessions"
+                " WHERE owner = $2 AND expires_at_us > $3) < CAST($8 AS BIGINT)"
+            )
+            args.append(max_owned)
+        rows = await tx.fetch(
+            f"INSERT INTO relay_sessions ({_SESSION_COLUMNS}){source}"
+            f" ON CONFLICT (id) DO NOTHING RETURNING {_SESSION_COLUMNS}",
+            *args,
         )
         return (self._session(rows[0]) if rows else None), bool(purged)
+
+    async def _lock_owner(self, tx: Transaction, owner: str) -> None:
+        """Serialise, until ``tx`` commits, the session creations of ``owner`` that check a
+        quota. The default does nothing: it suits back-ends whose write transaction already
+        holds a database-wide write lock (SQLite's ``BEGIN IMMEDIATE``)."""
+        del tx, owner
 
     def _session_args(
         self,
@@ -363,21 +388,43 @@ class SqlSessionStore(SessionStore):
         *,
         ttl_seconds: int | None = None,
         metadata: Mapping[str, Any] | None = None,
+        max_owned: int | None = None,
     ) -> Session:
         sid, owner, ttl, meta = self._session_args(session_id, owner, ttl_seconds, metadata)
+        if max_owned is not None:
+            max_owned = _positive("max_owned", max_owned)
         existing = await self.get_session(sid)
         if existing is not None:
             return existing
+        owned = 0
         async with self._write() as tx:
+            if max_owned is not None:
+                await self._lock_owner(tx, owner)
             now = self._clock()
-            session, purged = await self._insert_session(tx, sid, owner, ttl, meta, now)
-            if session is None:  # another writer created it in between
+            session, purged = await self._insert_session(tx, sid, owner, ttl, meta, now, max_owned)
+            if session is None:  # another writer created it in between, or the quota is full
                 rows = await tx.fetch(
-                    f"SELECT {_SESSION_COLUMNS} FROM relay_sessions WHERE id = $1", sid
+                    f"SELECT {_SESSION_COLUMNS} FROM relay_sessions"
+                    " WHERE id = $1 AND expires_at_us > $2",
+                    sid,
+                    now,
                 )
-                session = self._session(rows[0])
+                if rows:
+                    session = self._session(rows[0])
+                else:
+                    counted = await tx.fetch(
+                        "SELECT COUNT(*) FROM relay_sessions WHERE owner = $1"
+                        " AND expires_at_us > $2",
+                        owner,
+                        now,
+                    )
+                    owned = int(counted[0][0])
         if purged:
             await self._invalidate(sid)
+        if session is None:
+            raise SessionLimitExceededError(
+                f"principal {owner!r} already owns {owned} live sessions (limit {max_owned})"
+            )
         return session
 
     async def get_session(self, session_id: str) -> Session | None:

@@ -36,8 +36,8 @@ from relay_context.security.auth import Principal
 from relay_context.service.deps import (
     CurrentPrincipal,
     StateDep,
-    check_session_quota,
     require_write,
+    session_quota,
     visible_session,
 )
 from relay_context.service.state import ServiceState
@@ -114,11 +114,14 @@ async def add_message(
             tool_calls=tuple(body.tool_calls or ()),  # type: ignore[arg-type]
             metadata=body.metadata or {},
         ).check_size(state.store.max_message_bytes)
-        await check_session_quota(state, principal)
         # Atomic: when two principals race for a new id, one creates the session and the
-        # other gets it back as it is, owned by the first, hence the 404 below.
+        # other gets it back as it is, owned by the first, hence the 404 below. The quota is
+        # checked in the same database transaction, so concurrent first messages of one USER
+        # (in any number of processes) never create more than the limit.
         with state.tracer.start_as_current_span("db.ensure_session"):
-            existing = await state.store.ensure_session(sid, principal.id)
+            existing = await state.store.ensure_session(
+                sid, principal.id, max_owned=session_quota(state, principal)
+            )
         first_message = existing.last_seq == 0
     else:
         first_message = False
@@ -200,7 +203,7 @@ async def get_context(
     query: Annotated[str | None, Query(max_length=10_000)] = None,
     output: Annotated[Literal["openai", "anthropic"], Query(alias="format")] = "openai",
 ) -> dict[str, Any]:
-    await _session(state, principal, session_id)
+    session = await _session(state, principal, session_id)
     engine = state.engine
     if budget is not None and budget > state.settings.max_window_tokens:
         raise InvalidArgumentError(
@@ -209,7 +212,7 @@ async def get_context(
     with state.tracer.start_as_current_span("context.select") as span:
         hits_before, misses_before = _cache_counts(engine)
         window = await engine.get_context(
-            session_id, budget=budget, model=model, policy=policy, query=query
+            session.id, budget=budget, model=model, policy=policy, query=query, session=session
         )
         hits_after, misses_after = _cache_counts(engine)
         hit = hits_after > hits_before and misses_after == misses_before
