@@ -33,6 +33,7 @@ from engine_support import (  # noqa: E402
     FakeClock,
     ZlibCodec,
     build_store,
+    delete_redis_keys,
     drop_pg_schema,
     find_pg_dsn,
     unique_name,
@@ -87,17 +88,9 @@ def redis_server() -> str:
 @pytest.fixture
 def redis_prefix(redis_server: str) -> Iterator[str]:
     """A key prefix unique to this test; every key under it is deleted afterwards."""
-    import redis
-
     prefix = unique_name("relay-test") + ":"
     yield prefix
-    client = redis.Redis.from_url(redis_server)
-    try:
-        keys = list(client.scan_iter(match=prefix + "*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    delete_redis_keys(redis_server, prefix)
 
 
 @pytest.fixture

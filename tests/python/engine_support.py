@@ -76,6 +76,19 @@ def drop_pg_schema(dsn: str, schema: str) -> None:
     asyncio.run(_drop_schema(dsn, schema))
 
 
+def delete_redis_keys(url: str, prefix: str) -> None:
+    """Deletes every key under ``prefix`` in the Redis at ``url`` (a test's leftovers)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 def build_store(config: dict[str, Any], **options: Any) -> SqlSessionStore:
     """A store from a picklable description (so child processes can open the same one)."""
     options.setdefault("codec", ZlibCodec())

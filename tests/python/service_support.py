@@ -45,6 +45,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@contextmanager
+def real_backends(pg_dsn: str, redis_url: str, label: str) -> Iterator[dict[str, str]]:
+    """Settings for servers on the real PostgreSQL (a schema of their own) and Redis (a key
+    prefix of their own); both are removed afterwards."""
+    from engine_support import delete_redis_keys, drop_pg_schema, unique_name
+
+    schema = unique_name(label)
+    prefix = unique_name(label) + ":"
+    try:
+        yield {
+            "database_url": pg_dsn.replace("postgresql://", "postgresql+asyncpg://"),
+            "database_schema": schema,
+            "redis_url": redis_url,
+            "redis_key_prefix": prefix,
+        }
+    finally:
+        drop_pg_schema(pg_dsn, schema)
+        delete_redis_keys(redis_url, prefix)
+
+
 def service_env(data_dir: Path, **settings: Any) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k.upper() not in _CLEARED}
     env["DATA_DIR"] = str(data_dir)

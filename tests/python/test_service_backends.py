@@ -13,28 +13,21 @@ import asyncpg
 import pytest
 import redis
 
-from engine_support import drop_pg_schema, unique_name
-from service_support import Server, assert_error, create_key, free_port, run_server, service_env
+from service_support import (
+    Server,
+    assert_error,
+    create_key,
+    free_port,
+    real_backends,
+    run_server,
+    service_env,
+)
 
 
 @pytest.fixture(scope="module")
 def backends(pg_dsn: str, redis_server: str) -> Iterator[dict[str, str]]:
-    schema = unique_name("relay_svc")
-    prefix = unique_name("relay-svc") + ":"
-    yield {
-        "database_url": pg_dsn.replace("postgresql://", "postgresql+asyncpg://"),
-        "database_schema": schema,
-        "redis_url": redis_server,
-        "redis_key_prefix": prefix,
-    }
-    drop_pg_schema(pg_dsn, schema)
-    client = redis.Redis.from_url(redis_server)
-    try:
-        leftovers = list(client.scan_iter(match=prefix + "*", count=1000))
-        if leftovers:
-            client.delete(*leftovers)
-    finally:
-        client.close()
+    with real_backends(pg_dsn, redis_server, "relay_svc") as settings:
+        yield settings
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ import pytest
 import redis
 
 from context_service_support import CONTEXT, bearer, metric_samples, post_message, sse_events
-from engine_support import drop_pg_schema, unique_name
-from service_support import Server, assert_error, run_server, service_env
+from engine_support import unique_name
+from service_support import Server, assert_error, real_backends, run_server, service_env
 
 ADMIN = bearer("root", "admin")
 ALICE = bearer("alice", "user")
@@ -24,22 +24,8 @@ BOB = bearer("bob", "user")
 
 @pytest.fixture(scope="module")
 def backends(pg_dsn: str, redis_server: str) -> Iterator[dict[str, str]]:
-    schema = unique_name("relay_ctx")
-    prefix = unique_name("relay-ctx") + ":"
-    yield {
-        "database_url": pg_dsn.replace("postgresql://", "postgresql+asyncpg://"),
-        "database_schema": schema,
-        "redis_url": redis_server,
-        "redis_key_prefix": prefix,
-    }
-    drop_pg_schema(pg_dsn, schema)
-    client = redis.Redis.from_url(redis_server)
-    try:
-        leftovers = list(client.scan_iter(match=prefix + "*", count=1000))
-        if leftovers:
-            client.delete(*leftovers)
-    finally:
-        client.close()
+    with real_backends(pg_dsn, redis_server, "relay_ctx") as settings:
+        yield settings
 
 
 @pytest.fixture(scope="module")
