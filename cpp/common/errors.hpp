@@ -2,10 +2,24 @@
 // relay_context.errors; the mapping lives in one place (cpp/common/translate_errors.cpp).
 #pragma once
 
+#include <cmath>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 
 namespace relay {
+
+// A double as error messages show it: 15 significant digits (0.1 prints as 0.1, not
+// 0.100000), and every NaN as "nan" whatever its sign bit.
+inline std::string format_number(double value) {
+    if (std::isnan(value)) {
+        return "nan";
+    }
+    std::ostringstream out;
+    out.precision(15);
+    out << value;
+    return out.str();
+}
 
 // Base of every error the core raises on purpose.
 class Error : public std::runtime_error {

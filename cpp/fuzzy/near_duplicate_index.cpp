@@ -6,22 +6,16 @@
 #include <cmath>
 #include <limits>
 #include <mutex>
-#include <sstream>
-#include <thread>
 #include <utility>
 
 #include "common/errors.hpp"
+#include "common/parallel_for.hpp"
 
 namespace relay::fuzzy {
 namespace {
 
-// A double for error messages (15 significant digits: 0.1 prints as 0.1).
-std::string format_number(double value) {
-    std::ostringstream out;
-    out.precision(15);
-    out << value;
-    return out.str();
-}
+// Batch items per thread below which more threads cost more than they save.
+constexpr std::size_t kMinTextsPerThread = 256;
 
 constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
 constexpr std::size_t kMaxEntries = kNone - 1;
@@ -102,30 +96,6 @@ std::u32string from_utf8(std::string_view bytes) {
         i += extra + 1;
     }
     return out;
-}
-
-template <class Fn>
-void parallel_for(std::size_t n, unsigned threads, Fn&& fn) {
-    const std::size_t workers =
-        std::min<std::size_t>(std::max(1U, threads), std::max<std::size_t>(n / 256, 1));
-    if (workers <= 1) {
-        for (std::size_t i = 0; i < n; ++i) {
-            fn(i);
-        }
-        return;
-    }
-    std::vector<std::jthread> pool;
-    const std::size_t chunk = (n + workers - 1) / workers;
-    for (std::size_t t = 1; t < workers; ++t) {
-        pool.emplace_back([&fn, t, chunk, n] {
-            for (std::size_t i = t * chunk; i < std::min(n, (t + 1) * chunk); ++i) {
-                fn(i);
-            }
-        });
-    }
-    for (std::size_t i = 0; i < std::min(n, chunk); ++i) {
-        fn(i);
-    }
 }
 
 }  // namespace
@@ -326,7 +296,8 @@ void NearDuplicateIndex::add_many(std::span<const std::string> keys, const TextB
                               std::to_string(texts.size()) + " texts");
     }
     std::vector<Signature> signatures(keys.size());
-    parallel_for(keys.size(), threads, [&](std::size_t i) { signatures[i] = sign(texts[i]); });
+    relay::parallel_for(keys.size(), threads, kMinTextsPerThread,
+                        [&](std::size_t i) { signatures[i] = sign(texts[i]); });
     const std::unique_lock lock(mutex_);
     for (std::size_t i = 0; i < keys.size(); ++i) {
         insert_locked(keys[i], texts[i], signatures[i]);

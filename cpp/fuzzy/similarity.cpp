@@ -4,22 +4,16 @@
 #include <array>
 #include <bit>
 #include <cmath>
-#include <sstream>
 #include <string>
-#include <thread>
 
 #include "common/errors.hpp"
+#include "common/parallel_for.hpp"
 
 namespace relay::fuzzy {
 namespace {
 
-// A double for error messages (15 significant digits: 0.1 prints as 0.1).
-std::string format_number(double value) {
-    std::ostringstream out;
-    out.precision(15);
-    out << value;
-    return out.str();
-}
+// Batch items per thread below which more threads cost more than they save.
+constexpr std::size_t kMinChoicesPerThread = 64;
 
 constexpr std::uint64_t kAllOnes = ~std::uint64_t{0};
 
@@ -776,32 +770,6 @@ double token_set_ratio_of_words(const std::vector<Text>& words_a, const std::vec
     return best;
 }
 
-// Runs fn(i) for i in [0, n) on up to `threads` threads.
-template <class Fn>
-void parallel_for(std::size_t n, unsigned threads, Fn&& fn) {
-    const std::size_t workers =
-        std::min<std::size_t>(std::max(1U, threads), std::max<std::size_t>(n / 64, 1));
-    if (workers <= 1) {
-        for (std::size_t i = 0; i < n; ++i) {
-            fn(i);
-        }
-        return;
-    }
-    std::vector<std::jthread> pool;
-    pool.reserve(workers - 1);
-    const std::size_t chunk = (n + workers - 1) / workers;
-    for (std::size_t t = 1; t < workers; ++t) {
-        pool.emplace_back([&fn, t, chunk, n] {
-            for (std::size_t i = t * chunk; i < std::min(n, (t + 1) * chunk); ++i) {
-                fn(i);
-            }
-        });
-    }
-    for (std::size_t i = 0; i < std::min(n, chunk); ++i) {
-        fn(i);
-    }
-}
-
 }  // namespace
 
 bool is_unicode_space(char32_t c) noexcept {
@@ -919,7 +887,7 @@ std::vector<double> score_many(Scorer scorer, Text query, const TextBatch& choic
             const double cutoff =
                 percent ? score_cutoff / 100.0 : as_single_precision(score_cutoff);
             const double scale = percent ? 100.0 : 1.0;
-            parallel_for(choices.size(), threads, [&](std::size_t i) {
+            relay::parallel_for(choices.size(), threads, kMinChoicesPerThread, [&](std::size_t i) {
                 const Text choice = choices[i];
                 const NormalizedPlan plan = plan_normalized(query.size() + choice.size(), cutoff);
                 const std::size_t gap = query.size() > choice.size() ? query.size() - choice.size()
@@ -935,7 +903,7 @@ std::vector<double> score_many(Scorer scorer, Text query, const TextBatch& choic
         case Scorer::kLevenshteinNormalized: {
             const CachedPattern pattern(query);
             const double cutoff = as_single_precision(score_cutoff);
-            parallel_for(choices.size(), threads, [&](std::size_t i) {
+            relay::parallel_for(choices.size(), threads, kMinChoicesPerThread, [&](std::size_t i) {
                 const Text choice = choices[i];
                 const NormalizedPlan plan =
                     plan_normalized(std::max(query.size(), choice.size()), cutoff);
@@ -951,7 +919,7 @@ std::vector<double> score_many(Scorer scorer, Text query, const TextBatch& choic
         }
         case Scorer::kTokenSetRatio: {
             const std::vector<Text> query_words = sorted_word_set(query);
-            parallel_for(choices.size(), threads, [&](std::size_t i) {
+            relay::parallel_for(choices.size(), threads, kMinChoicesPerThread, [&](std::size_t i) {
                 scores[i] = token_set_ratio_of_words(query_words, sorted_word_set(choices[i]),
                                                      score_cutoff);
             });

@@ -21,14 +21,6 @@ constexpr std::uint32_t kNoNode = std::numeric_limits<std::uint32_t>::max();
 // Node ids are 32-bit: the state limits must stay below this.
 constexpr std::int64_t kMaxStateLimit = 1'000'000'000;
 
-std::string fmt_double(double v) {
-    std::string s = std::to_string(v);
-    if (std::isnan(v)) {
-        s = "nan";
-    }
-    return s;
-}
-
 void validate(const Atoms& atoms, std::int64_t budget) {
     const std::size_t n = atoms.tokens.size();
     if (atoms.values.size() != n || atoms.pinned.size() != n || atoms.groups.size() != n) {
@@ -54,7 +46,7 @@ void validate(const Atoms& atoms, std::int64_t budget) {
         const double v = atoms.values[i];
         if (!std::isfinite(v) || v < 0.0) {
             throw InvalidArgument("atom at index " + std::to_string(i) + " has an invalid value (" +
-                                  fmt_double(v) + "): values must be finite and >= 0");
+                                  format_number(v) + "): values must be finite and >= 0");
         }
         total_value += v;
         if (atoms.groups[i] < -1) {
@@ -71,7 +63,7 @@ void validate(const Atoms& atoms, std::int64_t budget) {
 
 void validate(const Options& options) {
     if (!std::isfinite(options.epsilon) || options.epsilon < 0.0 || options.epsilon >= 1.0) {
-        throw InvalidArgument("epsilon must be in [0, 1), got " + fmt_double(options.epsilon));
+        throw InvalidArgument("epsilon must be in [0, 1), got " + format_number(options.epsilon));
     }
     if (options.exact_state_limit < 0 || options.exact_state_limit > kMaxStateLimit) {
         throw InvalidArgument("exact_state_limit must be in [0, 10^9], got " +
