@@ -15,10 +15,12 @@ using relay::bind::without_gil;
 using relay::bind::without_gil_if_large;
 
 namespace {
-cz::CompressorOptions make_options(cz::Algorithm algorithm, int level, bool checksum,
-                                   const std::shared_ptr<cz::Dictionary>& dictionary,
-                                   const std::shared_ptr<cz::Counters>& counters) {
-    return cz::CompressorOptions{algorithm, level, checksum, dictionary, counters};
+// The constructor of both compressor classes: they take the same options.
+template <class T>
+T* with_options(cz::Algorithm algorithm, int level, bool checksum,
+                const std::shared_ptr<cz::Dictionary>& dictionary,
+                const std::shared_ptr<cz::Counters>& counters) {
+    return new T(cz::CompressorOptions{algorithm, level, checksum, dictionary, counters});
 }
 }  // namespace
 
@@ -88,14 +90,8 @@ void register_compress(py::module_& m) {
         .def("reset", &cz::Counters::reset);
 
     py::class_<cz::Compressor>(m, "Compressor")
-        .def(py::init([](cz::Algorithm algorithm, int level, bool checksum,
-                         const std::shared_ptr<cz::Dictionary>& dictionary,
-                         const std::shared_ptr<cz::Counters>& counters) {
-                 return new cz::Compressor(
-                     make_options(algorithm, level, checksum, dictionary, counters));
-             }),
-             py::arg("algorithm"), py::arg("level"), py::arg("checksum"),
-             py::arg("dictionary").none(true), py::arg("counters").none(true))
+        .def(py::init(&with_options<cz::Compressor>), py::arg("algorithm"), py::arg("level"),
+             py::arg("checksum"), py::arg("dictionary").none(true), py::arg("counters").none(true))
         .def(
             "compress",
             [](const cz::Compressor& self, const py::bytes& data) {
@@ -146,14 +142,8 @@ void register_compress(py::module_& m) {
         .def_property_readonly("max_output", &cz::Decompressor::max_output);
 
     py::class_<cz::StreamCompressor>(m, "StreamCompressor")
-        .def(py::init([](cz::Algorithm algorithm, int level, bool checksum,
-                         const std::shared_ptr<cz::Dictionary>& dictionary,
-                         const std::shared_ptr<cz::Counters>& counters) {
-                 return new cz::StreamCompressor(
-                     make_options(algorithm, level, checksum, dictionary, counters));
-             }),
-             py::arg("algorithm"), py::arg("level"), py::arg("checksum"),
-             py::arg("dictionary").none(true), py::arg("counters").none(true))
+        .def(py::init(&with_options<cz::StreamCompressor>), py::arg("algorithm"), py::arg("level"),
+             py::arg("checksum"), py::arg("dictionary").none(true), py::arg("counters").none(true))
         .def(
             "compress",
             [](cz::StreamCompressor& self, const py::bytes& chunk) {
