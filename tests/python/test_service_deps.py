@@ -16,7 +16,7 @@ from relay_context.errors import (
 )
 from relay_context.security.auth import Principal, UserRole
 from relay_context.service.app import build_state
-from relay_context.service.deps import check_session_quota, require_write, visible_session
+from relay_context.service.deps import require_write, session_quota, visible_session
 from relay_context.service.errors import error_type, status_for
 from relay_context.service.state import ServiceState
 
@@ -60,14 +60,19 @@ def test_viewers_only_read() -> None:
 
 
 async def test_session_quota_applies_to_users_only(state: ServiceState) -> None:
-    await check_session_quota(state, ALICE)
-    await state.store.create_session("a1", "alice")
-    await check_session_quota(state, ALICE)
-    await state.store.create_session("a2", "alice")
+    async def create(session_id: str, principal: Principal) -> None:
+        # As the context routes create sessions: the quota is checked with the insert.
+        await state.store.ensure_session(
+            session_id, principal.id, max_owned=session_quota(state, principal)
+        )
+
+    await create("a1", ALICE)
+    await create("a2", ALICE)
     with pytest.raises(SessionLimitExceededError, match="limit 2"):
-        await check_session_quota(state, ALICE)
-    await check_session_quota(state, BOB)  # per principal
+        await create("a3", ALICE)
+    assert await state.store.get_session("a3") is None
+    await create("a1", ALICE)  # an existing session is no new one
+    await create("b1", BOB)  # per principal
     for n in range(3):
-        await state.store.create_session(f"r{n}", "root")
-    await check_session_quota(state, ADMIN)  # admins are not limited
+        await create(f"r{n}", ADMIN)  # admins are not limited
     assert status_for(SessionLimitExceededError("x")) == 403

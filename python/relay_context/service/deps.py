@@ -31,7 +31,6 @@ from relay_context.errors import (
     AuthenticationError,
     PermissionDeniedError,
     RateLimitExceededError,
-    SessionLimitExceededError,
     SessionNotFoundError,
 )
 from relay_context.security.auth import Principal, UserRole
@@ -173,19 +172,6 @@ def session_quota(state: ServiceState, principal: Principal) -> int | None:
     return state.settings.max_sessions_per_user
 
 
-async def check_session_quota(state: ServiceState, principal: Principal) -> None:
-    """Whether ``principal`` is below its quota now (advisory: creating a session checks the
-    quota atomically, see :func:`session_quota`)."""
-    limit = session_quota(state, principal)
-    if limit is None:
-        return
-    owned = await state.store.list_sessions(principal.id, limit=limit + 1)
-    if len(owned) >= limit:
-        raise SessionLimitExceededError(
-            f"principal {principal.id!r} already owns {len(owned)} live sessions (limit {limit})"
-        )
-
-
 __all__ = [
     "AdminPrincipal",
     "CurrentPrincipal",
@@ -197,7 +183,6 @@ __all__ = [
     "StoreDep",
     "TracerDep",
     "WriterPrincipal",
-    "check_session_quota",
     "get_principal",
     "get_state",
     "require_write",
