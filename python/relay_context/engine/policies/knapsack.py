@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from relay_context import fuzzy
 from relay_context.core.drift import relevance_scores
@@ -63,23 +63,13 @@ def message_values(candidates: Sequence[Candidate], ctx: PolicyContext) -> list[
     """The value of each candidate (see the module docstring)."""
     prepared = prepared_for(ctx, candidates)
     if prepared is not None:
-        return _prepared_values(prepared, ctx)
+        return _values(_static(prepared, ctx), prepared.relevance, ctx.query)
     texts = [c.message.content for c in candidates]
-    tfidf = list(relevance_scores(ctx.query, texts)) if ctx.query else [0.0] * len(texts)
-    short = [i for i, text in enumerate(texts) if text and len(text) < FUZZY_MAX_CHARS]
-    if ctx.query and short:
-        # One call into the C++ scorer for all short messages (the query is preprocessed once).
-        fuzzy_scores = fuzzy.scores(ctx.query, [texts[i] for i in short], scorer="token_set_ratio")
-        for i, score in zip(short, fuzzy_scores, strict=True):
-            tfidf[i] = max(tfidf[i], score / 100.0)
-    half_life = ctx.settings.recency_half_life_messages
-    n = len(candidates)
-    values = []
-    for i, c in enumerate(candidates):
-        recency = max(RECENCY_FLOOR, 0.5 ** ((n - 1 - i) / half_life))
-        value = ROLE_WEIGHTS[c.message.role] * recency * (RELEVANCE_BASE + tfidf[i])
-        values.append(value * importance(c))
-    return values
+    return _values(
+        _Static(candidates, ctx.settings.recency_half_life_messages),
+        lambda query: list(relevance_scores(query, texts)),
+        ctx.query,
+    )
 
 
 class _Static:
@@ -90,7 +80,7 @@ class _Static:
         texts = [c.message.content for c in candidates]
         self.short = [i for i, text in enumerate(texts) if text and len(text) < FUZZY_MAX_CHARS]
         self.short_texts = [texts[i] for i in self.short]
-        #: role weight * recency, multiplied in the order message_values does.
+        #: role weight * recency (then times relevance and importance, in _values).
         self.weights = [
             ROLE_WEIGHTS[c.message.role] * max(RECENCY_FLOOR, 0.5 ** ((n - 1 - i) / half_life))
             for i, c in enumerate(candidates)
@@ -107,13 +97,14 @@ def _static(prepared: PreparedCandidates, ctx: PolicyContext) -> _Static:
     return prepared.memo(("knapsack", half_life), lambda: _Static(prepared.candidates, half_life))
 
 
-def _prepared_values(prepared: PreparedCandidates, ctx: PolicyContext) -> list[float]:
-    """``message_values`` from the per-session factors: the relevance of every message in one
-    call on the session's word index, the fuzzy scores of the short ones in another."""
-    static = _static(prepared, ctx)
-    query = ctx.query
-    tfidf = prepared.relevance(query) if query else [0.0] * len(static.weights)
+def _values(
+    static: _Static, relevance: Callable[[str], list[float]], query: str | None
+) -> list[float]:
+    """The values from the query-independent factors: the TF-IDF relevance of every message
+    (one call), raised to the fuzzy token-set score for the short ones (one more call)."""
+    tfidf = relevance(query) if query else [0.0] * len(static.weights)
     if query and static.short:
+        # One call into the C++ scorer for all short messages (the query is preprocessed once).
         fuzzy_scores = fuzzy.scores(query, static.short_texts, scorer="token_set_ratio")
         for i, score in zip(static.short, fuzzy_scores, strict=True):
             tfidf[i] = max(tfidf[i], score / 100.0)
