@@ -129,6 +129,18 @@ class PreparedCandidates:
         return entry[1]
 
 
+def computed_once(prepared: PreparedCandidates | None, key: Any, make: Callable[[], _T]) -> _T:
+    """``make()``, remembered in the session plan under ``key`` when there is one."""
+    return make() if prepared is None else prepared.memo(key, make)
+
+
+def window_message_maker(
+    prepared: PreparedCandidates | None,
+) -> Callable[[Candidate], WindowMessage]:
+    """``Candidate.window_message``, made once per candidate when there is a session plan."""
+    return Candidate.window_message if prepared is None else prepared.window_message
+
+
 def prepared_for(ctx: PolicyContext, candidates: Sequence[Candidate]) -> PreparedCandidates | None:
     """``ctx.prepared`` if it was made for exactly ``candidates``."""
     prepared = ctx.prepared
@@ -256,26 +268,13 @@ def check_required(required: int, budget: int, policy: str) -> int:
     return required
 
 
-def check_feasible(all_units: Sequence[Sequence[Candidate]], budget: int, policy: str) -> int:
-    """Tokens of the pinned units; :class:`InfeasibleBudgetError` if they exceed ``budget``."""
-    required = sum(unit_tokens(u) for u in all_units if unit_pinned(u))
-    return check_required(required, budget, policy)
-
-
-def fill_from_newest(
-    all_units: Sequence[Sequence[Candidate]], budget: int, *, max_unpinned: int | None = None
+def fill_columns_from_newest(
+    columns: UnitColumns, budget: int, *, max_unpinned: int | None = None
 ) -> set[int]:
     """Indices of the units to keep: every pinned one, then unpinned ones from the newest back
     while they fit (a unit that does not fit is skipped, older smaller ones may still fit);
     ``max_unpinned`` caps how many non-system messages the tail holds (pinned ones passed on
     the way back count too)."""
-    return fill_columns_from_newest(UnitColumns.of(all_units), budget, max_unpinned=max_unpinned)
-
-
-def fill_columns_from_newest(
-    columns: UnitColumns, budget: int, *, max_unpinned: int | None = None
-) -> set[int]:
-    """:func:`fill_from_newest` on units whose columns were computed before."""
     pinned = columns.pinned
     keep = {i for i, p in enumerate(pinned) if p}
     room = budget - columns.required
@@ -309,13 +308,13 @@ __all__ = [
     "PreparedCandidates",
     "Summarizer",
     "UnitColumns",
-    "check_feasible",
     "check_required",
+    "computed_once",
     "fill_columns_from_newest",
-    "fill_from_newest",
     "message_tokens",
     "prepared_for",
     "unit_pinned",
     "unit_tokens",
     "units",
+    "window_message_maker",
 ]

@@ -35,10 +35,11 @@ from relay_context.engine.policies.base import (
     PolicyResult,
     PreparedCandidates,
     UnitColumns,
-    check_feasible,
     check_required,
+    computed_once,
     prepared_for,
     units,
+    window_message_maker,
 )
 
 ROLE_WEIGHTS = {
@@ -62,14 +63,18 @@ def importance(c: Candidate) -> float:
 def message_values(candidates: Sequence[Candidate], ctx: PolicyContext) -> list[float]:
     """The value of each candidate (see the module docstring)."""
     prepared = prepared_for(ctx, candidates)
+    return _values(_static(prepared, candidates, ctx), _relevance(prepared, candidates), ctx.query)
+
+
+def _relevance(
+    prepared: PreparedCandidates | None, candidates: Sequence[Candidate]
+) -> Callable[[str], list[float]]:
+    """TF-IDF relevance of every candidate to a query: on the session plan's word index when
+    there is one, else over the texts."""
     if prepared is not None:
-        return _values(_static(prepared, ctx), prepared.relevance, ctx.query)
+        return prepared.relevance
     texts = [c.message.content for c in candidates]
-    return _values(
-        _Static(candidates, ctx.settings.recency_half_life_messages),
-        lambda query: list(relevance_scores(query, texts)),
-        ctx.query,
-    )
+    return lambda query: list(relevance_scores(query, texts))
 
 
 class _Static:
@@ -92,9 +97,11 @@ class _Static:
         self.ids = [c.seq for c in candidates]
 
 
-def _static(prepared: PreparedCandidates, ctx: PolicyContext) -> _Static:
+def _static(
+    prepared: PreparedCandidates | None, candidates: Sequence[Candidate], ctx: PolicyContext
+) -> _Static:
     half_life = ctx.settings.recency_half_life_messages
-    return prepared.memo(("knapsack", half_life), lambda: _Static(prepared.candidates, half_life))
+    return computed_once(prepared, ("knapsack", half_life), lambda: _Static(candidates, half_life))
 
 
 def _values(
@@ -122,18 +129,11 @@ class KnapsackPolicy:
 
     async def select(self, candidates: Sequence[Candidate], ctx: PolicyContext) -> PolicyResult:
         prepared = prepared_for(ctx, candidates)
-        if prepared is not None:
-            columns = prepared.memo("units", lambda: UnitColumns.of(units(candidates)))
-            check_required(columns.required, ctx.budget, self.name)
-            static = _static(prepared, ctx)
-            tokens, pinned, groups, ids = static.tokens, static.pinned, static.groups, static.ids
-        else:
-            check_feasible(units(candidates), ctx.budget, self.name)
-            tokens = [c.tokens for c in candidates]
-            pinned = [c.pinned for c in candidates]
-            groups = [c.group for c in candidates]
-            ids = [c.seq for c in candidates]
-        values = message_values(candidates, ctx)
+        columns = computed_once(prepared, "units", lambda: UnitColumns.of(units(candidates)))
+        check_required(columns.required, ctx.budget, self.name)
+        static = _static(prepared, candidates, ctx)
+        tokens, pinned, groups, ids = static.tokens, static.pinned, static.groups, static.ids
+        values = _values(static, _relevance(prepared, candidates), ctx.query)
         solve = functools.partial(
             self.selector.select_columns,
             tokens,
@@ -148,7 +148,7 @@ class KnapsackPolicy:
             await asyncio.to_thread(solve) if len(tokens) >= ASYNC_OFFLOAD_ATOMS else solve()
         )
         kept = set(selection.ids)
-        make = prepared.window_message if prepared is not None else Candidate.window_message
+        make = window_message_maker(prepared)
         return PolicyResult(
             messages=[make(c) for c, i in zip(candidates, ids, strict=True) if i in kept],
             dropped_seqs=[i for i in ids if i not in kept],

@@ -22,9 +22,11 @@ from relay_context.engine.policies.base import (
     PreparedCandidates,
     UnitColumns,
     check_required,
+    computed_once,
     fill_columns_from_newest,
     prepared_for,
     units,
+    window_message_maker,
 )
 from relay_context.engine.window import WindowMessage
 
@@ -94,12 +96,9 @@ class RecentPolicy:
         settings = ctx.settings
         max_tokens = settings.max_message_tokens
         prepared = prepared_for(ctx, candidates)
-        if prepared is not None:
-            plan = prepared.memo(
-                ("recent", max_tokens), lambda: _cap_all(ctx.counter, candidates, max_tokens)
-            )
-        else:
-            plan = _cap_all(ctx.counter, candidates, max_tokens)
+        plan = computed_once(
+            prepared, ("recent", max_tokens), lambda: _cap_all(ctx.counter, candidates, max_tokens)
+        )
         columns = plan.columns
         check_required(columns.required, ctx.budget, self.name)
         limit = (
@@ -127,7 +126,7 @@ def _window_message(
 ) -> WindowMessage:
     if truncated:
         return replace(c.window_message(), truncated=True)
-    return prepared.window_message(c) if prepared is not None else c.window_message()
+    return window_message_maker(prepared)(c)
 
 
 __all__ = ["TRUNCATION_MARKER", "RecentPolicy", "cap_candidate", "truncate_content"]

@@ -13,7 +13,7 @@ budget, so the window's budget holds.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from relay_context.core.drift import relevance_scores
 from relay_context.core.message_tokens import TOKENS_PER_MESSAGE
@@ -25,9 +25,11 @@ from relay_context.engine.policies.base import (
     PolicyResult,
     UnitColumns,
     check_required,
+    computed_once,
     fill_columns_from_newest,
     prepared_for,
     units,
+    window_message_maker,
 )
 from relay_context.engine.policies.recent import truncate_content
 from relay_context.engine.window import WindowMessage
@@ -79,15 +81,9 @@ class SummarizePolicy:
 
     async def select(self, candidates: Sequence[Candidate], ctx: PolicyContext) -> PolicyResult:
         prepared = prepared_for(ctx, candidates)
-        make: Callable[[Candidate], WindowMessage]
-        if prepared is not None:
-            columns = prepared.memo("units", lambda: UnitColumns.of(units(candidates)))
-            total = prepared.memo("total", lambda: sum(c.tokens for c in candidates))
-            make = prepared.window_message
-        else:
-            columns = UnitColumns.of(units(candidates))
-            total = sum(c.tokens for c in candidates)
-            make = Candidate.window_message
+        columns = computed_once(prepared, "units", lambda: UnitColumns.of(units(candidates)))
+        total = computed_once(prepared, "total", lambda: sum(c.tokens for c in candidates))
+        make = window_message_maker(prepared)
         required = check_required(columns.required, ctx.budget, self.name)
         if total <= ctx.budget:
             return PolicyResult(messages=[make(c) for c in candidates])
