@@ -1,0 +1,151 @@
+"""The client's side of a streamed answer, from an open upstream response.
+
+Same format: the upstream's events are forwarded byte for byte; only the usage is read on the
+way (and OpenAI's usage chunk, which the gateway asks for, is dropped when the client did not).
+Other format: events are decoded to the neutral schema and encoded in the client's format.
+A failure after the stream began ends it with the protocol's error event. ``on_end`` receives
+the usage (``None`` if the upstream gave none) and the error, once, however the stream ends.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+
+from relay_context.gateway.error_shapes import WireFormat, stream_error_event
+from relay_context.gateway.errors import GatewayError, UpstreamError, UpstreamUnavailableError
+from relay_context.gateway.providers.anthropic import messages_response as anthropic_response
+from relay_context.gateway.providers.anthropic.messages_stream import (
+    AnthropicStreamDecoder,
+    AnthropicStreamEncoder,
+)
+from relay_context.gateway.providers.openai import chat_response as openai_response
+from relay_context.gateway.providers.openai.chat_stream import (
+    OpenAIStreamDecoder,
+    OpenAIStreamEncoder,
+)
+from relay_context.gateway.schema import StreamEvent, Usage
+from relay_context.gateway.sse_reader import read_events
+
+StreamEnd = Callable[[Usage | None, GatewayError | None], None]
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+
+
+def _cut(provider: str, exc: Exception) -> UpstreamUnavailableError:
+    return UpstreamUnavailableError(
+        f"upstream {provider} stream failed: {type(exc).__name__}", provider=provider
+    )
+
+
+async def forward_openai(
+    response: httpx.Response, *, provider: str, strip_usage_chunk: bool, on_end: StreamEnd
+) -> AsyncIterator[bytes]:
+    usage: Usage | None = None
+    error: GatewayError | None = None
+    try:
+        async for event in read_events(response.aiter_raw()):
+            if _USAGE_OBJECT.search(event.data):
+                chunk = json.loads(event.data)
+                usage = openai_response.parse_usage(chunk.get("usage")) or usage
+                if strip_usage_chunk and not chunk.get("choices"):
+                    continue
+            yield event.raw
+    except httpx.HTTPError as exc:
+        error = _cut(provider, exc)
+        yield stream_error_event("openai", error)
+    finally:
+        await response.aclose()
+        on_end(usage, error)
+
+
+async def forward_anthropic(
+    response: httpx.Response, *, provider: str, on_end: StreamEnd
+) -> AsyncIterator[bytes]:
+    usage: Usage | None = None
+    error: GatewayError | None = None
+    try:
+        async for event in read_events(response.aiter_raw()):
+            if event.event in ("message_start", "message_delta"):
+                data = json.loads(event.data)
+                raw_usage = (
+                    (data.get("message") or {}).get("usage")
+                    if event.event == "message_start"
+                    else data.get("usage")
+                )
+                usage = anthropic_response.parse_usage(raw_usage, usage)
+            elif event.event == "error":
+                error = UpstreamError("upstream stream error", status=500, provider=provider)
+            yield event.raw
+    except httpx.HTTPError as exc:
+        error = _cut(provider, exc)
+        yield stream_error_event("anthropic", error)
+    finally:
+        await response.aclose()
+        on_end(usage, error)
+
+
+async def translate(
+    response: httpx.Response,
+    *,
+    provider: str,
+    upstream_format: WireFormat,
+    client_format: WireFormat,
+    model: str,
+    prompt_tokens: int,
+    include_usage: bool,
+    on_end: StreamEnd,
+) -> AsyncIterator[bytes]:
+    """An upstream stream of one format as the client's format."""
+    encoder: OpenAIStreamEncoder | AnthropicStreamEncoder
+    if client_format == "openai":
+        encoder = OpenAIStreamEncoder(model, include_usage=include_usage)
+    else:
+        encoder = AnthropicStreamEncoder(model, prompt_tokens=prompt_tokens)
+    openai_decoder = OpenAIStreamDecoder() if upstream_format == "openai" else None
+    anthropic_decoder = AnthropicStreamDecoder() if upstream_format == "anthropic" else None
+    error: GatewayError | None = None
+
+    def encode(events: list[StreamEvent]) -> bytes:
+        return b"".join(encoder.encode(e) for e in events)
+
+    try:
+        async for event in read_events(response.aiter_raw()):
+            events: list[StreamEvent]
+            if openai_decoder is not None:
+                if event.data == b"[DONE]":
+                    events = openai_decoder.finish()
+                else:
+                    chunk: Any = json.loads(event.data)
+                    if isinstance(chunk, dict) and "error" in chunk:
+                        raise UpstreamError(
+                            str((chunk["error"] or {}).get("message", "upstream stream error")),
+                            status=500,
+                            provider=provider,
+                        )
+                    events = openai_decoder.feed(chunk)
+            else:
+                assert anthropic_decoder is not None
+                events = anthropic_decoder.feed(event.event, json.loads(event.data))
+            out = encode(events)
+            if out:
+                yield out
+        if openai_decoder is not None:
+            out = encode(openai_decoder.finish())
+            if out:
+                yield out
+    except UpstreamError as exc:
+        error = exc
+        yield stream_error_event(client_format, exc)
+    except httpx.HTTPError as exc:
+        error = _cut(provider, exc)
+        yield stream_error_event(client_format, error)
+    finally:
+        await response.aclose()
+        on_end(encoder.usage, error)
+
+
+__all__ = ["StreamEnd", "forward_anthropic", "forward_openai", "translate"]
