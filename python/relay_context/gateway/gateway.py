@@ -24,6 +24,7 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from relay_context.config.gateway import GatewaySettings
+from relay_context.core.ratelimit import SlidingWindowRateLimiter
 from relay_context.gateway import validation as v
 from relay_context.gateway.call import Endpoint, GatewayCall, GatewayReply
 from relay_context.gateway.circuit_breaker import STATE_VALUES, BreakerBoard
@@ -60,7 +61,6 @@ from relay_context.gateway.upstream_client import PoolSettings, UpstreamPool, ca
 from relay_context.gateway.usage_ledger import UsageLedger
 from relay_context.security.api_keys import ApiKeyStore
 from relay_context.security.auth import AuthService
-from relay_context.security.rate_limiter import SlidingWindowRateLimiter
 
 log = logging.getLogger(__name__)
 

@@ -23,12 +23,13 @@ from relay_context.core.compression import CompressionEngine
 from relay_context.engine.cache import open_cache
 from relay_context.engine.context_engine import ContextEngine
 from relay_context.engine.store import store_for
+from relay_context.gateway import Gateway
 from relay_context.security.api_keys import ApiKeyStore
 from relay_context.security.auth import AuthService
 from relay_context.service.errors import install_error_handlers
 from relay_context.service.metrics import ServiceMetrics
 from relay_context.service.middleware import RequestContextMiddleware
-from relay_context.service.routes import context, dashboard, health, keys, metrics
+from relay_context.service.routes import context, dashboard, gateway, health, keys, metrics
 from relay_context.service.state import ServiceState, build_limiter, stop_streams_on_signals
 from relay_context.service.telemetry import get_tracer, make_tracer_provider
 
@@ -62,6 +63,14 @@ def build_state(settings: Settings, span_exporter: SpanExporter | None = None) -
         tracer=get_tracer(provider),
         engine=ContextEngine(current, compression=compression, store=store, cache=cache),
         cache=cache,
+    )
+    state.gateway = Gateway(
+        lambda: live.current.gateway,
+        api_keys=state.api_keys,
+        auth=state.auth,
+        registry=state.metrics.registry,
+        redis_url=current.redis_url,
+        redis_key_prefix=current.redis_key_prefix,
     )
     live.on_change(state.on_settings_change)
     state.metrics.build_info.info(
@@ -130,6 +139,7 @@ def create_app(
     app.include_router(keys.router)
     app.include_router(context.router)
     app.include_router(dashboard.router)
+    app.include_router(gateway.router)
     # Middleware: the last added is the outermost. CORS answers preflights inside the request
     # middleware, so those answers get the request id and the security headers too.
     if settings.cors_origins:

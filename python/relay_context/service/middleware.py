@@ -73,6 +73,7 @@ class RequestContextMiddleware:
         request_id = incoming_id if _REQUEST_ID.match(incoming_id) else uuid.uuid4().hex
         scope_state: dict[str, Any] = scope.setdefault("state", {})
         scope_state["request_id"] = request_id
+        scope_state["received_at"] = started  # the gateway's x-relay-overhead-ms starts here
         token = request_id_var.set(request_id)
         method = scope["method"]
         path = scope["path"]

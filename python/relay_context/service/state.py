@@ -24,6 +24,7 @@ from relay_context.core.ratelimit import SlidingWindowRateLimiter
 from relay_context.engine.cache import ContextCache
 from relay_context.engine.context_engine import ContextEngine
 from relay_context.engine.store.sql import SqlSessionStore
+from relay_context.gateway import Gateway
 from relay_context.security.api_keys import ApiKeyStore
 from relay_context.security.auth import AuthService
 from relay_context.service.metrics import ServiceMetrics
@@ -60,6 +61,8 @@ class ServiceState:
     retired_limiters: list[SlidingWindowRateLimiter] = field(default_factory=list)
     #: Set when the server is asked to stop: open SSE streams end at once.
     shutting_down: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The LLM gateway (``/v1/*``), built with the state (``build_state``).
+    gateway: Gateway | None = None
 
     @property
     def settings(self) -> Settings:
@@ -99,6 +102,8 @@ class ServiceState:
             limiter.close()
         if self.redis is not None:
             await self.redis.aclose()
+        if self.gateway is not None:
+            await self.gateway.close()
         await self.store.close()
         self.tracer_provider.shutdown()
 
