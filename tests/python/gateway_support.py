@@ -54,6 +54,7 @@ def jwt_for(user: str, role: UserRole = UserRole.USER) -> str:
 
 
 def gateway_settings(upstream_url: str, **overrides: Any) -> GatewaySettings:
+    """Both providers at the fake upstream; an override that is callable gets its URL."""
     values: dict[str, Any] = {
         "openai_base_url": upstream_url + "/v1",
         "openai_api_key": UPSTREAM_KEY,
@@ -62,7 +63,7 @@ def gateway_settings(upstream_url: str, **overrides: Any) -> GatewaySettings:
         "retry_base_seconds": 0.01,
         "llm_provider_url": None,
     }
-    values.update(overrides)
+    values.update({k: v(upstream_url) if callable(v) else v for k, v in overrides.items()})
     return GatewaySettings(**values)
 
 

@@ -74,6 +74,8 @@ FORMAT_OF: dict[Endpoint, WireFormat] = {
 }
 #: ``max_tokens`` sent to an Anthropic upstream when an OpenAI client gave none.
 DEFAULT_ANTHROPIC_MAX_TOKENS = 8192
+#: Models whose encodings (o200k_base, cl100k_base) are loaded when the gateway opens.
+WARM_MODELS = ("gpt-4o", "gpt-4")
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
@@ -171,6 +173,11 @@ class Gateway:
                 self._rpm = self._rpm_limiter(gs)
             log.info("gateway settings reloaded")
         return gs
+
+    async def open(self) -> None:
+        """Loads the tokenizers of OpenAI's two chat encodings (a first request would otherwise
+        pay for building them), off the event loop."""
+        await asyncio.to_thread(lambda: [self.fitter.counter(m) for m in WARM_MODELS])
 
     async def close(self) -> None:
         await self.pool.close()

@@ -98,6 +98,8 @@ def create_app(
             await state.store.open()
         with state.tracer.start_as_current_span("context.engine.open"):
             await state.engine.open()
+        if state.gateway is not None:
+            await state.gateway.open()
         stop_streams_on_signals(state)
         try:
             if settings.redis_url:
