@@ -10,6 +10,7 @@ the value. ``MessageRole`` is re-exported by
 from __future__ import annotations
 
 import enum
+import hmac
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -266,6 +267,14 @@ class NewMessage:
         """Size of the content in UTF-8 bytes (what ``max_message_bytes`` limits)."""
         return len(self.content.encode("utf-8"))
 
+    def with_token_counts(self, token_counts: Mapping[str, int]) -> NewMessage:
+        """This message with its content's token counts (validated once, when it was made)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["token_counts"] = validate_token_counts(token_counts)
+        counted = object.__new__(NewMessage)
+        _fill(counted, values)
+        return counted
+
     def check_size(self, max_bytes: int) -> None:
         """Raise :class:`MessageTooLargeError` if the content is over ``max_bytes`` (UTF-8)."""
         size = self.content_bytes
@@ -306,14 +315,44 @@ class StoredMessage:
 
     def to_openai(self) -> dict[str, Any]:
         """The message in the OpenAI chat format (``role``, ``content``, ``name``, ...)."""
-        out: dict[str, Any] = {"role": self.role.value, "content": self.content}
-        if self.name is not None:
-            out["name"] = self.name
-        if self.tool_call_id is not None:
-            out["tool_call_id"] = self.tool_call_id
-        if self.tool_calls:
-            out["tool_calls"] = [c.to_openai() for c in self.tool_calls]
-        return out
+        return openai_message(
+            self.role, self.content, self.name, self.tool_call_id, self.tool_calls
+        )
+
+
+def openai_message(
+    role: MessageRole,
+    content: str,
+    name: str | None = None,
+    tool_call_id: str | None = None,
+    tool_calls: Sequence[ToolCall] = (),
+) -> dict[str, Any]:
+    """One message in the OpenAI chat format: the optional fields only when set."""
+    out: dict[str, Any] = {"role": role.value, "content": content}
+    if name is not None:
+        out["name"] = name
+    if tool_call_id is not None:
+        out["tool_call_id"] = tool_call_id
+    if tool_calls:
+        out["tool_calls"] = [c.to_openai() for c in tool_calls]
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class SessionAccess:
+    """Who is asking for a session: ``principal`` sees the sessions it owns, and every session
+    when ``sees_all`` (an administrator). Another principal's session is reported exactly as a
+    missing one (:class:`~relay_context.errors.SessionNotFoundError`), so ids do not leak."""
+
+    principal: str
+    sees_all: bool = False
+
+    def can_see(self, session: Session) -> bool:
+        # Constant time: the comparison does not tell how much of an owner's name matched.
+        return self.sees_all or hmac.compare_digest(
+            self.principal.encode("utf-8", "surrogatepass"),
+            session.owner.encode("utf-8", "surrogatepass"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
