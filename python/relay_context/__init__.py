@@ -10,12 +10,12 @@ from relay_context.core.compression import (
     CompressionStats,
     train_dictionary,
 )
-from relay_context.core.context_engine import ContextEngine, SessionStats
 from relay_context.core.encodings import PatternFamily
 from relay_context.core.knapsack import Atom, KnapsackSelector, Selection, SelectionMethod
-from relay_context.core.models import encoding_name_for_model
+from relay_context.core.model_encodings import encoding_name_for_model
 from relay_context.core.token_manager import TokenManager
 from relay_context.core.tokenizer import MemoStats, TokenCounter
+from relay_context.engine.context_engine import ContextEngine, SessionStats
 from relay_context.engine.models import MessageRole
 from relay_context.engine.window import ContextWindow
 from relay_context.errors import (

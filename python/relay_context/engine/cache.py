@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from relay_context.checks import check_int
 from relay_context.engine.codec import CodecSet, ContentCodec
 from relay_context.engine.models import validate_session_id
 from relay_context.errors import (
@@ -66,19 +67,11 @@ def _check_key(session_id: str, version: str, variant: str) -> None:
         raise InvalidArgumentError("cache version is empty; pass Session.cache_version")
 
 
-def _check_ttl(ttl_seconds: int) -> int:
-    if not isinstance(ttl_seconds, int) or isinstance(ttl_seconds, bool):
-        raise InputTypeError(f"ttl_seconds must be an int, got {type(ttl_seconds).__name__}")
-    if ttl_seconds < 1:
-        raise InvalidArgumentError(f"ttl_seconds must be at least 1, got {ttl_seconds}")
-    return ttl_seconds
-
-
 class ContextCache(abc.ABC):
     """Versioned cache of context windows (bytes) per session and variant."""
 
     def __init__(self, default_ttl_seconds: int) -> None:
-        self.default_ttl_seconds = _check_ttl(default_ttl_seconds)
+        self.default_ttl_seconds = check_int(default_ttl_seconds, "ttl_seconds", minimum=1)
         self.stats = CacheStats()
 
     async def get(self, session_id: str, version: str, variant: str = "") -> bytes | None:
@@ -104,7 +97,11 @@ class ContextCache(abc.ABC):
         _check_key(session_id, version, variant)
         if not isinstance(payload, (bytes, bytearray, memoryview)):
             raise InputTypeError(f"payload must be bytes, got {type(payload).__name__}")
-        ttl = self.default_ttl_seconds if ttl_seconds is None else _check_ttl(ttl_seconds)
+        ttl = (
+            self.default_ttl_seconds
+            if ttl_seconds is None
+            else check_int(ttl_seconds, "ttl_seconds", minimum=1)
+        )
         await self._set(session_id, version, variant, bytes(payload), ttl)
         self.stats.sets += 1
 

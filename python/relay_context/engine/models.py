@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
+from relay_context.checks import check_int
 from relay_context.errors import (
     EmptyContentError,
     InputTypeError,
@@ -93,11 +94,7 @@ def validate_name(what: str, value: object) -> str:
 
 def validate_ttl(value: object) -> int:
     """A session TTL: a whole number of seconds, at least 1."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InputTypeError(f"ttl_seconds must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise InvalidArgumentError(f"ttl_seconds must be at least 1, got {value}")
-    return value
+    return check_int(value, "ttl_seconds", minimum=1)
 
 
 def validate_metadata(what: str, value: object) -> dict[str, Any]:

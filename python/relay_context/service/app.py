@@ -20,8 +20,8 @@ from relay_context._version import __version__
 from relay_context.config.live import LiveSettings
 from relay_context.config.settings import Settings
 from relay_context.core.compression import CompressionEngine
-from relay_context.core.context_engine import ContextEngine
 from relay_context.engine.cache import open_cache
+from relay_context.engine.context_engine import ContextEngine
 from relay_context.engine.store import store_for
 from relay_context.security.api_keys import ApiKeyStore
 from relay_context.security.auth import AuthService

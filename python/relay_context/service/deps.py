@@ -24,7 +24,7 @@ from fastapi import Depends, Request
 from opentelemetry.trace import Tracer
 
 from relay_context.config.settings import Settings
-from relay_context.core.context_engine import ContextEngine
+from relay_context.engine.context_engine import ContextEngine
 from relay_context.engine.models import Session
 from relay_context.engine.store.sql import SqlSessionStore
 from relay_context.errors import (

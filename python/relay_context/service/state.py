@@ -20,12 +20,12 @@ from opentelemetry.trace import Tracer
 
 from relay_context.config.live import LiveSettings
 from relay_context.config.settings import Settings
-from relay_context.core.context_engine import ContextEngine
+from relay_context.core.ratelimit import SlidingWindowRateLimiter
 from relay_context.engine.cache import ContextCache
+from relay_context.engine.context_engine import ContextEngine
 from relay_context.engine.store.sql import SqlSessionStore
 from relay_context.security.api_keys import ApiKeyStore
 from relay_context.security.auth import AuthService
-from relay_context.security.rate_limiter import SlidingWindowRateLimiter
 from relay_context.service.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)

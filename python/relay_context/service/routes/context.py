@@ -22,7 +22,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from relay_context.core.context_engine import ContextEngine
+from relay_context.engine.context_engine import ContextEngine
 from relay_context.engine.models import (
     MessageRole,
     NewMessage,
