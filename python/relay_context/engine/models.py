@@ -15,10 +15,10 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
-from relay_context.checks import check_int
+from relay_context.checks import check_int, preview, validate_name
 from relay_context.errors import (
     EmptyContentError,
     InputTypeError,
@@ -32,7 +32,6 @@ from relay_context.errors import (
 SESSION_ID_MAX_LENGTH = 128
 _SESSION_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 #: Owners, tool names and tool-call ids are free text, but bounded.
-NAME_MAX_LENGTH = 256
 
 
 class MessageRole(str, enum.Enum):
@@ -57,10 +56,6 @@ class MessageRole(str, enum.Enum):
         raise UnknownRoleError(f"unknown message role {value!r}; expected one of: {allowed}")
 
 
-def _preview(value: str, limit: int = 40) -> str:
-    return repr(value if len(value) <= limit else value[:limit] + "...")
-
-
 def validate_session_id(value: object) -> str:
     """``value`` if it is a well-formed session id, else :class:`InvalidSessionIdError`."""
     if not isinstance(value, str):
@@ -70,25 +65,12 @@ def validate_session_id(value: object) -> str:
             raise InvalidSessionIdError("session id is empty; expected 1-128 of [A-Za-z0-9._:-]")
         if len(value) > SESSION_ID_MAX_LENGTH:
             raise InvalidSessionIdError(
-                f"session id {_preview(value)} has {len(value)} characters; at most "
+                f"session id {preview(value)} has {len(value)} characters; at most "
                 f"{SESSION_ID_MAX_LENGTH} are allowed"
             )
         bad = next(c for c in value if _SESSION_ID.fullmatch(c) is None)
         raise InvalidSessionIdError(
-            f"session id {_preview(value)} contains {bad!r}; only [A-Za-z0-9._:-] are allowed"
-        )
-    return value
-
-
-def validate_name(what: str, value: object) -> str:
-    """A non-empty string of at most ``NAME_MAX_LENGTH`` characters (owner, tool name, ...)."""
-    if not isinstance(value, str):
-        raise InputTypeError(f"{what} must be a str, got {type(value).__name__}")
-    if not value:
-        raise InvalidArgumentError(f"{what} is empty")
-    if len(value) > NAME_MAX_LENGTH:
-        raise InvalidArgumentError(
-            f"{what} {_preview(value)} has {len(value)} characters; at most {NAME_MAX_LENGTH}"
+            f"session id {preview(value)} contains {bad!r}; only [A-Za-z0-9._:-] are allowed"
         )
     return value
 
@@ -129,20 +111,6 @@ def validate_token_counts(value: object) -> dict[str, int]:
             )
         counts[encoding] = count
     return counts
-
-
-def utc_from_micros(micros: int) -> datetime:
-    """An aware UTC datetime from microseconds since the Unix epoch (the stored form)."""
-    seconds, rest = divmod(micros, 1_000_000)
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).replace(microsecond=rest)
-
-
-def micros_from_utc(moment: datetime) -> int:
-    """Microseconds since the Unix epoch of an aware datetime."""
-    if moment.tzinfo is None:
-        raise InvalidArgumentError(f"datetime {moment.isoformat()} has no time zone")
-    delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 @dataclass(frozen=True, slots=True)
