@@ -33,4 +33,26 @@ def check_int(
     return number
 
 
-__all__ = ["check_int"]
+#: Longest owner, tool or key name accepted.
+NAME_MAX_LENGTH = 256
+
+
+def preview(value: str, limit: int = 40) -> str:
+    """``value`` quoted for an error message, cut after ``limit`` characters."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
+def validate_name(what: str, value: object) -> str:
+    """A non-empty string of at most ``NAME_MAX_LENGTH`` characters (owner, tool name, ...)."""
+    if not isinstance(value, str):
+        raise InputTypeError(f"{what} must be a str, got {type(value).__name__}")
+    if not value:
+        raise InvalidArgumentError(f"{what} is empty")
+    if len(value) > NAME_MAX_LENGTH:
+        raise InvalidArgumentError(
+            f"{what} {preview(value)} has {len(value)} characters; at most {NAME_MAX_LENGTH}"
+        )
+    return value
+
+
+__all__ = ["NAME_MAX_LENGTH", "check_int", "preview", "validate_name"]

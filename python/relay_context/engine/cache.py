@@ -31,6 +31,7 @@ from relay_context.errors import (
     InputTypeError,
     InvalidArgumentError,
 )
+from relay_context.persistence.redis import redis_client_for
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -286,12 +287,15 @@ def open_cache(
     *,
     codec: ContentCodec | None = None,
     codec_tag: str | None = None,
+    redis: Redis | None = None,
 ) -> ContextCache:
-    """Redis when ``settings.redis_url`` is set, else the in-process LRU."""
+    """Redis when ``settings.redis_url`` is set, else the in-process LRU. ``redis``: the
+    process's shared client (not closed by the cache); else the cache makes its own."""
     if settings.redis_url:
-        return RedisContextCache.from_url(
-            settings.redis_url,
-            max_connections=settings.redis_max_connections,
+        owns = redis is None
+        return RedisContextCache(
+            redis_client_for(settings) if redis is None else redis,
+            owns_client=owns,
             key_prefix=settings.redis_key_prefix,
             codec=codec,
             codec_tag=codec_tag,

@@ -40,6 +40,7 @@ from relay_context.engine.models import (
     MessageRole,
     NewMessage,
     Session,
+    SessionAccess,
     StoredMessage,
     ToolCall,
     validate_session_id,
@@ -62,6 +63,7 @@ from relay_context.errors import (
     SessionNotFoundError,
     UnknownModelError,
 )
+from relay_context.persistence.redis import redis_client_for
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,21 @@ class _History:
         return self.messages[-1].seq if self.messages else 0
 
 
+@dataclass(frozen=True, slots=True)
+class MessageAppended:
+    """What :meth:`ContextEngine.append_message` did."""
+
+    message: StoredMessage
+    #: This message created its session (it is the session's first).
+    created_session: bool
+
+
+def _visible(access: SessionAccess | None, session: Session | None, session_id: str) -> Session:
+    if session is None or (access is not None and not access.can_see(session)):
+        raise SessionNotFoundError(f"no live session {session_id!r}")
+    return session
+
+
 class ContextEngine:
     """Sessions of messages, and the context window to send for each (see the module docs).
 
@@ -88,7 +105,9 @@ class ContextEngine:
     ``settings.default_model``); ``compression`` the store's codec (else the settings' algorithm
     and level); ``store``/``cache`` default to ``open_store``/``open_cache`` of the settings and
     are then owned (closed by :meth:`close`). ``summarizer`` replaces the extractive one of the
-    ``summarize`` policy. Every method opens the engine on first use; ``async with`` closes it.
+    ``summarize`` policy; ``redis`` is a shared Redis client for the notifications (else one of
+    its own when ``REDIS_URL`` is set). Every method opens the engine on first use; ``async with``
+    closes it.
     """
 
     def __init__(
@@ -100,6 +119,7 @@ class ContextEngine:
         store: SessionStore | None = None,
         cache: ContextCache | None = None,
         summarizer: Summarizer | None = None,
+        redis: Any | None = None,
     ) -> None:
         self.settings = settings if settings is not None else get_settings()
         self.token_manager = token_manager
@@ -109,7 +129,10 @@ class ContextEngine:
         self._cache = cache
         self._owns_store = store is None
         self._owns_cache = cache is None and store is None
-        self._redis: Any | None = None
+        #: The Redis client of the notifications (``redis.asyncio.Redis``); given, it is shared
+        #: with the caller (the service's one client) and not closed here.
+        self._redis: Any | None = redis
+        self._owns_redis = redis is None
         self._bus: MessageBus | None = None
         self._open_lock = asyncio.Lock()
         self._counters: dict[str, TokenCounter] = {}
@@ -154,21 +177,21 @@ class ContextEngine:
             if self._bus is not None:
                 return
             s = self.settings
+            if s.redis_url and self._redis is None:
+                # One client for the notifications and the cache this engine makes.
+                self._redis = redis_client_for(s)
+                self._owns_redis = True
             if self.compression is None:
                 self.compression = CompressionEngine(s.compression_algorithm, s.compression_level)
             if self._store is None:
                 if self._cache is None:
-                    self._cache = open_cache(s, codec=self.compression)
+                    self._cache = open_cache(s, codec=self.compression, redis=self._redis)
                 self._store = await open_store(s, codec=self.compression, cache=self._cache)
             elif self._cache is None:
                 self._cache = getattr(self._store, "cache", None) or InProcessContextCache(
                     s.context_cache_entries, default_ttl_seconds=s.context_cache_ttl_seconds
                 )
                 self._owns_cache = getattr(self._store, "cache", None) is None
-            if s.redis_url:
-                from redis.asyncio import Redis
-
-                self._redis = Redis.from_url(s.redis_url, max_connections=s.redis_max_connections)
             self._bus = MessageBus(
                 self._store,
                 poll_seconds=s.subscribe_poll_seconds,
@@ -190,7 +213,7 @@ class ContextEngine:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._sweeper
                 self._sweeper = None
-            if self._redis is not None:
+            if self._redis is not None and self._owns_redis:
                 with contextlib.suppress(Exception):
                     await self._redis.aclose()
                 self._redis = None
@@ -282,6 +305,39 @@ class ContextEngine:
         Raises ``UnknownRoleError``, ``EmptyContentError``, ``MessageTooLargeError``,
         ``InvalidSessionIdError``.
         """
+        appended = await self.append_message(
+            session_id,
+            role,
+            content,
+            name=name,
+            tool_call_id=tool_call_id,
+            tool_calls=tool_calls,
+            metadata=metadata,
+            owner=owner,
+            ttl_seconds=ttl_seconds,
+        )
+        return appended.message
+
+    async def append_message(
+        self,
+        session_id: str,
+        role: MessageRole | str,
+        content: str,
+        *,
+        name: str | None = None,
+        tool_call_id: str | None = None,
+        tool_calls: Sequence[ToolCall | Mapping[str, Any]] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        owner: str | None = None,
+        ttl_seconds: int | None = None,
+        access: SessionAccess | None = None,
+        max_owned: int | None = None,
+    ) -> MessageAppended:
+        """:meth:`add_message` for a caller acting for a principal: the message is validated
+        before anything is created (a refused first message leaves no session); a new session
+        is created for ``owner`` atomically, refused with ``SessionLimitExceededError`` when
+        ``owner`` already has ``max_owned`` live sessions; and a session that ``access`` may
+        not see is a ``SessionNotFoundError``, exactly as a missing one."""
         bus = await self._ready()
         sid = validate_session_id(session_id)
         draft = NewMessage(
@@ -293,32 +349,56 @@ class ContextEngine:
             metadata=metadata or {},
         )
         draft.check_size(self.store.max_message_bytes)  # before spending time counting it
+        owner_name = owner or (access.principal if access is not None else None)
+        owner_name = owner_name or self.settings.default_owner
+        created = False
+        if access is not None or max_owned is not None:
+            # Ownership and quota are settled before the tokens are counted.
+            session = await self.store.get_session(sid)
+            if session is None:
+                # Atomic: when two principals race for a new id, one creates the session and
+                # the other gets it back as it is (owned by the first: not visible to it). The
+                # quota is checked in the same database transaction.
+                session = await self.store.ensure_session(
+                    sid, owner_name, ttl_seconds=ttl_seconds, max_owned=max_owned
+                )
+                created = session.last_seq == 0
+            _visible(access, session, sid)
         counts = {
             e: await self.counter(e).count_tokens(draft.content) for e in self.counted_encodings
         }
-        message = NewMessage(
-            draft.role,
-            draft.content,
-            name=draft.name,
-            tool_call_id=draft.tool_call_id,
-            tool_calls=draft.tool_calls,
-            metadata=draft.metadata,
-            token_counts=counts,
-        )
+        message = draft.with_token_counts(counts)
         try:
             stored = await self.store.append(sid, message)
-        except SessionNotFoundError:
-            await self.store.ensure_session(
-                sid, owner or self.settings.default_owner, ttl_seconds=ttl_seconds
+        except SessionNotFoundError:  # no session yet, or it expired since it was read
+            session = await self.store.ensure_session(
+                sid, owner_name, ttl_seconds=ttl_seconds, max_owned=max_owned
             )
+            created = session.last_seq == 0
+            _visible(access, session, sid)
             stored = await self.store.append(sid, message)
         await bus.publish(stored)
-        return stored
+        return MessageAppended(stored, created_session=created and stored.seq == 1)
 
-    async def clear(self, session_id: str) -> bool:
-        """Delete the session and its messages; ``False`` if there was none."""
+    async def session(self, session_id: str, *, access: SessionAccess | None = None) -> Session:
+        """The live session ``session_id``; ``SessionNotFoundError`` if there is none or
+        ``access`` may not see it."""
         await self._ready()
         sid = validate_session_id(session_id)
+        return _visible(access, await self.store.get_session(sid), sid)
+
+    async def count_live_sessions(self) -> int:
+        """Sessions not yet expired, of every owner."""
+        await self._ready()
+        return await self.store.count_live_sessions()
+
+    async def clear(self, session_id: str, *, access: SessionAccess | None = None) -> bool:
+        """Delete the session and its messages; ``False`` if there was none. With ``access``,
+        a session it may not see is a ``SessionNotFoundError`` (and is left alone)."""
+        await self._ready()
+        sid = validate_session_id(session_id)
+        if access is not None:
+            _visible(access, await self.store.get_session(sid), sid)
         deleted = await self.store.delete_session(sid)
         self.planner.forget(sid)
         self._history.pop(sid, None)
@@ -441,7 +521,7 @@ class ContextEngine:
                 log.warning("context cache unavailable: %r", exc)
                 payload = None
             if payload is not None:
-                return ContextWindow.from_json(payload)
+                return ContextWindow.from_json(payload, from_cache=True)
         messages = await self._with_counts(sid, await self._load(session), encoding)
         self._remember(session, messages)
         window = await self.build_window(

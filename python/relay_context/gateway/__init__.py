@@ -1,6 +1,12 @@
-"""Relay's LLM gateway: OpenAI- and Anthropic-compatible endpoints in front of the providers.
+"""The LLM gateway: an OpenAI- and Anthropic-compatible proxy in front of real providers.
 
-The HTTP layer hands each request to :meth:`Gateway.handle` (one entry point) as a
+Provider adapters (``providers/<provider>/``: each wire format beside one neutral schema) and the
+steps of one request in one ordered pipeline (auth, limits and budget, context fit, route,
+breaker, provider, usage ledger). It stands on ``core`` (token counts, knapsack), ``security``
+(credentials) and ``persistence`` (the ledger), never on ``service`` or the other products; the
+import contracts in ``pyproject.toml`` hold it there. See ``docs/architecture.md``.
+
+The HTTP layer hands each request to :meth:`Gateway.handle` (the one entry point) as a
 :class:`GatewayCall` and sends back its :class:`GatewayReply`. See ``docs/gateway.md``.
 """
 

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from relay_context.engine.models import utc_from_micros, validate_name
+from relay_context.checks import validate_name
 from relay_context.errors import ApiKeyNotFoundError, InputTypeError, InvalidArgumentError
 from relay_context.persistence import Database, Migration, Row, Transaction
+from relay_context.persistence.clock import utc_from_micros
 from relay_context.security.auth import (
     Principal,
     UserRole,

@@ -107,6 +107,10 @@ class SessionStore(abc.ABC):
         """The owner's live sessions, most recently updated first."""
 
     @abc.abstractmethod
+    async def count_live_sessions(self) -> int:
+        """Sessions not yet expired, of every owner."""
+
+    @abc.abstractmethod
     async def expire_sessions(self, *, limit: int = 1000) -> int:
         """Delete up to ``limit`` expired sessions with their messages; how many were deleted.
 

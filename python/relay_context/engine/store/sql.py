@@ -21,7 +21,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from relay_context.checks import check_int
+from relay_context.checks import check_int, validate_name
 from relay_context.engine.cache import ContextCache
 from relay_context.engine.codec import CodecSet, ContentCodec
 from relay_context.engine.models import (
@@ -30,10 +30,7 @@ from relay_context.engine.models import (
     Session,
     StoredMessage,
     ToolCall,
-    micros_from_utc,
-    utc_from_micros,
     validate_metadata,
-    validate_name,
     validate_session_id,
     validate_token_counts,
     validate_ttl,
@@ -47,6 +44,7 @@ from relay_context.errors import (
     StoreError,
 )
 from relay_context.persistence import Database, Migration, Row, Transaction
+from relay_context.persistence.clock import micros_from_utc, utc_from_micros
 
 log = logging.getLogger(__name__)
 
