@@ -69,7 +69,11 @@ def gateway_settings(upstream_url: str, **overrides: Any) -> GatewaySettings:
 
 @contextmanager
 def running_gateway(
-    tmp: Path, upstream: FakeUpstream | None = None, **gateway_overrides: Any
+    tmp: Path,
+    upstream: FakeUpstream | None = None,
+    *,
+    config_file: Path | None = None,
+    **gateway_overrides: Any,
 ) -> Iterator[GatewayRig]:
     fake = upstream or FakeUpstream(required_key=UPSTREAM_KEY)
     with serve_in_thread(fake) as upstream_url:
@@ -78,6 +82,8 @@ def running_gateway(
             secret_key=SecretStr(TEST_SECRET),
             data_dir=tmp,
             rate_limit_requests=100_000,
+            config_file=config_file,
+            config_reload_interval_seconds=0,
             gateway=gateway_settings(upstream_url, **gateway_overrides),
         )
         app = create_app(settings)

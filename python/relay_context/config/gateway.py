@@ -14,10 +14,20 @@ import os
 import re
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ProviderType = Literal["openai", "anthropic"]
+#: Providers that exist without configuration (``default`` is ``LLM_PROVIDER_URL``'s).
+BUILT_IN_PROVIDERS = ("openai", "anthropic", "default")
 _ENV_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
@@ -203,6 +213,26 @@ class GatewaySettings(BaseSettings):
 
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _one_line_mapping(cls, value: Any) -> Any:
+        """``my-model: provider/upstream-model`` (or a list of them) is a whole entry."""
+        if isinstance(value, dict):
+            return {k: {"routes": v} if isinstance(v, str | list) else v for k, v in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _routes_name_known_providers(self) -> GatewaySettings:
+        known = {*BUILT_IN_PROVIDERS, *self.providers}
+        for name, model in self.models.items():
+            for route in model.routes:
+                if route.provider not in known:
+                    raise ValueError(
+                        f"model {name!r} routes to provider {route.provider!r}, which is not "
+                        f"defined (known: {', '.join(sorted(known))})"
+                    )
+        return self
 
 
 __all__ = [
