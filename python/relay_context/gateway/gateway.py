@@ -185,7 +185,17 @@ class Gateway:
             if limiter is not None:
                 limiter.close()
 
-    # --- the entry point -----------------------------------------------------------------------
+    # --- the entry points ----------------------------------------------------------------------
+
+    def usage(
+        self, *, group_by: str, since: float = 0.0, principal: str | None = None
+    ) -> list[dict[str, object]]:
+        """The usage ledger's totals (``GET /api/v1/gateway/usage``)."""
+        return self.ledger.report(group_by=group_by, since=since, principal=principal)
+
+    def breaker_states(self) -> dict[str, str]:
+        """Each deployment's circuit (``closed``, ``open``, ``half_open``), for ``/health``."""
+        return self.breakers.states()
 
     async def handle(self, call: GatewayCall) -> GatewayReply:
         """The answer to one gateway request; never raises for the client's or the upstream's

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
+from relay_context.errors import InvalidArgumentError
 from relay_context.gateway.schema import Usage
 
 MAX_ROWS = 100_000
+GROUPINGS = ("key", "model", "day")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,36 @@ class UsageLedger:
     rows: deque[UsageRow] = field(default_factory=lambda: deque(maxlen=MAX_ROWS))
     by_principal: dict[str, Totals] = field(default_factory=dict)
     by_model: dict[str, Totals] = field(default_factory=dict)
+
+    def report(
+        self, *, group_by: str, since: float = 0.0, principal: str | None = None
+    ) -> list[dict[str, object]]:
+        """Totals per ``key`` (principal), ``model`` or ``day`` (UTC), of the rows at or after
+        ``since`` (Unix seconds), only ``principal``'s when given."""
+        if group_by not in GROUPINGS:
+            raise InvalidArgumentError(
+                f"group_by must be one of {', '.join(GROUPINGS)}, got {group_by!r}"
+            )
+        groups: dict[str, Totals] = {}
+        for row in self.rows:
+            if row.at < since or (principal is not None and row.principal != principal):
+                continue
+            if group_by == "key":
+                name = row.principal
+            elif group_by == "model":
+                name = row.model
+            else:
+                name = time.strftime("%Y-%m-%d", time.gmtime(row.at))
+            totals = groups.setdefault(name, Totals())
+            totals.requests += 1
+            totals.input_tokens += row.input_tokens
+            totals.output_tokens += row.output_tokens
+            totals.cached_input_tokens += row.cached_input_tokens
+            totals.cost_usd += row.cost_usd
+        return [
+            {group_by: name, **asdict(totals), "cost_usd": round(totals.cost_usd, 8)}
+            for name, totals in sorted(groups.items())
+        ]
 
     def record(
         self,

@@ -11,14 +11,17 @@ validation of large bodies here) and sends back its bytes or its SSE stream unto
 from __future__ import annotations
 
 import time
+from datetime import datetime
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from relay_context.gateway import Endpoint, GatewayCall
-from relay_context.service.deps import state_of
+from relay_context.service.deps import CurrentPrincipal, StateDep, state_of
 
-router = APIRouter(prefix="/v1", tags=["gateway"])
+router = APIRouter(tags=["gateway"])
+usage_router = APIRouter(prefix="/api/v1/gateway", tags=["gateway"])
 
 
 async def relay_to_gateway(request: Request, endpoint: Endpoint) -> Response:
@@ -45,34 +48,53 @@ async def relay_to_gateway(request: Request, endpoint: Endpoint) -> Response:
     )
 
 
-@router.post("/chat/completions", summary="OpenAI Chat Completions (any configured model)")
+@router.post("/v1/chat/completions", summary="OpenAI Chat Completions (any configured model)")
 async def chat_completions(request: Request) -> Response:
     return await relay_to_gateway(request, "chat_completions")
 
 
-@router.post("/messages", summary="Anthropic Messages (any configured model)")
+@router.post("/v1/messages", summary="Anthropic Messages (any configured model)")
 async def messages(request: Request) -> Response:
     return await relay_to_gateway(request, "messages")
 
 
-@router.post("/messages/count_tokens", summary="Anthropic token counting")
+@router.post("/v1/messages/count_tokens", summary="Anthropic token counting")
 async def count_tokens(request: Request) -> Response:
     return await relay_to_gateway(request, "count_tokens")
 
 
-@router.post("/embeddings", summary="OpenAI embeddings (OpenAI-format upstreams)")
+@router.post("/v1/embeddings", summary="OpenAI embeddings (OpenAI-format upstreams)")
 async def embeddings(request: Request) -> Response:
     return await relay_to_gateway(request, "embeddings")
 
 
-@router.post("/responses", summary="OpenAI Responses API (OpenAI-format upstreams)")
+@router.post("/v1/responses", summary="OpenAI Responses API (OpenAI-format upstreams)")
 async def responses(request: Request) -> Response:
     return await relay_to_gateway(request, "responses")
 
 
-@router.get("/models", summary="The configured model names")
+@router.get("/v1/models", summary="The configured model names")
 async def models(request: Request) -> Response:
     return await relay_to_gateway(request, "models")
 
+
+@usage_router.get("/usage", summary="Gateway usage: requests, tokens and cost")
+async def usage(
+    principal: CurrentPrincipal,
+    state: StateDep,
+    group_by: Literal["key", "model", "day"] = "model",
+    since: datetime | None = None,
+) -> dict[str, Any]:
+    """A key (or JWT principal) sees its own usage; an admin sees everyone's."""
+    assert state.gateway is not None
+    rows = state.gateway.usage(
+        group_by=group_by,
+        since=since.timestamp() if since is not None else 0.0,
+        principal=None if principal.is_admin else principal.id,
+    )
+    return {"group_by": group_by, "data": rows}
+
+
+router.include_router(usage_router)
 
 __all__ = ["router"]
