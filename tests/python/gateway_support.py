@@ -73,6 +73,7 @@ def running_gateway(
     upstream: FakeUpstream | None = None,
     *,
     config_file: Path | None = None,
+    span_exporter: Any = None,
     **gateway_overrides: Any,
 ) -> Iterator[GatewayRig]:
     fake = upstream or FakeUpstream(required_key=UPSTREAM_KEY)
@@ -86,7 +87,7 @@ def running_gateway(
             config_reload_interval_seconds=0,
             gateway=gateway_settings(upstream_url, **gateway_overrides),
         )
-        app = create_app(settings)
+        app = create_app(settings, span_exporter=span_exporter)
         with serve_in_thread(app) as url:
             admin = {"authorization": f"Bearer {jwt_for('root', UserRole.ADMIN)}"}
             created = httpx.post(

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from gateway_support import jwt_for, running_gateway
 from relay_context.security.auth import UserRole
@@ -86,3 +87,21 @@ def test_health_lists_the_circuits(tmp_path: Path) -> None:
         )
         health = httpx.get(rig.url + "/health").json()
         assert health["gateway"]["circuits"] == {"openai/gpt-4o": "closed"}
+
+
+def test_a_span_per_upstream_call_under_the_request_span(tmp_path: Path) -> None:
+    exporter = InMemorySpanExporter()
+    with running_gateway(tmp_path, span_exporter=exporter) as rig:
+        rig.upstream.push({"status": 503})
+        body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
+        assert rig.post("/v1/chat/completions", body).status_code == 200
+    upstream = [s for s in exporter.get_finished_spans() if s.name == "gateway.upstream"]
+    assert [s.attributes["relay.attempt"] for s in upstream] == [1, 2]
+    assert upstream[0].status.status_code.name == "ERROR"
+    assert upstream[1].attributes["http.response.status_code"] == 200
+    request = next(
+        s for s in exporter.get_finished_spans() if s.name == "HTTP POST /v1/chat/completions"
+    )
+    assert all(
+        s.parent is not None and s.parent.span_id == request.context.span_id for s in upstream
+    )

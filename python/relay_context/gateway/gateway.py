@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from opentelemetry import trace
+from opentelemetry.trace import Tracer
 from prometheus_client import CollectorRegistry
 
 from relay_context.config.gateway import GatewaySettings
@@ -126,8 +128,10 @@ class Gateway:
         redis_url: str | None = None,
         redis_key_prefix: str = "relay:",
         rng: random.Random | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._settings = settings
+        self.tracer = tracer or trace.get_tracer("relay_context.gateway")
         self.authenticator = ClientAuthenticator(api_keys, auth)
         self.metrics = GatewayMetrics(registry)
         self.fitter = ContextFitter()
@@ -413,9 +417,19 @@ class Gateway:
         while True:
             started = time.perf_counter()
             try:
-                response = await call_upstream(
-                    self.pool, d.provider, p.path, p.body, p.headers, stream=stream
-                )
+                with self.tracer.start_as_current_span(
+                    "gateway.upstream",
+                    attributes={
+                        "relay.upstream": d.key,
+                        "relay.provider": d.provider.name,
+                        "relay.attempt": attempt + 1,
+                        "relay.stream": stream,
+                    },
+                ) as span:
+                    response = await call_upstream(
+                        self.pool, d.provider, p.path, p.body, p.headers, stream=stream
+                    )
+                    span.set_attribute("http.response.status_code", response.status_code)
             except (UpstreamError, UpstreamUnavailableError) as err:
                 elapsed = time.perf_counter() - started
                 r.upstream_seconds += elapsed

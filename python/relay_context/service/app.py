@@ -81,6 +81,7 @@ def build_state(settings: Settings, span_exporter: SpanExporter | None = None) -
         registry=state.metrics.registry,
         redis_url=current.redis_url,
         redis_key_prefix=current.redis_key_prefix,
+        tracer=state.tracer,
     )
     live.on_change(state.on_settings_change)
     state.metrics.build_info.info(
