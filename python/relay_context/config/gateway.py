@@ -100,6 +100,15 @@ class ModelConfig(BaseModel):
         return out
 
 
+class BudgetConfig(BaseModel):
+    """At most ``usd`` per ``period`` (UTC day, UTC month, or ever)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    usd: float = Field(gt=0)
+    period: Literal["day", "month", "lifetime"] = "month"
+
+
 class GatewaySettings(BaseSettings):
     """The gateway's settings (environment names in the module docstring)."""
 
@@ -211,6 +220,16 @@ class GatewaySettings(BaseSettings):
     rpm: int = Field(default=0, ge=0, validation_alias=AliasChoices("gateway_rpm", "rpm"))
     tpm: int = Field(default=0, ge=0, validation_alias=AliasChoices("gateway_tpm", "tpm"))
 
+    #: Every principal's budget unless ``budgets`` names it (0: none).
+    budget_usd: float = Field(
+        default=0.0, ge=0, validation_alias=AliasChoices("gateway_budget_usd", "budget_usd")
+    )
+    budget_period: Literal["day", "month", "lifetime"] = Field(
+        default="month", validation_alias=AliasChoices("gateway_budget_period", "budget_period")
+    )
+    #: Budgets per principal (an API key's owner, a JWT's subject), from the YAML file.
+    budgets: dict[str, BudgetConfig] = Field(default_factory=dict)
+
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
 
@@ -236,6 +255,7 @@ class GatewaySettings(BaseSettings):
 
 
 __all__ = [
+    "BudgetConfig",
     "GatewaySettings",
     "ModelConfig",
     "ModelPrices",

@@ -28,6 +28,7 @@ from prometheus_client import CollectorRegistry
 from relay_context.config.gateway import GatewaySettings
 from relay_context.core.ratelimit import SlidingWindowRateLimiter
 from relay_context.gateway import validation as v
+from relay_context.gateway.budgets import StreamBudget, check_budget
 from relay_context.gateway.call import Endpoint, GatewayCall, GatewayReply
 from relay_context.gateway.circuit_breaker import STATE_VALUES, BreakerBoard
 from relay_context.gateway.client_auth import Caller, ClientAuthenticator
@@ -61,6 +62,7 @@ from relay_context.gateway.schema import ChatRequest, ChatResponse, TextPart, To
 from relay_context.gateway.streams import forward_anthropic, forward_openai, translate
 from relay_context.gateway.upstream_client import PoolSettings, UpstreamPool, call_upstream
 from relay_context.gateway.usage_ledger import UsageLedger
+from relay_context.persistence import Database
 from relay_context.security.api_keys import ApiKeyStore
 from relay_context.security.auth import AuthService
 
@@ -101,6 +103,7 @@ class _Request:
     fit: FitResult | None = None
     upstream_seconds: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    budget: StreamBudget | None = None
 
     def overhead_ms(self) -> float:
         return max(
@@ -127,6 +130,7 @@ class Gateway:
         registry: CollectorRegistry,
         redis_url: str | None = None,
         redis_key_prefix: str = "relay:",
+        database: Database,
         rng: random.Random | None = None,
         tracer: Tracer | None = None,
     ) -> None:
@@ -135,7 +139,7 @@ class Gateway:
         self.authenticator = ClientAuthenticator(api_keys, auth)
         self.metrics = GatewayMetrics(registry)
         self.fitter = ContextFitter()
-        self.ledger = UsageLedger()
+        self.ledger = UsageLedger(database)
         self.rng = rng or random.Random()
         self._redis_url = redis_url
         self._redis_key_prefix = redis_key_prefix
@@ -182,8 +186,10 @@ class Gateway:
         """Loads the tokenizers of OpenAI's two chat encodings (a first request would otherwise
         pay for building them), off the event loop."""
         await asyncio.to_thread(lambda: [self.fitter.counter(m) for m in WARM_MODELS])
+        self.ledger.start()
 
     async def close(self) -> None:
+        await self.ledger.close()
         await self.pool.close()
         for limiter in [self._rpm, *self._retired_limiters]:
             if limiter is not None:
@@ -191,11 +197,11 @@ class Gateway:
 
     # --- the entry points ----------------------------------------------------------------------
 
-    def usage(
+    async def usage(
         self, *, group_by: str, since: float = 0.0, principal: str | None = None
     ) -> list[dict[str, object]]:
         """The usage ledger's totals (``GET /api/v1/gateway/usage``)."""
-        return self.ledger.report(group_by=group_by, since=since, principal=principal)
+        return await self.ledger.report(group_by=group_by, since=since, principal=principal)
 
     def breaker_states(self) -> dict[str, str]:
         """Each deployment's circuit (``closed``, ``open``, ``half_open``), for ``/health``."""
@@ -307,6 +313,18 @@ class Gateway:
         deployments = resolved.ordered(self.rng)
         body, request, fit = self._fit(r, gs, body, resolved, deployments[0])
         r.fit = fit
+        assert r.caller is not None
+        first = deployments[0]
+        r.budget = await check_budget(
+            self.ledger,
+            r.caller.principal.id,
+            gs,
+            prices=self._prices(resolved, first),
+            prompt_tokens=fit.prompt_tokens,
+            max_output_tokens=request.max_tokens
+            or min(DEFAULT_RESERVED_OUTPUT, resolved.max_output_tokens or DEFAULT_RESERVED_OUTPUT),
+            counter=self.fitter.counter(first.upstream_model),
+        )
         changed = fit.kept is not None or fit.truncated > 0
 
         def payload(d: Deployment) -> _Payload:
@@ -474,9 +492,11 @@ class Gateway:
     ) -> float:
         reported = usage is not None
         if usage is None:
-            usage = Usage(input_tokens=r.fit.prompt_tokens if r.fit else 0)
-        config = resolved.config
-        prices = Prices.of(config.prices if config else None, resolved.info(d))
+            usage = Usage(
+                input_tokens=r.fit.prompt_tokens if r.fit else 0,
+                output_tokens=r.budget.output_tokens if r.budget else 0,
+            )
+        prices = self._prices(resolved, d)
         cost = prices.cost(usage) if prices else 0.0
         principal = r.caller.principal.id if r.caller else "-"
         self.ledger.record(
@@ -495,6 +515,11 @@ class Gateway:
         self.metrics.tokens.labels(resolved.name, "output").inc(usage.output_tokens)
         self.metrics.tokens.labels(resolved.name, "cached_input").inc(usage.cached_input_tokens)
         return cost
+
+    @staticmethod
+    def _prices(resolved: ResolvedModel, d: Deployment) -> Prices | None:
+        config = resolved.config
+        return Prices.of(config.prices if config else None, resolved.info(d))
 
     def _chat_whole(
         self,
@@ -556,7 +581,7 @@ class Gateway:
         response: httpx.Response,
     ) -> GatewayReply:
         def on_end(usage: Usage | None, error: GatewayError | None) -> None:
-            if error is not None:
+            if isinstance(error, UpstreamError | UpstreamUnavailableError):
                 breaker = self.breakers.get(d.key)
                 breaker.record_failure()
                 self._publish_breaker(d)
@@ -570,9 +595,12 @@ class Gateway:
                 provider=d.provider.name,
                 strip_usage_chunk=not request.stream_usage,
                 on_end=on_end,
+                budget=r.budget,
             )
         elif upstream_format == r.fmt:
-            chunks = forward_anthropic(response, provider=d.provider.name, on_end=on_end)
+            chunks = forward_anthropic(
+                response, provider=d.provider.name, on_end=on_end, budget=r.budget
+            )
         else:
             chunks = translate(
                 response,
@@ -583,6 +611,7 @@ class Gateway:
                 prompt_tokens=prompt,
                 include_usage=request.stream_usage,
                 on_end=on_end,
+                budget=r.budget,
             )
         headers = {**self._success_headers(r, d), **SSE_HEADERS}
         headers["x-relay-overhead-ms"] = f"{r.overhead_ms():.3f}"

@@ -3,7 +3,8 @@
 Same format: the upstream's events are forwarded byte for byte; only the usage is read on the
 way (and OpenAI's usage chunk, which the gateway asks for, is dropped when the client did not).
 Other format: events are decoded to the neutral schema and encoded in the client's format.
-A failure after the stream began ends it with the protocol's error event. ``on_end`` receives
+A failure after the stream began ends it with the protocol's error event, and so does a
+``budget`` that the answer would cross. ``on_end`` receives
 the usage (``None`` if the upstream gave none) and the error, once, however the stream ends.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from relay_context.gateway.budgets import StreamBudget
 from relay_context.gateway.error_shapes import WireFormat, stream_error_event
 from relay_context.gateway.errors import GatewayError, UpstreamError, UpstreamUnavailableError
 from relay_context.gateway.providers.anthropic import messages_response as anthropic_response
@@ -28,7 +30,13 @@ from relay_context.gateway.providers.openai.chat_stream import (
     OpenAIStreamDecoder,
     OpenAIStreamEncoder,
 )
-from relay_context.gateway.schema import StreamEvent, Usage
+from relay_context.gateway.schema import (
+    StreamEvent,
+    TextDelta,
+    ThinkingDelta,
+    ToolArgumentsDelta,
+    Usage,
+)
 from relay_context.gateway.sse_reader import read_events
 
 StreamEnd = Callable[[Usage | None, GatewayError | None], None]
@@ -41,13 +49,50 @@ def _cut(provider: str, exc: Exception) -> UpstreamUnavailableError:
     )
 
 
+def _openai_texts(chunk: Any) -> list[str]:
+    """The answer's text in one OpenAI chunk (content, reasoning, tool arguments)."""
+    out: list[str] = []
+    choices = chunk.get("choices") if isinstance(chunk, dict) else None
+    for choice in choices or []:
+        delta = choice.get("delta") or {}
+        for key in ("content", "reasoning_content"):
+            if isinstance(delta.get(key), str):
+                out.append(delta[key])
+        for call in delta.get("tool_calls") or []:
+            args = (call.get("function") or {}).get("arguments")
+            if isinstance(args, str):
+                out.append(args)
+    return out
+
+
+def _anthropic_text(data: Any) -> str:
+    delta = data.get("delta") if isinstance(data, dict) else None
+    if not isinstance(delta, dict):
+        return ""
+    for key in ("text", "partial_json", "thinking"):
+        if isinstance(delta.get(key), str):
+            return str(delta[key])
+    return ""
+
+
 async def forward_openai(
-    response: httpx.Response, *, provider: str, strip_usage_chunk: bool, on_end: StreamEnd
+    response: httpx.Response,
+    *,
+    provider: str,
+    strip_usage_chunk: bool,
+    on_end: StreamEnd,
+    budget: StreamBudget | None = None,
 ) -> AsyncIterator[bytes]:
     usage: Usage | None = None
     error: GatewayError | None = None
     try:
         async for event in read_events(response.aiter_raw()):
+            if budget is not None and event.data != b"[DONE]":
+                texts = _openai_texts(json.loads(event.data))
+                if not all([budget.add(t) for t in texts]):
+                    error = budget.error()
+                    yield stream_error_event("openai", error)
+                    return
             if _USAGE_OBJECT.search(event.data):
                 chunk = json.loads(event.data)
                 usage = openai_response.parse_usage(chunk.get("usage")) or usage
@@ -63,12 +108,24 @@ async def forward_openai(
 
 
 async def forward_anthropic(
-    response: httpx.Response, *, provider: str, on_end: StreamEnd
+    response: httpx.Response,
+    *,
+    provider: str,
+    on_end: StreamEnd,
+    budget: StreamBudget | None = None,
 ) -> AsyncIterator[bytes]:
     usage: Usage | None = None
     error: GatewayError | None = None
     try:
         async for event in read_events(response.aiter_raw()):
+            if (
+                budget is not None
+                and event.event == "content_block_delta"
+                and not budget.add(_anthropic_text(json.loads(event.data)))
+            ):
+                error = budget.error()
+                yield stream_error_event("anthropic", error)
+                return
             if event.event in ("message_start", "message_delta"):
                 data = json.loads(event.data)
                 raw_usage = (
@@ -98,6 +155,7 @@ async def translate(
     prompt_tokens: int,
     include_usage: bool,
     on_end: StreamEnd,
+    budget: StreamBudget | None = None,
 ) -> AsyncIterator[bytes]:
     """An upstream stream of one format as the client's format."""
     encoder: OpenAIStreamEncoder | AnthropicStreamEncoder
@@ -130,6 +188,13 @@ async def translate(
             else:
                 assert anthropic_decoder is not None
                 events = anthropic_decoder.feed(event.event, json.loads(event.data))
+            if budget is not None and not all(
+                [budget.add(e.text) for e in events if isinstance(e, TextDelta | ThinkingDelta)]
+                + [budget.add(e.partial_json) for e in events if isinstance(e, ToolArgumentsDelta)]
+            ):
+                error = budget.error()
+                yield stream_error_event(client_format, error)
+                return
             out = encode(events)
             if out:
                 yield out

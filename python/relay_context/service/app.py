@@ -82,6 +82,7 @@ def build_state(settings: Settings, span_exporter: SpanExporter | None = None) -
         redis_url=current.redis_url,
         redis_key_prefix=current.redis_key_prefix,
         tracer=state.tracer,
+        database=state.database,
     )
     live.on_change(state.on_settings_change)
     state.metrics.build_info.info(

@@ -87,7 +87,7 @@ async def usage(
 ) -> dict[str, Any]:
     """A key (or JWT principal) sees its own usage; an admin sees everyone's."""
     assert state.gateway is not None
-    rows = state.gateway.usage(
+    rows = await state.gateway.usage(
         group_by=group_by,
         since=since.timestamp() if since is not None else 0.0,
         principal=None if principal.is_admin else principal.id,
