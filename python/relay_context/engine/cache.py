@@ -19,7 +19,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from relay_context.checks import check_int
@@ -31,6 +30,7 @@ from relay_context.errors import (
     InputTypeError,
     InvalidArgumentError,
 )
+from relay_context.lifecycle import AsyncResource
 from relay_context.persistence.redis import redis_client_for
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def _check_key(session_id: str, version: str, variant: str) -> None:
         raise InvalidArgumentError("cache version is empty; pass Session.cache_version")
 
 
-class ContextCache(abc.ABC):
+class ContextCache(AsyncResource, abc.ABC):
     """Versioned cache of context windows (bytes) per session and variant."""
 
     def __init__(self, default_ttl_seconds: int) -> None:
@@ -112,19 +112,8 @@ class ContextCache(abc.ABC):
         await self._invalidate(session_id)
         self.stats.invalidations += 1
 
-    async def close(self) -> None:  # noqa: B027 - only caches with connections override it
+    async def close(self) -> None:
         """Release connections. Idempotent."""
-
-    async def __aenter__(self) -> ContextCache:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     @abc.abstractmethod
     async def _get(self, session_id: str, version: str, variant: str) -> bytes | None: ...

@@ -23,7 +23,6 @@ import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from relay_context.checks import check_int
@@ -48,6 +47,7 @@ from relay_context.engine.models import (
 from relay_context.engine.plan import SessionPlanner
 from relay_context.engine.policies import get_policy, policy_name
 from relay_context.engine.policies.base import (
+    Candidate,
     PolicyContext,
     Summarizer,
 )
@@ -63,6 +63,7 @@ from relay_context.errors import (
     SessionNotFoundError,
     UnknownModelError,
 )
+from relay_context.lifecycle import AsyncResource
 from relay_context.persistence.redis import redis_client_for
 
 log = logging.getLogger(__name__)
@@ -83,22 +84,13 @@ class _History:
         return self.messages[-1].seq if self.messages else 0
 
 
-@dataclass(frozen=True, slots=True)
-class MessageAppended:
-    """What :meth:`ContextEngine.append_message` did."""
-
-    message: StoredMessage
-    #: This message created its session (it is the session's first).
-    created_session: bool
-
-
 def _visible(access: SessionAccess | None, session: Session | None, session_id: str) -> Session:
     if session is None or (access is not None and not access.can_see(session)):
         raise SessionNotFoundError(f"no live session {session_id!r}")
     return session
 
 
-class ContextEngine:
+class ContextEngine(AsyncResource):
     """Sessions of messages, and the context window to send for each (see the module docs).
 
     ``settings`` default to :func:`get_settings`. ``token_manager`` sets the default model (else
@@ -250,18 +242,6 @@ class ContextEngine:
             except Exception:
                 log.warning("session sweep failed; retrying in %.0f s", interval, exc_info=True)
 
-    async def __aenter__(self) -> ContextEngine:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     async def _ready(self) -> MessageBus:
         if self._bus is None:
             await self.open()
@@ -296,48 +276,22 @@ class ContextEngine:
         metadata: Mapping[str, Any] | None = None,
         owner: str | None = None,
         ttl_seconds: int | None = None,
+        access: SessionAccess | None = None,
+        max_owned: int | None = None,
     ) -> StoredMessage:
         """Append a message (creating the session for ``owner`` if it does not exist).
 
         Its content tokens are counted once, in the engine's encoding (the token manager's) and
         the settings' default model's, and stored with it. ``metadata`` may carry
         ``importance`` (a number, default 1) and ``pinned`` (``True``: always in the window).
+        The message is validated before anything is created, so a refused first message leaves
+        no session. For a caller acting for a principal: ``access`` (the owner defaults to its
+        principal) makes a session it may not see a ``SessionNotFoundError``, exactly as a
+        missing one; ``max_owned`` refuses a new session with ``SessionLimitExceededError`` when
+        the owner already has that many live ones (checked atomically with the creation).
         Raises ``UnknownRoleError``, ``EmptyContentError``, ``MessageTooLargeError``,
         ``InvalidSessionIdError``.
         """
-        appended = await self.append_message(
-            session_id,
-            role,
-            content,
-            name=name,
-            tool_call_id=tool_call_id,
-            tool_calls=tool_calls,
-            metadata=metadata,
-            owner=owner,
-            ttl_seconds=ttl_seconds,
-        )
-        return appended.message
-
-    async def append_message(
-        self,
-        session_id: str,
-        role: MessageRole | str,
-        content: str,
-        *,
-        name: str | None = None,
-        tool_call_id: str | None = None,
-        tool_calls: Sequence[ToolCall | Mapping[str, Any]] | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        owner: str | None = None,
-        ttl_seconds: int | None = None,
-        access: SessionAccess | None = None,
-        max_owned: int | None = None,
-    ) -> MessageAppended:
-        """:meth:`add_message` for a caller acting for a principal: the message is validated
-        before anything is created (a refused first message leaves no session); a new session
-        is created for ``owner`` atomically, refused with ``SessionLimitExceededError`` when
-        ``owner`` already has ``max_owned`` live sessions; and a session that ``access`` may
-        not see is a ``SessionNotFoundError``, exactly as a missing one."""
         bus = await self._ready()
         sid = validate_session_id(session_id)
         draft = NewMessage(
@@ -351,7 +305,6 @@ class ContextEngine:
         draft.check_size(self.store.max_message_bytes)  # before spending time counting it
         owner_name = owner or (access.principal if access is not None else None)
         owner_name = owner_name or self.settings.default_owner
-        created = False
         if access is not None or max_owned is not None:
             # Ownership and quota are settled before the tokens are counted.
             session = await self.store.get_session(sid)
@@ -362,7 +315,6 @@ class ContextEngine:
                 session = await self.store.ensure_session(
                     sid, owner_name, ttl_seconds=ttl_seconds, max_owned=max_owned
                 )
-                created = session.last_seq == 0
             _visible(access, session, sid)
         counts = {
             e: await self.counter(e).count_tokens(draft.content) for e in self.counted_encodings
@@ -374,11 +326,10 @@ class ContextEngine:
             session = await self.store.ensure_session(
                 sid, owner_name, ttl_seconds=ttl_seconds, max_owned=max_owned
             )
-            created = session.last_seq == 0
             _visible(access, session, sid)
             stored = await self.store.append(sid, message)
         await bus.publish(stored)
-        return MessageAppended(stored, created_session=created and stored.seq == 1)
+        return stored
 
     async def session(self, session_id: str, *, access: SessionAccess | None = None) -> Session:
         """The live session ``session_id``; ``SessionNotFoundError`` if there is none or
@@ -589,15 +540,22 @@ class ContextEngine:
             kept_seqs=kept_seqs,
         )
 
-    async def stats(self, session_id: str) -> SessionStats:
-        """Counts, tokens per role, compression and drift of the session."""
+    async def _read_session(
+        self, session_id: str
+    ) -> tuple[Session, list[StoredMessage], list[Candidate]]:
+        """The live session, its messages and their candidates in the engine's encoding."""
         await self._ready()
         sid = validate_session_id(session_id)
         session = await self.store.get_session(sid)
         if session is None:
             raise SessionNotFoundError(f"no live session {sid!r}")
         messages = await self._load(session)
-        candidates = await self.planner.candidates(messages, self.encoding)
+        return session, messages, await self.planner.candidates(messages, self.encoding)
+
+    async def stats(self, session_id: str) -> SessionStats:
+        """Counts, tokens per role, compression and drift of the session."""
+        session, messages, candidates = await self._read_session(session_id)
+        sid = session.id
         tokens_by_role: dict[str, int] = {}
         messages_by_role: dict[str, int] = {}
         for c in candidates:
@@ -642,13 +600,7 @@ class ContextEngine:
     async def totals(self, session_id: str) -> tuple[int, int]:
         """``(message_count, total_tokens)`` of the session, as :meth:`stats` reports them but
         without its compression, drift and near-duplicate work (reads only new messages)."""
-        await self._ready()
-        sid = validate_session_id(session_id)
-        session = await self.store.get_session(sid)
-        if session is None:
-            raise SessionNotFoundError(f"no live session {sid!r}")
-        messages = await self._load(session)
-        candidates = await self.planner.candidates(messages, self.encoding)
+        _, messages, candidates = await self._read_session(session_id)
         return len(messages), REPLY_PRIMING_TOKENS + sum(c.tokens for c in candidates)
 
     # --- streaming -----------------------------------------------------------------------------

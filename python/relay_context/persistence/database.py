@@ -7,10 +7,10 @@ import abc
 import asyncio
 import contextlib
 from collections.abc import Iterable
-from types import TracebackType
 from typing import ClassVar
 
 from relay_context.errors import InvalidArgumentError
+from relay_context.lifecycle import AsyncResource
 from relay_context.persistence.clock import Clock, system_clock
 from relay_context.persistence.migrations import (
     LEGACY_TABLE,
@@ -22,7 +22,7 @@ from relay_context.persistence.migrations import (
 from relay_context.persistence.transaction import Transaction
 
 
-class Database(abc.ABC):
+class Database(AsyncResource, abc.ABC):
     """One SQLite file or PostgreSQL schema. ``async with`` or :meth:`open`/:meth:`close`.
 
     Components call :meth:`register` with their migrations (before or after opening); the
@@ -137,18 +137,6 @@ class Database(abc.ABC):
     async def ping(self) -> None:
         async with self.read() as tx:
             await tx.fetch("SELECT 1")
-
-    async def __aenter__(self) -> Database:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 __all__ = ["Database"]

@@ -67,7 +67,7 @@ class MessageAdded(BaseModel):
     #: Content tokens in the engine's encoding.
     tokens: int
     encoding: str
-    #: Whether this message created the session.
+    #: Whether this message created the session (it is the session's first).
     created_session: bool
     session: SessionTotals
 
@@ -92,7 +92,7 @@ async def add_message(
     with state.tracer.start_as_current_span("tokens.count") as span:
         # The engine validates the message before creating a session, creates it atomically
         # within the principal's quota, and answers another principal's session as missing.
-        appended = await engine.append_message(
+        stored = await engine.add_message(
             body.session_id,
             body.role,
             body.content,
@@ -103,12 +103,13 @@ async def add_message(
             access=session_access(principal),
             max_owned=session_quota(state, principal),
         )
-        stored = appended.message
         tokens = stored.token_counts.get(engine.encoding, 0)
         span.set_attribute("relay.tokens", tokens)
         span.set_attribute("relay.encoding", engine.encoding)
     state.metrics.tokens_counted.inc(tokens)
-    if appended.created_session:
+    # Sessions are made by their first message (there is no route that makes an empty one).
+    created = stored.seq == 1
+    if created:
         state.metrics.sessions_created.inc()
         await _refresh_session_gauge(state)
     count, total = await engine.totals(stored.session_id)
@@ -119,7 +120,7 @@ async def add_message(
         role=stored.role.value,
         tokens=tokens,
         encoding=engine.encoding,
-        created_session=appended.created_session,
+        created_session=created,
         session=SessionTotals(message_count=count, total_tokens=total, last_seq=stored.seq),
     )
 
