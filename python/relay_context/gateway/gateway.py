@@ -62,6 +62,7 @@ from relay_context.gateway.schema import ChatRequest, ChatResponse, TextPart, To
 from relay_context.gateway.streams import forward_anthropic, forward_openai, translate
 from relay_context.gateway.upstream_client import PoolSettings, UpstreamPool, call_upstream
 from relay_context.gateway.usage_ledger import UsageLedger
+from relay_context.lifecycle import AsyncResource
 from relay_context.persistence import Database
 from relay_context.security.api_keys import ApiKeyStore
 from relay_context.security.auth import AuthService
@@ -118,8 +119,10 @@ class _Payload:
     headers: dict[str, str]
 
 
-class Gateway:
-    """One per app. ``settings`` returns the gateway settings in force (they may be reloaded)."""
+class Gateway(AsyncResource):
+    """One per app. ``settings`` returns the gateway settings in force (they may be reloaded).
+    :meth:`open` (the app's lifespan) loads the tokenizers and starts the ledger's writer;
+    :meth:`close` writes the ledger's last rows and closes the upstream connections."""
 
     def __init__(
         self,
