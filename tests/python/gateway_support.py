@@ -60,6 +60,8 @@ def gateway_settings(upstream_url: str, **overrides: Any) -> GatewaySettings:
         "openai_api_key": UPSTREAM_KEY,
         "anthropic_base_url": upstream_url,
         "anthropic_api_key": UPSTREAM_KEY,
+        "gemini_base_url": upstream_url,
+        "gemini_api_key": UPSTREAM_KEY,
         "retry_base_seconds": 0.01,
         "llm_provider_url": None,
     }

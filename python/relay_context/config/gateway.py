@@ -3,7 +3,8 @@
 From the environment (the names the official SDKs and the product briefs use):
 ``GATEWAY_AUTH`` (``keys`` | ``passthrough`` | ``open``), ``GATEWAY_CONTEXT_POLICY`` (``fit`` |
 ``truncate`` | ``reject`` | ``off``), ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL``,
-``ANTHROPIC_API_KEY`` / ``ANTHROPIC_BASE_URL``, ``LLM_PROVIDER_URL`` / ``LLM_PROVIDER_KEY`` /
+``ANTHROPIC_API_KEY`` / ``ANTHROPIC_BASE_URL``, ``GEMINI_API_KEY`` (or ``GOOGLE_API_KEY``) /
+``GOOGLE_GEMINI_BASE_URL``, ``LLM_PROVIDER_URL`` / ``LLM_PROVIDER_KEY`` /
 ``LLM_DEFAULT_MODEL`` and the ``GATEWAY_*`` tuning knobs below. The YAML file's ``gateway:``
 section adds ``providers`` and ``models`` (and may set any field here), hot-reloaded.
 """
@@ -25,9 +26,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ProviderType = Literal["openai", "anthropic"]
+ProviderType = Literal["openai", "anthropic", "gemini"]
 #: Providers that exist without configuration (``default`` is ``LLM_PROVIDER_URL``'s).
-BUILT_IN_PROVIDERS = ("openai", "anthropic", "default")
+BUILT_IN_PROVIDERS = ("openai", "anthropic", "gemini", "default")
 _ENV_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
@@ -156,6 +157,13 @@ class GatewaySettings(BaseSettings):
     openai_base_url: str = "https://api.openai.com/v1"
     anthropic_api_key: SecretStr | None = None
     anthropic_base_url: str = "https://api.anthropic.com"
+    gemini_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("gemini_api_key", "google_api_key")
+    )
+    gemini_base_url: str = Field(
+        default="https://generativelanguage.googleapis.com",
+        validation_alias=AliasChoices("google_gemini_base_url", "gemini_base_url"),
+    )
     #: One OpenAI-compatible upstream for every model not otherwise matched (brief 002).
     llm_provider_url: str | None = None
     llm_provider_key: SecretStr | None = None

@@ -9,7 +9,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Endpoint = Literal[
-    "chat_completions", "messages", "count_tokens", "embeddings", "responses", "models"
+    "chat_completions",
+    "messages",
+    "count_tokens",
+    "embeddings",
+    "responses",
+    "models",
+    "gemini_generate",
+    "gemini_stream",
 ]
 
 
@@ -22,6 +29,10 @@ class GatewayCall:
     request_id: str
     #: ``time.perf_counter()`` when the request arrived (for ``x-relay-overhead-ms``).
     received_at: float
+    #: The model named in the path (Gemini's ``/v1beta/models/{model}:generateContent``).
+    path_model: str | None = None
+    #: The query string's parameters (Gemini clients may send ``?key=...``).
+    query: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -32,16 +32,23 @@ class Caller:
     upstream_key: str | None = None
 
 
-def presented_credential(headers: Mapping[str, str]) -> str | None:
-    api_key = headers.get("x-api-key")
-    if api_key:
-        return api_key.strip()
+def presented_credential(
+    headers: Mapping[str, str], query: Mapping[str, str] | None = None
+) -> str | None:
+    """The caller's credential: ``x-api-key``, ``x-goog-api-key`` (Gemini clients), a bearer
+    token, or Gemini's ``?key=`` query parameter."""
+    for name in ("x-api-key", "x-goog-api-key"):
+        api_key = headers.get(name)
+        if api_key:
+            return api_key.strip()
     authorization = headers.get("authorization")
     if authorization:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
         raise GatewayAuthenticationError("Authorization must be 'Bearer <key>'")
+    if query is not None and query.get("key"):
+        return query["key"].strip()
     return None
 
 
@@ -51,10 +58,12 @@ class ClientAuthenticator:
         self.auth = auth
         self._verified: dict[bytes, tuple[Principal, float]] = {}
 
-    async def authenticate(self, headers: Mapping[str, str], mode: str) -> Caller:
+    async def authenticate(
+        self, headers: Mapping[str, str], mode: str, query: Mapping[str, str] | None = None
+    ) -> Caller:
         if mode == "open":
             return Caller(Principal("open", UserRole.USER, "api_key"))
-        credential = presented_credential(headers)
+        credential = presented_credential(headers, query)
         if credential is None:
             raise GatewayAuthenticationError(
                 "You didn't provide an API key: send 'Authorization: Bearer relay_...' or "

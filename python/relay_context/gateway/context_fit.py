@@ -47,9 +47,9 @@ from relay_context.gateway.schema import (
     ToolCallPart,
     ToolResultPart,
 )
+from relay_context.gateway.wire_formats import WireFormat
 
 Policy = Literal["fit", "truncate", "reject", "off"]
-WireFormat = Literal["openai", "anthropic"]
 IMAGE_TOKENS = 765
 DEFAULT_RESERVED_OUTPUT = 4096
 RECENCY_HALF_LIFE = 20.0
@@ -169,7 +169,7 @@ class ContextFitter:
                 indices.append(m.source_index)
         fixed_strings: list[str] = []
         fixed = REPLY_PRIMING_TOKENS
-        if fmt == "anthropic" and request.system:
+        if fmt != "openai" and request.system:
             fixed_strings += ["system", *(p.text for p in request.system)]
             fixed += TOKENS_PER_MESSAGE
         tools = body.get("tools")

@@ -4,17 +4,30 @@ typed exceptions:
 * OpenAI: ``{"error": {"message", "type", "param", "code"}}``; in a stream, one ``data:`` event
   with that body (the SDK raises ``APIError`` on it).
 * Anthropic: ``{"type": "error", "error": {"type", "message"}}``; in a stream, ``event: error``.
+* Gemini: ``{"error": {"code", "message", "status"}}``; in a stream, one ``data:`` event.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from typing import Any, Literal
+from typing import Any
 
 from relay_context.gateway.errors import ErrorKind, GatewayError
+from relay_context.gateway.wire_formats import WireFormat
 
-WireFormat = Literal["openai", "anthropic"]
+_GEMINI_STATUSES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
 
 _OPENAI_TYPES: dict[ErrorKind, str] = {
     "invalid_request": "invalid_request_error",
@@ -41,6 +54,14 @@ _ANTHROPIC_TYPES: dict[ErrorKind, str] = {
 
 
 def error_body(fmt: WireFormat, error: GatewayError) -> dict[str, Any]:
+    if fmt == "gemini":
+        return {
+            "error": {
+                "code": error.status,
+                "message": error.message,
+                "status": _GEMINI_STATUSES.get(error.status, "UNKNOWN"),
+            }
+        }
     if fmt == "anthropic":
         return {
             "type": "error",

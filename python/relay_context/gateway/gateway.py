@@ -28,6 +28,7 @@ from prometheus_client import CollectorRegistry
 from relay_context.config.gateway import GatewaySettings
 from relay_context.core.ratelimit import SlidingWindowRateLimiter
 from relay_context.gateway import validation as v
+from relay_context.gateway import wire_formats as wire
 from relay_context.gateway.budgets import StreamBudget, check_budget
 from relay_context.gateway.call import Endpoint, GatewayCall, GatewayReply
 from relay_context.gateway.circuit_breaker import STATE_VALUES, BreakerBoard
@@ -39,7 +40,7 @@ from relay_context.gateway.context_fit import (
     FitResult,
 )
 from relay_context.gateway.costs import Prices
-from relay_context.gateway.error_shapes import WireFormat, error_bytes, error_headers
+from relay_context.gateway.error_shapes import error_bytes, error_headers
 from relay_context.gateway.errors import (
     AllRoutesOpenError,
     GatewayError,
@@ -52,16 +53,20 @@ from relay_context.gateway.errors import (
 from relay_context.gateway.metrics import GatewayMetrics
 from relay_context.gateway.providers.anthropic import endpoint as anthropic_endpoint
 from relay_context.gateway.providers.anthropic import messages_request as anthropic_request
-from relay_context.gateway.providers.anthropic import messages_response as anthropic_response
-from relay_context.gateway.providers.openai import chat_request as openai_request
 from relay_context.gateway.providers.openai import chat_response as openai_response
 from relay_context.gateway.providers.openai import endpoint as openai_endpoint
 from relay_context.gateway.retry_policy import RetryPolicy
 from relay_context.gateway.routing import Deployment, ResolvedModel, RoutingTable
 from relay_context.gateway.schema import ChatRequest, ChatResponse, TextPart, ToolCallPart, Usage
-from relay_context.gateway.streams import forward_anthropic, forward_openai, translate
+from relay_context.gateway.streams import (
+    forward_anthropic,
+    forward_gemini,
+    forward_openai,
+    translate,
+)
 from relay_context.gateway.upstream_client import PoolSettings, UpstreamPool, call_upstream
 from relay_context.gateway.usage_ledger import UsageLedger
+from relay_context.gateway.wire_formats import WireFormat
 from relay_context.lifecycle import AsyncResource
 from relay_context.persistence import Database
 from relay_context.security.api_keys import ApiKeyStore
@@ -70,6 +75,8 @@ from relay_context.security.auth import AuthService
 log = logging.getLogger(__name__)
 
 FORMAT_OF: dict[Endpoint, WireFormat] = {
+    "gemini_generate": "gemini",
+    "gemini_stream": "gemini",
     "chat_completions": "openai",
     "embeddings": "openai",
     "responses": "openai",
@@ -77,8 +84,7 @@ FORMAT_OF: dict[Endpoint, WireFormat] = {
     "messages": "anthropic",
     "count_tokens": "anthropic",
 }
-#: ``max_tokens`` sent to an Anthropic upstream when an OpenAI client gave none.
-DEFAULT_ANTHROPIC_MAX_TOKENS = 8192
+CHAT_ENDPOINTS = frozenset({"chat_completions", "messages", "gemini_generate", "gemini_stream"})
 #: Models whose encodings (o200k_base, cl100k_base) are loaded when the gateway opens.
 WARM_MODELS = ("gpt-4o", "gpt-4")
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -216,7 +222,7 @@ class Gateway(AsyncResource):
         r = _Request(call, FORMAT_OF[call.endpoint])
         try:
             gs = self._current()
-            r.caller = await self.authenticator.authenticate(call.headers, gs.auth)
+            r.caller = await self.authenticator.authenticate(call.headers, gs.auth, call.query)
             if call.endpoint == "models":
                 return self._models(r)
             if len(call.body) > gs.max_body_bytes:
@@ -225,10 +231,10 @@ class Gateway(AsyncResource):
                     f"{gs.max_body_bytes}"
                 )
             body = v.parse_json_object(call.body)
-            r.model = v.need_str(body, "model")
+            r.model = call.path_model or v.need_str(body, "model")
             resolved = self.table.resolve(r.model)
             await self._check_rpm(r)
-            if call.endpoint in ("chat_completions", "messages"):
+            if call.endpoint in CHAT_ENDPOINTS:
                 return await self._chat(r, gs, body, resolved)
             if call.endpoint == "count_tokens":
                 return await self._count_tokens(r, body, resolved)
@@ -254,10 +260,11 @@ class Gateway(AsyncResource):
                 },
             )
 
-    def _parse(self, fmt: WireFormat, body: dict[str, Any]) -> ChatRequest:
-        if fmt == "openai":
-            return openai_request.parse_chat_request(body)
-        return anthropic_request.parse_messages_request(body)
+    def _parse(self, r: _Request, body: dict[str, Any]) -> ChatRequest:
+        request = wire.parse_request(r.fmt, body, r.model)
+        if r.call.endpoint == "gemini_stream":
+            request.stream = True  # Gemini says it in the method's name, not in the body
+        return request
 
     def _fit(
         self,
@@ -267,7 +274,7 @@ class Gateway(AsyncResource):
         resolved: ResolvedModel,
         first: Deployment,
     ) -> tuple[dict[str, Any], ChatRequest, FitResult]:
-        request = self._parse(r.fmt, body)
+        request = self._parse(r, body)
         counter = self.fitter.counter(first.upstream_model)
         output_cap = resolved.max_output_tokens or DEFAULT_RESERVED_OUTPUT
         limits = FitLimits(
@@ -279,13 +286,13 @@ class Gateway(AsyncResource):
             truncate_message_tokens=gs.truncate_message_tokens,
         )
         truncated = 0
-        if gs.context_policy == "truncate":
+        if gs.context_policy == "truncate" and r.fmt != "gemini":
             body = {**body, "messages": list(body["messages"])}
             truncated = self.fitter.truncate_messages(
                 r.fmt, body, counter, gs.truncate_message_tokens
             )
             if truncated:
-                request = self._parse(r.fmt, body)
+                request = self._parse(r, body)
         fit = self.fitter.fit(r.fmt, body, request, counter, limits, truncated=truncated)
         if fit.kept is not None:
             keep = set(fit.kept)
@@ -351,46 +358,47 @@ class Gateway(AsyncResource):
         d: Deployment,
     ) -> _Payload:
         assert r.caller is not None
-        key = r.caller.upstream_key or d.provider.api_key
-        target = d.provider.type
-        if target == "openai":
-            headers = openai_endpoint.auth_headers(key)
-            path = openai_endpoint.CHAT_PATH
+        target = wire.chat_target(
+            d.provider.type,
+            r.caller.upstream_key or d.provider.api_key,
+            upstream_model=d.upstream_model,
+            stream=request.stream,
+            client_format=r.fmt,
+            client_headers=r.call.headers,
+            extra_headers=d.provider.headers,
+        )
+        if d.provider.type == r.fmt:
+            body_bytes = self._forwarded_body(r, body, changed, request, d)
         else:
-            headers = anthropic_endpoint.auth_headers(
-                key, r.call.headers if r.fmt == "anthropic" else None
+            n = body.get("n") if r.fmt == "openai" else 1
+            out = wire.emit_request(
+                d.provider.type,
+                request,
+                d.upstream_model,
+                max_output_tokens=resolved.max_output_tokens,
+                n=n if isinstance(n, int) else 1,
             )
-            path = anthropic_endpoint.MESSAGES_PATH
-        headers.update(d.provider.headers)
-        if target == r.fmt:
-            return _Payload(path, self._forwarded_body(r, body, changed, request, d), headers)
-        if target == "anthropic":
-            if int(body.get("n") or 1) > 1:
-                raise InvalidRequestError(f"n > 1 is not supported by {d.provider.name}", param="n")
-            default_max = min(
-                DEFAULT_ANTHROPIC_MAX_TOKENS,
-                resolved.max_output_tokens or DEFAULT_ANTHROPIC_MAX_TOKENS,
-            )
-            out = anthropic_request.emit_messages_request(request, d.upstream_model, default_max)
-        else:
-            out = openai_request.emit_chat_request(request, d.upstream_model)
-        return _Payload(path, json.dumps(out, separators=(",", ":")).encode(), headers)
+            body_bytes = wire.dumps(out)
+        return _Payload(target.path, body_bytes, target.headers)
 
     def _forwarded_body(
         self, r: _Request, body: dict[str, Any], changed: bool, request: ChatRequest, d: Deployment
     ) -> bytes:
         raw = r.call.body
         need_usage = r.fmt == "openai" and request.stream and not request.stream_usage
-        same_model = d.upstream_model == r.model
+        # Gemini names the model in the path, not the body.
+        same_model = d.upstream_model == r.model or r.fmt == "gemini"
         if not changed and same_model and not need_usage:
             return raw
         if not changed and same_model and "stream_options" not in body:
             end = raw.rstrip().rfind(b"}")
             return raw[:end] + b',"stream_options":{"include_usage":true}}'
         out = dict(body)
-        out["model"] = d.upstream_model
+        if r.fmt != "gemini":
+            out["model"] = d.upstream_model
         if r.fit is not None and r.fit.kept is not None:
-            out["messages"] = [body["messages"][i] for i in r.fit.kept]
+            key = wire.messages_key(r.fmt)
+            out[key] = [body[key][i] for i in r.fit.kept]
         if need_usage:
             options = body.get("stream_options")
             out["stream_options"] = {
@@ -541,24 +549,12 @@ class Gateway(AsyncResource):
                 f"upstream {d.provider.name} answered something that is not JSON",
                 provider=d.provider.name,
             ) from exc
-        if upstream_format == "openai":
-            usage = openai_response.parse_usage(upstream_body.get("usage"))
-        else:
-            usage = anthropic_response.parse_usage(upstream_body.get("usage"))
+        usage = wire.parse_usage(upstream_format, upstream_body)
         if upstream_format != r.fmt:
-            neutral: ChatResponse
-            if upstream_format == "openai":
-                neutral = openai_response.parse_chat_response(upstream_body)
-            else:
-                neutral = anthropic_response.parse_messages_response(upstream_body)
+            neutral = wire.parse_response(upstream_format, upstream_body)
             if neutral.usage is None:
                 neutral.usage = self._counted_usage(r, d, neutral)
-            out = (
-                openai_response.emit_chat_response(neutral, r.model)
-                if r.fmt == "openai"
-                else anthropic_response.emit_messages_response(neutral, r.model)
-            )
-            content = json.dumps(out, separators=(",", ":")).encode()
+            content = wire.dumps(wire.emit_response(r.fmt, neutral, r.model))
         cost = self._settle(r, resolved, d, usage, response.status_code)
         headers = self._success_headers(r, d)
         headers["x-relay-cost-usd"] = f"{cost:.8f}"
@@ -600,8 +596,12 @@ class Gateway(AsyncResource):
                 on_end=on_end,
                 budget=r.budget,
             )
-        elif upstream_format == r.fmt:
+        elif upstream_format == r.fmt == "anthropic":
             chunks = forward_anthropic(
+                response, provider=d.provider.name, on_end=on_end, budget=r.budget
+            )
+        elif upstream_format == r.fmt:
+            chunks = forward_gemini(
                 response, provider=d.provider.name, on_end=on_end, budget=r.budget
             )
         else:

@@ -15,6 +15,7 @@ from relay_context.gateway.model_table import ModelInfo, model_info
 PUBLIC_BASE_URLS: dict[ProviderType, str] = {
     "openai": "https://api.openai.com/v1",
     "anthropic": "https://api.anthropic.com",
+    "gemini": "https://generativelanguage.googleapis.com",
 }
 FAMILY_PREFIXES: tuple[tuple[str, str], ...] = (
     ("gpt-", "openai"),
@@ -26,6 +27,7 @@ FAMILY_PREFIXES: tuple[tuple[str, str], ...] = (
     ("davinci-", "openai"),
     ("babbage-", "openai"),
     ("claude-", "anthropic"),
+    ("gemini-", "gemini"),
 )
 DEFAULT_PROVIDER = "default"
 
@@ -110,6 +112,9 @@ class RoutingTable:
                 "anthropic",
                 gs.anthropic_base_url.rstrip("/"),
                 secret(gs.anthropic_api_key),
+            ),
+            "gemini": Provider(
+                "gemini", "gemini", gs.gemini_base_url.rstrip("/"), secret(gs.gemini_api_key)
             ),
         }
         if gs.llm_provider_url:

@@ -18,12 +18,17 @@ from typing import Any
 import httpx
 
 from relay_context.gateway.budgets import StreamBudget
-from relay_context.gateway.error_shapes import WireFormat, stream_error_event
+from relay_context.gateway.error_shapes import stream_error_event
 from relay_context.gateway.errors import GatewayError, UpstreamError, UpstreamUnavailableError
 from relay_context.gateway.providers.anthropic import messages_response as anthropic_response
 from relay_context.gateway.providers.anthropic.messages_stream import (
     AnthropicStreamDecoder,
     AnthropicStreamEncoder,
+)
+from relay_context.gateway.providers.gemini import generate_response as gemini_response
+from relay_context.gateway.providers.gemini.generate_stream import (
+    GeminiStreamDecoder,
+    GeminiStreamEncoder,
 )
 from relay_context.gateway.providers.openai import chat_response as openai_response
 from relay_context.gateway.providers.openai.chat_stream import (
@@ -38,6 +43,7 @@ from relay_context.gateway.schema import (
     Usage,
 )
 from relay_context.gateway.sse_reader import read_events
+from relay_context.gateway.wire_formats import WireFormat
 
 StreamEnd = Callable[[Usage | None, GatewayError | None], None]
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
@@ -145,6 +151,49 @@ async def forward_anthropic(
         on_end(usage, error)
 
 
+async def forward_gemini(
+    response: httpx.Response,
+    *,
+    provider: str,
+    on_end: StreamEnd,
+    budget: StreamBudget | None = None,
+) -> AsyncIterator[bytes]:
+    usage: Usage | None = None
+    error: GatewayError | None = None
+    try:
+        async for event in read_events(response.aiter_raw()):
+            chunk = (
+                json.loads(event.data)
+                if budget is not None or b"usageMetadata" in event.data
+                else None
+            )
+            if isinstance(chunk, dict):
+                usage = gemini_response.parse_usage(chunk.get("usageMetadata")) or usage
+                if budget is not None and not all([budget.add(t) for t in _gemini_texts(chunk)]):
+                    error = budget.error()
+                    yield stream_error_event("gemini", error)
+                    return
+            yield event.raw
+    except httpx.HTTPError as exc:
+        error = _cut(provider, exc)
+        yield stream_error_event("gemini", error)
+    finally:
+        await response.aclose()
+        on_end(usage, error)
+
+
+def _gemini_texts(chunk: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    for candidate in chunk.get("candidates") or []:
+        for part in ((candidate or {}).get("content") or {}).get("parts") or []:
+            if isinstance(part, dict):
+                if isinstance(part.get("text"), str):
+                    out.append(part["text"])
+                elif isinstance(part.get("functionCall"), dict):
+                    out.append(json.dumps(part["functionCall"].get("args") or {}))
+    return out
+
+
 async def translate(
     response: httpx.Response,
     *,
@@ -158,12 +207,22 @@ async def translate(
     budget: StreamBudget | None = None,
 ) -> AsyncIterator[bytes]:
     """An upstream stream of one format as the client's format."""
-    encoder: OpenAIStreamEncoder | AnthropicStreamEncoder
+    encoder: OpenAIStreamEncoder | AnthropicStreamEncoder | GeminiStreamEncoder
     if client_format == "openai":
         encoder = OpenAIStreamEncoder(model, include_usage=include_usage)
-    else:
+    elif client_format == "anthropic":
         encoder = AnthropicStreamEncoder(model, prompt_tokens=prompt_tokens)
-    openai_decoder = OpenAIStreamDecoder() if upstream_format == "openai" else None
+    else:
+        encoder = GeminiStreamEncoder(model)
+    # OpenAI's and Gemini's decoders take parsed chunks and end at finish(); Anthropic's
+    # takes the event name too and ends with message_stop.
+    chunk_decoder: OpenAIStreamDecoder | GeminiStreamDecoder | None = (
+        OpenAIStreamDecoder()
+        if upstream_format == "openai"
+        else GeminiStreamDecoder()
+        if upstream_format == "gemini"
+        else None
+    )
     anthropic_decoder = AnthropicStreamDecoder() if upstream_format == "anthropic" else None
     error: GatewayError | None = None
 
@@ -173,9 +232,9 @@ async def translate(
     try:
         async for event in read_events(response.aiter_raw()):
             events: list[StreamEvent]
-            if openai_decoder is not None:
+            if chunk_decoder is not None:
                 if event.data == b"[DONE]":
-                    events = openai_decoder.finish()
+                    events = chunk_decoder.finish()
                 else:
                     chunk: Any = json.loads(event.data)
                     if isinstance(chunk, dict) and "error" in chunk:
@@ -184,7 +243,7 @@ async def translate(
                             status=500,
                             provider=provider,
                         )
-                    events = openai_decoder.feed(chunk)
+                    events = chunk_decoder.feed(chunk)
             else:
                 assert anthropic_decoder is not None
                 events = anthropic_decoder.feed(event.event, json.loads(event.data))
@@ -198,8 +257,8 @@ async def translate(
             out = encode(events)
             if out:
                 yield out
-        if openai_decoder is not None:
-            out = encode(openai_decoder.finish())
+        if chunk_decoder is not None:
+            out = encode(chunk_decoder.finish())
             if out:
                 yield out
     except UpstreamError as exc:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import anthropic_api, openai_api
+from . import anthropic_api, gemini_api, openai_api
 from .replies import Full, Stream
 from .scenario import Scenario
 
@@ -104,7 +104,17 @@ class FakeUpstream:
             self._seq += 1
             seq = self._seq
         anthropic = path in _ANTHROPIC
-        error_body = anthropic_api.error_body if anthropic else openai_api.error_body
+        gemini = path.startswith("/v1beta/models/")
+        error_body = (
+            gemini_api.error_body
+            if gemini
+            else anthropic_api.error_body
+            if anthropic
+            else openai_api.error_body
+        )
+        if gemini:
+            await self._gemini(path, headers, body, receive, send, seq)
+            return
         handler = _ANTHROPIC.get(path) or _OPENAI.get(path)
         if handler is None and path != "/v1/models":
             await _send_json(send, 404, error_body(404, f"no route {path}"))
@@ -144,6 +154,44 @@ class FakeUpstream:
             await _send_json(send, reply.status, reply.body, reply.headers)
             return
         await self._stream(reply, scenario, send)
+
+    async def _gemini(
+        self,
+        path: str,
+        headers: dict[str, str],
+        body: bytes,
+        receive: Receive,
+        send: Send,
+        seq: int,
+    ) -> None:
+        model, _, method = path.removeprefix("/v1beta/models/").partition(":")
+        if self.required_key is not None and headers.get("x-goog-api-key") != self.required_key:
+            await _send_json(send, 401, gemini_api.error_body(401, "API key not valid"))
+            return
+        if method not in ("generateContent", "streamGenerateContent"):
+            await _send_json(send, 404, gemini_api.error_body(404, f"no method {method}"))
+            return
+        scenario = self._scenario(body)
+        if scenario.hang:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            return
+        if scenario.latency_ms:
+            await asyncio.sleep(scenario.latency_ms / 1000)
+        if scenario.status != 200:
+            await _send_json(
+                send,
+                scenario.status,
+                gemini_api.error_body(scenario.status, scenario.error_message),
+            )
+            return
+        reply = gemini_api.generate(
+            json.loads(body), body, scenario, seq, model, method == "streamGenerateContent"
+        )
+        if isinstance(reply, Full):
+            await _send_json(send, 200, reply.body)
+        else:
+            await self._stream(reply, scenario, send)
 
     async def _stream(self, reply: Stream, scenario: Scenario, send: Send) -> None:
         await send(

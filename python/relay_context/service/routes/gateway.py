@@ -24,7 +24,9 @@ router = APIRouter(tags=["gateway"])
 usage_router = APIRouter(prefix="/api/v1/gateway", tags=["gateway"])
 
 
-async def relay_to_gateway(request: Request, endpoint: Endpoint) -> Response:
+async def relay_to_gateway(
+    request: Request, endpoint: Endpoint, path_model: str | None = None
+) -> Response:
     gateway = state_of(request).gateway
     assert gateway is not None  # build_state always sets it
     scope_state = request.scope.get("state", {})
@@ -34,6 +36,8 @@ async def relay_to_gateway(request: Request, endpoint: Endpoint) -> Response:
         headers=request.headers,
         request_id=str(scope_state.get("request_id", "-")),
         received_at=float(scope_state.get("received_at", time.perf_counter())),
+        path_model=path_model,
+        query=request.query_params,
     )
     reply = await gateway.handle(call)
     if reply.stream is not None:
@@ -71,6 +75,19 @@ async def embeddings(request: Request) -> Response:
 @router.post("/v1/responses", summary="OpenAI Responses API (OpenAI-format upstreams)")
 async def responses(request: Request) -> Response:
     return await relay_to_gateway(request, "responses")
+
+
+@router.post("/v1beta/models/{model}:generateContent", summary="Gemini generateContent")
+async def gemini_generate(request: Request, model: str) -> Response:
+    return await relay_to_gateway(request, "gemini_generate", model)
+
+
+@router.post(
+    "/v1beta/models/{model}:streamGenerateContent",
+    summary="Gemini streamGenerateContent (Server-Sent Events, as with alt=sse)",
+)
+async def gemini_stream(request: Request, model: str) -> Response:
+    return await relay_to_gateway(request, "gemini_stream", model)
 
 
 @router.get("/v1/models", summary="The configured model names")
