@@ -24,7 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ProviderType = Literal["openai", "anthropic", "gemini"]
 #: Providers that exist without configuration (``default`` is ``LLM_PROVIDER_URL``'s).
@@ -236,10 +236,34 @@ class GatewaySettings(BaseSettings):
         default="month", validation_alias=AliasChoices("gateway_budget_period", "budget_period")
     )
     #: Budgets per principal (an API key's owner, a JWT's subject), from the YAML file.
-    budgets: dict[str, BudgetConfig] = Field(default_factory=dict)
+    # The tables' environment names carry the GATEWAY_ prefix (MODELS is Relay's model table);
+    # the YAML section and the constructor use the plain names.
+    budgets: dict[str, BudgetConfig] = Field(
+        default_factory=dict, validation_alias=AliasChoices("gateway_budgets", "budgets")
+    )
 
-    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
-    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    providers: dict[str, ProviderConfig] = Field(
+        default_factory=dict, validation_alias=AliasChoices("gateway_providers", "providers")
+    )
+    models: dict[str, ModelConfig] = Field(
+        default_factory=dict, validation_alias=AliasChoices("gateway_models", "models")
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            _PrefixedTables(settings_cls, env_settings),
+            _PrefixedTables(settings_cls, dotenv_settings),
+            file_secret_settings,
+        )
 
     @field_validator("models", mode="before")
     @classmethod
@@ -260,6 +284,24 @@ class GatewaySettings(BaseSettings):
                         f"defined (known: {', '.join(sorted(known))})"
                     )
         return self
+
+
+class _PrefixedTables(PydanticBaseSettingsSource):
+    """An environment source without the plain ``MODELS`` / ``PROVIDERS`` / ``BUDGETS``
+    variables (``MODELS`` is Relay's own model table): the gateway's tables come from
+    ``GATEWAY_MODELS`` and the like, or from the YAML section."""
+
+    PLAIN = frozenset({"models", "providers", "budgets"})
+
+    def __init__(self, settings_cls: type[BaseSettings], inner: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self.inner = inner
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ asks the inner source
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.inner().items() if k.lower() not in self.PLAIN}
 
 
 __all__ = [
