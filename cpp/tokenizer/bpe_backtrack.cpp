@@ -185,14 +185,19 @@ void BacktrackEncoder::build_trie(std::span<const std::string_view> tokens) {
         const std::size_t n = children.size();
         trie_.push_back(token);
         trie_.push_back(static_cast<std::uint32_t>(n));
-        const std::size_t byte_words = (n + 3) / 4;
+        const bool dense = n > kSparseEdges;
+        const std::size_t byte_words = dense ? 0 : (n + 3) / 4;
         const std::size_t bytes_at = trie_.size();
-        trie_.resize(trie_.size() + byte_words + n, 0);
+        trie_.resize(trie_.size() + (dense ? 256 : byte_words + n), 0);
         const std::size_t children_at = bytes_at + byte_words;
         for (std::size_t k = 0; k < n; ++k) {
             const unsigned char b = byte_at(children[k].lo, f.depth);
-            trie_[bytes_at + k / 4] |= std::uint32_t{b} << (8U * (k % 4));
-            children[k].slot = static_cast<std::uint32_t>(children_at + k);
+            if (dense) {
+                children[k].slot = static_cast<std::uint32_t>(children_at + b);
+            } else {
+                trie_[bytes_at + k / 4] |= std::uint32_t{b} << (8U * (k % 4));
+                children[k].slot = static_cast<std::uint32_t>(children_at + k);
+            }
             if (f.depth == 0) {
                 root_[b] = children[k].slot;  // the child's offset once it is laid out
             }
@@ -212,23 +217,23 @@ Rank BacktrackEncoder::longest_prefix(const unsigned char* p, std::size_t avail)
     Rank best = trie_[node];  // every single byte is a token
     for (std::size_t i = 1; i < avail; ++i) {
         const std::uint32_t n = trie_[node + 1];
-        const auto* edge = reinterpret_cast<const unsigned char*>(&trie_[node + 2]);
         const unsigned char b = p[i];
-        std::uint32_t k = 0;
-        if (n <= 16) {
-            while (k < n && edge[k] != b) {
-                ++k;
-            }
+        std::uint32_t child = 0;
+        if (n > kSparseEdges) {
+            child = trie_[node + 2 + b];  // 0: no such edge (offset 0 is the root)
         } else {
-            k = static_cast<std::uint32_t>(std::lower_bound(edge, edge + n, b) - edge);
-            if (k < n && edge[k] != b) {
-                k = n;
+            const auto* edge = reinterpret_cast<const unsigned char*>(&trie_[node + 2]);
+            for (std::uint32_t k = 0; k < n; ++k) {
+                if (edge[k] == b) {
+                    child = trie_[node + 2 + (n + 3) / 4 + k];
+                    break;
+                }
             }
         }
-        if (k == n) {
+        if (child == 0) {
             break;
         }
-        node = trie_[node + 2 + (n + 3) / 4 + k];
+        node = child;
         if (trie_[node] != kNone) {
             best = trie_[node];
         }

@@ -95,8 +95,10 @@ class BacktrackEncoder {
     // parts whose bytes form a token T are always T's split (BPE inside T's span runs as on T).
     absl::flat_hash_map<std::uint64_t, Rank> merges_;
     // Trie of the reachable tokens, one uint32 array. Node at offset o: [o] token or kNone,
-    // [o + 1] edge count n, then n edge bytes packed four to a word, then n child offsets. The
-    // root's children are also in root_ for a direct first step.
+    // [o + 1] edge count n, then n edge bytes packed four to a word and n child offsets, or, for
+    // n > kSparseEdges (UTF-8 lead bytes, common prefixes), 256 child offsets indexed by byte
+    // (0 = none). The root's children are also in root_ for a direct first step.
+    static constexpr std::uint32_t kSparseEdges = 12;
     std::vector<std::uint32_t> trie_;
     std::vector<std::uint32_t> root_ = std::vector<std::uint32_t>(256, 0);
 };

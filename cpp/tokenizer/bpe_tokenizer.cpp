@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 
 #include "absl/container/flat_hash_map.h"
 #include "common/errors.hpp"
@@ -199,9 +200,9 @@ class CountMemo {
 // its pieces (Zipf), so most lookups hit this small, hot table instead of the large vocabulary
 // map, and repeated non-token pieces skip the merge.
 struct PieceCache {
-    static constexpr std::size_t kSlots = 16384;  // a power of two; ~1 MB holds the frequent pieces
-    static constexpr std::size_t kMaxBytes = 30;
-    static constexpr std::size_t kMaxIds = 6;
+    static constexpr std::size_t kSlots = 16384;  // a power of two; 1.5 MB of 96-byte slots
+    static constexpr std::size_t kMaxBytes = 38;
+    static constexpr std::size_t kMaxIds = 12;  // scripts with few merges have ~1 id per 2 bytes
     struct Slot {
         std::uint64_t hash = 0;
         std::uint8_t len = 0;  // 0 = empty (pieces are never empty)
@@ -482,11 +483,15 @@ struct BpeTokenizer::Impl {
             (piece.size() <= kSmallPiece && !backtrack->usable())) {
             merge_small(piece, sink);
         } else if (backtrack->usable()) {
-            thread_local std::vector<Rank> ids;
-            ids.clear();
-            backtrack->encode(piece, ids);
-            for (const Rank r : ids) {
-                sink.push(r);
+            if constexpr (std::is_same_v<Sink, VectorSink>) {
+                backtrack->encode(piece, *sink.out);  // straight into the result
+            } else {
+                thread_local std::vector<Rank> ids;
+                ids.clear();
+                backtrack->encode(piece, ids);
+                for (const Rank r : ids) {
+                    sink.push(r);
+                }
             }
         } else {
             merge_large(piece, sink);
