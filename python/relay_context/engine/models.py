@@ -10,13 +10,15 @@ the value. ``MessageRole`` is re-exported by
 from __future__ import annotations
 
 import enum
+import hmac
 import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
+from relay_context.checks import check_int, preview, validate_name
 from relay_context.errors import (
     EmptyContentError,
     InputTypeError,
@@ -30,7 +32,6 @@ from relay_context.errors import (
 SESSION_ID_MAX_LENGTH = 128
 _SESSION_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 #: Owners, tool names and tool-call ids are free text, but bounded.
-NAME_MAX_LENGTH = 256
 
 
 class MessageRole(str, enum.Enum):
@@ -55,10 +56,6 @@ class MessageRole(str, enum.Enum):
         raise UnknownRoleError(f"unknown message role {value!r}; expected one of: {allowed}")
 
 
-def _preview(value: str, limit: int = 40) -> str:
-    return repr(value if len(value) <= limit else value[:limit] + "...")
-
-
 def validate_session_id(value: object) -> str:
     """``value`` if it is a well-formed session id, else :class:`InvalidSessionIdError`."""
     if not isinstance(value, str):
@@ -68,36 +65,19 @@ def validate_session_id(value: object) -> str:
             raise InvalidSessionIdError("session id is empty; expected 1-128 of [A-Za-z0-9._:-]")
         if len(value) > SESSION_ID_MAX_LENGTH:
             raise InvalidSessionIdError(
-                f"session id {_preview(value)} has {len(value)} characters; at most "
+                f"session id {preview(value)} has {len(value)} characters; at most "
                 f"{SESSION_ID_MAX_LENGTH} are allowed"
             )
         bad = next(c for c in value if _SESSION_ID.fullmatch(c) is None)
         raise InvalidSessionIdError(
-            f"session id {_preview(value)} contains {bad!r}; only [A-Za-z0-9._:-] are allowed"
-        )
-    return value
-
-
-def validate_name(what: str, value: object) -> str:
-    """A non-empty string of at most ``NAME_MAX_LENGTH`` characters (owner, tool name, ...)."""
-    if not isinstance(value, str):
-        raise InputTypeError(f"{what} must be a str, got {type(value).__name__}")
-    if not value:
-        raise InvalidArgumentError(f"{what} is empty")
-    if len(value) > NAME_MAX_LENGTH:
-        raise InvalidArgumentError(
-            f"{what} {_preview(value)} has {len(value)} characters; at most {NAME_MAX_LENGTH}"
+            f"session id {preview(value)} contains {bad!r}; only [A-Za-z0-9._:-] are allowed"
         )
     return value
 
 
 def validate_ttl(value: object) -> int:
     """A session TTL: a whole number of seconds, at least 1."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InputTypeError(f"ttl_seconds must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise InvalidArgumentError(f"ttl_seconds must be at least 1, got {value}")
-    return value
+    return check_int(value, "ttl_seconds", minimum=1)
 
 
 def validate_metadata(what: str, value: object) -> dict[str, Any]:
@@ -131,20 +111,6 @@ def validate_token_counts(value: object) -> dict[str, int]:
             )
         counts[encoding] = count
     return counts
-
-
-def utc_from_micros(micros: int) -> datetime:
-    """An aware UTC datetime from microseconds since the Unix epoch (the stored form)."""
-    seconds, rest = divmod(micros, 1_000_000)
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).replace(microsecond=rest)
-
-
-def micros_from_utc(moment: datetime) -> int:
-    """Microseconds since the Unix epoch of an aware datetime."""
-    if moment.tzinfo is None:
-        raise InvalidArgumentError(f"datetime {moment.isoformat()} has no time zone")
-    delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +235,14 @@ class NewMessage:
         """Size of the content in UTF-8 bytes (what ``max_message_bytes`` limits)."""
         return len(self.content.encode("utf-8"))
 
+    def with_token_counts(self, token_counts: Mapping[str, int]) -> NewMessage:
+        """This message with its content's token counts (validated once, when it was made)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["token_counts"] = validate_token_counts(token_counts)
+        counted = object.__new__(NewMessage)
+        _fill(counted, values)
+        return counted
+
     def check_size(self, max_bytes: int) -> None:
         """Raise :class:`MessageTooLargeError` if the content is over ``max_bytes`` (UTF-8)."""
         size = self.content_bytes
@@ -309,14 +283,44 @@ class StoredMessage:
 
     def to_openai(self) -> dict[str, Any]:
         """The message in the OpenAI chat format (``role``, ``content``, ``name``, ...)."""
-        out: dict[str, Any] = {"role": self.role.value, "content": self.content}
-        if self.name is not None:
-            out["name"] = self.name
-        if self.tool_call_id is not None:
-            out["tool_call_id"] = self.tool_call_id
-        if self.tool_calls:
-            out["tool_calls"] = [c.to_openai() for c in self.tool_calls]
-        return out
+        return openai_message(
+            self.role, self.content, self.name, self.tool_call_id, self.tool_calls
+        )
+
+
+def openai_message(
+    role: MessageRole,
+    content: str,
+    name: str | None = None,
+    tool_call_id: str | None = None,
+    tool_calls: Sequence[ToolCall] = (),
+) -> dict[str, Any]:
+    """One message in the OpenAI chat format: the optional fields only when set."""
+    out: dict[str, Any] = {"role": role.value, "content": content}
+    if name is not None:
+        out["name"] = name
+    if tool_call_id is not None:
+        out["tool_call_id"] = tool_call_id
+    if tool_calls:
+        out["tool_calls"] = [c.to_openai() for c in tool_calls]
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class SessionAccess:
+    """Who is asking for a session: ``principal`` sees the sessions it owns, and every session
+    when ``sees_all`` (an administrator). Another principal's session is reported exactly as a
+    missing one (:class:`~relay_context.errors.SessionNotFoundError`), so ids do not leak."""
+
+    principal: str
+    sees_all: bool = False
+
+    def can_see(self, session: Session) -> bool:
+        # Constant time: the comparison does not tell how much of an owner's name matched.
+        return self.sees_all or hmac.compare_digest(
+            self.principal.encode("utf-8", "surrogatepass"),
+            session.owner.encode("utf-8", "surrogatepass"),
+        )
 
 
 @dataclass(frozen=True, slots=True)

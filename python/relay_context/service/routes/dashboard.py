@@ -23,7 +23,7 @@ from fastapi.responses import Response, StreamingResponse
 from relay_context._version import __version__
 from relay_context.security.auth import Principal
 from relay_context.service.deps import AdminPrincipal, StateDep
-from relay_context.service.routes.context import SSE_HEADERS, sse_with_heartbeats
+from relay_context.service.sse import event_stream, sse_event
 from relay_context.service.state import ServiceState
 
 router = APIRouter(tags=["dashboard"])
@@ -76,7 +76,7 @@ async def snapshot(state: ServiceState, principal: Principal) -> dict[str, Any]:
     ``/metrics``) and the store."""
     settings = state.settings
     with state.tracer.start_as_current_span("db.count_sessions"):
-        active = await state.store.count_live_sessions()
+        active = await state.engine.count_live_sessions()
     state.metrics.sessions_active.set(active)
     with state.tracer.start_as_current_span("db.count_api_keys"):
         state.metrics.api_keys_active.set(await state.api_keys.count_active())
@@ -155,14 +155,10 @@ async def dashboard_stream(
         while True:
             number += 1
             data = json.dumps(await snapshot(state, principal), separators=(",", ":"))
-            yield f"id: {number}\nevent: snapshot\ndata: {data}\n\n".encode()
+            yield sse_event(data, event="snapshot", event_id=number)
             await asyncio.sleep(interval)
 
-    return StreamingResponse(
-        sse_with_heartbeats(request, state, snapshots()),
-        media_type="text/event-stream",
-        headers=SSE_HEADERS,
-    )
+    return event_stream(request, state, snapshots())
 
 
 __all__ = ["DASHBOARD_CSP", "router", "snapshot"]
