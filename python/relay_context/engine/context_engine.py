@@ -47,6 +47,7 @@ from relay_context.engine.models import (
 from relay_context.engine.plan import SessionPlanner
 from relay_context.engine.policies import get_policy, policy_name
 from relay_context.engine.policies.base import (
+    Candidate,
     PolicyContext,
     Summarizer,
 )
@@ -539,15 +540,22 @@ class ContextEngine(AsyncResource):
             kept_seqs=kept_seqs,
         )
 
-    async def stats(self, session_id: str) -> SessionStats:
-        """Counts, tokens per role, compression and drift of the session."""
+    async def _read_session(
+        self, session_id: str
+    ) -> tuple[Session, list[StoredMessage], list[Candidate]]:
+        """The live session, its messages and their candidates in the engine's encoding."""
         await self._ready()
         sid = validate_session_id(session_id)
         session = await self.store.get_session(sid)
         if session is None:
             raise SessionNotFoundError(f"no live session {sid!r}")
         messages = await self._load(session)
-        candidates = await self.planner.candidates(messages, self.encoding)
+        return session, messages, await self.planner.candidates(messages, self.encoding)
+
+    async def stats(self, session_id: str) -> SessionStats:
+        """Counts, tokens per role, compression and drift of the session."""
+        session, messages, candidates = await self._read_session(session_id)
+        sid = session.id
         tokens_by_role: dict[str, int] = {}
         messages_by_role: dict[str, int] = {}
         for c in candidates:
@@ -592,13 +600,7 @@ class ContextEngine(AsyncResource):
     async def totals(self, session_id: str) -> tuple[int, int]:
         """``(message_count, total_tokens)`` of the session, as :meth:`stats` reports them but
         without its compression, drift and near-duplicate work (reads only new messages)."""
-        await self._ready()
-        sid = validate_session_id(session_id)
-        session = await self.store.get_session(sid)
-        if session is None:
-            raise SessionNotFoundError(f"no live session {sid!r}")
-        messages = await self._load(session)
-        candidates = await self.planner.candidates(messages, self.encoding)
+        _, messages, candidates = await self._read_session(session_id)
         return len(messages), REPLY_PRIMING_TOKENS + sum(c.tokens for c in candidates)
 
     # --- streaming -----------------------------------------------------------------------------

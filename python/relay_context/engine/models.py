@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from relay_context.checks import check_int, preview, validate_name
+from relay_context.checks import NAME_MAX_LENGTH, check_int, preview, validate_name
 from relay_context.errors import (
     EmptyContentError,
     InputTypeError,
@@ -27,6 +27,9 @@ from relay_context.errors import (
     MessageTooLargeError,
     UnknownRoleError,
 )
+
+# Re-exported: the stored form of times (``*_at_us`` columns) is part of these models' contract.
+from relay_context.persistence.clock import micros_from_utc, utc_from_micros
 
 #: A session id: 1 to 128 characters of ``[A-Za-z0-9._:-]`` (safe in URLs, Redis keys, file names).
 SESSION_ID_MAX_LENGTH = 128
@@ -364,11 +367,17 @@ class Session:
 
 
 __all__ = [
+    "NAME_MAX_LENGTH",
     "SESSION_ID_MAX_LENGTH",
     "MessageRole",
     "NewMessage",
     "Session",
+    "SessionAccess",
     "StoredMessage",
     "ToolCall",
+    "micros_from_utc",
+    "openai_message",
+    "utc_from_micros",
+    "validate_name",
     "validate_session_id",
 ]
