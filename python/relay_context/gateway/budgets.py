@@ -77,10 +77,12 @@ async def check_budget(
     prompt_tokens: int,
     max_output_tokens: int,
     counter: TokenCounter,
+    key_budget: BudgetConfig | None = None,
 ) -> StreamBudget | None:
-    """Refuses a call that would cross the principal's budget (``BudgetExceededError``); the
-    guard for its stream, or ``None`` when no budget applies."""
-    budget = budget_for(principal, gs)
+    """Refuses a call that would cross the budget (``BudgetExceededError``) — the API key's own
+    (``key_budget``, spent by the key's principal) before the settings' — and returns the guard
+    for its stream, or ``None`` when no budget applies."""
+    budget = key_budget or budget_for(principal, gs)
     if budget is None:
         return None
     spent = await ledger.spent(principal, period_start_us(budget.period))

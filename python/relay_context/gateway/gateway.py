@@ -25,7 +25,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Tracer
 from prometheus_client import CollectorRegistry
 
-from relay_context.config.gateway import GatewaySettings
+from relay_context.config.gateway import BudgetConfig, GatewaySettings
 from relay_context.core.ratelimit import SlidingWindowRateLimiter
 from relay_context.gateway import validation as v
 from relay_context.gateway import wire_formats as wire
@@ -46,10 +46,12 @@ from relay_context.gateway.errors import (
     GatewayError,
     GatewayRateLimitError,
     InvalidRequestError,
+    ModelNotAllowedError,
     RequestBodyTooLargeError,
     UpstreamError,
     UpstreamUnavailableError,
 )
+from relay_context.gateway.key_limits import KeyLimits, KeyLimitsStore
 from relay_context.gateway.metrics import GatewayMetrics
 from relay_context.gateway.providers.anthropic import endpoint as anthropic_endpoint
 from relay_context.gateway.providers.anthropic import messages_request as anthropic_request
@@ -111,6 +113,7 @@ class _Request:
     upstream_seconds: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
     budget: StreamBudget | None = None
+    limits: KeyLimits | None = None
 
     def overhead_ms(self) -> float:
         return max(
@@ -149,6 +152,10 @@ class Gateway(AsyncResource):
         self.metrics = GatewayMetrics(registry)
         self.fitter = ContextFitter()
         self.ledger = UsageLedger(database)
+        self.key_limits = KeyLimitsStore(database)
+        self.api_keys = api_keys
+        #: Per-key requests-per-minute limiters, one per distinct limit.
+        self._key_rpm: dict[int, SlidingWindowRateLimiter] = {}
         self.rng = rng or random.Random()
         self._redis_url = redis_url
         self._redis_key_prefix = redis_key_prefix
@@ -200,7 +207,7 @@ class Gateway(AsyncResource):
     async def close(self) -> None:
         await self.ledger.close()
         await self.pool.close()
-        for limiter in [self._rpm, *self._retired_limiters]:
+        for limiter in [self._rpm, *self._retired_limiters, *self._key_rpm.values()]:
             if limiter is not None:
                 limiter.close()
 
@@ -233,6 +240,7 @@ class Gateway(AsyncResource):
             body = v.parse_json_object(call.body)
             r.model = call.path_model or v.need_str(body, "model")
             resolved = self.table.resolve(r.model)
+            await self._check_key_limits(r)
             await self._check_rpm(r)
             if call.endpoint in CHAT_ENDPOINTS:
                 return await self._chat(r, gs, body, resolved)
@@ -244,21 +252,62 @@ class Gateway(AsyncResource):
 
     # --- steps ---------------------------------------------------------------------------------
 
+    async def _check_key_limits(self, r: _Request) -> None:
+        """The limits the caller's API key carries: its models and requests per minute."""
+        assert r.caller is not None
+        key_id = r.caller.principal.key_id
+        if key_id is None:
+            return
+        r.limits = await self.key_limits.get(key_id)
+        if r.limits is None:
+            return
+        if not r.limits.allows(r.model):
+            raise ModelNotAllowedError(
+                f"this key may not use model {r.model!r} (allowed: "
+                f"{', '.join(r.limits.models or ())})",
+                param="model",
+            )
+        if r.limits.rpm is not None:
+            limiter = self._key_rpm.get(r.limits.rpm)
+            if limiter is None:
+                limiter = SlidingWindowRateLimiter(
+                    self._redis_url,
+                    r.limits.rpm,
+                    60,
+                    key_prefix=f"{self._redis_key_prefix}gw:key-rpm:{r.limits.rpm}:",
+                )
+                self._key_rpm[r.limits.rpm] = limiter
+            allowed, info = await limiter.is_allowed(key_id)
+            if not allowed:
+                self._refuse_rpm(info)
+
+    def _refuse_rpm(self, info: Any) -> None:
+        self.metrics.rate_limit_rejections.labels("rpm").inc()
+        raise GatewayRateLimitError(
+            f"Rate limit reached: {info['limit']} requests per minute",
+            retry_after=info["retry_after"],
+            headers={
+                "x-ratelimit-limit-requests": str(info["limit"]),
+                "x-ratelimit-remaining-requests": "0",
+                "x-ratelimit-reset-requests": f"{info['retry_after']:.3f}s",
+            },
+        )
+
+    async def set_key_limits(self, key_id: str, limits: KeyLimits) -> None:
+        """Sets the gateway limits of an existing key (``ApiKeyNotFoundError`` otherwise)."""
+        await self.api_keys.get(key_id)
+        await self.key_limits.set(key_id, limits)
+
+    async def get_key_limits(self, key_id: str) -> KeyLimits:
+        await self.api_keys.get(key_id)
+        return await self.key_limits.get(key_id) or KeyLimits()
+
     async def _check_rpm(self, r: _Request) -> None:
         if self._rpm is None or r.caller is None:
             return
         allowed, info = await self._rpm.is_allowed(r.caller.principal.id)
         if not allowed:
-            self.metrics.rate_limit_rejections.labels("rpm").inc()
-            raise GatewayRateLimitError(
-                f"Rate limit reached: {info['limit']} requests per minute",
-                retry_after=info["retry_after"],
-                headers={
-                    "x-ratelimit-limit-requests": str(info["limit"]),
-                    "x-ratelimit-remaining-requests": "0",
-                    "x-ratelimit-reset-requests": f"{info['retry_after']:.3f}s",
-                },
-            )
+            self._refuse_rpm(info)
 
     def _parse(self, r: _Request, body: dict[str, Any]) -> ChatRequest:
         request = wire.parse_request(r.fmt, body, r.model)
@@ -334,6 +383,11 @@ class Gateway(AsyncResource):
             max_output_tokens=request.max_tokens
             or min(DEFAULT_RESERVED_OUTPUT, resolved.max_output_tokens or DEFAULT_RESERVED_OUTPUT),
             counter=self.fitter.counter(first.upstream_model),
+            key_budget=(
+                BudgetConfig(usd=r.limits.budget_usd, period=r.limits.budget_period)
+                if r.limits is not None and r.limits.budget_usd is not None
+                else None
+            ),
         )
         changed = fit.kept is not None or fit.truncated > 0
 

@@ -16,9 +16,11 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from relay_context.gateway import Endpoint, GatewayCall
-from relay_context.service.deps import CurrentPrincipal, StateDep, state_of
+from relay_context.gateway.key_limits import KeyLimits
+from relay_context.service.deps import AdminPrincipal, CurrentPrincipal, StateDep, state_of
 
 router = APIRouter(tags=["gateway"])
 usage_router = APIRouter(prefix="/api/v1/gateway", tags=["gateway"])
@@ -110,6 +112,40 @@ async def usage(
         principal=None if principal.is_admin else principal.id,
     )
     return {"group_by": group_by, "data": rows}
+
+
+class KeyLimitsBody(BaseModel):
+    """The gateway limits of one API key (``null``: none)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rpm: int | None = Field(default=None, ge=1)
+    budget_usd: float | None = Field(default=None, gt=0)
+    budget_period: Literal["day", "month", "lifetime"] = "month"
+    #: Model-name patterns the key may use (``claude-*``); ``null``: any.
+    models: list[str] | None = None
+
+
+@usage_router.put("/keys/{key_id}/limits", summary="Set an API key's gateway limits")
+async def put_key_limits(
+    key_id: str, body: KeyLimitsBody, admin: AdminPrincipal, state: StateDep
+) -> dict[str, Any]:
+    assert state.gateway is not None
+    limits = KeyLimits(
+        body.rpm,
+        body.budget_usd,
+        body.budget_period,
+        tuple(body.models) if body.models is not None else None,
+    )
+    await state.gateway.set_key_limits(key_id, limits)
+    return {"key_id": key_id, **limits.to_json()}
+
+
+@usage_router.get("/keys/{key_id}/limits", summary="An API key's gateway limits")
+async def get_key_limits(key_id: str, admin: AdminPrincipal, state: StateDep) -> dict[str, Any]:
+    assert state.gateway is not None
+    limits = await state.gateway.get_key_limits(key_id)
+    return {"key_id": key_id, **limits.to_json()}
 
 
 router.include_router(usage_router)
