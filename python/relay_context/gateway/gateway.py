@@ -16,7 +16,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +66,7 @@ from relay_context.gateway.streams import (
     forward_openai,
     translate,
 )
+from relay_context.gateway.token_rate import TokensPerMinute
 from relay_context.gateway.upstream_client import PoolSettings, UpstreamPool, call_upstream
 from relay_context.gateway.usage_ledger import UsageLedger
 from relay_context.gateway.wire_formats import WireFormat
@@ -145,6 +146,7 @@ class Gateway(AsyncResource):
         database: Database,
         rng: random.Random | None = None,
         tracer: Tracer | None = None,
+        redis: Any | None = None,
     ) -> None:
         self._settings = settings
         self.tracer = tracer or trace.get_tracer("relay_context.gateway")
@@ -156,9 +158,12 @@ class Gateway(AsyncResource):
         self.api_keys = api_keys
         #: Per-key requests-per-minute limiters, one per distinct limit.
         self._key_rpm: dict[int, SlidingWindowRateLimiter] = {}
+        #: Work started off a request (token settlement); kept so it is not collected early.
+        self._tasks: set[asyncio.Task[None]] = set()
         self.rng = rng or random.Random()
         self._redis_url = redis_url
         self._redis_key_prefix = redis_key_prefix
+        self._redis = redis
         gs = settings()
         self._gs = gs
         self.table = RoutingTable.from_settings(gs)
@@ -166,6 +171,7 @@ class Gateway(AsyncResource):
         self.breakers = BreakerBoard(gs.breaker_failure_threshold, gs.breaker_cooldown_seconds)
         self.retry = RetryPolicy(gs.max_retries, gs.retry_base_seconds, gs.retry_max_wait_seconds)
         self._rpm: SlidingWindowRateLimiter | None = self._rpm_limiter(gs)
+        self._tpm: TokensPerMinute | None = self._tpm_counter(gs)
         self._retired_limiters: list[SlidingWindowRateLimiter] = []
 
     # --- settings ------------------------------------------------------------------------------
@@ -181,6 +187,11 @@ class Gateway(AsyncResource):
             self._redis_url, gs.rpm, 60, key_prefix=self._redis_key_prefix + "gw:rpm:"
         )
 
+    def _tpm_counter(self, gs: GatewaySettings) -> TokensPerMinute | None:
+        if not gs.tpm:
+            return None
+        return TokensPerMinute(gs.tpm, self._redis, self._redis_key_prefix + "gw:tpm:")
+
     def _current(self) -> GatewaySettings:
         gs = self._settings()
         if gs is not self._gs:
@@ -191,6 +202,8 @@ class Gateway(AsyncResource):
             self.retry = RetryPolicy(
                 gs.max_retries, gs.retry_base_seconds, gs.retry_max_wait_seconds
             )
+            if gs.tpm != old.tpm:
+                self._tpm = self._tpm_counter(gs)
             if gs.rpm != old.rpm:
                 if self._rpm is not None:
                     self._retired_limiters.append(self._rpm)
@@ -205,6 +218,7 @@ class Gateway(AsyncResource):
         self.ledger.start()
 
     async def close(self) -> None:
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.ledger.close()
         await self.pool.close()
         for limiter in [self._rpm, *self._retired_limiters, *self._key_rpm.values()]:
@@ -293,6 +307,25 @@ class Gateway(AsyncResource):
             },
         )
 
+    async def _check_tpm(self, r: _Request, prompt_tokens: int) -> None:
+        """Charges the exact prompt to the caller's tokens per minute (the output is added when
+        the call is settled)."""
+        if self._tpm is None or r.caller is None:
+            return
+        allowed, retry_after, used = await self._tpm.check(r.caller.principal.id, prompt_tokens)
+        if not allowed:
+            self.metrics.rate_limit_rejections.labels("tpm").inc()
+            raise GatewayRateLimitError(
+                f"Rate limit reached: {self._tpm.limit} tokens per minute ({used} used, this "
+                f"request needs {prompt_tokens})",
+                retry_after=retry_after,
+                headers={
+                    "x-ratelimit-limit-tokens": str(self._tpm.limit),
+                    "x-ratelimit-remaining-tokens": str(max(0, self._tpm.limit - used)),
+                    "x-ratelimit-reset-tokens": f"{retry_after:.0f}s",
+                },
+            )
+
     async def set_key_limits(self, key_id: str, limits: KeyLimits) -> None:
         """Sets the gateway limits of an existing key (``ApiKeyNotFoundError`` otherwise)."""
         await self.api_keys.get(key_id)
@@ -374,6 +407,7 @@ class Gateway(AsyncResource):
         r.fit = fit
         assert r.caller is not None
         first = deployments[0]
+        await self._check_tpm(r, fit.prompt_tokens)
         r.budget = await check_budget(
             self.ledger,
             r.caller.principal.id,
@@ -539,6 +573,11 @@ class Gateway(AsyncResource):
             self._publish_breaker(d)
             return response
 
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def _publish_breaker(self, d: Deployment) -> None:
         state = self.breakers.get(d.key).state
         self.metrics.breaker_state.labels(d.key).set(STATE_VALUES[state])
@@ -574,6 +613,9 @@ class Gateway(AsyncResource):
             status=status,
             reported=reported,
         )
+        if self._tpm is not None and r.caller is not None and usage.output_tokens:
+            # Settled off the request: the answer is already out.
+            self._background(self._tpm.add(r.caller.principal.id, usage.output_tokens))
         self.metrics.requests.labels(resolved.name, d.provider.name, str(status)).inc()
         self.metrics.cost.labels(resolved.name).inc(cost)
         self.metrics.tokens.labels(resolved.name, "input").inc(usage.input_tokens)

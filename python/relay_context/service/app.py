@@ -83,6 +83,7 @@ def build_state(settings: Settings, span_exporter: SpanExporter | None = None) -
         redis_key_prefix=current.redis_key_prefix,
         tracer=state.tracer,
         database=state.database,
+        redis=redis,
     )
     live.on_change(state.on_settings_change)
     state.metrics.build_info.info(
