@@ -216,3 +216,23 @@ def test_responses_api(rig: GatewayRig) -> None:
     assert out.output_text.startswith("Hello from")
     events = list(client(rig).responses.create(model="gpt-4o", input="hello", stream=True))
     assert events[-1].type == "response.completed"
+
+
+def test_oversized_body_is_413_in_the_providers_shape(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    with running_gateway(tmp_path_factory.mktemp("cap"), max_body_bytes=2000) as rig:
+        big = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x" * 5000}]}
+        with pytest.raises(openai.APIStatusError) as caught:
+            openai.OpenAI(base_url=rig.v1, api_key=rig.key, max_retries=0).chat.completions.create(
+                **big
+            )  # type: ignore[call-overload]
+        assert caught.value.status_code == 413
+        assert caught.value.body["type"] == "invalid_request_error"  # type: ignore[index]
+        anthropic_shaped = httpx.post(
+            rig.url + "/v1/messages", json={**big, "max_tokens": 5}, headers={"x-api-key": rig.key}
+        )
+        assert anthropic_shaped.status_code == 413
+        assert anthropic_shaped.json()["error"]["type"] == "request_too_large"
+        # Under the service's own cap (4 MiB) but over the gateway's: the same answer.
+        assert rig.post("/v1/chat/completions", big).status_code == 413
