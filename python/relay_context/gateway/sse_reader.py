@@ -26,24 +26,35 @@ def _parse(block: bytes) -> SseEvent:
     return SseEvent(block + b"\n\n", event, b"\n".join(data))
 
 
-async def read_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[SseEvent]:
-    """The events of ``chunks``; comments and empty events are skipped, CRLF is normalised."""
+async def read_event_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[SseEvent]]:
+    """The events of ``chunks``, as the complete events each network read brought (so that a
+    forwarder writes them to its client in one send rather than one per event); comments and
+    empty events are skipped, CRLF is normalised."""
     buffer = b""
     async for chunk in chunks:
         if b"\r" in chunk:
             chunk = chunk.replace(b"\r\n", b"\n")
         buffer += chunk
+        batch: list[SseEvent] = []
         while True:
             end = buffer.find(b"\n\n")
             if end < 0:
                 break
             block, buffer = buffer[:end], buffer[end + 2 :]
-            if not block or block.startswith(b":"):
-                continue
-            yield _parse(block)
+            if block and not block.startswith(b":"):
+                batch.append(_parse(block))
+        if batch:
+            yield batch
     tail = buffer.strip(b"\n")
     if tail and not tail.startswith(b":"):
-        yield _parse(tail)
+        yield [_parse(tail)]
 
 
-__all__ = ["SseEvent", "read_events"]
+async def read_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[SseEvent]:
+    """The events of ``chunks`` one by one."""
+    async for batch in read_event_batches(chunks):
+        for event in batch:
+            yield event
+
+
+__all__ = ["SseEvent", "read_event_batches", "read_events"]

@@ -19,7 +19,12 @@ import httpx
 
 from relay_context.gateway.budgets import StreamBudget
 from relay_context.gateway.error_shapes import stream_error_event
-from relay_context.gateway.errors import GatewayError, UpstreamError, UpstreamUnavailableError
+from relay_context.gateway.errors import (
+    BudgetExceededError,
+    GatewayError,
+    UpstreamError,
+    UpstreamUnavailableError,
+)
 from relay_context.gateway.providers.anthropic import messages_response as anthropic_response
 from relay_context.gateway.providers.anthropic.messages_stream import (
     AnthropicStreamDecoder,
@@ -42,7 +47,7 @@ from relay_context.gateway.schema import (
     ToolArgumentsDelta,
     Usage,
 )
-from relay_context.gateway.sse_reader import read_events
+from relay_context.gateway.sse_reader import SseEvent, read_event_batches
 from relay_context.gateway.wire_formats import WireFormat
 
 StreamEnd = Callable[[Usage | None, GatewayError | None], None]
@@ -81,7 +86,104 @@ def _anthropic_text(data: Any) -> str:
     return ""
 
 
-async def forward_openai(
+class _Inspector:
+    """Reads one format's events on their way through: usage, budget, what to drop."""
+
+    def __init__(self, budget: StreamBudget | None) -> None:
+        self.budget = budget
+        self.usage: Usage | None = None
+        self.error: GatewayError | None = None
+
+    def spend(self, texts: list[str]) -> None:
+        """Counts answer text against the budget; ``BudgetExceededError`` ends the stream."""
+        if self.budget is not None and not all([self.budget.add(t) for t in texts]):
+            raise self.budget.error()
+
+    def __call__(self, event: SseEvent) -> bool:
+        """Whether to forward ``event``."""
+        raise NotImplementedError
+
+
+class _OpenAIInspector(_Inspector):
+    def __init__(self, budget: StreamBudget | None, strip_usage_chunk: bool) -> None:
+        super().__init__(budget)
+        self.strip_usage_chunk = strip_usage_chunk
+
+    def __call__(self, event: SseEvent) -> bool:
+        if self.budget is not None and event.data != b"[DONE]":
+            self.spend(_openai_texts(json.loads(event.data)))
+        if _USAGE_OBJECT.search(event.data):
+            chunk = json.loads(event.data)
+            self.usage = openai_response.parse_usage(chunk.get("usage")) or self.usage
+            if self.strip_usage_chunk and not chunk.get("choices"):
+                return False
+        return True
+
+
+class _AnthropicInspector(_Inspector):
+    def __init__(self, budget: StreamBudget | None, provider: str) -> None:
+        super().__init__(budget)
+        self.provider = provider
+
+    def __call__(self, event: SseEvent) -> bool:
+        if self.budget is not None and event.event == "content_block_delta":
+            self.spend([_anthropic_text(json.loads(event.data))])
+        if event.event in ("message_start", "message_delta"):
+            data = json.loads(event.data)
+            raw = (
+                (data.get("message") or {}).get("usage")
+                if event.event == "message_start"
+                else data.get("usage")
+            )
+            self.usage = anthropic_response.parse_usage(raw, self.usage)
+        elif event.event == "error":
+            self.error = UpstreamError("upstream stream error", status=500, provider=self.provider)
+        return True
+
+
+class _GeminiInspector(_Inspector):
+    def __call__(self, event: SseEvent) -> bool:
+        if self.budget is None and b"usageMetadata" not in event.data:
+            return True
+        chunk = json.loads(event.data)
+        if isinstance(chunk, dict):
+            self.usage = gemini_response.parse_usage(chunk.get("usageMetadata")) or self.usage
+            self.spend(_gemini_texts(chunk))
+        return True
+
+
+async def _forward(
+    response: httpx.Response,
+    fmt: WireFormat,
+    provider: str,
+    inspector: _Inspector,
+    on_end: StreamEnd,
+) -> AsyncIterator[bytes]:
+    """The upstream's events byte for byte, each network read's events in one write."""
+    error: GatewayError | None = None
+    try:
+        async for batch in read_event_batches(response.aiter_raw()):
+            out: list[bytes] = []
+            try:
+                for event in batch:
+                    if inspector(event):
+                        out.append(event.raw)
+            except BudgetExceededError as exc:
+                error = exc
+                out.append(stream_error_event(fmt, exc))
+                yield b"".join(out)
+                return
+            if out:
+                yield b"".join(out)
+    except httpx.HTTPError as exc:
+        error = _cut(provider, exc)
+        yield stream_error_event(fmt, error)
+    finally:
+        await response.aclose()
+        on_end(inspector.usage, error or inspector.error)
+
+
+def forward_openai(
     response: httpx.Response,
     *,
     provider: str,
@@ -89,97 +191,29 @@ async def forward_openai(
     on_end: StreamEnd,
     budget: StreamBudget | None = None,
 ) -> AsyncIterator[bytes]:
-    usage: Usage | None = None
-    error: GatewayError | None = None
-    try:
-        async for event in read_events(response.aiter_raw()):
-            if budget is not None and event.data != b"[DONE]":
-                texts = _openai_texts(json.loads(event.data))
-                if not all([budget.add(t) for t in texts]):
-                    error = budget.error()
-                    yield stream_error_event("openai", error)
-                    return
-            if _USAGE_OBJECT.search(event.data):
-                chunk = json.loads(event.data)
-                usage = openai_response.parse_usage(chunk.get("usage")) or usage
-                if strip_usage_chunk and not chunk.get("choices"):
-                    continue
-            yield event.raw
-    except httpx.HTTPError as exc:
-        error = _cut(provider, exc)
-        yield stream_error_event("openai", error)
-    finally:
-        await response.aclose()
-        on_end(usage, error)
+    inspector = _OpenAIInspector(budget, strip_usage_chunk)
+    return _forward(response, "openai", provider, inspector, on_end)
 
 
-async def forward_anthropic(
+def forward_anthropic(
     response: httpx.Response,
     *,
     provider: str,
     on_end: StreamEnd,
     budget: StreamBudget | None = None,
 ) -> AsyncIterator[bytes]:
-    usage: Usage | None = None
-    error: GatewayError | None = None
-    try:
-        async for event in read_events(response.aiter_raw()):
-            if (
-                budget is not None
-                and event.event == "content_block_delta"
-                and not budget.add(_anthropic_text(json.loads(event.data)))
-            ):
-                error = budget.error()
-                yield stream_error_event("anthropic", error)
-                return
-            if event.event in ("message_start", "message_delta"):
-                data = json.loads(event.data)
-                raw_usage = (
-                    (data.get("message") or {}).get("usage")
-                    if event.event == "message_start"
-                    else data.get("usage")
-                )
-                usage = anthropic_response.parse_usage(raw_usage, usage)
-            elif event.event == "error":
-                error = UpstreamError("upstream stream error", status=500, provider=provider)
-            yield event.raw
-    except httpx.HTTPError as exc:
-        error = _cut(provider, exc)
-        yield stream_error_event("anthropic", error)
-    finally:
-        await response.aclose()
-        on_end(usage, error)
+    inspector = _AnthropicInspector(budget, provider)
+    return _forward(response, "anthropic", provider, inspector, on_end)
 
 
-async def forward_gemini(
+def forward_gemini(
     response: httpx.Response,
     *,
     provider: str,
     on_end: StreamEnd,
     budget: StreamBudget | None = None,
 ) -> AsyncIterator[bytes]:
-    usage: Usage | None = None
-    error: GatewayError | None = None
-    try:
-        async for event in read_events(response.aiter_raw()):
-            chunk = (
-                json.loads(event.data)
-                if budget is not None or b"usageMetadata" in event.data
-                else None
-            )
-            if isinstance(chunk, dict):
-                usage = gemini_response.parse_usage(chunk.get("usageMetadata")) or usage
-                if budget is not None and not all([budget.add(t) for t in _gemini_texts(chunk)]):
-                    error = budget.error()
-                    yield stream_error_event("gemini", error)
-                    return
-            yield event.raw
-    except httpx.HTTPError as exc:
-        error = _cut(provider, exc)
-        yield stream_error_event("gemini", error)
-    finally:
-        await response.aclose()
-        on_end(usage, error)
+    return _forward(response, "gemini", provider, _GeminiInspector(budget), on_end)
 
 
 def _gemini_texts(chunk: dict[str, Any]) -> list[str]:
@@ -229,24 +263,26 @@ async def translate(
     def encode(events: list[StreamEvent]) -> bytes:
         return b"".join(encoder.encode(e) for e in events)
 
+    def decode(event: SseEvent) -> list[StreamEvent]:
+        if chunk_decoder is not None:
+            if event.data == b"[DONE]":
+                return chunk_decoder.finish()
+            chunk: Any = json.loads(event.data)
+            if isinstance(chunk, dict) and "error" in chunk:
+                raise UpstreamError(
+                    str((chunk["error"] or {}).get("message", "upstream stream error")),
+                    status=500,
+                    provider=provider,
+                )
+            return chunk_decoder.feed(chunk)
+        assert anthropic_decoder is not None
+        return anthropic_decoder.feed(event.event, json.loads(event.data))
+
     try:
-        async for event in read_events(response.aiter_raw()):
-            events: list[StreamEvent]
-            if chunk_decoder is not None:
-                if event.data == b"[DONE]":
-                    events = chunk_decoder.finish()
-                else:
-                    chunk: Any = json.loads(event.data)
-                    if isinstance(chunk, dict) and "error" in chunk:
-                        raise UpstreamError(
-                            str((chunk["error"] or {}).get("message", "upstream stream error")),
-                            status=500,
-                            provider=provider,
-                        )
-                    events = chunk_decoder.feed(chunk)
-            else:
-                assert anthropic_decoder is not None
-                events = anthropic_decoder.feed(event.event, json.loads(event.data))
+        async for batch in read_event_batches(response.aiter_raw()):
+            events: list[StreamEvent] = []
+            for event in batch:
+                events += decode(event)
             if budget is not None and not all(
                 [budget.add(e.text) for e in events if isinstance(e, TextDelta | ThinkingDelta)]
                 + [budget.add(e.partial_json) for e in events if isinstance(e, ToolArgumentsDelta)]
@@ -272,4 +308,4 @@ async def translate(
         on_end(encoder.usage, error)
 
 
-__all__ = ["StreamEnd", "forward_anthropic", "forward_openai", "translate"]
+__all__ = ["StreamEnd", "forward_anthropic", "forward_gemini", "forward_openai", "translate"]
