@@ -22,13 +22,19 @@ from relay_context.errors import (
     InputTypeError,
     InvalidArgumentError,
     InvalidSessionIdError,
+    InvalidUnicodeError,
     MessageTooLargeError,
     UnknownRoleError,
 )
 
-#: A session id: 1 to 128 characters of ``[A-Za-z0-9._:-]`` (safe in URLs, Redis keys, file names).
+#: A session id: 1 to 128 characters of ``[A-Za-z0-9._:-]`` (safe in URLs, Redis keys, file names),
+#: not only dots: "." and ".." are dot segments, which HTTP clients remove from a URL's path, so
+#: such a session could never be addressed again.
 SESSION_ID_MAX_LENGTH = 128
 _SESSION_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+#: The same rule as one regular expression without look-arounds, for the OpenAPI document (JSON
+#: Schema ``pattern``; its length bounds go in ``minLength``/``maxLength``).
+SESSION_ID_PATTERN = r"^[A-Za-z0-9._:\-]*[A-Za-z0-9_:\-][A-Za-z0-9._:\-]*$"
 #: Owners, tool names and tool-call ids are free text, but bounded.
 NAME_MAX_LENGTH = 256
 
@@ -75,7 +81,77 @@ def validate_session_id(value: object) -> str:
         raise InvalidSessionIdError(
             f"session id {_preview(value)} contains {bad!r}; only [A-Za-z0-9._:-] are allowed"
         )
+    if not value.strip("."):
+        raise InvalidSessionIdError(
+            f"session id {_preview(value)} is only dots; URLs cannot address it (dot segments)"
+        )
     return value
+
+
+def check_text(what: str, value: str) -> str:
+    """``value`` if it has a UTF-8 form, else :class:`InvalidUnicodeError` naming ``what``.
+
+    JSON's ``"\\ud800"`` escapes and Python strings may hold lone surrogates; they cannot be
+    encoded (the store, the tokenizer and every JSON client need UTF-8), so they are refused
+    here, with the field's name, rather than deep inside a database driver."""
+    if value.isascii():  # the common case, without building the encoded copy
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidUnicodeError(
+            f"{what} is not valid Unicode: lone surrogate U+{ord(value[exc.start]):04X} at "
+            f"character {exc.start}"
+        ) from None
+    return value
+
+
+#: A path into a JSON-like value: object keys and list indices.
+JsonPath = tuple[str | int, ...]
+
+
+def find_invalid_text(value: object) -> tuple[JsonPath, str, bool] | None:
+    """The path of the first string of a JSON-like value (object keys included) that is not
+    valid Unicode, that string, and whether it is an object key (then the path ends with it);
+    ``None`` when every string is valid. Iterative, so that a
+    deeply nested value cannot exhaust the stack."""
+    stack: list[tuple[JsonPath, object]] = [((), value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if not _is_valid_text(item):
+                return path, item, False
+        elif isinstance(item, Mapping):
+            children: list[tuple[JsonPath, object]] = []
+            for key, child in item.items():
+                if isinstance(key, str) and not _is_valid_text(key):
+                    return (*path, key), key, True
+                children.append(((*path, key), child))
+            stack.extend(reversed(children))
+        elif isinstance(item, (list, tuple)):
+            stack.extend(reversed([((*path, i), child) for i, child in enumerate(item)]))
+    return None
+
+
+def _is_valid_text(value: str) -> bool:
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_json_text(what: str, value: object) -> None:
+    """:func:`check_text` on every string of a JSON-like value (object keys included); the error
+    names the path of the first bad one, e.g. ``message metadata['a'][0]``."""
+    found = find_invalid_text(value)
+    if found is None:
+        return
+    path, text, is_key = found
+    where = what + "".join(f"[{p!r}]" for p in path)
+    check_text(f"the key {where}" if is_key else where, text)
 
 
 def validate_name(what: str, value: object) -> str:
@@ -88,7 +164,7 @@ def validate_name(what: str, value: object) -> str:
         raise InvalidArgumentError(
             f"{what} {_preview(value)} has {len(value)} characters; at most {NAME_MAX_LENGTH}"
         )
-    return value
+    return check_text(what, value)
 
 
 def validate_ttl(value: object) -> int:
@@ -107,6 +183,7 @@ def validate_metadata(what: str, value: object) -> dict[str, Any]:
     for key in value:
         if not isinstance(key, str):
             raise InvalidArgumentError(f"{what} keys must be str, got {key!r}")
+    check_json_text(what, value)
     try:
         text = json.dumps(dict(value), allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -165,6 +242,7 @@ class ToolCall:
             raise InputTypeError(
                 f"tool call arguments must be a str, got {type(self.arguments).__name__}"
             )
+        check_text("tool call arguments", self.arguments)
 
     def to_openai(self) -> dict[str, Any]:
         return {
@@ -205,6 +283,7 @@ def _check_message_fields(message: NewMessage | StoredMessage) -> None:
     set_(message, "role", role)
     if not isinstance(message.content, str):
         raise InputTypeError(f"message content must be a str, got {type(message.content).__name__}")
+    check_text("message content", message.content)
     tool_calls = _tool_calls(message.tool_calls)
     set_(message, "tool_calls", tool_calls)
     if tool_calls and role is not MessageRole.ASSISTANT:
@@ -361,10 +440,14 @@ class Session:
 
 __all__ = [
     "SESSION_ID_MAX_LENGTH",
+    "SESSION_ID_PATTERN",
     "MessageRole",
     "NewMessage",
     "Session",
     "StoredMessage",
     "ToolCall",
+    "check_json_text",
+    "check_text",
+    "find_invalid_text",
     "validate_session_id",
 ]
