@@ -45,7 +45,7 @@ import tiktoken  # noqa: E402
 from conversation_support import conversation, stored  # noqa: E402
 from engine_support import drop_pg_schema, find_pg_dsn  # noqa: E402
 from relay_context.config.settings import Settings  # noqa: E402
-from relay_context.core.context_engine import ContextEngine  # noqa: E402
+from relay_context.engine.context_engine import ContextEngine  # noqa: E402
 
 MESSAGES = 1000
 BUDGET = 8000

@@ -225,5 +225,5 @@ def test_session_validation_and_cache_version() -> None:
         Session("bad id", "alice", NOW, NOW, 3600, later)
     with pytest.raises(InvalidArgumentError, match="owner is empty"):
         Session("s-1", "", NOW, NOW, 3600, later)
-    with pytest.raises(InvalidArgumentError, match="ttl_seconds must be at least 1"):
+    with pytest.raises(InvalidArgumentError, match="ttl_seconds must be >= 1"):
         Session("s-1", "alice", NOW, NOW, 0, later)

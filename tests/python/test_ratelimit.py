@@ -80,7 +80,7 @@ async def test_async_batch() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"requests": 0}, "requests must be a positive number of requests, got 0"),
+        ({"requests": 0}, "requests must be >= 1, got 0"),
         ({"requests": -5}, "got -5"),
         ({"window_seconds": 0}, "window_seconds must be a positive number of seconds, got 0"),
         ({"window_seconds": -1.5}, "got -1.5"),
@@ -104,7 +104,7 @@ def test_bad_settings_raise_invalid_argument(kwargs: dict[str, object], message:
     [
         ({"requests_per_second": 0}, "requests_per_second"),
         ({"requests_per_second": -1.0}, "requests_per_second"),
-        ({"burst": 0}, "burst must be a positive number of requests, got 0"),
+        ({"burst": 0}, "burst must be >= 1, got 0"),
         ({"burst": -3}, "burst"),
     ],
 )

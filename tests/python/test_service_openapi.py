@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from context_service_support import bearer
 from relay_context.config.settings import Settings
 from relay_context.core.encodings import SHIPPED_ENCODINGS
-from relay_context.core.models import (
+from relay_context.core.model_encodings import (
     MODEL_PREFIX_TO_ENCODING,
     MODEL_TO_ENCODING,
     encoding_name_for_model,

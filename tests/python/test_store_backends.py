@@ -129,16 +129,18 @@ async def test_migrations_apply_once_and_reopen_keeps_data(
         assert await store.get_session("s") is not None
         async with store._read() as tx:
             rows = await tx.fetch(
-                "SELECT version, name FROM relay_schema_migrations ORDER BY version"
+                "SELECT component, version, name FROM relay_migrations ORDER BY component"
             )
-        assert [tuple(r) for r in rows] == [(1, "sessions and messages"), (2, "api keys")]
+        # The session store registers only its own tables; API keys register theirs (their
+        # own test opens an ApiKeyStore on the same database).
+        assert [tuple(r) for r in rows] == [("sessions", 1, "sessions and messages")]
 
 
 async def test_a_newer_schema_is_refused(store_config: dict[str, Any]) -> None:
     async with build_store(store_config) as store, store._write() as tx:
         await tx.execute(
-            "INSERT INTO relay_schema_migrations (version, name, applied_at_us)"
-            " VALUES (999, 'from the future', 0)"
+            "INSERT INTO relay_migrations (component, version, name, applied_at_us)"
+            " VALUES ('sessions', 999, 'from the future', 0)"
         )
     with pytest.raises(StoreError, match="version 999, newer than this Relay knows"):
         await build_store(store_config).open()

@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     #: ``redis://host:port/db``; unset means in-process caches and rate limits.
     redis_url: str | None = None
     redis_max_connections: int = Field(default=50, ge=1, le=10_000)
+    #: Every Redis client gives up after these (seconds): connecting, and waiting for a reply.
+    #: A stalled Redis then degrades exactly as one that is down (the fallback policies).
+    redis_connect_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    redis_socket_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
     #: Prefix of every Redis key Relay writes (share one Redis between deployments or tests).
     redis_key_prefix: str = "relay:"
 

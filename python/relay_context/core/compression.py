@@ -30,6 +30,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Literal, cast
 
 from relay_context import _core
+from relay_context.checks import check_int
 from relay_context.errors import CorruptFrameError, InputTypeError, InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -73,12 +74,6 @@ def _to_bytes(data: object, what: str, *, allow_text: bool) -> bytes:
             ) from None
     expected = "bytes or str" if allow_text else "bytes"
     raise InputTypeError(f"{what} must be {expected}, not {type(data).__name__}")
-
-
-def _check_int(value: object, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InputTypeError(f"{name} must be an int, not {type(value).__name__}")
-    return value
 
 
 class CompressionDictionary:
@@ -143,7 +138,7 @@ def train_dictionary(
     zstd wants roughly 100 times the dictionary size in total. Raises
     :class:`~relay_context.errors.InvalidArgumentError` when zstd cannot train one.
     """
-    size = _check_int(size, "size")
+    size = check_int(size, "size")
     if size < 256:
         raise InvalidArgumentError(f"dictionary size must be at least 256 bytes, got {size}")
     if isinstance(samples, str | bytes | bytearray | memoryview):
@@ -335,12 +330,12 @@ class CompressionEngine:
                 f"unknown compression algorithm {algorithm!r}; expected 'zstd' or 'lz4'"
             )
         core_algorithm = _ALGORITHMS[algorithm]
-        level = _check_int(level, "level")
+        level = check_int(level, "level")
         low = _core.compress.min_level(core_algorithm)
         high = _core.compress.max_level(core_algorithm)
         if not low <= level <= high:
             raise InvalidArgumentError(f"{algorithm} level {level} is out of range [{low}, {high}]")
-        max_decompressed_size = _check_int(max_decompressed_size, "max_decompressed_size")
+        max_decompressed_size = check_int(max_decompressed_size, "max_decompressed_size")
         if max_decompressed_size < 0:
             raise InvalidArgumentError(
                 f"max_decompressed_size must be >= 0, got {max_decompressed_size}"

@@ -42,4 +42,33 @@ def relevance_scores(query: str, texts: Sequence[str]) -> list[float]:
     return _drift.relevance(query, _texts("texts", texts))
 
 
-__all__ = ["relevance_scores", "topic_drift"]
+class RelevanceIndex:
+    """The words of a growing list of documents, indexed once, so that the relevance of every
+    document to a query costs one pass over the query's words rather than a re-tokenisation of
+    every document (the context engine keeps one per session and adds each new message)."""
+
+    __slots__ = ("_index",)
+
+    def __init__(self, documents: Sequence[str] = ()) -> None:
+        self._index = _drift.RelevanceIndex()
+        if documents:
+            self.add(documents)
+
+    def add(self, documents: Sequence[str]) -> None:
+        """Append ``documents`` (they get the next positions)."""
+        self._index.add(_texts("documents", documents))
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def relevance(self, query: str, included: bytes | None = None) -> list[float]:
+        """Cosine similarity of ``query`` with each document, as :func:`relevance_scores`;
+        ``included[i] == 0`` leaves document ``i`` out of the IDF statistics (its score is 0)."""
+        if not isinstance(query, str):
+            raise InputTypeError(f"query must be a str, not {type(query).__name__}")
+        if included is None:
+            included = b"\x01" * len(self._index)
+        return self._index.relevance(query, included)
+
+
+__all__ = ["RelevanceIndex", "relevance_scores", "topic_drift"]

@@ -32,6 +32,7 @@ from numbers import Integral, Real
 from typing import Any
 
 from relay_context import _core
+from relay_context.checks import check_int
 from relay_context.errors import InputTypeError, InvalidArgumentError
 
 AtomId = str | int
@@ -293,20 +294,8 @@ def _columns(atoms: object) -> _Columns:
 
 
 def _check_budget(budget: object) -> int:
-    if isinstance(budget, bool) or not isinstance(budget, Integral):
-        raise InputTypeError(f"budget must be an int, not {type(budget).__name__}")
-    value = int(budget)
-    if value < 0:
-        raise InvalidArgumentError(f"budget must be >= 0, got {value}")
-    return min(value, _INT64_MAX)  # a budget beyond any possible total changes nothing
-
-
-def _check_limit(name: str, limit: object) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, Integral):
-        raise InputTypeError(f"{name} must be an int, not {type(limit).__name__}")
-    if not 0 <= int(limit) <= MAX_STATE_LIMIT:
-        raise InvalidArgumentError(f"{name} must be in [0, {MAX_STATE_LIMIT}], got {limit}")
-    return int(limit)
+    # A budget beyond any possible total changes nothing; the C++ side takes an int64.
+    return min(check_int(budget, "budget", minimum=0), _INT64_MAX)
 
 
 class KnapsackSelector:
@@ -343,9 +332,11 @@ class KnapsackSelector:
         if not (math.isfinite(eps) and 0.0 <= eps < 1.0):
             raise InvalidArgumentError(f"epsilon must be in [0, 1), got {epsilon!r}")
         self.epsilon: float = eps
-        self.exact_state_limit: int = _check_limit("exact_state_limit", exact_state_limit)
-        self.approximate_state_limit: int = _check_limit(
-            "approximate_state_limit", approximate_state_limit
+        self.exact_state_limit: int = check_int(
+            exact_state_limit, "exact_state_limit", minimum=0, maximum=MAX_STATE_LIMIT
+        )
+        self.approximate_state_limit: int = check_int(
+            approximate_state_limit, "approximate_state_limit", minimum=0, maximum=MAX_STATE_LIMIT
         )
 
     def select(self, atoms: Iterable[Atom | Mapping[str, Any]], budget: int) -> Selection:

@@ -18,7 +18,7 @@ from relay_context.core.encodings import (
     shipped_encoding,
 )
 from relay_context.core.message_tokens import count_message_tokens
-from relay_context.core.models import encoding_name_for_model
+from relay_context.core.model_encodings import encoding_name_for_model
 from relay_context.errors import InputTypeError, InvalidArgumentError, UnknownTokenIdError
 
 _FAMILIES = {

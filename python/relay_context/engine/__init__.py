@@ -1,8 +1,10 @@
-"""The context engine's persistence layer: models, session stores, the context-window cache.
-
-Policies, windows and notifications of ``ContextEngine`` live here too; see
-``docs/engine-store.md`` and ``docs/context-engine.md``.
+"""The context product: :class:`~relay_context.engine.context_engine.ContextEngine` and what it
+is made of — models, session stores, policies, windows, the window cache, near-duplicate
+collapse, per-session plans and notifications. See ``docs/context-engine.md``,
+``docs/engine-store.md`` and ``docs/architecture.md``.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from relay_context.engine.cache import (
     CacheStats,
@@ -27,13 +29,25 @@ from relay_context.engine.policies import (
     policy_name,
 )
 from relay_context.engine.store import (
-    PostgresSessionStore,
     SessionStore,
     SqliteSessionStore,
     open_store,
     store_for,
 )
 from relay_context.engine.window import ContextWindow, WindowMessage
+
+if TYPE_CHECKING:
+    from relay_context.engine.store.postgres import PostgresSessionStore
+
+
+def __getattr__(name: str) -> Any:
+    # asyncpg loads only for PostgreSQL users.
+    if name == "PostgresSessionStore":
+        from relay_context.engine.store.postgres import PostgresSessionStore
+
+        return PostgresSessionStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CacheStats",

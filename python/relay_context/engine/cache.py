@@ -19,9 +19,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from relay_context.checks import check_int
 from relay_context.engine.codec import CodecSet, ContentCodec
 from relay_context.engine.models import validate_session_id
 from relay_context.errors import (
@@ -30,6 +30,8 @@ from relay_context.errors import (
     InputTypeError,
     InvalidArgumentError,
 )
+from relay_context.lifecycle import AsyncResource
+from relay_context.persistence.redis import redis_client_for
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -66,19 +68,11 @@ def _check_key(session_id: str, version: str, variant: str) -> None:
         raise InvalidArgumentError("cache version is empty; pass Session.cache_version")
 
 
-def _check_ttl(ttl_seconds: int) -> int:
-    if not isinstance(ttl_seconds, int) or isinstance(ttl_seconds, bool):
-        raise InputTypeError(f"ttl_seconds must be an int, got {type(ttl_seconds).__name__}")
-    if ttl_seconds < 1:
-        raise InvalidArgumentError(f"ttl_seconds must be at least 1, got {ttl_seconds}")
-    return ttl_seconds
-
-
-class ContextCache(abc.ABC):
+class ContextCache(AsyncResource, abc.ABC):
     """Versioned cache of context windows (bytes) per session and variant."""
 
     def __init__(self, default_ttl_seconds: int) -> None:
-        self.default_ttl_seconds = _check_ttl(default_ttl_seconds)
+        self.default_ttl_seconds = check_int(default_ttl_seconds, "ttl_seconds", minimum=1)
         self.stats = CacheStats()
 
     async def get(self, session_id: str, version: str, variant: str = "") -> bytes | None:
@@ -104,7 +98,11 @@ class ContextCache(abc.ABC):
         _check_key(session_id, version, variant)
         if not isinstance(payload, (bytes, bytearray, memoryview)):
             raise InputTypeError(f"payload must be bytes, got {type(payload).__name__}")
-        ttl = self.default_ttl_seconds if ttl_seconds is None else _check_ttl(ttl_seconds)
+        ttl = (
+            self.default_ttl_seconds
+            if ttl_seconds is None
+            else check_int(ttl_seconds, "ttl_seconds", minimum=1)
+        )
         await self._set(session_id, version, variant, bytes(payload), ttl)
         self.stats.sets += 1
 
@@ -114,19 +112,8 @@ class ContextCache(abc.ABC):
         await self._invalidate(session_id)
         self.stats.invalidations += 1
 
-    async def close(self) -> None:  # noqa: B027 - only caches with connections override it
+    async def close(self) -> None:
         """Release connections. Idempotent."""
-
-    async def __aenter__(self) -> ContextCache:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     @abc.abstractmethod
     async def _get(self, session_id: str, version: str, variant: str) -> bytes | None: ...
@@ -289,12 +276,15 @@ def open_cache(
     *,
     codec: ContentCodec | None = None,
     codec_tag: str | None = None,
+    redis: Redis | None = None,
 ) -> ContextCache:
-    """Redis when ``settings.redis_url`` is set, else the in-process LRU."""
+    """Redis when ``settings.redis_url`` is set, else the in-process LRU. ``redis``: the
+    process's shared client (not closed by the cache); else the cache makes its own."""
     if settings.redis_url:
-        return RedisContextCache.from_url(
-            settings.redis_url,
-            max_connections=settings.redis_max_connections,
+        owns = redis is None
+        return RedisContextCache(
+            redis_client_for(settings) if redis is None else redis,
+            owns_client=owns,
             key_prefix=settings.redis_key_prefix,
             codec=codec,
             codec_tag=codec_tag,

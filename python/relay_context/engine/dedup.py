@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from relay_context import fuzzy
+from relay_context.core import fuzzy
 from relay_context.engine.models import MessageRole
 from relay_context.engine.policies.base import Candidate
 

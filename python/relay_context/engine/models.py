@@ -10,22 +10,33 @@ the value. ``MessageRole`` is re-exported by
 from __future__ import annotations
 
 import enum
+import hmac
 import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
+from relay_context.checks import (
+    NAME_MAX_LENGTH,
+    check_int,
+    check_json_text,
+    check_text,
+    preview,
+    validate_name,
+)
 from relay_context.errors import (
     EmptyContentError,
     InputTypeError,
     InvalidArgumentError,
     InvalidSessionIdError,
-    InvalidUnicodeError,
     MessageTooLargeError,
     UnknownRoleError,
 )
+
+# Re-exported: the stored form of times (``*_at_us`` columns) is part of these models' contract.
+from relay_context.persistence.clock import micros_from_utc, utc_from_micros
 
 #: A session id: 1 to 128 characters of ``[A-Za-z0-9._:-]`` (safe in URLs, Redis keys, file names),
 #: not only dots: "." and ".." are dot segments, which HTTP clients remove from a URL's path, so
@@ -36,7 +47,6 @@ _SESSION_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 #: Schema ``pattern``; its length bounds go in ``minLength``/``maxLength``).
 SESSION_ID_PATTERN = r"^[A-Za-z0-9._:\-]*[A-Za-z0-9_:\-][A-Za-z0-9._:\-]*$"
 #: Owners, tool names and tool-call ids are free text, but bounded.
-NAME_MAX_LENGTH = 256
 
 
 class MessageRole(str, enum.Enum):
@@ -61,10 +71,6 @@ class MessageRole(str, enum.Enum):
         raise UnknownRoleError(f"unknown message role {value!r}; expected one of: {allowed}")
 
 
-def _preview(value: str, limit: int = 40) -> str:
-    return repr(value if len(value) <= limit else value[:limit] + "...")
-
-
 def validate_session_id(value: object) -> str:
     """``value`` if it is a well-formed session id, else :class:`InvalidSessionIdError`."""
     if not isinstance(value, str):
@@ -74,106 +80,23 @@ def validate_session_id(value: object) -> str:
             raise InvalidSessionIdError("session id is empty; expected 1-128 of [A-Za-z0-9._:-]")
         if len(value) > SESSION_ID_MAX_LENGTH:
             raise InvalidSessionIdError(
-                f"session id {_preview(value)} has {len(value)} characters; at most "
+                f"session id {preview(value)} has {len(value)} characters; at most "
                 f"{SESSION_ID_MAX_LENGTH} are allowed"
             )
         bad = next(c for c in value if _SESSION_ID.fullmatch(c) is None)
         raise InvalidSessionIdError(
-            f"session id {_preview(value)} contains {bad!r}; only [A-Za-z0-9._:-] are allowed"
+            f"session id {preview(value)} contains {bad!r}; only [A-Za-z0-9._:-] are allowed"
         )
     if not value.strip("."):
         raise InvalidSessionIdError(
-            f"session id {_preview(value)} is only dots; URLs cannot address it (dot segments)"
+            f"session id {preview(value)} is only dots; URLs cannot address it (dot segments)"
         )
     return value
-
-
-def check_text(what: str, value: str) -> str:
-    """``value`` if it has a UTF-8 form, else :class:`InvalidUnicodeError` naming ``what``.
-
-    JSON's ``"\\ud800"`` escapes and Python strings may hold lone surrogates; they cannot be
-    encoded (the store, the tokenizer and every JSON client need UTF-8), so they are refused
-    here, with the field's name, rather than deep inside a database driver."""
-    if value.isascii():  # the common case, without building the encoded copy
-        return value
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidUnicodeError(
-            f"{what} is not valid Unicode: lone surrogate U+{ord(value[exc.start]):04X} at "
-            f"character {exc.start}"
-        ) from None
-    return value
-
-
-#: A path into a JSON-like value: object keys and list indices.
-JsonPath = tuple[str | int, ...]
-
-
-def find_invalid_text(value: object) -> tuple[JsonPath, str, bool] | None:
-    """The path of the first string of a JSON-like value (object keys included) that is not
-    valid Unicode, that string, and whether it is an object key (then the path ends with it);
-    ``None`` when every string is valid. Iterative, so that a
-    deeply nested value cannot exhaust the stack."""
-    stack: list[tuple[JsonPath, object]] = [((), value)]
-    while stack:
-        path, item = stack.pop()
-        if isinstance(item, str):
-            if not _is_valid_text(item):
-                return path, item, False
-        elif isinstance(item, Mapping):
-            children: list[tuple[JsonPath, object]] = []
-            for key, child in item.items():
-                if isinstance(key, str) and not _is_valid_text(key):
-                    return (*path, key), key, True
-                children.append(((*path, key), child))
-            stack.extend(reversed(children))
-        elif isinstance(item, (list, tuple)):
-            stack.extend(reversed([((*path, i), child) for i, child in enumerate(item)]))
-    return None
-
-
-def _is_valid_text(value: str) -> bool:
-    if value.isascii():
-        return True
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def check_json_text(what: str, value: object) -> None:
-    """:func:`check_text` on every string of a JSON-like value (object keys included); the error
-    names the path of the first bad one, e.g. ``message metadata['a'][0]``."""
-    found = find_invalid_text(value)
-    if found is None:
-        return
-    path, text, is_key = found
-    where = what + "".join(f"[{p!r}]" for p in path)
-    check_text(f"the key {where}" if is_key else where, text)
-
-
-def validate_name(what: str, value: object) -> str:
-    """A non-empty string of at most ``NAME_MAX_LENGTH`` characters (owner, tool name, ...)."""
-    if not isinstance(value, str):
-        raise InputTypeError(f"{what} must be a str, got {type(value).__name__}")
-    if not value:
-        raise InvalidArgumentError(f"{what} is empty")
-    if len(value) > NAME_MAX_LENGTH:
-        raise InvalidArgumentError(
-            f"{what} {_preview(value)} has {len(value)} characters; at most {NAME_MAX_LENGTH}"
-        )
-    return check_text(what, value)
 
 
 def validate_ttl(value: object) -> int:
     """A session TTL: a whole number of seconds, at least 1."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InputTypeError(f"ttl_seconds must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise InvalidArgumentError(f"ttl_seconds must be at least 1, got {value}")
-    return value
+    return check_int(value, "ttl_seconds", minimum=1)
 
 
 def validate_metadata(what: str, value: object) -> dict[str, Any]:
@@ -208,20 +131,6 @@ def validate_token_counts(value: object) -> dict[str, int]:
             )
         counts[encoding] = count
     return counts
-
-
-def utc_from_micros(micros: int) -> datetime:
-    """An aware UTC datetime from microseconds since the Unix epoch (the stored form)."""
-    seconds, rest = divmod(micros, 1_000_000)
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).replace(microsecond=rest)
-
-
-def micros_from_utc(moment: datetime) -> int:
-    """Microseconds since the Unix epoch of an aware datetime."""
-    if moment.tzinfo is None:
-        raise InvalidArgumentError(f"datetime {moment.isoformat()} has no time zone")
-    delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +257,14 @@ class NewMessage:
         """Size of the content in UTF-8 bytes (what ``max_message_bytes`` limits)."""
         return len(self.content.encode("utf-8"))
 
+    def with_token_counts(self, token_counts: Mapping[str, int]) -> NewMessage:
+        """This message with its content's token counts (validated once, when it was made)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["token_counts"] = validate_token_counts(token_counts)
+        counted = object.__new__(NewMessage)
+        _fill(counted, values)
+        return counted
+
     def check_size(self, max_bytes: int) -> None:
         """Raise :class:`MessageTooLargeError` if the content is over ``max_bytes`` (UTF-8)."""
         size = self.content_bytes
@@ -388,14 +305,44 @@ class StoredMessage:
 
     def to_openai(self) -> dict[str, Any]:
         """The message in the OpenAI chat format (``role``, ``content``, ``name``, ...)."""
-        out: dict[str, Any] = {"role": self.role.value, "content": self.content}
-        if self.name is not None:
-            out["name"] = self.name
-        if self.tool_call_id is not None:
-            out["tool_call_id"] = self.tool_call_id
-        if self.tool_calls:
-            out["tool_calls"] = [c.to_openai() for c in self.tool_calls]
-        return out
+        return openai_message(
+            self.role, self.content, self.name, self.tool_call_id, self.tool_calls
+        )
+
+
+def openai_message(
+    role: MessageRole,
+    content: str,
+    name: str | None = None,
+    tool_call_id: str | None = None,
+    tool_calls: Sequence[ToolCall] = (),
+) -> dict[str, Any]:
+    """One message in the OpenAI chat format: the optional fields only when set."""
+    out: dict[str, Any] = {"role": role.value, "content": content}
+    if name is not None:
+        out["name"] = name
+    if tool_call_id is not None:
+        out["tool_call_id"] = tool_call_id
+    if tool_calls:
+        out["tool_calls"] = [c.to_openai() for c in tool_calls]
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class SessionAccess:
+    """Who is asking for a session: ``principal`` sees the sessions it owns, and every session
+    when ``sees_all`` (an administrator). Another principal's session is reported exactly as a
+    missing one (:class:`~relay_context.errors.SessionNotFoundError`), so ids do not leak."""
+
+    principal: str
+    sees_all: bool = False
+
+    def can_see(self, session: Session) -> bool:
+        # Constant time: the comparison does not tell how much of an owner's name matched.
+        return self.sees_all or hmac.compare_digest(
+            self.principal.encode("utf-8", "surrogatepass"),
+            session.owner.encode("utf-8", "surrogatepass"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,15 +386,18 @@ class Session:
 
 
 __all__ = [
+    "NAME_MAX_LENGTH",
     "SESSION_ID_MAX_LENGTH",
     "SESSION_ID_PATTERN",
     "MessageRole",
     "NewMessage",
     "Session",
+    "SessionAccess",
     "StoredMessage",
     "ToolCall",
-    "check_json_text",
-    "check_text",
-    "find_invalid_text",
+    "micros_from_utc",
+    "openai_message",
+    "utc_from_micros",
+    "validate_name",
     "validate_session_id",
 ]

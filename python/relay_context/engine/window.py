@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relay_context.core.message_tokens import REPLY_PRIMING_TOKENS
-from relay_context.engine.models import MessageRole, ToolCall
+from relay_context.engine.models import MessageRole, ToolCall, openai_message
 
 #: The text of the placeholder user turn that :meth:`ContextWindow.to_anthropic` puts first when
 #: a window starts with an assistant turn (Anthropic's Messages API requires a user turn first).
@@ -41,14 +41,9 @@ class WindowMessage:
     summarizes: tuple[int, ...] = ()
 
     def to_openai(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"role": self.role.value, "content": self.content}
-        if self.name is not None:
-            out["name"] = self.name
-        if self.tool_call_id is not None:
-            out["tool_call_id"] = self.tool_call_id
-        if self.tool_calls:
-            out["tool_calls"] = [c.to_openai() for c in self.tool_calls]
-        return out
+        return openai_message(
+            self.role, self.content, self.name, self.tool_call_id, self.tool_calls
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out = self.to_openai()
@@ -108,6 +103,9 @@ class ContextWindow:
     drift_score: float = 0.0
     #: Seqs of the stored messages in the window (in order).
     kept_seqs: tuple[int, ...] = field(default=())
+    #: Whether this window was read from the cache rather than built for this call (not part
+    #: of the window's value: not serialised, not compared).
+    from_cache: bool = field(default=False, compare=False)
 
     @property
     def tokens_saved(self) -> int:
@@ -193,7 +191,7 @@ class ContextWindow:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ContextWindow:
+    def from_dict(cls, data: Mapping[str, Any], *, from_cache: bool = False) -> ContextWindow:
         return cls(
             session_id=data["session_id"],
             messages=tuple(WindowMessage.from_dict(m) for m in data["messages"]),
@@ -209,14 +207,15 @@ class ContextWindow:
             compression_tokens_saved=data["compression_tokens_saved"],
             drift_score=data["drift_score"],
             kept_seqs=tuple(data["kept_seqs"]),
+            from_cache=from_cache,
         )
 
     def to_json(self) -> bytes:
         return json.dumps(self.to_dict(), separators=(",", ":")).encode("utf-8")
 
     @classmethod
-    def from_json(cls, data: bytes) -> ContextWindow:
-        return cls.from_dict(json.loads(data))
+    def from_json(cls, data: bytes, *, from_cache: bool = False) -> ContextWindow:
+        return cls.from_dict(json.loads(data), from_cache=from_cache)
 
     # --- display ----------------------------------------------------------------------------------
     def __repr__(self) -> str:

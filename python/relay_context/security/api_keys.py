@@ -1,4 +1,5 @@
-"""API keys, persisted in the session store's database (table ``relay_api_keys``, migration 2).
+"""API keys, persisted in the shared database (table ``relay_api_keys``, component ``api_keys``
+of the migration registry).
 
 Only each key's SHA-256 is stored, with a non-secret lookup prefix, its role, its owner (the
 principal it acts as), and when it was created, last used and revoked. The plaintext key is
@@ -7,14 +8,17 @@ returned once, by :meth:`ApiKeyStore.create`.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from relay_context.engine.models import utc_from_micros, validate_name
-from relay_context.engine.store.sql import Row, SqlSessionStore
-from relay_context.errors import ApiKeyNotFoundError, InvalidArgumentError
+from relay_context.checks import validate_name
+from relay_context.errors import ApiKeyNotFoundError, InputTypeError, InvalidArgumentError
+from relay_context.persistence import Database, Migration, Row, Transaction
+from relay_context.persistence.clock import utc_from_micros
 from relay_context.security.auth import (
     Principal,
     UserRole,
@@ -27,6 +31,31 @@ _COLUMNS = "id, lookup, name, role, owner, created_at_us, revoked_at_us, last_us
 #: ``last_used_at`` is written at most this often per key (saves a write per request).
 LAST_USED_RESOLUTION_US = 60 * 1_000_000
 MAX_NAME_CHARS = 200
+
+API_KEY_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        "api_keys",
+        1,
+        "api keys",
+        (
+            # Only the SHA-256 of a key is stored; ``lookup`` (``relay_`` + 8 characters of the
+            # key) finds the candidates, whose hashes are then compared in constant time.
+            """
+            CREATE TABLE relay_api_keys (
+                id TEXT PRIMARY KEY,
+                lookup TEXT NOT NULL,
+                key_hash TEXT NOT NULL,
+                name TEXT NOT NULL,
+                role TEXT NOT NULL,
+                owner TEXT NOT NULL,
+                created_at_us BIGINT NOT NULL,
+                revoked_at_us BIGINT,
+                last_used_at_us BIGINT
+            )""",
+            "CREATE INDEX relay_api_keys_lookup ON relay_api_keys (lookup)",
+        ),
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -74,13 +103,33 @@ def _key(row: Row) -> ApiKey:
 
 
 class ApiKeyStore:
-    """Creates, lists, revokes and checks API keys in ``store``'s database (open it first).
+    """Creates, lists, revokes and checks API keys in ``database`` (shared with the session
+    store: keys live next to sessions in SQLite or PostgreSQL). Its table is registered with the
+    database's migrations here and created when the database opens (or at first use, if it was
+    already open). ``database`` may also be given as a store that has one (``.database``)."""
 
-    It runs its statements in the store's own transactions, so keys live next to sessions in
-    SQLite or PostgreSQL, migrated with them."""
+    def __init__(self, database: Database | Any) -> None:
+        db = database if isinstance(database, Database) else getattr(database, "database", None)
+        if not isinstance(db, Database):
+            raise InputTypeError(
+                f"ApiKeyStore needs a Database (or a store on one), got {type(database).__name__}"
+            )
+        self.database: Database = db
+        db.register("api_keys", API_KEY_MIGRATIONS)
 
-    def __init__(self, store: SqlSessionStore) -> None:
-        self.store = store
+    # The table exists once the database has migrated; a database opened before this store was
+    # made gets it at the first statement (a no-op check afterwards).
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[Transaction]:
+        await self.database.migrate()
+        async with self.database.write() as tx:
+            yield tx
+
+    @contextlib.asynccontextmanager
+    async def _read(self) -> AsyncIterator[Transaction]:
+        await self.database.migrate()
+        async with self.database.read() as tx:
+            yield tx
 
     async def create(
         self, *, role: UserRole, name: str = "", owner: str | None = None
@@ -92,8 +141,8 @@ class ApiKeyStore:
         key_id = "key_" + secrets.token_hex(8)
         owner = validate_name("owner", owner if owner is not None else key_id)
         new = generate_api_key()
-        now = self.store._clock()
-        async with self.store._write() as tx:
+        now = self.database.clock()
+        async with self._write() as tx:
             await tx.execute(
                 "INSERT INTO relay_api_keys (id, lookup, key_hash, name, role, owner,"
                 " created_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -109,7 +158,7 @@ class ApiKeyStore:
         return record, new.plaintext
 
     async def get(self, key_id: str) -> ApiKey:
-        async with self.store._read() as tx:
+        async with self._read() as tx:
             rows = await tx.fetch(f"SELECT {_COLUMNS} FROM relay_api_keys WHERE id = $1", key_id)
         if not rows:
             raise ApiKeyNotFoundError(f"no API key {key_id!r}")
@@ -119,23 +168,23 @@ class ApiKeyStore:
         sql = f"SELECT {_COLUMNS} FROM relay_api_keys"
         if not include_revoked:
             sql += " WHERE revoked_at_us IS NULL"
-        async with self.store._read() as tx:
+        async with self._read() as tx:
             rows = await tx.fetch(sql + " ORDER BY created_at_us, id")
         return [_key(r) for r in rows]
 
     async def count_active(self) -> int:
-        async with self.store._read() as tx:
+        async with self._read() as tx:
             rows = await tx.fetch("SELECT COUNT(*) FROM relay_api_keys WHERE revoked_at_us IS NULL")
         return int(rows[0][0])
 
     async def revoke(self, key_id: str) -> ApiKey:
         """Revokes the key (idempotent: a revoked key keeps its first revocation time)."""
-        async with self.store._write() as tx:
+        async with self._write() as tx:
             await tx.execute(
                 "UPDATE relay_api_keys SET revoked_at_us = $2"
                 " WHERE id = $1 AND revoked_at_us IS NULL",
                 key_id,
-                self.store._clock(),
+                self.database.clock(),
             )
         return await self.get(key_id)
 
@@ -144,7 +193,7 @@ class ApiKeyStore:
 
         :class:`~relay_context.errors.AuthenticationError` if it is not shaped like a key."""
         lookup = api_key_lookup(plaintext)
-        async with self.store._read() as tx:
+        async with self._read() as tx:
             rows = await tx.fetch(
                 "SELECT id, key_hash, role, owner, revoked_at_us, last_used_at_us"
                 " FROM relay_api_keys WHERE lookup = $1",
@@ -157,9 +206,9 @@ class ApiKeyStore:
                 match = row
         if match is None or match[4] is not None:
             return None
-        now = self.store._clock()
+        now = self.database.clock()
         if match[5] is None or now - int(match[5]) >= LAST_USED_RESOLUTION_US:
-            async with self.store._write() as tx:
+            async with self._write() as tx:
                 await tx.execute(
                     "UPDATE relay_api_keys SET last_used_at_us = $2 WHERE id = $1", match[0], now
                 )

@@ -21,9 +21,11 @@ from relay_context._version import __version__
 from relay_context.config.live import LiveSettings
 from relay_context.config.settings import Settings
 from relay_context.core.compression import CompressionEngine
-from relay_context.core.context_engine import ContextEngine
 from relay_context.engine.cache import open_cache
+from relay_context.engine.context_engine import ContextEngine
 from relay_context.engine.store import store_for
+from relay_context.persistence import database_for
+from relay_context.persistence.redis import redis_client_for
 from relay_context.security.api_keys import ApiKeyStore
 from relay_context.security.auth import AuthService
 from relay_context.service.errors import install_error_handlers
@@ -51,19 +53,27 @@ def build_state(settings: Settings, span_exporter: SpanExporter | None = None) -
     current = live.current
     provider = make_tracer_provider(current, span_exporter)
     compression = CompressionEngine(current.compression_algorithm, current.compression_level)
-    cache = open_cache(current, codec=compression)
-    store = store_for(current, codec=compression, cache=cache)
+    # One of each per process, shared: the database (sessions, API keys), the Redis client
+    # (window cache, notifications, health).
+    database = database_for(current)
+    redis = redis_client_for(current) if current.redis_url else None
+    cache = open_cache(current, codec=compression, redis=redis)
+    store = store_for(current, codec=compression, cache=cache, database=database)
     state = ServiceState(
         live=live,
+        database=database,
         store=store,
-        api_keys=ApiKeyStore(store),
+        api_keys=ApiKeyStore(database),
         auth=AuthService(current),
         limiter=build_limiter(current),
         metrics=ServiceMetrics(),
         tracer_provider=provider,
         tracer=get_tracer(provider),
-        engine=ContextEngine(current, compression=compression, store=store, cache=cache),
+        engine=ContextEngine(
+            current, compression=compression, store=store, cache=cache, redis=redis
+        ),
         cache=cache,
+        redis=redis,
     )
     live.on_change(state.on_settings_change)
     state.metrics.build_info.info(
@@ -88,22 +98,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         with state.tracer.start_as_current_span("db.open"):
-            await state.store.open()
+            await state.database.open()  # migrates every registered component
         with state.tracer.start_as_current_span("context.engine.open"):
             await state.engine.open()
         stop_streams_on_signals(state)
         try:
-            if settings.redis_url:
-                import redis.asyncio as aioredis
-
-                state.redis = aioredis.Redis.from_url(
-                    settings.redis_url,
-                    max_connections=settings.redis_max_connections,
-                    socket_connect_timeout=2,
-                    socket_timeout=2,
-                )
             state.metrics.api_keys_active.set(await state.api_keys.count_active())
-            state.metrics.sessions_active.set(await state.store.count_live_sessions())
+            state.metrics.sessions_active.set(await state.engine.count_live_sessions())
             log.info(
                 "relay service ready",
                 extra={

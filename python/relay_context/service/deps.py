@@ -1,7 +1,7 @@
 """Dependencies of the routes, as ``Annotated`` aliases::
 
     @router.get("/things/{id}")
-    async def get_thing(principal: CurrentPrincipal, store: StoreDep, settings: SettingsDep): ...
+    async def get_thing(principal: CurrentPrincipal, engine: EngineDep, settings: SettingsDep): ...
 
     @router.post("/admin/thing")
     async def admin_only(admin: AdminPrincipal): ...         # or Annotated[Principal,
@@ -19,8 +19,9 @@ authenticates and charges the rate limit first, then checks that every string of
 valid Unicode (a lone surrogate is a 422 naming the field), then hands the request to FastAPI;
 ``CurrentPrincipal`` returns the principal found then.
 
-For the context routes: :func:`require_write`, :func:`visible_session` (another principal's
-session is a 404, never a 403) and :func:`session_quota` (checked atomically by the store).
+For the context routes: :func:`require_write`, :func:`session_access` (what the engine lets a
+principal see: another principal's session is a 404, never a 403) and :func:`session_quota`
+(checked by the engine atomically with the session's creation).
 """
 
 from __future__ import annotations
@@ -36,10 +37,10 @@ from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPBearer
 from opentelemetry.trace import Tracer
 
+from relay_context.checks import check_text, find_invalid_text
 from relay_context.config.settings import Settings
-from relay_context.core.context_engine import ContextEngine
-from relay_context.engine.models import Session, check_text, find_invalid_text
-from relay_context.engine.store.sql import SqlSessionStore
+from relay_context.engine.context_engine import ContextEngine
+from relay_context.engine.models import Session, SessionAccess
 from relay_context.errors import (
     AuthenticationError,
     InvalidUnicodeError,
@@ -67,10 +68,6 @@ async def get_settings(request: Request) -> Settings:
     return state_of(request).settings
 
 
-async def get_store(request: Request) -> SqlSessionStore:
-    return state_of(request).store
-
-
 async def get_metrics(request: Request) -> ServiceMetrics:
     return state_of(request).metrics
 
@@ -85,7 +82,6 @@ async def get_engine(request: Request) -> ContextEngine:
 
 StateDep = Annotated[ServiceState, Depends(get_state)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-StoreDep = Annotated[SqlSessionStore, Depends(get_store)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 TracerDep = Annotated[Tracer, Depends(get_tracer)]
 EngineDep = Annotated[ContextEngine, Depends(get_engine)]
@@ -246,10 +242,15 @@ def require_write(principal: Principal) -> None:
         raise PermissionDeniedError(f"role {principal.role.value} is read-only")
 
 
+def session_access(principal: Principal) -> SessionAccess:
+    """What the context engine lets ``principal`` see: its own sessions (ADMIN: every one)."""
+    return SessionAccess(principal.id, sees_all=principal.is_admin)
+
+
 def visible_session(principal: Principal, session: Session | None, session_id: str) -> Session:
     """``session`` if ``principal`` may see it; otherwise the same 404 as a missing session, so
     that nobody learns which ids other principals use."""
-    if session is None or not principal.can_access(session.owner):
+    if session is None or not session_access(principal).can_see(session):
         raise SessionNotFoundError(f"no live session {session_id!r}")
     return session
 
@@ -272,13 +273,13 @@ __all__ = [
     "RequireRole",
     "SettingsDep",
     "StateDep",
-    "StoreDep",
     "TracerDep",
     "WriterPrincipal",
     "authenticate",
     "get_principal",
     "get_state",
     "require_write",
+    "session_access",
     "session_quota",
     "state_of",
     "visible_session",

@@ -14,10 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel
-from starlette.responses import StreamingResponse
 
 from relay_context.core.encodings import SHIPPED_ENCODINGS
-from relay_context.core.models import model_name_pattern
+from relay_context.core.model_encodings import model_name_pattern
 from relay_context.engine.models import (
     NAME_MAX_LENGTH,
     SESSION_ID_MAX_LENGTH,
@@ -100,13 +99,7 @@ STREAM_AUTHENTICATED = error_responses(400, 401, 403, 413, 422, 429, stream=True
 STREAM_WITH_ID = error_responses(404, stream=True)
 
 
-class EventStreamResponse(StreamingResponse):
-    """A ``StreamingResponse`` that the OpenAPI document lists as ``text/event-stream``."""
-
-    media_type = "text/event-stream"
-
-
-def event_stream(event: str, description: str) -> dict[int | str, dict[str, Any]]:
+def event_stream_responses(event: str, description: str) -> dict[int | str, dict[str, Any]]:
     """The 200 of a Server-Sent Events route whose events are all ``event``, with a numeric
     ``id`` and JSON ``data``. (Before OpenAPI 3.2 and its ``itemSchema``, the ``schema`` of
     ``text/event-stream`` describes one event.)"""
@@ -235,9 +228,8 @@ __all__ = [
     "WITH_ID",
     "ErrorDetail",
     "ErrorResponse",
-    "EventStreamResponse",
     "document_live_limits",
     "error_responses",
-    "event_stream",
+    "event_stream_responses",
     "links_to",
 ]

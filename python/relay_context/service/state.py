@@ -1,4 +1,4 @@
-"""What one running app holds: settings, store, keys, limiter, metrics, tracer.
+"""What one running app holds: settings, database, engine, keys, limiter, metrics, tracer.
 
 Built by the app's lifespan (``create_app``) and kept in ``app.state.relay``; routes reach it
 through the dependencies in :mod:`relay_context.service.deps`.
@@ -20,12 +20,13 @@ from opentelemetry.trace import Tracer
 
 from relay_context.config.live import LiveSettings
 from relay_context.config.settings import Settings
-from relay_context.core.context_engine import ContextEngine
+from relay_context.core.ratelimit import SlidingWindowRateLimiter
 from relay_context.engine.cache import ContextCache
+from relay_context.engine.context_engine import ContextEngine
 from relay_context.engine.store.sql import SqlSessionStore
+from relay_context.persistence import Database
 from relay_context.security.api_keys import ApiKeyStore
 from relay_context.security.auth import AuthService
-from relay_context.security.rate_limiter import SlidingWindowRateLimiter
 from relay_context.service.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,9 @@ def build_limiter(settings: Settings) -> SlidingWindowRateLimiter:
 @dataclass
 class ServiceState:
     live: LiveSettings
+    #: The one database of the process: sessions and API keys register their tables on it.
+    database: Database
+    #: The context engine's session store (on ``database``); only the engine uses it.
     store: SqlSessionStore
     api_keys: ApiKeyStore
     auth: AuthService
@@ -53,7 +57,8 @@ class ServiceState:
     engine: ContextEngine
     #: The window cache (Redis when ``REDIS_URL`` is set, else in process), shared with ``store``.
     cache: ContextCache
-    #: ``redis.asyncio.Redis`` when ``REDIS_URL`` is set (health checks; the context cache).
+    #: The one ``redis.asyncio.Redis`` client of the process when ``REDIS_URL`` is set: the
+    #: window cache, the engine's notifications and the health check share it.
     redis: Any | None = None
     started_at: float = field(default_factory=time.monotonic)
     #: Limiters replaced by a reload, closed at shutdown (requests may still hold them).
@@ -92,14 +97,16 @@ class ServiceState:
 
     async def close(self) -> None:
         self.shutting_down.set()
-        await self.engine.close()  # its own Redis connection; the store and cache are ours
+        await self.engine.close()  # the store, cache and Redis client it was given are ours
         with contextlib.suppress(Exception):
             await self.cache.close()
         for limiter in [self.limiter, *self.retired_limiters]:
             limiter.close()
         if self.redis is not None:
-            await self.redis.aclose()
+            with contextlib.suppress(Exception):
+                await self.redis.aclose()
         await self.store.close()
+        await self.database.close()
         self.tracer_provider.shutdown()
 
 

@@ -1,4 +1,4 @@
-"""Context policies: how :class:`~relay_context.core.context_engine.ContextEngine` chooses the
+"""Context policies: how :class:`~relay_context.engine.context_engine.ContextEngine` chooses the
 messages of a window. One module each; ``get_policy(name)`` returns one by name.
 
 * ``knapsack`` (default): the most valuable messages that fit (recency, role, relevance,

@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from relay_context._core import drift as _drift
 from relay_context.config.settings import Settings
+from relay_context.core.drift import RelevanceIndex
 from relay_context.core.message_tokens import TOKENS_PER_MESSAGE, TOKENS_PER_NAME
 from relay_context.core.tokenizer import TokenCounter
 from relay_context.engine.models import MessageRole, StoredMessage
@@ -93,7 +93,7 @@ class PreparedCandidates:
     def __init__(
         self,
         candidates: Sequence[Candidate],
-        index: _drift.RelevanceIndex,
+        index: RelevanceIndex,
         included: bytes,
     ) -> None:
         self.candidates = candidates

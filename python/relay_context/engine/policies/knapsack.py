@@ -25,7 +25,7 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 
-from relay_context import fuzzy
+from relay_context.core import fuzzy
 from relay_context.core.drift import relevance_scores
 from relay_context.core.knapsack import ASYNC_OFFLOAD_ATOMS, KnapsackSelector
 from relay_context.engine.models import MessageRole

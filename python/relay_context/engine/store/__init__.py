@@ -4,16 +4,20 @@ and :func:`open_store`, which picks one from the settings."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from relay_context.config.settings import Settings
 from relay_context.engine.cache import ContextCache
 from relay_context.engine.codec import ContentCodec
 from relay_context.engine.store.base import SessionStore
-from relay_context.engine.store.postgres import PostgresSessionStore
-from relay_context.engine.store.sql import LATEST_VERSION, Clock, SqlSessionStore, system_clock
+from relay_context.engine.store.sql import LATEST_VERSION, SqlSessionStore
 from relay_context.engine.store.sqlite import SqliteSessionStore
 from relay_context.errors import InvalidArgumentError
+from relay_context.persistence import Clock, Database, database_for, system_clock
+from relay_context.persistence.sqlite import SqliteDatabase
+
+if TYPE_CHECKING:
+    from relay_context.engine.store.postgres import PostgresSessionStore
 
 
 def store_for(
@@ -24,8 +28,10 @@ def store_for(
     read_codecs: Mapping[str, ContentCodec] | None = None,
     cache: ContextCache | None = None,
     clock: Clock = system_clock,
+    database: Database | None = None,
 ) -> SqlSessionStore:
-    """The store ``settings`` ask for, not yet opened (see :func:`open_store`)."""
+    """The store ``settings`` ask for, not yet opened (see :func:`open_store`), on ``database``
+    (shared, then not closed by the store) or on its own :func:`database_for` the settings."""
     common: dict[str, Any] = {
         "codec": codec,
         "codec_tag": codec_tag,
@@ -33,29 +39,19 @@ def store_for(
         "cache": cache,
         "default_ttl_seconds": settings.ttl_seconds,
         "max_message_bytes": settings.max_message_bytes,
-        "clock": clock,
     }
-    url = settings.database_url
-    if settings.uses_postgres:
-        assert url is not None  # uses_postgres implies a URL
-        return PostgresSessionStore(
-            url,
-            schema=settings.database_schema,
-            pool_size=settings.database_pool_size,
-            timeout_seconds=settings.database_timeout_seconds,
-            **common,
-        )
-    if url is not None and not url.startswith("sqlite:///"):
-        raise InvalidArgumentError(
-            f"DATABASE_URL {url.split('://', 1)[0]}://... is not supported; use postgresql://... "
-            "or sqlite:///path (or leave it unset for SQLite in data_dir)"
-        )
-    return SqliteSessionStore(
-        settings.sqlite_path,
-        busy_timeout_seconds=settings.database_timeout_seconds,
-        synchronous=settings.sqlite_synchronous,
-        **common,
-    )
+    owns = database is None
+    if database is None:
+        database = database_for(settings, clock=clock)
+    if isinstance(database, SqliteDatabase):
+        return SqliteSessionStore(database=database, owns_database=owns, **common)
+    # Imported only when chosen: asyncpg is not loaded by SQLite users.
+    from relay_context.engine.store.postgres import PostgresSessionStore
+    from relay_context.persistence.postgres import PostgresDatabase
+
+    if not isinstance(database, PostgresDatabase):
+        raise InvalidArgumentError(f"no session store for {database!r}")
+    return PostgresSessionStore(database=database, owns_database=owns, **common)
 
 
 async def open_store(
@@ -95,3 +91,12 @@ __all__ = [
     "open_store",
     "store_for",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # PostgresSessionStore loads asyncpg: only on first use.
+    if name == "PostgresSessionStore":
+        from relay_context.engine.store.postgres import PostgresSessionStore
+
+        return PostgresSessionStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

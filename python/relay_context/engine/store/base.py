@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import Any
 
 from relay_context.engine.models import NewMessage, Session, StoredMessage
+from relay_context.lifecycle import AsyncResource
 
 
-class SessionStore(abc.ABC):
+class SessionStore(AsyncResource, abc.ABC):
     """Sessions and their messages, persisted. Use ``async with`` or ``open()``/``close()``."""
 
     #: Largest message content accepted, in UTF-8 bytes (``Settings.max_message_bytes``).
@@ -44,18 +44,6 @@ class SessionStore(abc.ABC):
     @abc.abstractmethod
     async def ping(self) -> None:
         """Round-trip to the database (health checks); :class:`BackendUnavailableError` if down."""
-
-    async def __aenter__(self) -> SessionStore:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # --- sessions ----------------------------------------------------------------------------
     @abc.abstractmethod
@@ -105,6 +93,10 @@ class SessionStore(abc.ABC):
         self, owner: str, *, limit: int = 100, offset: int = 0
     ) -> list[Session]:
         """The owner's live sessions, most recently updated first."""
+
+    @abc.abstractmethod
+    async def count_live_sessions(self) -> int:
+        """Sessions not yet expired, of every owner."""
 
     @abc.abstractmethod
     async def expire_sessions(self, *, limit: int = 1000) -> int:

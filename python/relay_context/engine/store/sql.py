@@ -13,17 +13,15 @@ serialised and get consecutive, gap-free ``seq`` numbers in commit order.
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import contextlib
 import json
 import logging
 import secrets
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from relay_context.checks import check_int, validate_name
 from relay_context.engine.cache import ContextCache
 from relay_context.engine.codec import CodecSet, ContentCodec
 from relay_context.engine.models import (
@@ -32,10 +30,7 @@ from relay_context.engine.models import (
     Session,
     StoredMessage,
     ToolCall,
-    micros_from_utc,
-    utc_from_micros,
     validate_metadata,
-    validate_name,
     validate_session_id,
     validate_token_counts,
     validate_ttl,
@@ -43,41 +38,20 @@ from relay_context.engine.models import (
 from relay_context.engine.store.base import SessionStore
 from relay_context.errors import (
     InputTypeError,
-    InvalidArgumentError,
     SessionExistsError,
     SessionLimitExceededError,
     SessionNotFoundError,
     StoreError,
 )
+from relay_context.persistence import Database, Migration, Row, Transaction
+from relay_context.persistence.clock import micros_from_utc, utc_from_micros
 
 log = logging.getLogger(__name__)
 
-#: The clock: microseconds since the Unix epoch.
-Clock = Callable[[], int]
-
-
-def system_clock() -> int:
-    return time.time_ns() // 1000
-
-
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    name: str
-    #: Statements run in order in one transaction; ``{blob}`` is the dialect's binary type.
-    statements: tuple[str, ...]
-
-
-MIGRATIONS_TABLE = "relay_schema_migrations"
-CREATE_MIGRATIONS_TABLE = f"""
-CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
-    version INTEGER PRIMARY KEY,
-    name TEXT NOT NULL,
-    applied_at_us BIGINT NOT NULL
-)"""
-
-MIGRATIONS: tuple[Migration, ...] = (
+#: The session store's tables (component ``sessions`` of the database's migration registry).
+SESSION_MIGRATIONS: tuple[Migration, ...] = (
     Migration(
+        "sessions",
         1,
         "sessions and messages",
         (
@@ -114,29 +88,10 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
-    Migration(
-        2,
-        "api keys",
-        (
-            # Only the SHA-256 of a key is stored; ``lookup`` (``relay_`` + 8 characters of the
-            # key) finds the candidates, whose hashes are then compared in constant time.
-            """
-            CREATE TABLE relay_api_keys (
-                id TEXT PRIMARY KEY,
-                lookup TEXT NOT NULL,
-                key_hash TEXT NOT NULL,
-                name TEXT NOT NULL,
-                role TEXT NOT NULL,
-                owner TEXT NOT NULL,
-                created_at_us BIGINT NOT NULL,
-                revoked_at_us BIGINT,
-                last_used_at_us BIGINT
-            )""",
-            "CREATE INDEX relay_api_keys_lookup ON relay_api_keys (lookup)",
-        ),
-    ),
 )
-LATEST_VERSION = MIGRATIONS[-1].version
+#: The schema version of the session store's tables that this Relay knows.
+LATEST_VERSION = SESSION_MIGRATIONS[-1].version
+MIGRATIONS = SESSION_MIGRATIONS
 
 _SESSION_COLUMNS = (
     "id, owner, created_at_us, updated_at_us, ttl_seconds, expires_at_us, last_seq, revision,"
@@ -151,42 +106,22 @@ _THREAD_CODEC_BYTES = 256 * 1024
 #: Larger than any seq; stands for "no upper bound".
 _MAX_SEQ = 2**62
 
-Row = Sequence[Any]
 #: A message as inserted, after session id and seq: role, name, tool_call_id, tool_calls,
 #: metadata, token_counts, codec, content_size, content, created_at_us.
 MessageRow = tuple[str, str | None, str | None, str | None, str, str, str, int, bytes, int]
-
-
-class Transaction(Protocol):
-    """What an operation runs its statements on (one database transaction)."""
-
-    async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
-
-    async def execute(self, sql: str, *args: Any) -> None: ...
-
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
 
 
 def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def _positive(what: str, value: object, *, zero: bool = False) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InputTypeError(f"{what} must be an int, got {type(value).__name__}")
-    if value < (0 if zero else 1):
-        raise InvalidArgumentError(f"{what} must be >= {0 if zero else 1}, got {value}")
-    return value
-
-
 class SqlSessionStore(SessionStore):
-    """Every operation of :class:`SessionStore` in shared SQL; back-ends supply transactions."""
-
-    #: The dialect's binary column type for migrations.
-    blob_type = "BLOB"
+    """Every operation of :class:`SessionStore` in shared SQL, on a
+    :class:`~relay_context.persistence.Database` (which gives transactions, clock, migrations)."""
 
     def __init__(
         self,
+        database: Database,
         *,
         codec: ContentCodec | None = None,
         codec_tag: str | None = None,
@@ -194,58 +129,43 @@ class SqlSessionStore(SessionStore):
         cache: ContextCache | None = None,
         default_ttl_seconds: int = 3600,
         max_message_bytes: int = 1_000_000,
-        clock: Clock = system_clock,
+        owns_database: bool = True,
     ) -> None:
+        self.database = database
         self.codecs = CodecSet(codec, codec_tag, readers=read_codecs)
         self.cache = cache
         self.default_ttl_seconds = validate_ttl(default_ttl_seconds)
-        self.max_message_bytes = _positive("max_message_bytes", max_message_bytes)
-        self._clock = clock
+        self.max_message_bytes = check_int(max_message_bytes, "max_message_bytes", minimum=1)
+        #: Whether :meth:`close` closes ``database`` (other components may share it).
+        self.owns_database = owns_database
+        database.register("sessions", SESSION_MIGRATIONS)
 
-    # --- what a back-end provides -----------------------------------------------------------
-    @abc.abstractmethod
+    def _clock(self) -> int:
+        return self.database.clock()
+
     def _write(self) -> contextlib.AbstractAsyncContextManager[Transaction]:
         """A transaction that holds the write lock needed for ordered appends."""
+        return self.database.write()
 
-    @abc.abstractmethod
     def _read(self) -> contextlib.AbstractAsyncContextManager[Transaction]:
         """A connection for reads in autocommit mode: each statement sees one snapshot, so every
         read operation is written as a single statement (plus a check when it found nothing)."""
+        return self.database.read()
 
-    # --- migrations ---------------------------------------------------------------------------
-    async def _migrate(self, tx: Transaction) -> None:
-        """Apply pending migrations; the caller holds a lock that serialises migrators."""
-        await tx.execute(CREATE_MIGRATIONS_TABLE)
-        rows = await tx.fetch(f"SELECT version FROM {MIGRATIONS_TABLE}")
-        applied = {int(r[0]) for r in rows}
-        newest = max(applied, default=0)
-        if newest > LATEST_VERSION:
-            raise StoreError(
-                f"the database schema is at version {newest}, newer than this Relay knows "
-                f"({LATEST_VERSION}); upgrade Relay"
-            )
-        for migration in MIGRATIONS:
-            if migration.version in applied:
-                continue
-            for statement in migration.statements:
-                await tx.execute(statement.format(blob=self.blob_type))
-            await tx.execute(
-                f"INSERT INTO {MIGRATIONS_TABLE} (version, name, applied_at_us)"
-                " VALUES ($1, $2, $3)",
-                migration.version,
-                migration.name,
-                self._clock(),
-            )
-            log.info("applied schema migration %d (%s)", migration.version, migration.name)
+    # --- life cycle -------------------------------------------------------------------------
+    async def open(self) -> None:
+        await self.database.open()
+
+    async def close(self) -> None:
+        if self.owns_database:
+            await self.database.close()
 
     async def ping(self) -> None:
-        async with self._read() as tx:
-            await tx.fetch("SELECT 1")
+        await self.database.ping()
 
     async def schema_version(self) -> int:
-        async with self._read() as tx:
-            rows = await tx.fetch(f"SELECT MAX(version) FROM {MIGRATIONS_TABLE}")
-        return int(rows[0][0] or 0)
+        """The applied version of the session tables' schema."""
+        return await self.database.schema_version("sessions")
 
     # --- row conversion -------------------------------------------------------------------------
     @staticmethod
@@ -392,7 +312,7 @@ class SqlSessionStore(SessionStore):
     ) -> Session:
         sid, owner, ttl, meta = self._session_args(session_id, owner, ttl_seconds, metadata)
         if max_owned is not None:
-            max_owned = _positive("max_owned", max_owned)
+            max_owned = check_int(max_owned, "max_owned", minimum=1)
         existing = await self.get_session(sid)
         if existing is not None:
             return existing
@@ -468,8 +388,8 @@ class SqlSessionStore(SessionStore):
         self, owner: str, *, limit: int = 100, offset: int = 0
     ) -> list[Session]:
         validate_name("owner", owner)
-        _positive("limit", limit)
-        _positive("offset", offset, zero=True)
+        check_int(limit, "limit", minimum=1)
+        check_int(offset, "offset", minimum=0)
         async with self._read() as tx:
             rows = await tx.fetch(
                 f"SELECT {_SESSION_COLUMNS} FROM relay_sessions"
@@ -491,7 +411,7 @@ class SqlSessionStore(SessionStore):
         return int(rows[0][0])
 
     async def expire_sessions(self, *, limit: int = 1000) -> int:
-        _positive("limit", limit)
+        check_int(limit, "limit", minimum=1)
         async with self._write() as tx:
             now = self._clock()
             # The outer expiry test matters on PostgreSQL: a session touched while this waited
@@ -613,11 +533,11 @@ class SqlSessionStore(SessionStore):
         newest: bool = False,
     ) -> list[StoredMessage]:
         sid = validate_session_id(session_id)
-        _positive("start_seq", start_seq, zero=True)
+        check_int(start_seq, "start_seq", minimum=0)
         if end_seq is not None:
-            _positive("end_seq", end_seq, zero=True)
+            check_int(end_seq, "end_seq", minimum=0)
         if limit is not None:
-            _positive("limit", limit, zero=True)
+            check_int(limit, "limit", minimum=0)
         # One statement (one snapshot, one round trip): the messages, if the session is live.
         order = "DESC" if newest else "ASC"
         sql = (
@@ -641,7 +561,7 @@ class SqlSessionStore(SessionStore):
 
     async def delete_messages(self, session_id: str, *, before_seq: int) -> int:
         sid = validate_session_id(session_id)
-        _positive("before_seq", before_seq)
+        check_int(before_seq, "before_seq", minimum=1)
         async with self._write() as tx:
             now = self._clock()
             # Locks the session row first, as appends do, and versions the change for caches.
@@ -667,7 +587,7 @@ class SqlSessionStore(SessionStore):
     ) -> int:
         sid = validate_session_id(session_id)
         rows = [
-            (sid, _positive("seq", seq), _json(validate_token_counts(per_encoding)))
+            (sid, check_int(seq, "seq", minimum=1), _json(validate_token_counts(per_encoding)))
             for seq, per_encoding in sorted(counts.items())
         ]
         if not rows:
@@ -696,4 +616,12 @@ class SqlSessionStore(SessionStore):
         return int(rows[0][0])
 
 
-__all__ = ["LATEST_VERSION", "MIGRATIONS", "Clock", "Migration", "SqlSessionStore", "system_clock"]
+__all__ = [
+    "LATEST_VERSION",
+    "MIGRATIONS",
+    "SESSION_MIGRATIONS",
+    "MessageRow",
+    "Row",
+    "SqlSessionStore",
+    "Transaction",
+]

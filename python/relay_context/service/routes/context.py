@@ -12,8 +12,6 @@ attribute ``relay.cache_hit``), ``db.stats``, ``db.delete_session``, ``db.count_
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -21,15 +19,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from relay_context.core.context_engine import ContextEngine
 from relay_context.core.message_tokens import REPLY_PRIMING_TOKENS
-from relay_context.engine.models import (
-    MessageRole,
-    NewMessage,
-    Session,
-    StoredMessage,
-    validate_session_id,
-)
+from relay_context.engine.models import Session, StoredMessage
 from relay_context.engine.policies import POLICIES
 from relay_context.engine.window import ContextWindow
 from relay_context.errors import InvalidArgumentError
@@ -39,8 +30,8 @@ from relay_context.service.deps import (
     CurrentPrincipal,
     StateDep,
     require_write,
+    session_access,
     session_quota,
-    visible_session,
 )
 from relay_context.service.openapi import (
     AUTHENTICATED,
@@ -53,11 +44,11 @@ from relay_context.service.openapi import (
     STREAM_WITH_ID,
     TOOL_CALL_SCHEMA,
     WITH_ID,
-    EventStreamResponse,
     error_responses,
-    event_stream,
+    event_stream_responses,
     links_to,
 )
+from relay_context.service.sse import EventStreamResponse, event_stream, sse_event, sse_retry
 from relay_context.service.state import ServiceState
 
 router = APIRouter(
@@ -70,9 +61,6 @@ router = APIRouter(
 #: A session id in a path (documented with the pattern ``validate_session_id`` enforces; the
 #: check itself stays there, so a bad id is the typed ``invalid_session_id``).
 SessionIdPath = Annotated[str, Path(json_schema_extra=SESSION_ID_SCHEMA)]
-
-#: Sent first on every stream: how long a client waits before reconnecting, in milliseconds.
-SSE_RETRY_MILLISECONDS = 2000
 
 
 class MessageIn(BaseModel):
@@ -111,22 +99,20 @@ class MessageAdded(BaseModel):
     #: Content tokens in the engine's encoding.
     tokens: int
     encoding: str
-    #: Whether this message created the session.
+    #: Whether this message created the session (it is the session's first).
     created_session: bool
     session: SessionTotals
 
 
 async def _refresh_session_gauge(state: ServiceState) -> None:
     with state.tracer.start_as_current_span("db.count_sessions"):
-        state.metrics.sessions_active.set(await state.store.count_live_sessions())
+        state.metrics.sessions_active.set(await state.engine.count_live_sessions())
 
 
 async def _session(state: ServiceState, principal: Principal, session_id: str) -> Session:
     """The live session ``session_id`` if ``principal`` may see it; 404 otherwise."""
-    sid = validate_session_id(session_id)
     with state.tracer.start_as_current_span("db.get_session"):
-        found = await state.store.get_session(sid)
-    return visible_session(principal, found, sid)
+        return await state.engine.session(session_id, access=session_access(principal))
 
 
 @router.post(
@@ -154,67 +140,41 @@ async def add_message(
     body: MessageIn, principal: CurrentPrincipal, state: StateDep
 ) -> MessageAdded:
     require_write(principal)
-    sid = validate_session_id(body.session_id)
-    with state.tracer.start_as_current_span("db.get_session"):
-        existing = await state.store.get_session(sid)
-    if existing is None:
-        # Validate before creating anything, so a refused message leaves no empty session.
-        NewMessage(
-            MessageRole.parse(body.role),
-            body.content,
-            name=body.name,
-            tool_call_id=body.tool_call_id,
-            tool_calls=tuple(body.tool_calls or ()),  # type: ignore[arg-type]
-            metadata=body.metadata or {},
-        ).check_size(state.store.max_message_bytes)
-        # Atomic: when two principals race for a new id, one creates the session and the
-        # other gets it back as it is, owned by the first, hence the 404 below. The quota is
-        # checked in the same database transaction, so concurrent first messages of one USER
-        # (in any number of processes) never create more than the limit.
-        with state.tracer.start_as_current_span("db.ensure_session"):
-            existing = await state.store.ensure_session(
-                sid, principal.id, max_owned=session_quota(state, principal)
-            )
-        first_message = existing.last_seq == 0
-    else:
-        first_message = False
-    visible_session(principal, existing, sid)
     engine = state.engine
     with state.tracer.start_as_current_span("tokens.count") as span:
+        # The engine validates the message before creating a session, creates it atomically
+        # within the principal's quota, and answers another principal's session as missing.
         stored = await engine.add_message(
-            sid,
+            body.session_id,
             body.role,
             body.content,
             name=body.name,
             tool_call_id=body.tool_call_id,
             tool_calls=body.tool_calls,
             metadata=body.metadata,
-            owner=principal.id,
+            access=session_access(principal),
+            max_owned=session_quota(state, principal),
         )
         tokens = stored.token_counts.get(engine.encoding, 0)
         span.set_attribute("relay.tokens", tokens)
         span.set_attribute("relay.encoding", engine.encoding)
     state.metrics.tokens_counted.inc(tokens)
-    created = first_message and stored.seq == 1
+    # Sessions are made by their first message (there is no route that makes an empty one).
+    created = stored.seq == 1
     if created:
         state.metrics.sessions_created.inc()
         await _refresh_session_gauge(state)
-    count, total = await engine.totals(sid)
+    count, total = await engine.totals(stored.session_id)
     return MessageAdded(
         id=stored.seq,
         seq=stored.seq,
-        session_id=sid,
+        session_id=stored.session_id,
         role=stored.role.value,
         tokens=tokens,
         encoding=engine.encoding,
         created_session=created,
         session=SessionTotals(message_count=count, total_tokens=total, last_seq=stored.seq),
     )
-
-
-def _cache_counts(engine: ContextEngine) -> tuple[int, int]:
-    stats = getattr(engine.cache, "stats", None)
-    return int(getattr(stats, "hits", 0)), int(getattr(stats, "misses", 0))
 
 
 def window_body(window: ContextWindow, output: str) -> dict[str, Any]:
@@ -278,12 +238,10 @@ async def get_context(
             f"budget {budget} is above max_window_tokens ({state.settings.max_window_tokens})"
         )
     with state.tracer.start_as_current_span("context.select") as span:
-        hits_before, misses_before = _cache_counts(engine)
         window = await engine.get_context(
             session.id, budget=budget, model=model, policy=policy, query=query, session=session
         )
-        hits_after, misses_after = _cache_counts(engine)
-        hit = hits_after > hits_before and misses_after == misses_before
+        hit = window.from_cache  # this call's answer, whatever other requests did meanwhile
         span.set_attribute("relay.cache_hit", hit)
         span.set_attribute("relay.policy", window.policy)
         span.set_attribute("relay.tokens_used", window.tokens_used)
@@ -327,7 +285,7 @@ async def clear_session(
     require_write(principal)
     await _session(state, principal, session_id)
     with state.tracer.start_as_current_span("db.delete_session"):
-        await state.engine.clear(session_id)
+        await state.engine.clear(session_id, access=session_access(principal))
     await _refresh_session_gauge(state)
     return Response(status_code=204)
 
@@ -344,7 +302,7 @@ def message_event(message: StoredMessage, encoding: str) -> bytes:
         "created_at": message.created_at.isoformat(),
     }
     payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return f"id: {message.seq}\nevent: message\ndata: {payload}\n\n".encode()
+    return sse_event(payload, event="message", event_id=message.seq)
 
 
 #: The largest seq a client may name (a database integer).
@@ -355,7 +313,7 @@ LAST_EVENT_ID_SCHEMA = {"type": "string", "pattern": r"^[ \t]*[0-9]{0,18}[ \t]*(
 
 def _resume_point(last_event_id: str | None, after: int | None) -> int:
     # Only spaces and tabs are trimmed and only ASCII digits read: str.isdigit() also accepts
-    # "²", which int() refuses.
+    # "²" (a Latin-1 header byte), which int() refuses.
     text = (last_event_id or "").strip(" \t")
     if text:
         if not (text.isascii() and text.isdigit()) or len(text) > 18:
@@ -364,63 +322,13 @@ def _resume_point(last_event_id: str | None, after: int | None) -> int:
     return after or 0
 
 
-async def sse_with_heartbeats(
-    request: Request,
-    state: ServiceState,
-    events: AsyncIterator[bytes],
-    *,
-    first: bytes = b"",
-) -> AsyncIterator[bytes]:
-    """``events`` as they come, a comment line after each idle ``sse_heartbeat_seconds``; ends
-    when the client goes away or the server stops (``state.shutting_down``)."""
-    heartbeat = state.settings.sse_heartbeat_seconds
-    stopping: asyncio.Future[Any] = asyncio.ensure_future(state.shutting_down.wait())
-    pending: asyncio.Future[Any] | None = None
-    try:
-        if first:
-            yield first
-        while not state.shutting_down.is_set():
-            if pending is None:
-                pending = asyncio.ensure_future(anext(events))
-            done, _ = await asyncio.wait(
-                {pending, stopping}, timeout=heartbeat, return_when=asyncio.FIRST_COMPLETED
-            )
-            if stopping in done:
-                break
-            if pending in done:
-                try:
-                    chunk = pending.result()
-                except StopAsyncIteration:
-                    break
-                finally:
-                    pending = None
-                yield chunk
-            else:
-                if await request.is_disconnected():
-                    break
-                yield b": heartbeat\n\n"
-    finally:
-        stopping.cancel()
-        if pending is not None:
-            pending.cancel()
-            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
-                await pending
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            with contextlib.suppress(Exception):
-                await aclose()
-
-
-SSE_HEADERS = {"X-Accel-Buffering": "no", "Cache-Control": "no-store"}
-
-
 @router.get(
     "/{session_id}/stream",
     summary="Server-Sent Events of the session's new messages",
     operation_id="stream_messages",
     response_class=EventStreamResponse,
     responses={
-        **event_stream("message", "The session's messages, then each new one"),
+        **event_stream_responses("message", "The session's messages, then each new one"),
         **STREAM_AUTHENTICATED,
         **STREAM_WITH_ID,
     },
@@ -445,12 +353,7 @@ async def stream_messages(
         async for message in engine.subscribe(session.id, after_seq=start):
             yield message_event(message, engine.encoding)
 
-    return EventStreamResponse(
-        sse_with_heartbeats(
-            request, state, messages(), first=f"retry: {SSE_RETRY_MILLISECONDS}\n\n".encode()
-        ),
-        headers=SSE_HEADERS,
-    )
+    return event_stream(request, state, messages(), first=sse_retry())
 
 
-__all__ = ["MessageIn", "message_event", "router", "sse_with_heartbeats", "window_body"]
+__all__ = ["MessageIn", "message_event", "router", "window_body"]

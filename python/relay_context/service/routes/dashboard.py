@@ -23,8 +23,8 @@ from fastapi.responses import Response
 from relay_context._version import __version__
 from relay_context.security.auth import Principal
 from relay_context.service.deps import AdminPrincipal, AuthFirstRoute, StateDep
-from relay_context.service.openapi import EventStreamResponse, error_responses, event_stream
-from relay_context.service.routes.context import SSE_HEADERS, sse_with_heartbeats
+from relay_context.service.openapi import error_responses, event_stream_responses
+from relay_context.service.sse import EventStreamResponse, event_stream, sse_event
 from relay_context.service.state import ServiceState
 
 router = APIRouter(tags=["dashboard"], route_class=AuthFirstRoute)
@@ -77,7 +77,7 @@ async def snapshot(state: ServiceState, principal: Principal) -> dict[str, Any]:
     ``/metrics``) and the store."""
     settings = state.settings
     with state.tracer.start_as_current_span("db.count_sessions"):
-        active = await state.store.count_live_sessions()
+        active = await state.engine.count_live_sessions()
     state.metrics.sessions_active.set(active)
     with state.tracer.start_as_current_span("db.count_api_keys"):
         state.metrics.api_keys_active.set(await state.api_keys.count_active())
@@ -158,7 +158,7 @@ async def dashboard_snapshot(principal: AdminPrincipal, state: StateDep) -> dict
     operation_id="dashboard_stream",
     response_class=EventStreamResponse,
     responses={
-        **event_stream("snapshot", "The dashboard's figures, once per interval"),
+        **event_stream_responses("snapshot", "The dashboard's figures, once per interval"),
         **error_responses(401, 403, 429, stream=True),
     },
 )
@@ -172,12 +172,10 @@ async def dashboard_stream(
         while True:
             number += 1
             data = json.dumps(await snapshot(state, principal), separators=(",", ":"))
-            yield f"id: {number}\nevent: snapshot\ndata: {data}\n\n".encode()
+            yield sse_event(data, event="snapshot", event_id=number)
             await asyncio.sleep(interval)
 
-    return EventStreamResponse(
-        sse_with_heartbeats(request, state, snapshots()), headers=SSE_HEADERS
-    )
+    return event_stream(request, state, snapshots())
 
 
 __all__ = ["DASHBOARD_CSP", "router", "snapshot"]

@@ -37,7 +37,7 @@ async def _check(name: str, state: ServiceState, probe: Any) -> dict[str, Any]:
 @router.get("/health", summary="Service health")
 async def health(state: StateDep) -> JSONResponse:
     checks: dict[str, Any] = {
-        "database": await _check("db", state, state.store.ping),
+        "database": await _check("db", state, state.database.ping),
     }
     checks["database"]["backend"] = "postgresql" if state.settings.uses_postgres else "sqlite"
     if state.redis is not None:

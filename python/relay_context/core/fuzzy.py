@@ -1,0 +1,330 @@
+"""Fuzzy string matching with the same scores as ``rapidfuzz``, and a near-duplicate index.
+
+>>> from relay_context import fuzzy
+>>> fuzzy.ratio("this is a test", "this is a test!")
+96.55172413793103
+>>> fuzzy.token_set_ratio("fuzzy was a bear", "fuzzy fuzzy was a bear")
+100.0
+>>> fuzzy.extract("new york jets", ["new york giants", "new york jets", "dallas"], limit=2)
+[('new york jets', 100.0, 1), ('new york giants', 78.57142857142857, 0)]
+
+Scores are computed on Unicode code points by the C++ core (bit-parallel Levenshtein and LCS)
+and equal rapidfuzz's bit for bit: :func:`ratio` is ``rapidfuzz.fuzz.ratio``,
+:func:`token_set_ratio` is ``rapidfuzz.fuzz.token_set_ratio``, and the two normalised
+similarities are ``rapidfuzz.distance.Levenshtein/Indel.normalized_similarity``. A score below
+``score_cutoff`` is returned as 0, as in rapidfuzz.
+
+:class:`NearDuplicateIndex` finds every stored text whose shingle Jaccard similarity to a query
+reaches a threshold (MinHash-LSH candidates, each verified exactly). See docs/fuzzy.md.
+"""
+
+from __future__ import annotations
+
+import os
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal, NamedTuple, cast
+
+from relay_context import _core
+from relay_context.checks import check_int
+from relay_context.errors import InputTypeError, InvalidArgumentError
+
+__all__ = [
+    "NearDuplicate",
+    "NearDuplicateIndex",
+    "ScorerName",
+    "extract",
+    "indel_normalized_similarity",
+    "levenshtein_normalized_similarity",
+    "ratio",
+    "scores",
+    "shingle_jaccard",
+    "token_set_ratio",
+]
+
+_fz = _core.fuzzy
+
+ScorerName = Literal[
+    "ratio",
+    "token_set_ratio",
+    "levenshtein_normalized_similarity",
+    "indel_normalized_similarity",
+]
+
+_SCORERS: dict[str, _core.fuzzy.Scorer] = {
+    "ratio": _fz.Scorer.RATIO,
+    "token_set_ratio": _fz.Scorer.TOKEN_SET_RATIO,
+    "levenshtein_normalized_similarity": _fz.Scorer.LEVENSHTEIN_NORMALIZED,
+    "indel_normalized_similarity": _fz.Scorer.INDEL_NORMALIZED,
+}
+
+#: Defaults of :class:`NearDuplicateIndex` (see docs/fuzzy.md for the recall trade-off).
+DEFAULT_SHINGLE_SIZE = 3
+DEFAULT_NUM_PERM = 64
+DEFAULT_BANDS = 16
+DEFAULT_SEED = 0x5EED5EED
+DEFAULT_THRESHOLD = 0.8
+
+
+def _cutoff(value: object) -> float:
+    # The range is checked by the C++ core (InvalidArgumentError naming the value).
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputTypeError(f"score_cutoff must be a number or None, not {type(value).__name__}")
+    return float(value)
+
+
+def _threads(workers: object) -> int:
+    if workers == -1 and not isinstance(workers, bool):
+        return os.cpu_count() or 1
+    return check_int(workers, "workers (or -1 for every core)", minimum=1)
+
+
+def _scorer(name: object) -> _core.fuzzy.Scorer:
+    try:
+        return _SCORERS[name]  # type: ignore[index]
+    except (KeyError, TypeError):
+        raise InvalidArgumentError(
+            f"scorer must be one of {sorted(_SCORERS)}, got {name!r}"
+        ) from None
+
+
+def ratio(s1: str, s2: str, score_cutoff: float | None = None) -> float:
+    """``rapidfuzz.fuzz.ratio``: the Indel normalised similarity x 100, in [0, 100].
+
+    ``score_cutoff`` (0..100): a score below it is returned as 0.
+    """
+    if score_cutoff is None:
+        return _fz.ratio(s1, s2, 0.0)
+    return _fz.ratio(s1, s2, _cutoff(score_cutoff))
+
+
+def token_set_ratio(s1: str, s2: str, score_cutoff: float | None = None) -> float:
+    """``rapidfuzz.fuzz.token_set_ratio``: compares the word sets (split as ``str.split()``).
+
+    100 when one side's words include the other's; 0 when either side has no word.
+    """
+    if score_cutoff is None:
+        return _fz.token_set_ratio(s1, s2, 0.0)
+    return _fz.token_set_ratio(s1, s2, _cutoff(score_cutoff))
+
+
+def levenshtein_normalized_similarity(s1: str, s2: str, score_cutoff: float | None = None) -> float:
+    """``rapidfuzz.distance.Levenshtein.normalized_similarity``: 1 - distance / max length.
+
+    ``score_cutoff`` (0..1): a similarity below it is returned as 0.
+    """
+    if score_cutoff is None:
+        return _fz.levenshtein_normalized_similarity(s1, s2, 0.0)
+    return _fz.levenshtein_normalized_similarity(s1, s2, _cutoff(score_cutoff))
+
+
+def indel_normalized_similarity(s1: str, s2: str, score_cutoff: float | None = None) -> float:
+    """``rapidfuzz.distance.Indel.normalized_similarity``: 1 - indel distance / total length.
+
+    ``score_cutoff`` (0..1): a similarity below it is returned as 0.
+    """
+    if score_cutoff is None:
+        return _fz.indel_normalized_similarity(s1, s2, 0.0)
+    return _fz.indel_normalized_similarity(s1, s2, _cutoff(score_cutoff))
+
+
+def scores(
+    query: str,
+    choices: Sequence[str],
+    *,
+    scorer: ScorerName = "ratio",
+    score_cutoff: float | None = None,
+    workers: int = 1,
+) -> array[float]:
+    """The score of ``query`` against every choice, in order (one row of rapidfuzz's ``cdist``).
+
+    Returns an ``array('d')`` (indexable and iterable like a list; ``list(...)`` converts it),
+    which avoids one float object per choice. The query is preprocessed once; the scoring runs
+    without the GIL, on ``workers`` threads (-1: one per core).
+    """
+    choices = _choice_list(choices)
+    raw = _fz.score_many(_scorer(scorer), query, choices, _cutoff(score_cutoff), _threads(workers))
+    out = array("d")
+    out.frombytes(raw)
+    return out
+
+
+def extract(
+    query: str,
+    choices: Sequence[str],
+    *,
+    scorer: ScorerName = "ratio",
+    limit: int | None = 5,
+    score_cutoff: float | None = None,
+    workers: int = 1,
+) -> list[tuple[str, float, int]]:
+    """The best ``limit`` choices as ``(choice, score, index)``, best first, ties by index.
+
+    As ``rapidfuzz.process.extract`` with a list of choices: ``limit=None`` returns every choice
+    with ``score >= score_cutoff``.
+    """
+    choices = _choice_list(choices)
+    top = 0 if limit is None else check_int(limit, "limit", minimum=1)
+    found = _fz.extract(
+        _scorer(scorer),
+        query,
+        choices,
+        _cutoff(score_cutoff),
+        top if top else len(choices),
+        _threads(workers),
+    )
+    return [(choices[hit.index], hit.score, hit.index) for hit in found]
+
+
+def _choice_list(value: object) -> Sequence[str]:
+    # Lists and tuples go to the core as they are (it checks every item is a str).
+    if isinstance(value, (list, tuple)):
+        return value
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise InputTypeError(f"choices must be a sequence of str, not {type(value).__name__}")
+    return cast("list[str]", list(value))
+
+
+def shingle_jaccard(s1: str, s2: str, shingle_size: int = DEFAULT_SHINGLE_SIZE) -> float:
+    """Exact Jaccard similarity of the two texts' sets of ``shingle_size``-code-point substrings.
+
+    A text shorter than ``shingle_size`` is one shingle; two empty texts score 1.
+    """
+    return _fz.shingle_jaccard(s1, s2, check_int(shingle_size, "shingle_size", minimum=1))
+
+
+class NearDuplicate(NamedTuple):
+    """One match of :meth:`NearDuplicateIndex.query`."""
+
+    key: str
+    score: float  # exact shingle Jaccard similarity, in [threshold, 1]
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _check_key(key: object) -> str:
+    # Keys are stored as UTF-8 in the core, so they must be encodable.
+    if not isinstance(key, str):
+        raise InputTypeError(f"key must be a str, not {type(key).__name__}")
+    if not key.isascii() and _has_lone_surrogate(key):
+        raise InvalidArgumentError(f"key {key!r} contains a lone surrogate")
+    return key
+
+
+def _threshold(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputTypeError(f"threshold must be a number, not {type(value).__name__}")
+    return float(value)  # the range (0, 1] is checked by the core
+
+
+class NearDuplicateIndex:
+    """Finds stored texts similar to a query: MinHash-LSH candidates, verified exactly.
+
+    >>> index = NearDuplicateIndex()
+    >>> index.add("greeting", "Hello, how can I help you today?")
+    >>> index.query("Hello, how can I help you today??", threshold=0.8)
+    [NearDuplicate(key='greeting', score=0.967741935483871)]
+
+    Similarity is the Jaccard similarity of the texts' sets of ``shingle_size``-code-point
+    substrings. Each text gets ``num_perm`` MinHash values cut into ``bands`` bands of
+    ``rows = num_perm // bands``; texts sharing a band are candidates, and only candidates whose
+    exact similarity reaches the threshold are returned (no false matches). A true match of
+    similarity ``s`` is a candidate with probability ``1 - (1 - s**rows)**bands``
+    (:meth:`candidate_probability`): with the defaults (64 permutations, 16 bands of 4 rows) 0.64 at
+    s = 0.5, 0.988 at 0.7, 0.9998 at 0.8. More bands raise recall at low similarity and cost more
+    candidates to verify per query.
+
+    Thread-safe: queries run in parallel; adds and removes are exclusive. The C++ work runs
+    without the GIL.
+    """
+
+    __slots__ = ("_core", "bands", "num_perm", "seed", "shingle_size")
+
+    def __init__(
+        self,
+        *,
+        shingle_size: int = DEFAULT_SHINGLE_SIZE,
+        num_perm: int = DEFAULT_NUM_PERM,
+        bands: int = DEFAULT_BANDS,
+        seed: int = DEFAULT_SEED,
+    ) -> None:
+        """``bands`` must divide ``num_perm``; ``shingle_size`` in 1..64, ``num_perm`` 1..1024."""
+        self.shingle_size = check_int(shingle_size, "shingle_size", minimum=1)
+        self.num_perm = check_int(num_perm, "num_perm", minimum=1)
+        self.bands = check_int(bands, "bands", minimum=1)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise InputTypeError(f"seed must be an int, not {type(seed).__name__}")
+        if not 0 <= seed < 2**64:
+            raise InvalidArgumentError(f"seed must be in [0, 2**64), got {seed}")
+        self.seed = seed
+        self._core = _fz.NearDuplicateIndex(shingle_size, num_perm, bands, seed)
+
+    @property
+    def rows(self) -> int:
+        """MinHash values per band (``num_perm // bands``)."""
+        return self._core.rows
+
+    def candidate_probability(self, similarity: float) -> float:
+        """Probability that a stored text of this Jaccard similarity to a query is found."""
+        return _fz.candidate_probability(_threshold(similarity), self.bands, self.rows)
+
+    def add(self, key: str, text: str) -> None:
+        """Stores ``text`` under ``key`` (replacing what ``key`` held)."""
+        self._core.add(_check_key(key), text)
+
+    def add_many(
+        self, items: Mapping[str, str] | Iterable[tuple[str, str]], *, workers: int = 1
+    ) -> None:
+        """Stores many ``(key, text)`` pairs; hashing runs on ``workers`` threads (-1: all)."""
+        pairs = items.items() if isinstance(items, Mapping) else items
+        keys: list[str] = []
+        texts: list[str] = []
+        for pair in pairs:
+            if not isinstance(pair, tuple) or len(pair) != 2:
+                raise InputTypeError(f"items must be (key, text) pairs, got {pair!r}")
+            keys.append(_check_key(pair[0]))
+            texts.append(pair[1])
+        self._core.add_many(keys, texts, _threads(workers))
+
+    def remove(self, key: str) -> bool:
+        """Removes ``key``; False when it was not stored."""
+        return self._core.remove(_check_key(key))
+
+    def query(self, text: str, threshold: float = DEFAULT_THRESHOLD) -> list[NearDuplicate]:
+        """Stored texts with similarity >= ``threshold`` (in (0, 1]), best first, ties by key."""
+        hits = self._core.query(text, _threshold(threshold))
+        return [NearDuplicate(hit.key, hit.score) for hit in hits]
+
+    def similar_earlier(
+        self, texts: Sequence[str], threshold: float = DEFAULT_THRESHOLD
+    ) -> list[list[int]]:
+        """For each text, the positions of the earlier ``texts`` that :meth:`query` would return
+        were they stored, ascending: "query, then add" over a sequence in one call, each text
+        hashed once. The index's options are used; its entries are neither read nor changed."""
+        return self._core.similar_earlier(list(texts), _threshold(threshold))
+
+    def clear(self) -> None:
+        """Removes every entry."""
+        self._core.clear()
+
+    def __len__(self) -> int:
+        return len(self._core)
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str) or (not key.isascii() and _has_lone_surrogate(key)):
+            return False  # never stored: add() rejects such keys
+        return self._core.contains(key)
+
+    def __repr__(self) -> str:
+        return (
+            f"NearDuplicateIndex(len={len(self)}, shingle_size={self.shingle_size}, "
+            f"num_perm={self.num_perm}, bands={self.bands})"
+        )
