@@ -147,7 +147,8 @@ def test_options_lists_every_method_of_the_path(server: Server) -> None:
 
 
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
-SCHEMATHESIS_CONFIG = Path(__file__).parent / "schemathesis" / "schemathesis.toml"
+SCHEMATHESIS_CONFIG = Path(__file__).parent / "openapi_fuzz" / "schemathesis.toml"
+SCHEMATHESIS_HOOKS = Path(__file__).parent / "openapi_fuzz" / "hooks.py"
 
 
 @pytest.fixture(scope="module")
@@ -188,8 +189,9 @@ def test_schemathesis_every_check_passes(fuzzed_server: Server, tmp_path: Path) 
         "1",
         "--no-color",
     ]
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": str(SCHEMATHESIS_HOOKS)}
     result = subprocess.run(
-        command, capture_output=True, text=True, timeout=900, cwd=tmp_path, env=dict(os.environ)
+        command, capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-20_000:]
