@@ -89,7 +89,10 @@ class RequestContextMiddleware:
         too_large = False
         timed_out = False
         received = 0
-        body_done = False
+        # A request without a body (no Content-Length, no Transfer-Encoding: a GET, an SSE
+        # stream) has nothing to wait for: its reads (the disconnect) are never timed.
+        declared_length = headers.get("content-length")
+        body_done = "transfer-encoding" not in headers and declared_length in (None, "0")
         # The whole body must arrive within this long of the app's first read: a client that
         # trickles a byte now and then cannot hold a request (and its connection) open.
         body_timeout = settings.body_read_timeout_seconds
@@ -168,7 +171,6 @@ class RequestContextMiddleware:
         span.set_attribute("relay.request_id", request_id)
         state.metrics.http_requests_in_flight.inc()
         try:
-            declared = headers.get("content-length")
             head_bytes = sum(len(k) + len(v) + 4 for k, v in scope["headers"])
             if head_bytes > settings.max_header_bytes:
                 await send_error(
@@ -177,7 +179,11 @@ class RequestContextMiddleware:
                     f"request headers are {head_bytes} bytes; the limit (max_header_bytes) is "
                     f"{settings.max_header_bytes}",
                 )
-            elif declared is not None and declared.isdigit() and int(declared) > cap:
+            elif (
+                declared_length is not None
+                and declared_length.isdigit()
+                and int(declared_length) > cap
+            ):
                 too_large = True
             else:
                 try:
