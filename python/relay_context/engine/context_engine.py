@@ -50,6 +50,7 @@ from relay_context.engine.policies.base import (
     Candidate,
     PolicyContext,
     Summarizer,
+    message_tokens,
 )
 from relay_context.engine.stats import SessionStats
 from relay_context.engine.store import open_store
@@ -78,6 +79,11 @@ class _History:
 
     incarnation: str
     messages: list[StoredMessage]
+    #: The session's revision these messages are exactly (``None``: not known, e.g. read while
+    #: other appends were landing); lets an append made here extend them without a read.
+    revision: int | None = None
+    #: Billed tokens of ``messages`` in the engine's encoding (``None``: not summed yet).
+    tokens: int | None = None
 
     @property
     def last_seq(self) -> int:
@@ -338,11 +344,52 @@ class ContextEngine(AsyncResource):
     async def _append(
         self, sid: str, message: NewMessage, request_key: str | None
     ) -> tuple[StoredMessage, bool]:
-        if request_key is None:
-            return await self.store.append(sid, message), False
-        return await self.store.append_once(
-            sid, message, request_key=request_key, fingerprint=message.fingerprint()
+        if request_key is not None:
+            return await self.store.append_once(
+                sid, message, request_key=request_key, fingerprint=message.fingerprint()
+            )
+        stored, version = await self.store.append_with_version(sid, message)
+        # No await since the commit: appends of this process get here in commit order.
+        if version is not None:
+            self._follow(stored, *version)
+        return stored, False
+
+    def _message_cost(self, message: StoredMessage) -> int:
+        """Billed tokens of a message appended here (its content was counted at append)."""
+        content = message.token_counts.get(self.encoding)
+        if content is None:
+            content = self.counter(self.encoding).count(message.content)
+        return message_tokens(self.counter(self.encoding), message, content)
+
+    def _follow(self, stored: StoredMessage, incarnation: str, revision: int) -> None:
+        """Extend the remembered messages of the session by the one just appended, when they
+        are exactly the session before it (same incarnation, the revision just before): the
+        totals after an append then need no read. Otherwise they are left to be re-read."""
+        history = self._history.get(stored.session_id)
+        if revision == 1 and stored.seq == 1:  # the first write of a new session
+            messages: list[StoredMessage] = []
+            tokens: int | None = 0
+        elif (
+            history is not None
+            and history.incarnation == incarnation
+            and history.revision == revision - 1
+            and history.last_seq == stored.seq - 1
+        ):
+            messages, tokens = history.messages, history.tokens
+        else:
+            if history is not None:
+                history.revision = None  # something else changed the session too
+            return
+        # A new list: the old one may be held by a plan, which compares message lists.
+        self._history[stored.session_id] = _History(
+            incarnation,
+            [*messages, stored],
+            revision,
+            None if tokens is None else tokens + self._message_cost(stored),
         )
+        self._history.move_to_end(stored.session_id)
+        while len(self._history) > HISTORY_SESSIONS:
+            self._history.popitem(last=False)
 
     async def session(self, session_id: str, *, access: SessionAccess | None = None) -> Session:
         """The live session ``session_id``; ``SessionNotFoundError`` if there is none or
@@ -404,7 +451,13 @@ class ContextEngine(AsyncResource):
         return messages
 
     def _remember(self, session: Session, messages: list[StoredMessage]) -> None:
-        self._history[session.id] = _History(session.incarnation, messages)
+        # The messages are the session at its revision if none landed after the session row was
+        # read (a later append's message would be past its last_seq).
+        last = messages[-1].seq if messages else 0
+        exact = last == session.last_seq and bool(messages)
+        self._history[session.id] = _History(
+            session.incarnation, messages, session.revision if exact else None
+        )
         self._history.move_to_end(session.id)
         while len(self._history) > HISTORY_SESSIONS:
             self._history.popitem(last=False)
@@ -610,11 +663,34 @@ class ContextEngine(AsyncResource):
             },
         )
 
-    async def totals(self, session_id: str) -> tuple[int, int]:
+    async def totals(
+        self, session_id: str, *, since: StoredMessage | None = None
+    ) -> tuple[int, int]:
         """``(message_count, total_tokens)`` of the session, as :meth:`stats` reports them but
-        without its compression, drift and near-duplicate work (reads only new messages)."""
-        _, messages, candidates = await self._read_session(session_id)
-        return len(messages), REPLY_PRIMING_TOKENS + sum(c.tokens for c in candidates)
+        without its compression, drift and near-duplicate work (reads only new messages).
+
+        ``since``: a message this engine has just appended. Then the totals may be those of any
+        committed state of the session that includes it, and come from memory (no read) when
+        the engine has followed the session up to it (its own appends, in commit order)."""
+        sid = validate_session_id(session_id)
+        history = self._history.get(sid)
+        if (
+            since is not None
+            and history is not None
+            and history.revision is not None
+            and history.messages
+            and history.last_seq >= since.seq
+            and since.session_id == sid
+        ):
+            if history.tokens is None:
+                history.tokens = sum(self._message_cost(m) for m in history.messages)
+            return len(history.messages), REPLY_PRIMING_TOKENS + history.tokens
+        _, messages, candidates = await self._read_session(sid)
+        tokens = sum(c.tokens for c in candidates)
+        history = self._history.get(sid)
+        if history is not None and history.messages is messages:
+            history.tokens = tokens
+        return len(messages), REPLY_PRIMING_TOKENS + tokens
 
     # --- streaming -----------------------------------------------------------------------------
     async def subscribe(self, session_id: str, after_seq: int = 0) -> AsyncIterator[StoredMessage]:

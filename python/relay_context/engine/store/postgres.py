@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from relay_context.engine.store.sql import MessageRow, SqlSessionStore
+from relay_context.engine.store.sql import Appended, SqlSessionStore, _AppendItem
 from relay_context.errors import InvalidArgumentError
 from relay_context.persistence.clock import Clock, system_clock
 from relay_context.persistence.postgres import (
@@ -21,14 +21,15 @@ from relay_context.persistence.postgres import (
 )
 from relay_context.persistence.transaction import Transaction
 
-# An append in one statement (one round trip, its own transaction): the UPDATE takes the session
-# row's lock and hands the new last_seq to the INSERT, which numbers the unnested rows after it.
+# An append alone in its batch, in one statement (one round trip, its own transaction): the
+# UPDATE takes the session row's lock and hands the new last_seq to the INSERT, which numbers the
+# unnested rows after it.
 _APPEND = """
 WITH bumped AS (
     UPDATE relay_sessions SET last_seq = last_seq + $2, revision = revision + 1,
         updated_at_us = $3, expires_at_us = $3 + ttl_seconds * 1000000
     WHERE id = $1 AND expires_at_us > $3
-    RETURNING last_seq
+    RETURNING last_seq, revision, incarnation
 )
 INSERT INTO relay_messages (session_id, seq, role, name, tool_call_id, tool_calls, metadata,
                             token_counts, codec, content_size, content, created_at_us)
@@ -38,7 +39,7 @@ FROM bumped, unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], 
                     $10::text[], $11::bigint[], $12::bytea[], $13::bigint[])
      WITH ORDINALITY AS m(role, name, tool_call_id, tool_calls, metadata, token_counts, codec,
                           content_size, content, created_at_us, ord)
-RETURNING seq
+RETURNING seq, (SELECT revision FROM bumped), (SELECT incarnation FROM bumped)
 """
 
 
@@ -93,15 +94,20 @@ class PostgresSessionStore(SqlSessionStore):
         host = self.dsn.partition("@")[2] or self.dsn.partition("://")[2]
         return f"PostgresSessionStore({host!r}, schema={self.schema!r})"
 
-    async def _insert_messages(
-        self, session_id: str, rows: Sequence[MessageRow], now: int
-    ) -> int | None:
+    async def _commit_appends(self, items: Sequence[_AppendItem]) -> list[Appended | None]:
+        if len(items) > 1:
+            return await super()._commit_appends(items)
+        # Light load: one statement instead of BEGIN, UPDATE, INSERT, COMMIT.
+        (item,) = items
+        rows = item.rows
         columns = [list(column) for column in zip(*rows, strict=True)]
         async with self.database.autocommit() as tx:
-            inserted = await tx.fetch(_APPEND, session_id, len(rows), now, *columns)
+            inserted = await tx.fetch(_APPEND, item.session_id, len(rows), self._clock(), *columns)
         if not inserted:
-            return None
-        return min(int(r[0]) for r in inserted)
+            return [None]
+        await self._invalidate(item.session_id)
+        first = min(inserted, key=lambda r: int(r[0]))
+        return [Appended(int(first[0]), str(first[2]), int(first[1]))]
 
     async def _lock_owner(self, tx: Transaction, owner: str) -> None:
         # READ COMMITTED lets two transactions count the owner's sessions before either has
