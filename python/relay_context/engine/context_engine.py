@@ -434,11 +434,14 @@ class ContextEngine(AsyncResource):
         """The session's messages. Messages never change once stored and deletes only remove a
         prefix (``delete_messages(before_seq=)``), so a session read before is brought up to
         date with two small reads: the messages after the last seq seen, and the oldest seq
-        still stored."""
+        still stored. Their billed tokens are kept up to date the same way (for totals)."""
         sid = session.id
         history = self._history.get(sid)
+        tokens: int | None = None
         if history is None or history.incarnation != session.incarnation:
             messages = await self.store.list_messages(sid)
+        elif history.revision is not None and history.revision == session.revision:
+            messages, tokens = history.messages, history.tokens  # nothing changed since
         else:
             new: list[StoredMessage] = []
             if session.last_seq > history.last_seq:
@@ -446,17 +449,27 @@ class ContextEngine(AsyncResource):
             oldest = await self.store.list_messages(sid, limit=1)
             first_seq = oldest[0].seq if oldest else history.last_seq + 1
             messages = [m for m in history.messages if m.seq >= first_seq]
-            messages.extend(m for m in new if m.seq >= first_seq)
-        self._remember(session, messages)
+            added = [m for m in new if m.seq >= first_seq]
+            messages.extend(added)
+            if history.tokens is not None:
+                dropped = history.messages[: len(history.messages) - (len(messages) - len(added))]
+                tokens = (
+                    history.tokens
+                    - sum(self._message_cost(m) for m in dropped)
+                    + sum(self._message_cost(m) for m in added)
+                )
+        self._remember(session, messages, tokens)
         return messages
 
-    def _remember(self, session: Session, messages: list[StoredMessage]) -> None:
+    def _remember(
+        self, session: Session, messages: list[StoredMessage], tokens: int | None = None
+    ) -> None:
         # The messages are the session at its revision if none landed after the session row was
         # read (a later append's message would be past its last_seq).
         last = messages[-1].seq if messages else 0
         exact = last == session.last_seq and bool(messages)
         self._history[session.id] = _History(
-            session.incarnation, messages, session.revision if exact else None
+            session.incarnation, messages, session.revision if exact else None, tokens
         )
         self._history.move_to_end(session.id)
         while len(self._history) > HISTORY_SESSIONS:
@@ -539,8 +552,10 @@ class ContextEngine(AsyncResource):
                 payload = None
             if payload is not None:
                 return ContextWindow.from_json(payload, from_cache=True)
-        messages = await self._with_counts(sid, await self._load(session), encoding)
-        self._remember(session, messages)
+        loaded = await self._load(session)
+        tokens = self._history[sid].tokens  # in the engine's encoding: new counts keep it
+        messages = await self._with_counts(sid, loaded, encoding)
+        self._remember(session, messages, tokens)
         window = await self.build_window(
             sid, messages, budget=limit, model=model_name, policy=chosen_policy, query=query
         )
@@ -685,12 +700,15 @@ class ContextEngine(AsyncResource):
             if history.tokens is None:
                 history.tokens = sum(self._message_cost(m) for m in history.messages)
             return len(history.messages), REPLY_PRIMING_TOKENS + history.tokens
-        _, messages, candidates = await self._read_session(sid)
-        tokens = sum(c.tokens for c in candidates)
-        history = self._history.get(sid)
-        if history is not None and history.messages is messages:
-            history.tokens = tokens
-        return len(messages), REPLY_PRIMING_TOKENS + tokens
+        await self._ready()
+        session = await self.store.get_session(sid)
+        if session is None:
+            raise SessionNotFoundError(f"no live session {sid!r}")
+        messages = await self._load(session)  # brings the remembered tokens up to date
+        history = self._history[sid]
+        if history.tokens is None:
+            history.tokens = sum(self._message_cost(m) for m in messages)
+        return len(messages), REPLY_PRIMING_TOKENS + history.tokens
 
     # --- streaming -----------------------------------------------------------------------------
     async def subscribe(self, session_id: str, after_seq: int = 0) -> AsyncIterator[StoredMessage]:
