@@ -6,20 +6,15 @@ gap; a writer killed mid-stream loses no acknowledged append."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
 from typing import Any
-
-import pytest
 
 from engine_support import build_store, concurrent_append_worker
 from relay_context.engine.models import MessageRole, NewMessage
 from relay_context.engine.store.sql import SqlSessionStore
 from relay_context.errors import InvalidArgumentError, SessionNotFoundError
-from relay_context.persistence import Transaction
 from test_store_concurrency import PATIENCE_SECONDS, SPAWN
 
 
@@ -96,47 +91,31 @@ async def test_a_string_the_driver_cannot_encode_fails_its_caller_alone(
     assert [m.content for m in await store.list_messages("s")] == ["fine", "fine too"]
 
 
-class _FailingInsert:
-    """A transaction whose message insert runs, then fails (as a full disk would)."""
-
-    def __init__(self, tx: Transaction) -> None:
-        self._tx = tx
-
-    async def fetch(self, sql: str, *args: Any) -> list[Any]:
-        return await self._tx.fetch(sql, *args)
-
-    async def execute(self, sql: str, *args: Any) -> None:
-        await self._tx.execute(sql, *args)
-
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        await self._tx.executemany(sql, rows)
-        if "relay_messages" in sql:
-            raise OSError("disk full (injected)")
-
-
 async def test_a_failing_batch_acknowledges_nobody_and_leaves_no_gap(
-    store: SqlSessionStore, monkeypatch: pytest.MonkeyPatch
+    store: SqlSessionStore,
 ) -> None:
     await store.create_session("s", "alice")
     await store.create_session("t", "alice")
     await store.append("s", msg("before"))
-    real_write = store._write
-
-    @contextlib.asynccontextmanager
-    async def failing_write() -> AsyncIterator[Transaction]:
-        async with real_write() as tx:
-            yield _FailingInsert(tx)
-
-    monkeypatch.setattr(store, "_write", failing_write)
+    # A row planted where the next append of "s" goes: the batch's insert hits the primary key,
+    # a real database failure inside the batch's transaction (statement, on PostgreSQL).
+    async with store.database.write() as tx:
+        await tx.execute(
+            "INSERT INTO relay_messages (session_id, seq, role, metadata, token_counts, codec,"
+            " content_size, content, created_at_us) VALUES ('s', 2, 'user', '{}', '{}', 'raw',"
+            " 1, $1, 0)",
+            b"x",
+        )
     batches = store.appender.batches
     results = await asyncio.gather(
         *(store.append("s" if i % 2 else "t", msg(f"lost {i}")) for i in range(40)),
         return_exceptions=True,
     )
     # Nobody was told their append is stored: every caller got the batch's failure.
-    assert all(isinstance(r, OSError) for r in results), results
+    assert all(isinstance(r, Exception) for r in results), results
     assert store.appender.batches == batches
-    monkeypatch.undo()
+    async with store.database.write() as tx:
+        await tx.execute("DELETE FROM relay_messages WHERE session_id = 's' AND seq = 2")
     # Nothing of the failed batches is there, and seqs go on from the last commit.
     assert [m.content for m in await store.list_messages("s")] == ["before"]
     assert await store.list_messages("t") == []
