@@ -14,7 +14,7 @@ from typing import Any
 from engine_support import build_store, concurrent_append_worker
 from relay_context.engine.models import MessageRole, NewMessage
 from relay_context.engine.store.sql import SqlSessionStore
-from relay_context.errors import InvalidArgumentError, SessionNotFoundError
+from relay_context.errors import SessionNotFoundError
 from test_store_concurrency import PATIENCE_SECONDS, SPAWN
 
 
@@ -75,20 +75,6 @@ async def test_an_append_to_a_missing_session_fails_alone(store: SqlSessionStore
     live = [r for i, r in enumerate(results) if i % 3]
     assert sorted(r.seq for r in live) == list(range(1, 21))  # type: ignore[union-attr]
     assert await store.count_messages("live") == 20
-
-
-async def test_a_string_the_driver_cannot_encode_fails_its_caller_alone(
-    store: SqlSessionStore,
-) -> None:
-    await store.create_session("s", "alice")
-    results = await asyncio.gather(
-        store.append("s", msg("fine")),
-        store.append("s", msg("bad", k="\udfff")),
-        store.append("s", msg("fine too")),
-        return_exceptions=True,
-    )
-    assert isinstance(results[1], InvalidArgumentError)
-    assert [m.content for m in await store.list_messages("s")] == ["fine", "fine too"]
 
 
 async def test_a_failing_batch_acknowledges_nobody_and_leaves_no_gap(

@@ -171,18 +171,6 @@ def validate_request_key(key: object) -> str:
     return key
 
 
-def _check_encodable(field: str, text: str | None) -> None:
-    """``text`` if it encodes as UTF-8. Checked before an append joins a group commit: a string
-    the driver cannot encode (a lone surrogate) fails this caller alone, not its whole batch."""
-    if text is not None:
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InvalidArgumentError(
-                f"message {field} is not valid Unicode (at position {exc.start})"
-            ) from None
-
-
 def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
@@ -571,14 +559,7 @@ class SqlSessionStore(SessionStore):
         tool_calls = (
             _json([c.to_openai() for c in message.tool_calls]) if message.tool_calls else None
         )
-        for field, text in (
-            ("name", message.name),
-            ("tool_call_id", message.tool_call_id),
-            ("tool_calls", tool_calls),
-        ):
-            _check_encodable(field, text)
         metadata = _json(dict(message.metadata))
-        _check_encodable("metadata", metadata)
         row: MessageRow = (
             message.role.value,
             message.name,
