@@ -289,6 +289,7 @@ async def _raw_client(
     bodies: list[bytes],
     concurrency: int,
     go: Any,
+    ready: Any,
 ) -> tuple[list[float], float, float]:
     """Send each body as ``POST /api/v1/context/messages`` over ``concurrency`` keep-alive
     connections; (latencies in s, first start, last end) in ``time.time()`` seconds."""
@@ -296,6 +297,9 @@ async def _raw_client(
     queue = list(reversed(bodies))
     latencies: list[float] = []
     connections = [await asyncio.open_connection(host, port) for _ in range(concurrency)]
+    # Connected; the start comes at once (the server closes connections idle before their
+    # first request after HEADER_READ_TIMEOUT_SECONDS).
+    ready.put(None)
     await asyncio.to_thread(go.wait)
     started = time.time()
 
@@ -331,11 +335,12 @@ def _client_process(
     bodies: list[bytes],
     concurrency: int,
     go: Any,
+    ready: Any,
     results: Any,
 ) -> None:
     cpu = time.process_time()
     latencies, started, ended = asyncio.run(
-        _raw_client(host, port, headers, bodies, concurrency, go)
+        _raw_client(host, port, headers, bodies, concurrency, go, ready)
     )
     results.put((latencies, started, ended, time.process_time() - cpu))
 
@@ -362,18 +367,22 @@ def run_append_phase(
         for i in range(appends)
     ]
     spawn = multiprocessing.get_context("spawn")
-    go, results = spawn.Event(), spawn.Queue()
+    go, ready, results = spawn.Event(), spawn.Queue(), spawn.Queue()
     share = [bodies[k::clients] for k in range(clients)]
     processes = [
         spawn.Process(
             target=_client_process,
-            args=(host, int(port), headers, share[k], max(1, concurrency // clients), go, results),
+            args=(
+                *(host, int(port), headers, share[k], max(1, concurrency // clients)),
+                *(go, ready, results),
+            ),
         )
         for k in range(clients)
     ]
     for process in processes:
         process.start()
-    time.sleep(1.0 + 0.02 * concurrency)  # every connection open before the start
+    for _ in processes:  # every connection open before the start
+        ready.get(timeout=120)
     cpu_before = server_cpu_seconds(server_pid)
     go.set()
     outcomes = [results.get(timeout=600) for _ in processes]
