@@ -55,3 +55,29 @@ async def test_totals_stay_exact_when_another_engine_writes_between(
         stored = await mine.add_message("shared", "user", "and one more")
         assert await mine.totals("shared", since=stored) == await recount(settings, "shared")
         assert (await mine.totals("shared"))[0] == 22
+
+
+async def test_totals_stay_exact_when_sessions_are_forgotten_under_load(
+    store_config: dict[str, Any], monkeypatch: Any
+) -> None:
+    """More sessions than the engine remembers: entries are dropped mid-stream and rebuilt from
+    a read plus the appends made meanwhile."""
+    from relay_context.engine import context_engine
+
+    monkeypatch.setattr(context_engine, "HISTORY_SESSIONS", 2)
+    settings = engine_settings(store_config)
+    async with ContextEngine(settings) as engine:
+
+        async def add(i: int) -> tuple[str, int, int, int]:
+            sid = f"s{i % 5}"
+            stored = await engine.add_message(sid, "user", f"turn {i} " * (1 + i % 3))
+            count, tokens = await engine.totals(sid, since=stored)
+            return sid, stored.seq, count, tokens
+
+        answers = await asyncio.gather(*(add(i) for i in range(150)))
+        for sid in {a[0] for a in answers}:
+            final = await recount(settings, sid)
+            assert max(a[2:] for a in answers if a[0] == sid) <= final
+            assert await engine.totals(sid) == final
+        for _, seq, count, _ in answers:
+            assert count >= seq

@@ -71,6 +71,8 @@ log = logging.getLogger(__name__)
 
 #: Sessions whose messages the engine keeps in memory between windows (LRU).
 HISTORY_SESSIONS = 64
+#: Appends of one session remembered while the engine cannot yet add them to its messages.
+PENDING_APPENDS = 4096
 
 
 @dataclass
@@ -84,6 +86,10 @@ class _History:
     revision: int | None = None
     #: Billed tokens of ``messages`` in the engine's encoding (``None``: not summed yet).
     tokens: int | None = None
+    #: Appends made here that could not extend ``messages`` yet (revision -> message): the
+    #: session had changed elsewhere, or was forgotten. The next exact read applies them, so
+    #: the engine follows the session again from there without reading them back.
+    pending: dict[int, StoredMessage] = dataclasses.field(default_factory=dict)
 
     @property
     def last_seq(self) -> int:
@@ -135,6 +141,8 @@ class ContextEngine(AsyncResource):
         self._open_lock = asyncio.Lock()
         self._counters: dict[str, TokenCounter] = {}
         self._history: OrderedDict[str, _History] = OrderedDict()
+        #: Sessions whose totals are being caught up by a read (see totals).
+        self._reloading: dict[str, asyncio.Lock] = {}
         self.planner = SessionPlanner(self.counter, lambda: self.settings)
         self._sweeper: asyncio.Task[None] | None = None
         #: Sessions the periodic sweep has purged since the engine opened.
@@ -364,30 +372,43 @@ class ContextEngine(AsyncResource):
     def _follow(self, stored: StoredMessage, incarnation: str, revision: int) -> None:
         """Extend the remembered messages of the session by the one just appended, when they
         are exactly the session before it (same incarnation, the revision just before): the
-        totals after an append then need no read. Otherwise they are left to be re-read."""
-        history = self._history.get(stored.session_id)
+        totals after an append then need no read. Otherwise the append waits in ``pending``
+        for the next read of the session to catch up with it."""
+        sid = stored.session_id
+        history = self._history.get(sid)
         if revision == 1 and stored.seq == 1:  # the first write of a new session
-            messages: list[StoredMessage] = []
-            tokens: int | None = 0
+            self._keep(sid, _History(incarnation, [stored], 1, self._message_cost(stored)))
         elif (
             history is not None
             and history.incarnation == incarnation
             and history.revision == revision - 1
             and history.last_seq == stored.seq - 1
         ):
-            messages, tokens = history.messages, history.tokens
+            # A new list: the old one may be held by a plan, which compares message lists.
+            tokens = history.tokens
+            self._keep(
+                sid,
+                _History(
+                    incarnation,
+                    [*history.messages, stored],
+                    revision,
+                    None if tokens is None else tokens + self._message_cost(stored),
+                    history.pending,
+                ),
+            )
         else:
-            if history is not None:
-                history.revision = None  # something else changed the session too
-            return
-        # A new list: the old one may be held by a plan, which compares message lists.
-        self._history[stored.session_id] = _History(
-            incarnation,
-            [*messages, stored],
-            revision,
-            None if tokens is None else tokens + self._message_cost(stored),
-        )
-        self._history.move_to_end(stored.session_id)
+            if history is None or history.incarnation != incarnation:
+                # Forgotten (LRU) or re-created: an empty entry that the next read fills.
+                history = _History(incarnation, [])
+                self._keep(sid, history)
+            if (history.revision is None or revision > history.revision) and len(
+                history.pending
+            ) < PENDING_APPENDS:
+                history.pending[revision] = stored
+
+    def _keep(self, session_id: str, history: _History) -> None:
+        self._history[session_id] = history
+        self._history.move_to_end(session_id)
         while len(self._history) > HISTORY_SESSIONS:
             self._history.popitem(last=False)
 
@@ -438,14 +459,18 @@ class ContextEngine(AsyncResource):
         sid = session.id
         history = self._history.get(sid)
         tokens: int | None = None
+        # Reads stop at the session's last_seq: the messages are then the session at its
+        # revision (appends landing meanwhile are read next time), which _remember relies on.
         if history is None or history.incarnation != session.incarnation:
-            messages = await self.store.list_messages(sid)
+            messages = await self.store.list_messages(sid, end_seq=session.last_seq)
         elif history.revision is not None and history.revision == session.revision:
             messages, tokens = history.messages, history.tokens  # nothing changed since
         else:
             new: list[StoredMessage] = []
             if session.last_seq > history.last_seq:
-                new = await self.store.list_messages(sid, start_seq=history.last_seq + 1)
+                new = await self.store.list_messages(
+                    sid, start_seq=history.last_seq + 1, end_seq=session.last_seq
+                )
             oldest = await self.store.list_messages(sid, limit=1)
             first_seq = oldest[0].seq if oldest else history.last_seq + 1
             messages = [m for m in history.messages if m.seq >= first_seq]
@@ -464,16 +489,28 @@ class ContextEngine(AsyncResource):
     def _remember(
         self, session: Session, messages: list[StoredMessage], tokens: int | None = None
     ) -> None:
-        # The messages are the session at its revision if none landed after the session row was
-        # read (a later append's message would be past its last_seq).
-        last = messages[-1].seq if messages else 0
-        exact = last == session.last_seq and bool(messages)
-        self._history[session.id] = _History(
-            session.incarnation, messages, session.revision if exact else None, tokens
+        """Keep ``messages`` as the session's, read with ``session``; then apply the appends made
+        here since, in revision order, as far as they follow on without a gap."""
+        previous = self._history.get(session.id)
+        pending = (
+            previous.pending
+            if previous is not None and previous.incarnation == session.incarnation
+            else {}
         )
-        self._history.move_to_end(session.id)
-        while len(self._history) > HISTORY_SESSIONS:
-            self._history.popitem(last=False)
+        # The messages are the session at its revision when they end at its last_seq (reads
+        # stop there; a prefix deleted in between is the one race this does not see).
+        last = messages[-1].seq if messages else 0
+        revision = session.revision if last == session.last_seq and messages else None
+        if revision is not None and pending:
+            applied = list(messages)  # the caller keeps the list it read
+            while (nxt := pending.get(revision + 1)) is not None and nxt.seq == last + 1:
+                applied.append(nxt)
+                if tokens is not None:
+                    tokens += self._message_cost(nxt)
+                revision, last = revision + 1, nxt.seq
+            pending = {r: m for r, m in pending.items() if r > revision}
+            messages = applied
+        self._keep(session.id, _History(session.incarnation, messages, revision, tokens, pending))
 
     async def _with_counts(
         self, session_id: str, messages: list[StoredMessage], encoding: str
@@ -553,9 +590,11 @@ class ContextEngine(AsyncResource):
             if payload is not None:
                 return ContextWindow.from_json(payload, from_cache=True)
         loaded = await self._load(session)
-        tokens = self._history[sid].tokens  # in the engine's encoding: new counts keep it
+        kept = self._history[sid]
         messages = await self._with_counts(sid, loaded, encoding)
-        self._remember(session, messages, tokens)
+        if messages is not loaded:  # counts added: keep them (tokens in the engine's encoding
+            # stay; appends applied after the loaded ones are read again next time)
+            self._remember(session, messages, kept.tokens if kept.messages is loaded else None)
         window = await self.build_window(
             sid, messages, budget=limit, model=model_name, policy=chosen_policy, query=query
         )
@@ -688,27 +727,42 @@ class ContextEngine(AsyncResource):
         committed state of the session that includes it, and come from memory (no read) when
         the engine has followed the session up to it (its own appends, in commit order)."""
         sid = validate_session_id(session_id)
+        if (found := self._remembered_totals(sid, since)) is not None:
+            return found
+        await self._ready()
+        # One catch-up read per session at a time: the callers waiting here are usually
+        # answered from what it brought back (with their own appends applied to it).
+        lock = self._reloading.setdefault(sid, asyncio.Lock())
+        try:
+            async with lock:
+                if (found := self._remembered_totals(sid, since)) is not None:
+                    return found
+                session = await self.store.get_session(sid)
+                if session is None:
+                    raise SessionNotFoundError(f"no live session {sid!r}")
+                await self._load(session)  # brings the remembered messages and tokens up to date
+                history = self._history[sid]  # the session read, plus this engine's appends since
+                if history.tokens is None:
+                    history.tokens = sum(self._message_cost(m) for m in history.messages)
+                return len(history.messages), REPLY_PRIMING_TOKENS + history.tokens
+        finally:
+            if not lock.locked():
+                self._reloading.pop(sid, None)
+
+    def _remembered_totals(self, sid: str, since: StoredMessage | None) -> tuple[int, int] | None:
         history = self._history.get(sid)
         if (
-            since is not None
-            and history is not None
-            and history.revision is not None
-            and history.messages
-            and history.last_seq >= since.seq
-            and since.session_id == sid
+            since is None
+            or history is None
+            or history.revision is None
+            or not history.messages
+            or history.last_seq < since.seq
+            or since.session_id != sid
         ):
-            if history.tokens is None:
-                history.tokens = sum(self._message_cost(m) for m in history.messages)
-            return len(history.messages), REPLY_PRIMING_TOKENS + history.tokens
-        await self._ready()
-        session = await self.store.get_session(sid)
-        if session is None:
-            raise SessionNotFoundError(f"no live session {sid!r}")
-        messages = await self._load(session)  # brings the remembered tokens up to date
-        history = self._history[sid]
+            return None
         if history.tokens is None:
-            history.tokens = sum(self._message_cost(m) for m in messages)
-        return len(messages), REPLY_PRIMING_TOKENS + history.tokens
+            history.tokens = sum(self._message_cost(m) for m in history.messages)
+        return len(history.messages), REPLY_PRIMING_TOKENS + history.tokens
 
     # --- streaming -----------------------------------------------------------------------------
     async def subscribe(self, session_id: str, after_seq: int = 0) -> AsyncIterator[StoredMessage]:

@@ -8,7 +8,9 @@ them the same way and tests can drive expiry with a fake clock.
 Ordering of appends: ``UPDATE relay_sessions SET last_seq = last_seq + n ... RETURNING last_seq``
 takes the session row's write lock (PostgreSQL row lock; SQLite runs the transaction under
 ``BEGIN IMMEDIATE``, the database write lock), so concurrent appends to one session are
-serialised and get consecutive, gap-free ``seq`` numbers in commit order.
+serialised and get consecutive, gap-free ``seq`` numbers in commit order. Concurrent appends of
+a process are group-committed (``SqlSessionStore.appender``, see ``_commit_appends``): one
+transaction, one flush to disk, for all of them, each caller answered after the commit.
 """
 
 from __future__ import annotations
@@ -559,13 +561,12 @@ class SqlSessionStore(SessionStore):
         tool_calls = (
             _json([c.to_openai() for c in message.tool_calls]) if message.tool_calls else None
         )
-        metadata = _json(dict(message.metadata))
         row: MessageRow = (
             message.role.value,
             message.name,
             message.tool_call_id,
             tool_calls,
-            metadata,
+            _json(dict(message.metadata)),
             _json(dict(message.token_counts)),
             tag,
             len(raw),
