@@ -23,12 +23,22 @@ void register_fuzzy(py::module_& m) {
         .value("RATIO", fz::Scorer::kRatio)
         .value("TOKEN_SET_RATIO", fz::Scorer::kTokenSetRatio)
         .value("LEVENSHTEIN_NORMALIZED", fz::Scorer::kLevenshteinNormalized)
-        .value("INDEL_NORMALIZED", fz::Scorer::kIndelNormalized);
+        .value("INDEL_NORMALIZED", fz::Scorer::kIndelNormalized)
+        .value("PARTIAL_RATIO", fz::Scorer::kPartialRatio)
+        .value("TOKEN_SORT_RATIO", fz::Scorer::kTokenSortRatio)
+        .value("WRATIO", fz::Scorer::kWRatio)
+        .value("QRATIO", fz::Scorer::kQRatio);
 
     // The pairwise scorers skip pybind11's dispatch: see common/py_fastcall.hpp.
     def_fastcall<fastcall_text_pair<fz::ratio>>(m, "ratio", "ratio(s1, s2, score_cutoff)");
     def_fastcall<fastcall_text_pair<fz::token_set_ratio>>(m, "token_set_ratio",
                                                           "token_set_ratio(s1, s2, score_cutoff)");
+    def_fastcall<fastcall_text_pair<fz::partial_ratio>>(m, "partial_ratio",
+                                                        "partial_ratio(s1, s2, score_cutoff)");
+    def_fastcall<fastcall_text_pair<fz::token_sort_ratio>>(
+        m, "token_sort_ratio", "token_sort_ratio(s1, s2, score_cutoff)");
+    def_fastcall<fastcall_text_pair<fz::wratio>>(m, "WRatio", "WRatio(s1, s2, score_cutoff)");
+    def_fastcall<fastcall_text_pair<fz::qratio>>(m, "QRatio", "QRatio(s1, s2, score_cutoff)");
     def_fastcall<fastcall_text_pair<fz::levenshtein_normalized_similarity>>(
         m, "levenshtein_normalized_similarity",
         "levenshtein_normalized_similarity(s1, s2, score_cutoff)");
