@@ -4,6 +4,7 @@
 #include <array>
 #include <bit>
 #include <cmath>
+#include <optional>
 #include <string>
 
 #include "common/errors.hpp"
@@ -871,16 +872,45 @@ class CharSet {
     std::vector<char32_t> other_;
 };
 
+// ratio(pattern's text, part) with the pattern table of the first text built once
+// (rapidfuzz's CachedRatio): the same plan and float operations as indel_normalized_unchecked.
+double cached_ratio(const CachedPattern& pattern, Text part, double score_cutoff) {
+    if (score_cutoff > 100.0) {
+        return 0.0;
+    }
+    const std::size_t len1 = pattern.size();
+    const double fraction = score_cutoff / 100.0;
+    const NormalizedPlan plan = plan_normalized(len1 + part.size(), fraction);
+    const std::size_t gap = len1 > part.size() ? len1 - part.size() : part.size() - len1;
+    std::size_t dist = plan.max_distance + 1;
+    if (gap <= plan.max_distance) {
+        dist = len1 + part.size() - 2 * pattern.lcs(part);
+    }
+    return finish_normalized(plan, dist, fraction) * 100.0;
+}
+
+// A partial_ratio needle, prepared once: its pattern table and its code points.
+struct Needle {
+    explicit Needle(Text text) : text(text), pattern(text), chars(text) {}
+    Text text;
+    CachedPattern pattern;
+    CharSet chars;
+};
+
 // rapidfuzz's fuzz_detail::partial_ratio_impl: the needle (len1 <= len2) against every window of
 // its length (a bisection over window starts, pruned by how much the Indel distance can change
 // between two starts), then against the haystack's shorter prefixes and suffixes.
-double partial_ratio_impl(Text needle, Text hay, double score_cutoff) {
+double partial_ratio_impl(const Needle& prepared, Text hay, double score_cutoff) {
+    const Text needle = prepared.text;
     const std::size_t len1 = needle.size();
     const std::size_t len2 = hay.size();
-    const CharSet chars(needle);
+    const CharSet& chars = prepared.chars;
+    const CachedPattern& pattern = prepared.pattern;
+    const auto ratio_of = [&](Text part, double cutoff) {
+        return cached_ratio(pattern, part, cutoff);
+    };
     double best = 0.0;
     if (len2 > len1) {
-        const CachedPattern pattern(needle);
         const std::size_t maximum = len1 * 2;
         const double norm_cutoff_sim = std::min(1.0, 1.0 - score_cutoff / 100.0 + 0.00001);
         auto cutoff_dist =
@@ -938,7 +968,7 @@ double partial_ratio_impl(Text needle, Text hay, double score_cutoff) {
         if (!chars.contains(prefix.back())) {
             continue;
         }
-        const double score = ratio_unchecked(needle, prefix, score_cutoff);
+        const double score = ratio_of(prefix, score_cutoff);
         if (score > best) {
             score_cutoff = best = score;
             if (best == 100.0) {
@@ -951,7 +981,7 @@ double partial_ratio_impl(Text needle, Text hay, double score_cutoff) {
         if (!chars.contains(suffix.front())) {
             continue;
         }
-        const double score = ratio_unchecked(needle, suffix, score_cutoff);
+        const double score = ratio_of(suffix, score_cutoff);
         if (score > best) {
             score_cutoff = best = score;
             if (best == 100.0) {
@@ -972,9 +1002,9 @@ double partial_ratio_unchecked(Text a, Text b, double score_cutoff) {
     if (a.empty() || b.empty()) {
         return a.size() == b.size() ? 100.0 : 0.0;
     }
-    const double score = partial_ratio_impl(a, b, score_cutoff);
+    const double score = partial_ratio_impl(Needle(a), b, score_cutoff);
     if (score != 100.0 && a.size() == b.size()) {
-        const double swapped = partial_ratio_impl(b, a, std::max(score_cutoff, score));
+        const double swapped = partial_ratio_impl(Needle(b), a, std::max(score_cutoff, score));
         if (swapped > score) {
             return swapped;
         }
@@ -989,14 +1019,35 @@ double token_sort_ratio_unchecked(Text a, Text b, double score_cutoff) {
     return ratio_unchecked(join_words(sorted_words(a)), join_words(sorted_words(b)), score_cutoff);
 }
 
+// A text's sorted words, their join and its pattern table (rapidfuzz's cached s1_sorted).
+// Holds views into `text` and into itself: neither copied nor moved.
+// The pattern table only when it will serve many choices (`cached`); one pair is scored with
+// the thread's scratch tables instead.
+struct SortedText {
+    SortedText(Text text, bool cached) : words(sorted_words(text)), joined(join_words(words)) {
+        if (cached) {
+            pattern.emplace(joined);
+        }
+    }
+    SortedText(const SortedText&) = delete;
+    SortedText& operator=(const SortedText&) = delete;
+    [[nodiscard]] double ratio_to(Text other, double score_cutoff) const {
+        return pattern ? cached_ratio(*pattern, other, score_cutoff)
+                       : ratio_unchecked(joined, other, score_cutoff);
+    }
+    std::vector<Text> words;
+    std::u32string joined;
+    std::optional<CachedPattern> pattern;
+};
+
 // rapidfuzz's fuzz::token_ratio: the better of token_sort_ratio and token_set_ratio, sharing the
 // split (and, unlike token_set_ratio, scoring texts without words).
-double token_ratio(Text a, Text b, double score_cutoff) {
+double token_ratio_words(const SortedText& a, const std::vector<Text>& words_b,
+                         double score_cutoff) {
     if (score_cutoff > 100.0) {
         return 0.0;
     }
-    const std::vector<Text> words_a = sorted_words(a);
-    const std::vector<Text> words_b = sorted_words(b);
+    const std::vector<Text>& words_a = a.words;
     const WordSets sets = decompose(words_a, words_b);
     if (!sets.shared.empty() && (sets.only_a.empty() || sets.only_b.empty())) {
         return 100.0;
@@ -1006,7 +1057,7 @@ double token_ratio(Text a, Text b, double score_cutoff) {
     const std::size_t ab_len = joined_a.size();
     const std::size_t ba_len = joined_b.size();
     const std::size_t sect_len = joined_length(sets.shared);
-    double result = ratio_unchecked(join_words(words_a), join_words(words_b), score_cutoff);
+    double result = a.ratio_to(join_words(words_b), score_cutoff);
     const std::size_t separator = sect_len != 0 ? 1 : 0;
     const std::size_t sect_ab_len = sect_len + separator + ab_len;
     const std::size_t sect_ba_len = sect_len + separator + ba_len;
@@ -1026,18 +1077,17 @@ double token_ratio(Text a, Text b, double score_cutoff) {
 }
 
 // rapidfuzz's fuzz::partial_token_ratio.
-double partial_token_ratio(Text a, Text b, double score_cutoff) {
+double partial_token_ratio_words(const SortedText& a, const std::vector<Text>& words_b,
+                                 double score_cutoff) {
     if (score_cutoff > 100.0) {
         return 0.0;
     }
-    const std::vector<Text> words_a = sorted_words(a);
-    const std::vector<Text> words_b = sorted_words(b);
+    const std::vector<Text>& words_a = a.words;
     const WordSets sets = decompose(words_a, words_b);
     if (!sets.shared.empty()) {
         return 100.0;
     }
-    const double result =
-        partial_ratio_unchecked(join_words(words_a), join_words(words_b), score_cutoff);
+    const double result = partial_ratio_unchecked(a.joined, join_words(words_b), score_cutoff);
     if (words_a.size() == sets.only_a.size() && words_b.size() == sets.only_b.size()) {
         return result;
     }
@@ -1046,28 +1096,77 @@ double partial_token_ratio(Text a, Text b, double score_cutoff) {
                                             std::max(score_cutoff, result)));
 }
 
-double wratio_unchecked(Text a, Text b, double score_cutoff) {
+// partial_ratio with `needle` prepared; as rapidfuzz's CachedPartialRatio.
+double partial_ratio_prepared(const Needle& needle, Text b, double score_cutoff) {
+    const Text a = needle.text;
+    if (a.size() > b.size()) {
+        return partial_ratio_unchecked(a, b, score_cutoff);
+    }
     if (score_cutoff > 100.0) {
         return 0.0;
     }
-    constexpr double kUnbaseScale = 0.95;
     if (a.empty() || b.empty()) {
-        return 0.0;
+        return a.size() == b.size() ? 100.0 : 0.0;
     }
-    const double len1 = static_cast<double>(a.size());
-    const double len2 = static_cast<double>(b.size());
-    const double len_ratio = len1 > len2 ? len1 / len2 : len2 / len1;
-    double end_ratio = ratio_unchecked(a, b, score_cutoff);
-    if (len_ratio < 1.5) {
+    const double score = partial_ratio_impl(needle, b, score_cutoff);
+    if (score != 100.0 && a.size() == b.size()) {
+        const double swapped = partial_ratio_impl(Needle(b), a, std::max(score_cutoff, score));
+        if (swapped > score) {
+            return swapped;
+        }
+    }
+    return score;
+}
+
+// rapidfuzz's WRatio with the first text prepared once (its CachedWRatio): one query against
+// many choices.
+class WRatioQuery {
+  public:
+    // `cached`: prepare the query's tables for many choices (else score one pair cheaply).
+    WRatioQuery(Text query, bool cached) : text_(query), sorted_(query, cached) {
+        if (cached) {
+            needle_.emplace(query);
+        }
+    }
+
+    [[nodiscard]] double score(Text b, double score_cutoff) const {
+        if (score_cutoff > 100.0) {
+            return 0.0;
+        }
+        constexpr double kUnbaseScale = 0.95;
+        const Text a = text_;
+        if (a.empty() || b.empty()) {
+            return 0.0;
+        }
+        const double len1 = static_cast<double>(a.size());
+        const double len2 = static_cast<double>(b.size());
+        const double len_ratio = len1 > len2 ? len1 / len2 : len2 / len1;
+        double end_ratio = needle_ ? cached_ratio(needle_->pattern, b, score_cutoff)
+                                   : ratio_unchecked(a, b, score_cutoff);
+        if (len_ratio < 1.5) {
+            score_cutoff = std::max(score_cutoff, end_ratio) / kUnbaseScale;
+            return std::max(end_ratio, token_ratio_words(sorted_, sorted_words(b), score_cutoff) *
+                                           kUnbaseScale);
+        }
+        const double partial_scale = len_ratio <= 8.0 ? 0.9 : 0.6;
+        score_cutoff = std::max(score_cutoff, end_ratio) / partial_scale;
+        const double partial = needle_ ? partial_ratio_prepared(*needle_, b, score_cutoff)
+                                       : partial_ratio_unchecked(a, b, score_cutoff);
+        end_ratio = std::max(end_ratio, partial * partial_scale);
         score_cutoff = std::max(score_cutoff, end_ratio) / kUnbaseScale;
-        return std::max(end_ratio, token_ratio(a, b, score_cutoff) * kUnbaseScale);
+        return std::max(end_ratio,
+                        partial_token_ratio_words(sorted_, sorted_words(b), score_cutoff) *
+                            kUnbaseScale * partial_scale);
     }
-    const double partial_scale = len_ratio <= 8.0 ? 0.9 : 0.6;
-    score_cutoff = std::max(score_cutoff, end_ratio) / partial_scale;
-    end_ratio = std::max(end_ratio, partial_ratio_unchecked(a, b, score_cutoff) * partial_scale);
-    score_cutoff = std::max(score_cutoff, end_ratio) / kUnbaseScale;
-    return std::max(end_ratio,
-                    partial_token_ratio(a, b, score_cutoff) * kUnbaseScale * partial_scale);
+
+  private:
+    Text text_;
+    SortedText sorted_;
+    std::optional<Needle> needle_;
+};
+
+double wratio_unchecked(Text a, Text b, double score_cutoff) {
+    return WRatioQuery(a, false).score(b, score_cutoff);
 }
 
 double qratio_unchecked(Text a, Text b, double score_cutoff) {
@@ -1204,18 +1303,34 @@ std::vector<double> score_many(Scorer scorer, Text query, const TextBatch& choic
         });
     };
     switch (scorer) {
-        case Scorer::kPartialRatio:
-            each(partial_ratio_unchecked);
+        // The query is prepared once, as rapidfuzz's cached scorers do.
+        case Scorer::kPartialRatio: {
+            const Needle needle(query);
+            each([&](Text, Text choice, double cutoff) {
+                return partial_ratio_prepared(needle, choice, cutoff);
+            });
             return scores;
-        case Scorer::kTokenSortRatio:
-            each(token_sort_ratio_unchecked);
+        }
+        case Scorer::kTokenSortRatio: {
+            const SortedText sorted(query, true);
+            each([&](Text, Text choice, double cutoff) {
+                return sorted.ratio_to(join_words(sorted_words(choice)), cutoff);
+            });
             return scores;
-        case Scorer::kWRatio:
-            each(wratio_unchecked);
+        }
+        case Scorer::kWRatio: {
+            const WRatioQuery prepared(query, true);
+            each([&](Text, Text choice, double cutoff) { return prepared.score(choice, cutoff); });
             return scores;
-        case Scorer::kQRatio:
-            each(qratio_unchecked);
+        }
+        case Scorer::kQRatio: {
+            const CachedPattern pattern(query);
+            each([&](Text, Text choice, double cutoff) {
+                return query.empty() || choice.empty() ? 0.0
+                                                       : cached_ratio(pattern, choice, cutoff);
+            });
             return scores;
+        }
         default:
             break;
     }
