@@ -891,7 +891,7 @@ double cached_ratio(const CachedPattern& pattern, Text part, double score_cutoff
 
 // A partial_ratio needle, prepared once: its pattern table and its code points.
 struct Needle {
-    explicit Needle(Text text) : text(text), pattern(text), chars(text) {}
+    explicit Needle(Text source) : text(source), pattern(source), chars(source) {}
     Text text;
     CachedPattern pattern;
     CharSet chars;
