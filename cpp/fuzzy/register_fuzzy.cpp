@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/binding.hpp"
@@ -60,6 +61,27 @@ void register_fuzzy(py::module_& m) {
         },
         py::arg("scorer"), py::arg("query"), py::arg("choices"), py::arg("score_cutoff"),
         py::arg("threads"));
+
+    py::class_<fz::TokenSetChoices>(m, "TokenSetChoices")
+        .def(py::init([](py::handle choices) {
+                 auto batch = to_text_batch<fz::TextBatch>(choices, "choices", "every choice");
+                 // Safe: the batch is a C++ copy of the texts.
+                 return without_gil([&] { return new fz::TokenSetChoices(std::move(batch)); });
+             }),
+             py::arg("choices"))
+        .def(
+            "scores",
+            [](const fz::TokenSetChoices& self, py::handle query, double score_cutoff,
+               unsigned threads) {
+                const CodePoints text(query, "query");
+                // Safe: the query is a C++ copy; the choices are the object's own.
+                const std::vector<double> scores =
+                    without_gil([&] { return self.scores(text.view(), score_cutoff, threads); });
+                return py::bytes(reinterpret_cast<const char*>(scores.data()),
+                                 scores.size() * sizeof(double));
+            },
+            py::arg("query"), py::arg("score_cutoff"), py::arg("threads"))
+        .def("__len__", &fz::TokenSetChoices::size);
 
     py::class_<fz::ScoredIndex>(m, "ScoredIndex")
         .def_readonly("index", &fz::ScoredIndex::index)

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "common/errors.hpp"
 #include "common/parallel_for.hpp"
@@ -733,6 +734,22 @@ std::size_t distance_cutoff(std::size_t lensum, double score_cutoff) noexcept {
     return limit > 0.0 ? static_cast<std::size_t>(limit) : 0;
 }
 
+// Whether two sorted word sets have a word in common.
+bool shares_word(const std::vector<Text>& a, const std::vector<Text>& b) noexcept {
+    std::size_t i = 0;
+    std::size_t j = 0;
+    while (i < a.size() && j < b.size()) {
+        if (a[i] < b[j]) {
+            ++i;
+        } else if (b[j] < a[i]) {
+            ++j;
+        } else {
+            return true;
+        }
+    }
+    return false;
+}
+
 double token_set_ratio_of_words(const std::vector<Text>& words_a, const std::vector<Text>& words_b,
                                 double score_cutoff) {
     if (words_a.empty() || words_b.empty()) {
@@ -1392,6 +1409,56 @@ std::vector<double> score_many(Scorer scorer, Text query, const TextBatch& choic
             break;
     }
     return scores;
+}
+
+TokenSetChoices::TokenSetChoices(TextBatch choices) : texts_(std::move(choices)) {
+    words_.reserve(texts_.size());
+    joined_.reserve(texts_.size());
+    for (std::size_t i = 0; i < texts_.size(); ++i) {
+        words_.push_back(sorted_word_set(texts_[i]));
+        joined_.push_back(join_words(words_.back()));
+    }
+}
+
+std::vector<double> TokenSetChoices::scores(Text query, double score_cutoff,
+                                            unsigned threads) const {
+    std::vector<double> out(words_.size(), 0.0);
+    if (score_cutoff > 100.0) {
+        return out;
+    }
+    const std::vector<Text> query_words = sorted_word_set(query);
+    if (query_words.empty()) {
+        return out;  // token_set_ratio is 0 when a side has no word
+    }
+    // Most choices share no word with the query; their score is then the Indel ratio of the
+    // two joined word sets (what token_set_ratio_of_words computes), with the query's pattern
+    // table made once and the choice's join made at construction.
+    const std::u32string query_joined = join_words(query_words);
+    const CachedPattern pattern(query_joined);
+    relay::parallel_for(words_.size(), threads, kMinChoicesPerThread, [&](std::size_t i) {
+        const std::vector<Text>& words = words_[i];
+        if (words.empty()) {
+            return;
+        }
+        if (shares_word(query_words, words)) {
+            out[i] = token_set_ratio_of_words(query_words, words, score_cutoff);
+            return;
+        }
+        const Text choice = joined_[i];
+        const std::size_t lensum = query_joined.size() + choice.size();
+        const std::size_t max_distance = distance_cutoff(lensum, score_cutoff);
+        const std::size_t gap = query_joined.size() > choice.size()
+                                    ? query_joined.size() - choice.size()
+                                    : choice.size() - query_joined.size();
+        if (gap > max_distance) {
+            return;
+        }
+        const std::size_t dist = lensum - 2 * pattern.lcs(choice);
+        if (dist <= max_distance) {
+            out[i] = norm_distance_100(dist, lensum, score_cutoff);
+        }
+    });
+    return out;
 }
 
 std::vector<ScoredIndex> extract(Scorer scorer, Text query, const TextBatch& choices,

@@ -111,6 +111,22 @@ class TextBatch {
 [[nodiscard]] std::vector<double> score_many(Scorer scorer, Text query, const TextBatch& choices,
                                              double score_cutoff, unsigned threads = 1);
 
+// token_set_ratio of many queries against one fixed list of choices: each choice's sorted word
+// set is made once (a session's messages scored against every new query).
+class TokenSetChoices {
+  public:
+    explicit TokenSetChoices(TextBatch choices);
+    [[nodiscard]] std::size_t size() const noexcept { return words_.size(); }
+    // token_set_ratio(query, choice) for every choice, in order (same cutoff rules).
+    [[nodiscard]] std::vector<double> scores(Text query, double score_cutoff,
+                                             unsigned threads = 1) const;
+
+  private:
+    TextBatch texts_;
+    std::vector<std::vector<Text>> words_;  // views into texts_
+    std::vector<std::u32string> joined_;    // each word set joined by spaces
+};
+
 struct ScoredIndex {
     std::size_t index = 0;
     double score = 0.0;

@@ -257,3 +257,19 @@ def test_batch_argument_errors() -> None:
     assert list(fuzzy.scores("a", [])) == []
     assert fuzzy.scores("a", ["a", "b"]).typecode == "d"
     assert fuzzy.extract("a", []) == []
+
+
+@given(
+    st.one_of(small_text, sentence),
+    st.lists(st.one_of(small_text, sentence), max_size=40),
+    st.one_of(st.none(), st.floats(0.0, 100.0)),
+)
+@settings(max_examples=200)
+def test_token_set_choices_equal_rapidfuzz(
+    query: str, choices: list[str], cutoff: float | None
+) -> None:
+    prepared = fuzzy.TokenSetChoices(choices)
+    assert len(prepared) == len(choices)
+    expected = [fuzz.token_set_ratio(query, c, score_cutoff=cutoff) for c in choices]
+    assert list(prepared.scores(query, score_cutoff=cutoff)) == expected
+    assert list(prepared.scores(query, score_cutoff=cutoff, workers=2)) == expected

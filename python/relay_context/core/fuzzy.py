@@ -38,6 +38,7 @@ __all__ = [
     "NearDuplicateIndex",
     "QRatio",
     "ScorerName",
+    "TokenSetChoices",
     "WRatio",
     "default_process",
     "extract",
@@ -302,6 +303,31 @@ def scores(
     raw = _fz.score_many(_scorer(name), query, texts, cutoff, _threads(workers))
     out.frombytes(raw)
     return out
+
+
+class TokenSetChoices:
+    """A fixed list of texts scored with :func:`token_set_ratio` against many queries: each
+    text's word set is made once, so a query costs only its own split and the comparisons.
+
+    >>> TokenSetChoices(["new york jets", "dallas"]).scores("jets new york")[0]
+    100.0
+    """
+
+    __slots__ = ("_core",)
+
+    def __init__(self, choices: Sequence[str]) -> None:
+        self._core = _fz.TokenSetChoices(_choice_list(choices))
+
+    def scores(
+        self, query: str, *, score_cutoff: float | None = None, workers: int = 1
+    ) -> array[float]:
+        """``token_set_ratio(query, choice)`` for every choice, in order (as :func:`scores`)."""
+        out = array("d")
+        out.frombytes(self._core.scores(query, _cutoff(score_cutoff), _threads(workers)))
+        return out
+
+    def __len__(self) -> int:
+        return len(self._core)
 
 
 def _is_none(value: object) -> bool:
