@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from pydantic import ValidationError
@@ -56,14 +56,41 @@ def keys() -> None:
 )
 @click.option("--name", default="", help="A label (who or what uses the key).")
 @click.option("--owner", default=None, help="Principal the key acts as (default: the key's id).")
+@click.option("--rpm", type=click.IntRange(min=1), default=None, help="Gateway requests/minute.")
+@click.option("--budget-usd", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--budget-period", type=click.Choice(["day", "month", "lifetime"]), default="month")
+@click.option("--models", default=None, help="Models the key may use: 'gpt-4o,claude-*'.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def create(role: str, name: str, owner: str | None, as_json: bool) -> None:
-    """Create a key and print it. It is shown only this once."""
+def create(
+    role: str,
+    name: str,
+    owner: str | None,
+    rpm: int | None,
+    budget_usd: float | None,
+    budget_period: str,
+    models: str | None,
+    as_json: bool,
+) -> None:
+    """Create a key and print it. It is shown only this once. --rpm, --budget-usd,
+    --budget-period and --models set its LLM-gateway limits (docs/gateway.md)."""
     from relay_context.security.auth import UserRole
 
-    record, plaintext = _run(lambda s: s.create(role=UserRole(role), name=name, owner=owner))
+    limited = rpm is not None or budget_usd is not None or models is not None
+
+    async def make(store: ApiKeyStore) -> tuple[Any, str, dict[str, object] | None]:
+        record, plaintext = await store.create(role=UserRole(role), name=name, owner=owner)
+        if not limited:
+            return record, plaintext, None
+        from relay_context.gateway.key_limits import KeyLimits, KeyLimitsStore, parse_models
+
+        limits = KeyLimits(rpm, budget_usd, budget_period, parse_models(models))  # type: ignore[arg-type]
+        await KeyLimitsStore(store.database).set(record.id, limits)
+        return record, plaintext, limits.to_json()
+
+    record, plaintext, gateway_limits = _run(make)
     if as_json:
-        click.echo(json.dumps({**record.to_json(), "key": plaintext}))
+        extra = {"gateway_limits": gateway_limits} if gateway_limits is not None else {}
+        click.echo(json.dumps({**record.to_json(), "key": plaintext, **extra}))
         return
     click.echo(plaintext)
     click.echo(

@@ -30,6 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from relay_context.config.gateway import GatewaySettings
+
 #: Shortest ``SECRET_KEY`` accepted in production (characters).
 MIN_PRODUCTION_SECRET_LENGTH = 32
 #: Settings a YAML config file may set, and that the service reloads without a restart.
@@ -44,6 +46,7 @@ RELOADABLE_FIELDS = frozenset(
         "jwt_expiration_minutes",
         "ttl_seconds",
         "models",
+        "gateway",
     }
 )
 
@@ -220,6 +223,8 @@ class Settings(BaseSettings):
     # --- LLM providers (used by the gateway) ---------------------------------------------------
     openai_api_key: SecretStr | None = None
     anthropic_api_key: SecretStr | None = None
+    #: The LLM gateway (``config/gateway.py``; its own environment names, YAML ``gateway:``).
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
 
     @classmethod
     def settings_customise_sources(

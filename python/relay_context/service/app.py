@@ -24,6 +24,7 @@ from relay_context.core.compression import CompressionEngine
 from relay_context.engine.cache import open_cache
 from relay_context.engine.context_engine import ContextEngine
 from relay_context.engine.store import store_for
+from relay_context.gateway import Gateway
 from relay_context.persistence import database_for
 from relay_context.persistence.redis import redis_client_for
 from relay_context.security.api_keys import ApiKeyStore
@@ -32,7 +33,7 @@ from relay_context.service.errors import install_error_handlers
 from relay_context.service.metrics import ServiceMetrics
 from relay_context.service.middleware import RequestContextMiddleware
 from relay_context.service.openapi import document_live_limits
-from relay_context.service.routes import context, dashboard, health, keys, metrics
+from relay_context.service.routes import context, dashboard, gateway, health, keys, metrics
 from relay_context.service.state import ServiceState, build_limiter, stop_streams_on_signals
 from relay_context.service.telemetry import get_tracer, make_tracer_provider
 
@@ -75,6 +76,17 @@ def build_state(settings: Settings, span_exporter: SpanExporter | None = None) -
         cache=cache,
         redis=redis,
     )
+    state.gateway = Gateway(
+        lambda: live.current.gateway,
+        api_keys=state.api_keys,
+        auth=state.auth,
+        registry=state.metrics.registry,
+        redis_url=current.redis_url,
+        redis_key_prefix=current.redis_key_prefix,
+        tracer=state.tracer,
+        database=state.database,
+        redis=redis,
+    )
     live.on_change(state.on_settings_change)
     state.metrics.build_info.info(
         {"version": __version__, "environment": current.environment.value}
@@ -101,6 +113,8 @@ def create_app(
             await state.database.open()  # migrates every registered component
         with state.tracer.start_as_current_span("context.engine.open"):
             await state.engine.open()
+        if state.gateway is not None:
+            await state.gateway.open()
         stop_streams_on_signals(state)
         try:
             state.metrics.api_keys_active.set(await state.api_keys.count_active())
@@ -139,6 +153,7 @@ def create_app(
     app.include_router(keys.router)
     app.include_router(context.router)
     app.include_router(dashboard.router)
+    app.include_router(gateway.router)
     # Middleware: the last added is the outermost. CORS answers preflights inside the request
     # middleware, so those answers get the request id and the security headers too.
     if settings.cors_origins:
