@@ -106,6 +106,13 @@ class Settings(BaseSettings):
     #: SQLite ``synchronous``: FULL also survives power loss; NORMAL (WAL) survives a crash of
     #: the process but may lose the last commits on power loss.
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "FULL"
+    #: Group commit of appends: concurrent appends (to any sessions) share one transaction and
+    #: one flush to disk, at most this many message rows per transaction (bounds how long one
+    #: batch holds the write lock; 1 commits every append alone).
+    append_batch_max_rows: int = Field(default=512, ge=1, le=100_000)
+    #: How long the group commit waits for more appends before it starts a batch, in seconds.
+    #: 0 adds no latency: a batch is whatever queued while the previous one was committing.
+    append_batch_wait_seconds: float = Field(default=0.0, ge=0, le=1)
     #: ``redis://host:port/db``; unset means in-process caches and rate limits.
     redis_url: str | None = None
     redis_max_connections: int = Field(default=50, ge=1, le=10_000)
