@@ -56,7 +56,9 @@ def keys() -> None:
 )
 @click.option("--name", default="", help="A label (who or what uses the key).")
 @click.option("--owner", default=None, help="Principal the key acts as (default: the key's id).")
-@click.option("--rpm", type=click.IntRange(min=1), default=None, help="Gateway requests/minute.")
+@click.option(
+    "--rpm", type=click.IntRange(1, 10_000_000), default=None, help="Gateway requests/minute."
+)
 @click.option("--budget-usd", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--budget-period", type=click.Choice(["day", "month", "lifetime"]), default="month")
 @click.option("--models", default=None, help="Models the key may use: 'gpt-4o,claude-*'.")

@@ -21,6 +21,8 @@ from relay_context.errors import InvalidArgumentError
 from relay_context.persistence import Database, Migration, Transaction
 
 CACHE_SECONDS = 5.0
+#: The C++ sliding-window log keeps one timestamp per request: at most this many per minute.
+MAX_KEY_RPM = 10_000_000
 Period = Literal["day", "month", "lifetime"]
 PERIODS = ("day", "month", "lifetime")
 
@@ -52,8 +54,12 @@ class KeyLimits:
     models: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        if self.rpm is not None and (not isinstance(self.rpm, int) or self.rpm < 1):
-            raise InvalidArgumentError(f"rpm must be an integer >= 1, got {self.rpm!r}")
+        if self.rpm is not None and (
+            not isinstance(self.rpm, int) or not 1 <= self.rpm <= MAX_KEY_RPM
+        ):
+            raise InvalidArgumentError(
+                f"rpm must be an integer in [1, {MAX_KEY_RPM}], got {self.rpm!r}"
+            )
         if self.budget_usd is not None and not self.budget_usd > 0:
             raise InvalidArgumentError(f"budget_usd must be > 0, got {self.budget_usd!r}")
         if self.budget_period not in PERIODS:
@@ -130,4 +136,4 @@ class KeyLimitsStore:
         return limits
 
 
-__all__ = ["KeyLimits", "KeyLimitsStore", "parse_models"]
+__all__ = ["MAX_KEY_RPM", "KeyLimits", "KeyLimitsStore", "parse_models"]

@@ -16,14 +16,25 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from relay_context.gateway import Endpoint, GatewayCall
-from relay_context.gateway.key_limits import KeyLimits
-from relay_context.service.deps import AdminPrincipal, CurrentPrincipal, StateDep, state_of
+from relay_context.gateway.key_limits import MAX_KEY_RPM, KeyLimits
+from relay_context.service.deps import (
+    AdminPrincipal,
+    AuthFirstRoute,
+    CurrentPrincipal,
+    StateDep,
+    state_of,
+)
+from relay_context.service.openapi import AUTHENTICATED, WITH_ID
 
+# The provider-compatible routes are described by the providers' own API references (and
+# docs/gateway.md), not here: their bodies are theirs, read raw, so they stay out of the schema.
 router = APIRouter(tags=["gateway"])
-usage_router = APIRouter(prefix="/api/v1/gateway", tags=["gateway"])
+usage_router = APIRouter(
+    prefix="/api/v1/gateway", tags=["gateway"], route_class=AuthFirstRoute, responses=AUTHENTICATED
+)
 
 
 async def relay_to_gateway(
@@ -54,45 +65,64 @@ async def relay_to_gateway(
     )
 
 
-@router.post("/v1/chat/completions", summary="OpenAI Chat Completions (any configured model)")
+@router.post(
+    "/v1/chat/completions",
+    include_in_schema=False,
+    summary="OpenAI Chat Completions (any configured model)",
+)
 async def chat_completions(request: Request) -> Response:
     return await relay_to_gateway(request, "chat_completions")
 
 
-@router.post("/v1/messages", summary="Anthropic Messages (any configured model)")
+@router.post(
+    "/v1/messages", include_in_schema=False, summary="Anthropic Messages (any configured model)"
+)
 async def messages(request: Request) -> Response:
     return await relay_to_gateway(request, "messages")
 
 
-@router.post("/v1/messages/count_tokens", summary="Anthropic token counting")
+@router.post(
+    "/v1/messages/count_tokens", include_in_schema=False, summary="Anthropic token counting"
+)
 async def count_tokens(request: Request) -> Response:
     return await relay_to_gateway(request, "count_tokens")
 
 
-@router.post("/v1/embeddings", summary="OpenAI embeddings (OpenAI-format upstreams)")
+@router.post(
+    "/v1/embeddings", include_in_schema=False, summary="OpenAI embeddings (OpenAI-format upstreams)"
+)
 async def embeddings(request: Request) -> Response:
     return await relay_to_gateway(request, "embeddings")
 
 
-@router.post("/v1/responses", summary="OpenAI Responses API (OpenAI-format upstreams)")
+@router.post(
+    "/v1/responses",
+    include_in_schema=False,
+    summary="OpenAI Responses API (OpenAI-format upstreams)",
+)
 async def responses(request: Request) -> Response:
     return await relay_to_gateway(request, "responses")
 
 
-@router.post("/v1beta/models/{model}:generateContent", summary="Gemini generateContent")
+@router.post(
+    "/v1beta/models/{model}:generateContent",
+    include_in_schema=False,
+    summary="Gemini generateContent",
+)
 async def gemini_generate(request: Request, model: str) -> Response:
     return await relay_to_gateway(request, "gemini_generate", model)
 
 
 @router.post(
     "/v1beta/models/{model}:streamGenerateContent",
+    include_in_schema=False,
     summary="Gemini streamGenerateContent (Server-Sent Events, as with alt=sse)",
 )
 async def gemini_stream(request: Request, model: str) -> Response:
     return await relay_to_gateway(request, "gemini_stream", model)
 
 
-@router.get("/v1/models", summary="The configured model names")
+@router.get("/v1/models", include_in_schema=False, summary="The configured model names")
 async def models(request: Request) -> Response:
     return await relay_to_gateway(request, "models")
 
@@ -119,14 +149,23 @@ class KeyLimitsBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    rpm: int | None = Field(default=None, ge=1)
+    rpm: int | None = Field(default=None, ge=1, le=MAX_KEY_RPM)
     budget_usd: float | None = Field(default=None, gt=0)
     budget_period: Literal["day", "month", "lifetime"] = "month"
     #: Model-name patterns the key may use (``claude-*``); ``null``: any.
     models: list[str] | None = None
 
+    @field_validator("rpm", "budget_usd", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # ``true`` is not an rpm of 1
+            raise ValueError("must be a number, not a boolean")
+        return value
 
-@usage_router.put("/keys/{key_id}/limits", summary="Set an API key's gateway limits")
+
+@usage_router.put(
+    "/keys/{key_id}/limits", summary="Set an API key's gateway limits", responses=WITH_ID
+)
 async def put_key_limits(
     key_id: str, body: KeyLimitsBody, admin: AdminPrincipal, state: StateDep
 ) -> dict[str, Any]:
@@ -141,7 +180,7 @@ async def put_key_limits(
     return {"key_id": key_id, **limits.to_json()}
 
 
-@usage_router.get("/keys/{key_id}/limits", summary="An API key's gateway limits")
+@usage_router.get("/keys/{key_id}/limits", summary="An API key's gateway limits", responses=WITH_ID)
 async def get_key_limits(key_id: str, admin: AdminPrincipal, state: StateDep) -> dict[str, Any]:
     assert state.gateway is not None
     limits = await state.gateway.get_key_limits(key_id)
