@@ -30,6 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from relay_context.config.handoff import HandoffSettings
+
 #: Shortest ``SECRET_KEY`` accepted in production (characters).
 MIN_PRODUCTION_SECRET_LENGTH = 32
 #: Settings a YAML config file may set, and that the service reloads without a restart.
@@ -197,6 +199,10 @@ class Settings(BaseSettings):
     dashboard_interval_seconds: float = Field(default=2.0, gt=0, le=3600)
     #: Seconds uvicorn waits for open connections (SSE streams) at shutdown before closing them.
     shutdown_grace_seconds: int = Field(default=5, ge=0, le=600)
+
+    # --- handoff relay -----------------------------------------------------------------------
+    #: The handoff relay's settings (``HANDOFF_*`` variables; see ``config/handoff.py``).
+    handoff: HandoffSettings = Field(default_factory=HandoffSettings)
 
     # --- LLM providers (used by the gateway) ---------------------------------------------------
     openai_api_key: SecretStr | None = None
