@@ -24,6 +24,9 @@ from relay_context.service.telemetry import request_id_var
 log = logging.getLogger("relay_context.service.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+#: Uploads of the handoff relay: their routes cap their bodies themselves, while reading them
+#: (payloads are far larger than the API's other bodies, and stream to disk).
+HANDOFF_UPLOAD_PATHS = ("/push", "/api/v1/handoff")
 
 #: Sent with every response. The interactive docs load Swagger UI's script and style from a CDN,
 #: so their pages get a looser Content-Security-Policy than the API's JSON.
@@ -77,6 +80,8 @@ class RequestContextMiddleware:
         method = scope["method"]
         path = scope["path"]
         cap = settings.max_request_bytes
+        if path.startswith(HANDOFF_UPLOAD_PATHS):
+            cap = max(cap, settings.handoff.max_json_body_bytes, settings.handoff.max_payload_bytes)
         status_holder = {"status": 500, "started": False}
         too_large = False
         received = 0

@@ -1,0 +1,459 @@
+"""The handoff relay's routes: ContextRelay's wire protocol, and Relay's own ``/api/v1/handoff``.
+
+ContextRelay's Worker protocol, so its published SDK works unchanged:
+
+* ``POST /push`` — JSON ``{"data": str, "channel"?, "metadata"?, "ttl"?}`` (or a raw body) ->
+  ``{"url": "<base>/pull/<id>", "id", "channel"}``;
+* ``GET /pull/{id}`` — the envelope ``{"data", "metadata"}``, streamed;
+* ``GET /peek/{id}`` — the metadata object as pushed; Relay's facts in ``x-relay-*`` headers;
+* ``GET /ws/{channel}`` — WebSocket frames ``{"url", "ts", "seq", ...}``; ``?after=<seq>``
+  resumes; ``POST /publish/{channel}`` — a signal without a payload; ``GET /sse/{channel}`` —
+  the same events as Server-Sent Events (``Last-Event-ID`` resumes).
+
+Relay's own: ``POST /api/v1/handoff`` (any bytes, streamed in: ``?channel=&ttl=&encrypted=``,
+metadata as JSON in ``X-Relay-Metadata``), ``GET /api/v1/handoff/{id}`` (the bytes, streamed
+out), ``GET /api/v1/handoff/{id}/info``, ``DELETE /api/v1/handoff/{id}``,
+``POST /api/v1/handoff/publish/{channel}``, ``GET /api/v1/handoff/stats``.
+
+``HANDOFF_AUTH=keys`` takes the credentials of the rest of the service (also an API key as
+``Authorization: Bearer relay_...``); ``open`` needs none and rate limits callers by address.
+Every error has Relay's shape; a missing, expired and malformed id answer the same 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import codecs
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, WebSocket
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from relay_context.errors import (
+    AuthenticationError,
+    InvalidArgumentError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    RateLimitExceededError,
+    SlowConsumerError,
+)
+from relay_context.handoff import ChannelEvent, HandoffRelay, PayloadInfo
+from relay_context.security.auth import Principal
+from relay_context.service.deps import (
+    HandoffDep,
+    authenticate,
+    charge_client,
+    get_principal,
+    has_credentials,
+    require_write,
+    state_of,
+)
+from relay_context.service.sse import event_stream, sse_event, sse_retry
+
+router = APIRouter(tags=["handoff"])
+
+TEXT_UTF8 = "text/plain; charset=utf-8"
+#: WebSocket close codes: a subscriber too slow for its queue, and bad input or credentials.
+CLOSE_SLOW_CONSUMER = 4008
+CLOSE_POLICY = 1008
+CLOSE_GOING_AWAY = 1001
+
+
+async def handoff_caller(request: Request) -> Principal | None:
+    """The caller: a principal, or ``None`` in open mode without credentials (then charged
+    to its client address)."""
+    if state_of(request).settings.handoff.auth == "open" and not has_credentials(request):
+        await charge_client(request)
+        return None
+    return await get_principal(request)
+
+
+Caller = Annotated[Principal | None, Depends(handoff_caller)]
+
+
+def _writer(caller: Principal | None) -> str | None:
+    if caller is None:
+        return None
+    require_write(caller)
+    return caller.id
+
+
+def _base_url(request: Request) -> str:
+    configured = state_of(request).settings.handoff.public_url
+    return (configured or str(request.base_url)).rstrip("/")
+
+
+def pointer(request: Request, payload_id: str) -> str:
+    return f"{_base_url(request)}/pull/{payload_id}"
+
+
+def relay_headers(info: PayloadInfo) -> dict[str, str]:
+    return {
+        "x-relay-id": info.id,
+        "x-relay-size": str(info.size),
+        "x-relay-sha256": info.sha256,
+        "x-relay-content-type": info.content_type,
+        "x-relay-encrypted": "true" if info.encrypted else "false",
+        "x-relay-created-at": info.created_at.isoformat(),
+        "x-relay-expires-at": info.expires_at.isoformat(),
+    }
+
+
+def _declared_length(request: Request) -> int | None:
+    value = request.headers.get("content-length")
+    return int(value) if value is not None and value.isdigit() else None
+
+
+async def _read_capped(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes ``limit`` (checked per piece)."""
+    declared = _declared_length(request)
+    if declared is not None and declared > limit:
+        raise PayloadTooLargeError(f"request body larger than {limit} bytes", limit=limit)
+    parts: list[bytes] = []
+    size = 0
+    async for piece in request.stream():
+        size += len(piece)
+        if size > limit:
+            raise PayloadTooLargeError(f"request body larger than {limit} bytes", limit=limit)
+        parts.append(piece)
+    return b"".join(parts)
+
+
+def _refuse_declared_oversize(request: Request, relay: HandoffRelay) -> None:
+    limit = relay.settings.max_payload_bytes
+    declared = _declared_length(request)
+    if declared is not None and declared > limit:
+        raise PayloadTooLargeError(f"payload larger than the limit of {limit} bytes", limit=limit)
+
+
+def _parse_json_push(body: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidArgumentError(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("data"), str):
+        raise InvalidArgumentError('the body must be a JSON object with a string "data"')
+    for name, kind in (("channel", str), ("metadata", dict), ("ttl", int)):
+        value = doc.get(name)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise InvalidArgumentError(f'"{name}" must be a {kind.__name__}')
+    return doc
+
+
+def _push_answer(request: Request, info: PayloadInfo, event: ChannelEvent | None) -> dict[str, Any]:
+    return {
+        "url": pointer(request, info.id),
+        "id": info.id,
+        "channel": info.channel,
+        "seq": None if event is None else event.seq,
+        "size": info.size,
+        "sha256": info.sha256,
+        "encrypted": info.encrypted,
+        "expires_at": info.expires_at.isoformat(),
+    }
+
+
+# --- ContextRelay's protocol ---------------------------------------------------------------------
+@router.post("/push", summary="Push a payload (ContextRelay protocol)")
+async def push(request: Request, caller: Caller, relay: HandoffDep) -> JSONResponse:
+    owner = _writer(caller)
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";", 1)[0].strip().lower() == "application/json":
+        doc = _parse_json_push(await _read_capped(request, relay.settings.max_json_body_bytes))
+        try:
+            data = doc["data"].encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgumentError('"data" holds a lone surrogate (not UTF-8)') from None
+        info, event = await relay.push(
+            data,
+            content_type=TEXT_UTF8,
+            metadata=doc.get("metadata"),
+            channel=doc.get("channel"),
+            ttl_seconds=doc.get("ttl"),
+            encrypted=doc.get("encrypted") is True,
+            owner=owner,
+        )
+    else:
+        # A raw body streams to disk; the channel and TTL come from the query.
+        _refuse_declared_oversize(request, relay)
+        ttl = request.query_params.get("ttl")
+        info, event = await relay.push(
+            request.stream(),
+            content_type=content_type or TEXT_UTF8,
+            channel=request.query_params.get("channel"),
+            ttl_seconds=int(ttl) if ttl is not None and ttl.isdigit() else None,
+            owner=owner,
+        )
+    return JSONResponse(_push_answer(request, info, event))
+
+
+async def _envelope(info: PayloadInfo, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``{"metadata": ..., "data": "..."}`` written as the payload streams out: text is JSON
+    escaped chunk by chunk (an incremental decoder keeps characters whole), other bytes are
+    base64 (``"encoding": "base64"``) in runs of whole 3-byte groups."""
+    yield b'{"metadata":' + json.dumps(info.metadata).encode() + b',"data":"'
+    if info.is_text:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        async for chunk in stream:
+            text = decoder.decode(chunk)
+            if text:
+                yield json.dumps(text)[1:-1].encode()
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            yield json.dumps(tail)[1:-1].encode()
+        yield b'"}'
+        return
+    rest = b""
+    async for chunk in stream:
+        data = rest + chunk
+        whole = len(data) - len(data) % 3
+        rest = data[whole:]
+        if whole:
+            yield base64.b64encode(data[:whole])
+    yield base64.b64encode(rest) + b'","encoding":"base64"}'
+
+
+@router.get("/pull/{payload_id}", summary="Pull a payload's envelope (ContextRelay protocol)")
+async def pull(payload_id: str, caller: Caller, relay: HandoffDep) -> StreamingResponse:
+    info, stream = await relay.pull(payload_id)
+    return StreamingResponse(
+        _envelope(info, stream),
+        media_type="application/json; charset=utf-8",
+        headers=relay_headers(info),
+    )
+
+
+@router.get("/peek/{payload_id}", summary="A payload's metadata (ContextRelay protocol)")
+async def peek(payload_id: str, caller: Caller, relay: HandoffDep) -> JSONResponse:
+    info = await relay.info(payload_id)
+    return JSONResponse(info.metadata, headers=relay_headers(info))
+
+
+def _signal(body: bytes) -> object:
+    if not body:
+        return None
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidArgumentError(f"the body is not valid JSON: {exc}") from None
+    if isinstance(doc, dict) and set(doc) == {"message"}:
+        return doc["message"]
+    return doc
+
+
+@router.post("/publish/{channel}", summary="Publish a signal on a channel")
+@router.post("/api/v1/handoff/publish/{channel}", summary="Publish a signal on a channel")
+async def publish(
+    channel: str, request: Request, caller: Caller, relay: HandoffDep
+) -> dict[str, Any]:
+    _writer(caller)
+    message = _signal(await _read_capped(request, relay.settings.max_metadata_bytes))
+    event = await relay.publish(channel, message)
+    return {"channel": channel, "seq": event.seq, "ts": event.ts}
+
+
+def frame(base_url: str, event: ChannelEvent) -> dict[str, Any]:
+    """An event as a WebSocket/SSE frame: ContextRelay's ``{"url", "ts"}`` and Relay's ids."""
+    out: dict[str, Any] = {"channel": event.channel, "seq": event.seq, "ts": event.ts}
+    if event.payload_id is not None:
+        out["url"] = f"{base_url}/pull/{event.payload_id}"
+        out["id"] = event.payload_id
+    else:
+        out["type"] = "signal"
+        out["message"] = event.message
+    return out
+
+
+def _after(value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    if not value.isdigit():
+        raise InvalidArgumentError(f"after must be an event id (an integer >= 0), got {value!r}")
+    return int(value)
+
+
+async def _ws_caller(websocket: WebSocket) -> Principal | None:
+    state = state_of(websocket)
+    if state.settings.handoff.auth == "open" and not has_credentials(websocket):
+        await charge_client(websocket)
+        return None
+    if not has_credentials(websocket) and "api_key" in websocket.query_params:
+        # Browsers cannot set headers on a WebSocket: the key may come in the query instead.
+        principal = await state.api_keys.authenticate(websocket.query_params["api_key"])
+        if principal is None:
+            raise AuthenticationError("unknown or revoked API key")
+        return principal
+    return await authenticate(websocket, state)
+
+
+@router.websocket("/ws/{channel}")
+async def channel_socket(websocket: WebSocket, channel: str) -> None:
+    state = state_of(websocket)
+    relay = state.handoff
+    assert relay is not None
+    try:
+        await _ws_caller(websocket)
+        subscription = relay.subscribe(channel, after=_after(websocket.query_params.get("after")))
+    except (AuthenticationError, PermissionDeniedError, RateLimitExceededError) as exc:
+        await websocket.close(code=CLOSE_POLICY, reason=str(exc)[:120])
+        return
+    except InvalidArgumentError as exc:
+        await websocket.close(code=CLOSE_POLICY, reason=str(exc)[:120])
+        return
+    await websocket.accept()
+    async with subscription as events:
+        # Where the subscription starts: a client that reconnects resumes after it, even if
+        # no event came in between.
+        await websocket.send_text(
+            json.dumps({"type": "subscribed", "channel": channel, "seq": events.last})
+        )
+        code, reason = await _pump(websocket, events, relay, state.shutting_down)
+    if websocket.client_state is WebSocketState.CONNECTED:
+        with contextlib.suppress(Exception):
+            await websocket.close(code=code, reason=reason)
+
+
+async def _pump(
+    websocket: WebSocket, events: Any, relay: HandoffRelay, stopping: asyncio.Event
+) -> tuple[int, str]:
+    """Forward events until the client leaves, the server stops or the subscriber is cut;
+    a heartbeat frame after each idle ``heartbeat_seconds``. The close code and reason."""
+    base_url = (relay.settings.public_url or str(websocket.base_url)).rstrip("/")
+    base_url = base_url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
+    receive = asyncio.ensure_future(websocket.receive())
+    stop = asyncio.ensure_future(stopping.wait())
+    pending: asyncio.Future[Any] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(events))
+            done, _ = await asyncio.wait(
+                {pending, receive, stop},
+                timeout=relay.settings.heartbeat_seconds,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if stop in done:
+                return CLOSE_GOING_AWAY, "server shutting down"
+            if receive in done:
+                message = receive.result()
+                if message["type"] == "websocket.disconnect":
+                    return 1000, ""
+                receive = asyncio.ensure_future(websocket.receive())  # client frames ignored
+            if pending in done:
+                try:
+                    event = pending.result()
+                except StopAsyncIteration:
+                    return CLOSE_GOING_AWAY, "server shutting down"
+                except SlowConsumerError as exc:
+                    return CLOSE_SLOW_CONSUMER, str(exc)[:120]
+                finally:
+                    pending = None
+                await websocket.send_text(json.dumps(frame(base_url, event)))
+            elif not done:
+                await websocket.send_text(json.dumps({"type": "heartbeat", "seq": events.last}))
+    except (WebSocketDisconnect, RuntimeError):
+        return 1000, ""
+    finally:
+        for future in (receive, stop, pending):
+            if future is not None:
+                future.cancel()
+
+
+@router.get("/sse/{channel}", summary="A channel's events as Server-Sent Events")
+async def channel_events(
+    channel: str,
+    request: Request,
+    caller: Caller,
+    relay: HandoffDep,
+    after: Annotated[str | None, Query()] = None,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> StreamingResponse:
+    subscription = relay.subscribe(channel, after=_after(after or last_event_id))
+    base_url = _base_url(request)
+
+    async def events() -> AsyncIterator[bytes]:
+        async with subscription as stream:
+            try:
+                async for event in stream:
+                    yield sse_event(json.dumps(frame(base_url, event)), event_id=event.seq)
+            except SlowConsumerError as exc:
+                yield sse_event(json.dumps({"type": "slow_consumer", "message": str(exc)}))
+
+    return event_stream(request, state_of(request), events(), first=sse_retry())
+
+
+# --- Relay's API ---------------------------------------------------------------------------------
+def _metadata_header(value: str | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    try:
+        doc = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgumentError(f"X-Relay-Metadata is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidArgumentError("X-Relay-Metadata must be a JSON object")
+    return doc
+
+
+@router.get("/api/v1/handoff/stats", summary="Payloads, bytes, dedup savings, subscribers")
+async def stats(caller: Caller, relay: HandoffDep) -> dict[str, Any]:
+    return {**(await relay.stats()).to_json(), "blob_storage": relay.blob_storage}
+
+
+@router.post("/api/v1/handoff", status_code=201, summary="Push any bytes, streamed in")
+async def push_bytes(
+    request: Request,
+    caller: Caller,
+    relay: HandoffDep,
+    channel: Annotated[str | None, Query()] = None,
+    ttl: Annotated[int | None, Query()] = None,
+    encrypted: Annotated[bool, Query()] = False,
+    x_relay_metadata: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    owner = _writer(caller)
+    _refuse_declared_oversize(request, relay)
+    info, event = await relay.push(
+        request.stream(),
+        content_type=request.headers.get("content-type") or "application/octet-stream",
+        metadata=_metadata_header(x_relay_metadata),
+        channel=channel,
+        ttl_seconds=ttl,
+        encrypted=encrypted,
+        owner=owner,
+    )
+    return JSONResponse(_push_answer(request, info, event), status_code=201)
+
+
+@router.get("/api/v1/handoff/{payload_id}", summary="A payload's bytes, streamed out")
+async def get_bytes(payload_id: str, caller: Caller, relay: HandoffDep) -> StreamingResponse:
+    info, stream = await relay.pull(payload_id)
+    headers = relay_headers(info)
+    headers["content-length"] = str(info.size)
+    return StreamingResponse(stream, media_type=info.content_type, headers=headers)
+
+
+@router.get("/api/v1/handoff/{payload_id}/info", summary="A payload's facts and metadata")
+async def get_info(
+    payload_id: str, request: Request, caller: Caller, relay: HandoffDep
+) -> dict[str, Any]:
+    info = await relay.info(payload_id)
+    return {**info.to_json(), "url": pointer(request, info.id)}
+
+
+@router.delete("/api/v1/handoff/{payload_id}", status_code=204, summary="Delete a payload")
+async def delete(payload_id: str, caller: Caller, relay: HandoffDep) -> Response:
+    # In open mode the pointer is the capability; with keys, the owner's (or an admin's).
+    if caller is None:
+        await relay.delete(payload_id, owner=None, any_owner=True)
+    else:
+        require_write(caller)
+        await relay.delete(payload_id, owner=caller.id, any_owner=caller.is_admin)
+    return Response(status_code=204)
+
+
+__all__ = ["CLOSE_SLOW_CONSUMER", "frame", "pointer", "router"]
