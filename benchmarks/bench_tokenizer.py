@@ -1,10 +1,13 @@
 """Token counter throughput: Relay vs tiktoken, in one process, single-threaded and batched.
 
-    python benchmarks/bench_tokenizer.py [--quick]
+    python benchmarks/bench_tokenizer.py [--quick] [--scripts-only]
 
-Prints tokens/s for both libraries on natural text (prose in ~30 languages plus real Python
-source) and on adversarial runs ("a" * n, spaces * n), and the ratio Relay / tiktoken. Relay's
-memo of repeated texts is disabled so that both do the full work every time.
+Prints, for both encodings, a per-script table (prose in ~45 languages and scripts, code and
+JSON: tests/python/data/scripts.txt), then tokens/s on natural text (prose plus real Python
+source) and on adversarial runs ("a" * n, spaces * n), with the ratio tiktoken time / Relay time.
+Single-threaded cases run the two side by side on the calling thread's CPU clock, alternating
+runs, and report medians. Relay's memo of repeated texts is disabled so that both do the full
+work every time.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -31,13 +35,18 @@ from relay_context import TokenCounter  # noqa: E402
 Clock = Callable[[], float]
 
 
-def best_of(fn: Callable[[], object], reps: int, clock: Clock) -> float:
-    best = float("inf")
+def side_by_side(
+    fns: list[Callable[[], object]], reps: int, clock: Clock = time.thread_time
+) -> list[float]:
+    """Median time of each function, the functions run in turn ``reps`` times (alternating, so
+    that a slow spell of a shared machine falls on all of them alike)."""
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(reps):
-        t0 = clock()
-        fn()
-        best = min(best, clock() - t0)
-    return best
+        for fn, ts in zip(fns, times, strict=True):
+            t0 = clock()
+            fn()
+            ts.append(clock() - t0)
+    return [statistics.median(ts) for ts in times]
 
 
 def compare(
@@ -54,10 +63,10 @@ def compare(
     Single-threaded cases are timed with the calling thread's CPU time, so that other load on a
     shared machine does not tilt the ratio; multi-threaded ones with the wall clock.
     """
-    t_relay = best_of(relay_fn, reps, clock)
     try:
-        t_tik = best_of(tik_fn, reps, clock)
+        t_relay, t_tik = side_by_side([relay_fn, tik_fn], reps, clock)
     except BaseException as exc:  # tiktoken panics (a pyo3 BaseException) on some long runs
+        (t_relay,) = side_by_side([relay_fn], reps, clock)
         print(f"{label:<40} {amount / t_relay / 1e6:>8.2f} {'failed':>8} {unit:<6}  ({exc})")
         return t_relay, float("nan")
     print(
@@ -67,17 +76,69 @@ def compare(
     return t_relay, t_tik
 
 
+def per_script(name: str, reps: int, min_chars: int) -> None:
+    """The per-script table of one encoding: each script's text (repeated to ``min_chars``) run
+    through tiktoken's encode_ordinary, Relay's encode_ordinary and Relay's count, alternating.
+    The last row sums the times over all scripts."""
+    relay = TokenCounter(name, memo_size=0)
+    tik = tiktoken.get_encoding(name)
+    print(f"\n{name}: per script, 1 thread, median of {reps} alternating runs (thread CPU time)")
+    print(
+        f"{'script':<24} {'chars':>7} {'tiktoken':>9} {'encode':>9} {'ratio':>7} "
+        f"{'count':>9} {'ratio':>7}   (Mtok/s)"
+    )
+    totals = [0.0, 0.0, 0.0]
+    n_total = 0
+    chars_total = 0
+    worst = (float("inf"), "")
+    for script, body in corpus.scripts().items():
+        text = body * (min_chars // len(body) + 1)
+        ids = tik.encode_ordinary(text)
+        assert relay.encode_ordinary(text) == ids, script
+        relay.encode_ordinary(text)  # warm both (the piece caches, the int objects of ids)
+        t_tik, t_enc, t_cnt = side_by_side(
+            [
+                partial(tik.encode_ordinary, text),
+                partial(relay.encode_ordinary, text),
+                partial(relay.count, text),
+            ],
+            reps,
+        )
+        n = len(ids)
+        totals = [totals[0] + t_tik, totals[1] + t_enc, totals[2] + t_cnt]
+        n_total += n
+        chars_total += len(text)
+        worst = min(worst, (t_tik / t_enc, script), (t_tik / t_cnt, script))
+        print(
+            f"{script:<24} {len(text):>7} {n / t_tik / 1e6:>9.2f} {n / t_enc / 1e6:>9.2f} "
+            f"{t_tik / t_enc:>6.2f}x {n / t_cnt / 1e6:>9.2f} {t_tik / t_cnt:>6.2f}x"
+        )
+    t_tik, t_enc, t_cnt = totals
+    print(
+        f"{'all scripts':<24} {chars_total:>7} {n_total / t_tik / 1e6:>9.2f} "
+        f"{n_total / t_enc / 1e6:>9.2f} {t_tik / t_enc:>6.2f}x {n_total / t_cnt / 1e6:>9.2f} "
+        f"{t_tik / t_cnt:>6.2f}x"
+    )
+    print(f"lowest ratio: {worst[0]:.2f}x ({worst[1]})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="fewer repetitions")
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions, shorter samples")
+    ap.add_argument("--scripts-only", action="store_true", help="only the per-script tables")
     args = ap.parse_args()
-    reps = 2 if args.quick else 5
+    reps = 3 if args.quick else 7
     threads = os.cpu_count() or 1
+
+    for name in ("cl100k_base", "o200k_base"):
+        per_script(name, reps, 10_000 if args.quick else 40_000)
+    if args.scripts_only:
+        return
 
     text = corpus.natural_text()
     lines = [ln for ln in text.splitlines(keepends=True) if ln.strip()]
     mb = len(text.encode()) / 1e6
-    print(f"natural text: {mb:.2f} MB, {len(lines)} lines; {threads} cores; best of {reps}")
+    print(f"\nnatural text: {mb:.2f} MB, {len(lines)} lines; {threads} cores; best of {reps}")
     print(f"{'case':<40} {'relay':>8} {'tiktoken':>8} {'unit':<6} {'ratio':>7}")
     for name in ("cl100k_base", "o200k_base"):
         relay = TokenCounter(name, memo_size=0)  # no memo: both do the full work every call

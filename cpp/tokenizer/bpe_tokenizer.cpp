@@ -3,12 +3,10 @@
 // Merge rule (tiktoken's byte_pair_merge): start from single bytes; repeatedly merge the adjacent
 // pair whose concatenated bytes have the lowest rank, the leftmost pair on ties; stop when no
 // adjacent concatenation is a token. A piece that is itself a token maps to it directly. Short
-// pieces use tiktoken's array scan; long ones a heap + linked list that selects the same pair
-// (minimal (rank, start offset)) in O(n log n), so one huge piece stays near-linear.
+// pieces use tiktoken's array scan; longer ones the backtracking encoder (bpe_backtrack.hpp),
+// near-linear in the piece length, or, for a vocabulary it cannot handle, a heap + linked list
+// that selects the same pair (minimal (rank, start offset)) in O(n log n).
 #include "tokenizer/bpe_tokenizer.hpp"
-
-#define XXH_INLINE_ALL
-#include <xxhash.h>
 
 #include <algorithm>
 #include <array>
@@ -21,9 +19,12 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 
 #include "absl/container/flat_hash_map.h"
 #include "common/errors.hpp"
+#include "tokenizer/bpe_backtrack.hpp"
+#include "tokenizer/bytes_map.hpp"
 
 namespace relay::tokenizer {
 namespace {
@@ -31,32 +32,13 @@ namespace {
 constexpr Rank kNoRank = std::numeric_limits<Rank>::max();
 // Ids index dense tables; real encodings stay far below this bound.
 constexpr Rank kMaxId = Rank{1} << 24;
-// Pieces up to this many bytes use the array merge; longer ones the heap merge.
+// Pieces up to this many bytes use the array merge; longer ones the backtracking encoder, or the
+// heap merge for a vocabulary it cannot handle (above kSmallPiece). The array merge is
+// quadratic: past ~16 bytes (a few CJK or Thai characters) backtracking is faster.
+constexpr std::size_t kBacktrackAbove = 16;
 constexpr std::size_t kSmallPiece = 96;
 // Pieces pre-tokenised per chunk, bounding memory on long texts.
 constexpr std::size_t kPieceChunk = 4096;
-
-// XXH3 is markedly faster than the default string hash on the short keys of a vocabulary.
-struct BytesHash {
-    std::size_t operator()(std::string_view s) const noexcept {
-        return static_cast<std::size_t>(XXH3_64bits(s.data(), s.size()));
-    }
-};
-// Inline comparison: keys are short, and a libc memcmp call costs more than the bytes.
-struct BytesEq {
-    bool operator()(std::string_view a, std::string_view b) const noexcept {
-        if (a.size() != b.size()) {
-            return false;
-        }
-        for (std::size_t i = 0; i < a.size(); ++i) {
-            if (a[i] != b[i]) {
-                return false;
-            }
-        }
-        return true;
-    }
-};
-using BytesMap = absl::flat_hash_map<std::string_view, Rank, BytesHash, BytesEq>;
 
 std::string hex_byte(unsigned b) {
     constexpr std::string_view kHex = "0123456789abcdef";
@@ -218,9 +200,9 @@ class CountMemo {
 // its pieces (Zipf), so most lookups hit this small, hot table instead of the large vocabulary
 // map, and repeated non-token pieces skip the merge.
 struct PieceCache {
-    static constexpr std::size_t kSlots = 16384;  // a power of two; ~1 MB holds the frequent pieces
-    static constexpr std::size_t kMaxBytes = 30;
-    static constexpr std::size_t kMaxIds = 6;
+    static constexpr std::size_t kSlots = 16384;  // a power of two; 1.5 MB of 96-byte slots
+    static constexpr std::size_t kMaxBytes = 38;
+    static constexpr std::size_t kMaxIds = 12;  // scripts with few merges have ~1 id per 2 bytes
     struct Slot {
         std::uint64_t hash = 0;
         std::uint8_t len = 0;  // 0 = empty (pieces are never empty)
@@ -266,6 +248,8 @@ struct BpeTokenizer::Impl {
     std::size_t n_vocab = 0;
     std::size_t max_token_len = 0;  // longest mergeable token, in bytes
     mutable CountMemo memo;
+    // Linear-time merge for long pieces (null or !usable(): the heap merge instead).
+    std::unique_ptr<BacktrackEncoder> backtrack;
     // Identifies this vocabulary in the per-thread piece caches (never reused).
     const std::uint64_t instance_id = g_next_instance_id.fetch_add(1);
 
@@ -347,6 +331,11 @@ struct BpeTokenizer::Impl {
             }
             decoder[id] = text;
         }
+        std::vector<std::string_view> mergeable_by_id(n_vocab);
+        for (const auto& [bytes, rank] : mergeable) {
+            mergeable_by_id[rank] = bytes;
+        }
+        backtrack = std::make_unique<BacktrackEncoder>(mergeable_by_id);
     }
 
     static std::size_t pair_index(char a, char b) {
@@ -490,8 +479,20 @@ struct BpeTokenizer::Impl {
                 return;
             }
         }
-        if (piece.size() <= kSmallPiece) {
+        if (piece.size() <= kBacktrackAbove ||
+            (piece.size() <= kSmallPiece && !backtrack->usable())) {
             merge_small(piece, sink);
+        } else if (backtrack->usable()) {
+            if constexpr (std::is_same_v<Sink, VectorSink>) {
+                backtrack->encode(piece, *sink.out);  // straight into the result
+            } else {
+                thread_local std::vector<Rank> ids;
+                ids.clear();
+                backtrack->encode(piece, ids);
+                for (const Rank r : ids) {
+                    sink.push(r);
+                }
+            }
         } else {
             merge_large(piece, sink);
         }

@@ -10,8 +10,40 @@
 #include "tokenizer/bpe_tokenizer.hpp"
 
 namespace tk = relay::tokenizer;
-using relay::bind::to_int_list;
 using relay::bind::without_gil;
+
+namespace {
+
+// A list of token ids. Ids above 256 are not among CPython's cached small ints, so creating an
+// int per id costs more than encoding it; the ints of ids seen so far are made once and shared
+// (ints are immutable), which makes building the list a reference-count increment per token.
+// Called with the GIL held, which guards the table; its ints live as long as the process.
+py::list id_list(const std::vector<tk::Rank>& ids) {
+    static std::vector<PyObject*> ints;
+    PyObject* list = PyList_New(static_cast<Py_ssize_t>(ids.size()));
+    if (list == nullptr) {
+        throw py::error_already_set();
+    }
+    auto result = py::reinterpret_steal<py::list>(list);
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        const tk::Rank id = ids[i];
+        if (id >= ints.size()) {
+            ints.resize(std::size_t{id} + 1, nullptr);
+        }
+        PyObject*& cached = ints[id];
+        if (cached == nullptr) {
+            cached = PyLong_FromUnsignedLong(id);
+            if (cached == nullptr) {
+                throw py::error_already_set();
+            }
+        }
+        Py_INCREF(cached);
+        PyList_SET_ITEM(list, static_cast<Py_ssize_t>(i), cached);  // steals the reference
+    }
+    return result;
+}
+
+}  // namespace
 
 void register_tokenizer(py::module_& m) {
     py::enum_<tk::PatternFamily>(m, "PatternFamily")
@@ -46,7 +78,7 @@ void register_tokenizer(py::module_& m) {
             "encode_ordinary",
             [](const tk::BpeTokenizer& self, std::string_view text) {
                 // Safe: `text` is UTF-8 owned by the argument caster for the whole call.
-                return to_int_list(without_gil([&] { return self.encode_ordinary(text); }));
+                return id_list(without_gil([&] { return self.encode_ordinary(text); }));
             },
             py::arg("text"))
         .def(
@@ -55,8 +87,7 @@ void register_tokenizer(py::module_& m) {
                const std::vector<std::string>& allowed,
                const std::vector<std::string>& disallowed) {
                 // Safe: only C++ copies and caster-owned UTF-8 are read.
-                return to_int_list(
-                    without_gil([&] { return self.encode(text, allowed, disallowed); }));
+                return id_list(without_gil([&] { return self.encode(text, allowed, disallowed); }));
             },
             py::arg("text"), py::arg("allowed"), py::arg("disallowed"))
         .def(

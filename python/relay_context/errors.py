@@ -102,6 +102,10 @@ class StoreError(RelayError):
     """The session store's data is not what Relay wrote (a newer schema, a corrupt row)."""
 
 
+class IdempotencyKeyReusedError(InvalidArgumentError):
+    """An idempotency key sent again with a different request than the one it first came with."""
+
+
 class AuthenticationError(RelayError):
     """Missing, malformed, expired or invalid credentials (a JWT or an API key)."""
 

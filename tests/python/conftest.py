@@ -38,6 +38,7 @@ from engine_support import (  # noqa: E402
     find_pg_dsn,
     unique_name,
 )
+from redis_support import ThrowawayRedis  # noqa: E402
 
 PG_HOST = os.environ.get("RELAY_TEST_PG_HOST", "127.0.0.1:5432")
 REDIS_TEST_URL = os.environ.get("RELAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -120,3 +121,11 @@ async def store(store_config: dict[str, Any], clock: FakeClock) -> AsyncIterator
     """An open store (zlib codec, fake clock) on each back-end."""
     async with build_store(store_config, clock=clock) as opened:
         yield opened
+
+
+@pytest.fixture
+def throwaway_redis() -> Iterator[ThrowawayRedis]:
+    """A private redis-server this test may kill, freeze or restart (never the shared one)."""
+    server = ThrowawayRedis()
+    yield server
+    server.stop()

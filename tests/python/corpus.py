@@ -24,6 +24,21 @@ def multilingual() -> list[str]:
     return [*text.splitlines(keepends=True), text]
 
 
+def scripts() -> dict[str, str]:
+    """Prose in ~45 languages and scripts, plus code and JSON, by name (data/scripts.txt, one
+    section per ``# script: <name>`` header). Scripts written without spaces (Thai, Lao, Khmer,
+    Burmese, Japanese, Chinese) pre-tokenise into long pieces, where BPE merging costs most."""
+    out: dict[str, str] = {}
+    name = ""
+    for line in (DATA / "scripts.txt").read_text(encoding="utf-8").splitlines(keepends=True):
+        if line.startswith("# script: "):
+            name = line.removeprefix("# script: ").strip()
+            out[name] = ""
+        elif name:
+            out[name] += line
+    return out
+
+
 def code_samples() -> list[str]:
     """C++, Rust, TypeScript, SQL, HTML, YAML, Markdown, mixed indentation."""
     text = (DATA / "code_samples.txt").read_text(encoding="utf-8")

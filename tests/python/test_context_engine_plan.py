@@ -107,7 +107,7 @@ async def test_batched_near_duplicate_tracking_matches_one_by_one() -> None:
         turns.append({**turns[i + 1], "content": turns[i + 1]["content"].replace("e", "E", 1)})
     turns[40] = {**turns[40], "metadata": {"pinned": True}}
     messages = stored(turns)
-    candidates = await make_engine()._candidates(messages, "o200k_base")
+    candidates = await make_engine().planner.candidates(messages, "o200k_base")
     fingerprints = [_fingerprint(c) for c in candidates]
     split = 200
     one_by_one, batched = NearDuplicateTracker(0.95), NearDuplicateTracker(0.95)

@@ -171,13 +171,13 @@ async def test_incremental_dedup_equals_a_fresh_pass(
 
     engine = make_engine(dedup_threshold=0.9)
     messages = stored([{"role": r, "content": t} for r, t in pairs])
-    candidates = await engine._candidates(messages, "o200k_base")
+    candidates = await engine.planner.candidates(messages, "o200k_base")
     cache = DedupCache()
     cache.collapse("s", candidates[: min(cut, len(candidates))], 0.9)
     grown = cache.collapse("s", candidates, 0.9)
     assert grown == collapse_near_duplicates(candidates, 0.9)
     edited = stored([{"role": r, "content": t + " edited"} for r, t in pairs])
-    edited_candidates = await engine._candidates(edited, "o200k_base")
+    edited_candidates = await engine.planner.candidates(edited, "o200k_base")
     assert cache.collapse("s", edited_candidates, 0.9) == collapse_near_duplicates(
         edited_candidates, 0.9
     )

@@ -116,7 +116,7 @@ async def test_selection_is_optimal_for_the_values() -> None:
     """The kept set maximises the total value (brute force over every subset)."""
     engine = make_engine(dedup_threshold=1.01)
     messages = stored(turns_with("Autovacuum thresholds and PostgreSQL table bloat."))
-    candidates = await engine._candidates(messages, "o200k_base")
+    candidates = await engine.planner.candidates(messages, "o200k_base")
     budget = budget_for(messages, 3)
     ctx = PolicyContext(
         counter=engine.counter("o200k_base"),

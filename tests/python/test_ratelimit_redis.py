@@ -5,13 +5,9 @@ start again. Admissions are checked from what Redis itself recorded, not from cl
 from __future__ import annotations
 
 import multiprocessing
-import shutil
 import signal
-import socket
-import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import limits
@@ -20,6 +16,7 @@ import limits.strategies
 import pytest
 import redis
 
+from redis_support import ThrowawayRedis, free_port
 from relay_context.errors import BackendUnavailableError, InvalidArgumentError
 from relay_context.security.rate_limiter import (
     SlidingWindowRateLimiter,
@@ -44,57 +41,9 @@ def prefix() -> str:
     return f"relay:test:py:{uuid.uuid4().hex}:"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ThrowawayRedis:
-    """A private redis-server without persistence, so that a test can kill and restart it."""
-
-    NO_PERSISTENCE = ("--save", "", "--appendonly", "no")
-
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed")
-        self.binary = binary
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", *self.NO_PERSISTENCE],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.2)
-        for _ in range(200):
-            try:
-                client.ping()
-                return
-            except redis.RedisError:
-                time.sleep(0.025)
-        pytest.fail(f"redis-server did not start on port {self.port}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-
 @pytest.fixture
-def throwaway() -> Iterator[ThrowawayRedis]:
-    server = ThrowawayRedis()
-    yield server
-    server.stop()
+def throwaway(throwaway_redis: ThrowawayRedis) -> ThrowawayRedis:
+    return throwaway_redis
 
 
 # --- several processes hammering one key -----------------------------------------------------

@@ -129,11 +129,14 @@ async def test_migrations_apply_once_and_reopen_keeps_data(
         assert await store.get_session("s") is not None
         async with store._read() as tx:
             rows = await tx.fetch(
-                "SELECT component, version, name FROM relay_migrations ORDER BY component"
+                "SELECT component, version, name FROM relay_migrations ORDER BY component, version"
             )
         # The session store registers only its own tables; API keys register theirs (their
         # own test opens an ApiKeyStore on the same database).
-        assert [tuple(r) for r in rows] == [("sessions", 1, "sessions and messages")]
+        assert [tuple(r) for r in rows] == [
+            ("sessions", 1, "sessions and messages"),
+            ("sessions", 2, "idempotency keys of appends"),
+        ]
 
 
 async def test_a_newer_schema_is_refused(store_config: dict[str, Any]) -> None:

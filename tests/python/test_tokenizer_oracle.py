@@ -48,6 +48,17 @@ def test_corpus_matches_tiktoken(pair: tuple[TokenCounter, tiktoken.Encoding], s
     assert _first_mismatch(relay, oracle, texts) is None
 
 
+def test_scripts_match_tiktoken(pair: tuple[TokenCounter, tiktoken.Encoding]) -> None:
+    """Every script of the per-script corpus: whole sections, their lines, and long runs of
+    each section without its spaces (one pre-tokenised piece of thousands of bytes)."""
+    relay, oracle = pair
+    sections = corpus.scripts()
+    assert len(sections) >= 40
+    for name, body in sections.items():
+        texts = [body, *body.splitlines(keepends=True), body.replace(" ", "")[:3000]]
+        assert _first_mismatch(relay, oracle, texts) is None, name
+
+
 def test_random_strings_match_tiktoken(pair: tuple[TokenCounter, tiktoken.Encoding]) -> None:
     relay, oracle = pair
     assert _first_mismatch(relay, oracle, corpus.random_strings(20_000)) is None

@@ -278,6 +278,7 @@ class ContextEngine(AsyncResource):
         ttl_seconds: int | None = None,
         access: SessionAccess | None = None,
         max_owned: int | None = None,
+        request_key: str | None = None,
     ) -> StoredMessage:
         """Append a message (creating the session for ``owner`` if it does not exist).
 
@@ -289,8 +290,10 @@ class ContextEngine(AsyncResource):
         principal) makes a session it may not see a ``SessionNotFoundError``, exactly as a
         missing one; ``max_owned`` refuses a new session with ``SessionLimitExceededError`` when
         the owner already has that many live ones (checked atomically with the creation).
-        Raises ``UnknownRoleError``, ``EmptyContentError``, ``MessageTooLargeError``,
-        ``InvalidSessionIdError``.
+        ``request_key`` (a client's idempotency key) makes a retry of the same append return
+        the message stored the first time instead of storing it again; the same key with a
+        different message raises ``IdempotencyKeyReusedError``. Raises ``UnknownRoleError``,
+        ``EmptyContentError``, ``MessageTooLargeError``, ``InvalidSessionIdError``.
         """
         bus = await self._ready()
         sid = validate_session_id(session_id)
@@ -321,15 +324,25 @@ class ContextEngine(AsyncResource):
         }
         message = draft.with_token_counts(counts)
         try:
-            stored = await self.store.append(sid, message)
+            stored, replayed = await self._append(sid, message, request_key)
         except SessionNotFoundError:  # no session yet, or it expired since it was read
             session = await self.store.ensure_session(
                 sid, owner_name, ttl_seconds=ttl_seconds, max_owned=max_owned
             )
             _visible(access, session, sid)
-            stored = await self.store.append(sid, message)
-        await bus.publish(stored)
+            stored, replayed = await self._append(sid, message, request_key)
+        if not replayed:
+            await bus.publish(stored)
         return stored
+
+    async def _append(
+        self, sid: str, message: NewMessage, request_key: str | None
+    ) -> tuple[StoredMessage, bool]:
+        if request_key is None:
+            return await self.store.append(sid, message), False
+        return await self.store.append_once(
+            sid, message, request_key=request_key, fingerprint=message.fingerprint()
+        )
 
     async def session(self, session_id: str, *, access: SessionAccess | None = None) -> Session:
         """The live session ``session_id``; ``SessionNotFoundError`` if there is none or

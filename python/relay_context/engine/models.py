@@ -10,6 +10,7 @@ the value. ``MessageRole`` is re-exported by
 from __future__ import annotations
 
 import enum
+import hashlib
 import hmac
 import json
 import re
@@ -237,6 +238,18 @@ class NewMessage:
     def content_bytes(self) -> int:
         """Size of the content in UTF-8 bytes (what ``max_message_bytes`` limits)."""
         return len(self.content.encode("utf-8"))
+
+    def fingerprint(self) -> str:
+        """SHA-256 of what the message says (not its token counts or time): two appends with
+        one idempotency key must carry the same message."""
+        said = {
+            **openai_message(
+                self.role, self.content, self.name, self.tool_call_id, self.tool_calls
+            ),
+            "metadata": dict(self.metadata),
+        }
+        text = json.dumps(said, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return hashlib.sha256(text.encode("ascii")).hexdigest()
 
     def with_token_counts(self, token_counts: Mapping[str, int]) -> NewMessage:
         """This message with its content's token counts (validated once, when it was made)."""

@@ -105,6 +105,14 @@ class SessionStore(AsyncResource, abc.ABC):
         Call it periodically (a sweep); expired sessions are invisible even before that."""
 
     # --- messages ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def append_once(
+        self, session_id: str, message: NewMessage, *, request_key: str, fingerprint: str
+    ) -> tuple[StoredMessage, bool]:
+        """:meth:`append`, idempotent by ``request_key``: a second append with the key returns
+        the first one's message (``replayed`` True) if ``fingerprint`` matches, else raises
+        :class:`~relay_context.errors.IdempotencyKeyReusedError`."""
+
     async def append(self, session_id: str, message: NewMessage) -> StoredMessage:
         """Append one message; returns it as stored, with its ``seq``. Restarts the TTL."""
         (stored,) = await self.append_many(session_id, [message])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 import secrets
@@ -37,7 +38,9 @@ from relay_context.engine.models import (
 )
 from relay_context.engine.store.base import SessionStore
 from relay_context.errors import (
+    IdempotencyKeyReusedError,
     InputTypeError,
+    InvalidArgumentError,
     SessionExistsError,
     SessionLimitExceededError,
     SessionNotFoundError,
@@ -88,6 +91,24 @@ SESSION_MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        "sessions",
+        2,
+        "idempotency keys of appends",
+        (
+            # A client's retry of an append (same key) gets the message stored the first time;
+            # the key row is written in the append's own transaction.
+            """
+            CREATE TABLE relay_request_keys (
+                session_id TEXT NOT NULL REFERENCES relay_sessions (id) ON DELETE CASCADE,
+                request_key TEXT NOT NULL,
+                seq BIGINT NOT NULL,
+                fingerprint TEXT NOT NULL,
+                created_at_us BIGINT NOT NULL,
+                PRIMARY KEY (session_id, request_key)
+            )""",
+        ),
+    ),
 )
 #: The schema version of the session store's tables that this Relay knows.
 LATEST_VERSION = SESSION_MIGRATIONS[-1].version
@@ -109,6 +130,26 @@ _MAX_SEQ = 2**62
 #: A message as inserted, after session id and seq: role, name, tool_call_id, tool_calls,
 #: metadata, token_counts, codec, content_size, content, created_at_us.
 MessageRow = tuple[str, str | None, str | None, str | None, str, str, str, int, bytes, int]
+
+
+class _KeyTakenError(Exception):
+    """Inside an append's transaction: another append already holds its idempotency key."""
+
+
+#: What an idempotency key may be: printable ASCII, as HTTP header values are.
+REQUEST_KEY_MAX_LENGTH = 255
+
+
+def validate_request_key(key: object) -> str:
+    """An idempotency key: 1-255 printable ASCII characters."""
+    if not isinstance(key, str):
+        raise InputTypeError(f"idempotency key must be a str, got {type(key).__name__}")
+    if not 0 < len(key) <= REQUEST_KEY_MAX_LENGTH or not all(" " < c <= "~" for c in key):
+        raise InvalidArgumentError(
+            f"idempotency key must be 1-{REQUEST_KEY_MAX_LENGTH} printable ASCII characters"
+            " without spaces"
+        )
+    return key
 
 
 def _json(value: Any) -> str:
@@ -445,51 +486,131 @@ class SqlSessionStore(SessionStore):
         for message in messages:
             if not isinstance(message, NewMessage):
                 raise InputTypeError(f"expected a NewMessage, got {type(message).__name__}")
-            message.check_size(self.max_message_bytes)
-            raw = message.content.encode("utf-8")
-            # Before the transaction, to keep locks short; large content in a worker thread so
-            # the event loop keeps serving (the C++ codec releases the GIL).
-            if len(raw) >= _THREAD_CODEC_BYTES:
-                tag, blob = await asyncio.to_thread(self.codecs.encode, raw)
-            else:
-                tag, blob = self.codecs.encode(raw)
-            created = now if message.created_at is None else micros_from_utc(message.created_at)
-            tool_calls = (
-                _json([c.to_openai() for c in message.tool_calls]) if message.tool_calls else None
-            )
-            rows.append(
-                (
-                    message.role.value,
-                    message.name,
-                    message.tool_call_id,
-                    tool_calls,
-                    _json(dict(message.metadata)),
-                    _json(dict(message.token_counts)),
-                    tag,
-                    len(raw),
-                    blob,
-                    created,
-                )
-            )
+            row, _ = await self._message_row(message, now)
+            rows.append(row)
         first_seq = await self._insert_messages(sid, rows, now)
         if first_seq is None:
             raise SessionNotFoundError(f"no live session {sid!r}")
         await self._invalidate(sid)
         return [
-            StoredMessage._from_storage(
-                session_id=sid,
-                seq=first_seq + offset,
-                role=message.role,
-                content=message.content,
-                created_at=utc_from_micros(row[9]),
-                name=message.name,
-                tool_call_id=message.tool_call_id,
-                tool_calls=message.tool_calls,
-                metadata=message.metadata,
-                token_counts=message.token_counts,
-            )
+            self._stored(sid, first_seq + offset, message, row)
             for offset, (message, row) in enumerate(zip(messages, rows, strict=True))
         ]
+
+    async def _message_row(
+        self, message: NewMessage, now: int | None = None
+    ) -> tuple[MessageRow, int]:
+        """The row of ``message`` (content encoded) and the time it is stamped with."""
+        if now is None:
+            now = self._clock()
+        message.check_size(self.max_message_bytes)
+        raw = message.content.encode("utf-8")
+        # Before the transaction, to keep locks short; large content in a worker thread so
+        # the event loop keeps serving (the C++ codec releases the GIL).
+        if len(raw) >= _THREAD_CODEC_BYTES:
+            tag, blob = await asyncio.to_thread(self.codecs.encode, raw)
+        else:
+            tag, blob = self.codecs.encode(raw)
+        created = now if message.created_at is None else micros_from_utc(message.created_at)
+        tool_calls = (
+            _json([c.to_openai() for c in message.tool_calls]) if message.tool_calls else None
+        )
+        row: MessageRow = (
+            message.role.value,
+            message.name,
+            message.tool_call_id,
+            tool_calls,
+            _json(dict(message.metadata)),
+            _json(dict(message.token_counts)),
+            tag,
+            len(raw),
+            blob,
+            created,
+        )
+        return row, now
+
+    @staticmethod
+    def _stored(sid: str, seq: int, message: NewMessage, row: MessageRow) -> StoredMessage:
+        return StoredMessage._from_storage(
+            session_id=sid,
+            seq=seq,
+            role=message.role,
+            content=message.content,
+            created_at=utc_from_micros(row[9]),
+            name=message.name,
+            tool_call_id=message.tool_call_id,
+            tool_calls=message.tool_calls,
+            metadata=message.metadata,
+            token_counts=message.token_counts,
+        )
+
+    async def append_once(
+        self, session_id: str, message: NewMessage, *, request_key: str, fingerprint: str
+    ) -> tuple[StoredMessage, bool]:
+        """Append ``message`` unless an append with ``request_key`` was already stored in this
+        session: then that message, unchanged. ``(message, replayed)``. ``fingerprint`` (a hash
+        of the request) must match the first one, else :class:`IdempotencyKeyReusedError`."""
+        sid = validate_session_id(session_id)
+        key = validate_request_key(request_key)
+        found = await self._keyed_message(sid, key, fingerprint)
+        if found is not None:
+            return found, True
+        try:
+            stored = await self._append_keyed(sid, message, key, fingerprint)
+        except _KeyTakenError:  # a concurrent retry with the same key committed first
+            found = await self._keyed_message(sid, key, fingerprint)
+            if found is None:  # its session was deleted in between
+                raise SessionNotFoundError(f"no live session {sid!r}") from None
+            return found, True
+        return stored, False
+
+    async def _keyed_message(self, sid: str, key: str, fingerprint: str) -> StoredMessage | None:
+        async with self._read() as tx:
+            rows = await tx.fetch(
+                "SELECT k.seq, k.fingerprint FROM relay_request_keys k JOIN relay_sessions s"
+                " ON s.id = k.session_id WHERE k.session_id = $1 AND k.request_key = $2"
+                " AND s.expires_at_us > $3",
+                sid,
+                key,
+                self._clock(),
+            )
+        if not rows:
+            return None
+        seq, first = int(rows[0][0]), str(rows[0][1])
+        if not hmac.compare_digest(first, fingerprint):
+            raise IdempotencyKeyReusedError(
+                f"Idempotency-Key {key!r} was first used with a different message in session "
+                f"{sid!r}; send a new key for a new message"
+            )
+        stored = await self.list_messages(sid, start_seq=seq, end_seq=seq)
+        if not stored:  # the message was deleted since (delete_messages): its key stays spent
+            raise IdempotencyKeyReusedError(
+                f"Idempotency-Key {key!r} belongs to message {seq} of {sid!r}, since deleted"
+            )
+        return stored[0]
+
+    async def _append_keyed(
+        self, sid: str, message: NewMessage, key: str, fingerprint: str
+    ) -> StoredMessage:
+        row, now = await self._message_row(message)
+        async with self._write() as tx:
+            first_seq = await self._insert_rows(tx, sid, [row], now)
+            if first_seq is None:
+                raise SessionNotFoundError(f"no live session {sid!r}")
+            taken = await tx.fetch(
+                "INSERT INTO relay_request_keys (session_id, request_key, seq, fingerprint,"
+                " created_at_us) VALUES ($1, $2, $3, $4, $5)"
+                " ON CONFLICT (session_id, request_key) DO NOTHING RETURNING seq",
+                sid,
+                key,
+                first_seq,
+                fingerprint,
+                now,
+            )
+            if not taken:
+                raise _KeyTakenError  # rolls the whole append back
+        await self._invalidate(sid)
+        return self._stored(sid, first_seq, message, row)
 
     async def _insert_messages(
         self, session_id: str, rows: Sequence[MessageRow], now: int
@@ -497,23 +618,28 @@ class SqlSessionStore(SessionStore):
         """Give ``rows`` the next seqs of the live session and insert them, in one transaction;
         the first seq, or ``None`` if the session is not live. Back-ends may do it faster."""
         async with self._write() as tx:
-            # Takes the session row's write lock until commit: appends are serialised here.
-            bumped = await tx.fetch(
-                "UPDATE relay_sessions SET last_seq = last_seq + $2, revision = revision + 1,"
-                " updated_at_us = $3, expires_at_us = $3 + ttl_seconds * 1000000"
-                " WHERE id = $1 AND expires_at_us > $3 RETURNING last_seq",
-                session_id,
-                len(rows),
-                now,
-            )
-            if not bumped:
-                return None
-            first_seq = int(bumped[0][0]) - len(rows) + 1
-            await tx.executemany(
-                f"INSERT INTO relay_messages ({_MESSAGE_COLUMNS})"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                [(session_id, first_seq + k, *row) for k, row in enumerate(rows)],
-            )
+            return await self._insert_rows(tx, session_id, rows, now)
+
+    async def _insert_rows(
+        self, tx: Transaction, session_id: str, rows: Sequence[MessageRow], now: int
+    ) -> int | None:
+        # Takes the session row's write lock until commit: appends are serialised here.
+        bumped = await tx.fetch(
+            "UPDATE relay_sessions SET last_seq = last_seq + $2, revision = revision + 1,"
+            " updated_at_us = $3, expires_at_us = $3 + ttl_seconds * 1000000"
+            " WHERE id = $1 AND expires_at_us > $3 RETURNING last_seq",
+            session_id,
+            len(rows),
+            now,
+        )
+        if not bumped:
+            return None
+        first_seq = int(bumped[0][0]) - len(rows) + 1
+        await tx.executemany(
+            f"INSERT INTO relay_messages ({_MESSAGE_COLUMNS})"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            [(session_id, first_seq + k, *row) for k, row in enumerate(rows)],
+        )
         return first_seq
 
     async def _require_live(self, tx: Transaction, sid: str) -> None:

@@ -85,7 +85,17 @@ async def _session(state: ServiceState, principal: Principal, session_id: str) -
 
 @router.post("/messages", status_code=201, summary="Add a message to a session")
 async def add_message(
-    body: MessageIn, principal: CurrentPrincipal, state: StateDep
+    body: MessageIn,
+    principal: CurrentPrincipal,
+    state: StateDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=255,
+            description="Retrying with the same key returns the first answer, stores nothing new",
+        ),
+    ] = None,
 ) -> MessageAdded:
     require_write(principal)
     engine = state.engine
@@ -102,6 +112,7 @@ async def add_message(
             metadata=body.metadata,
             access=session_access(principal),
             max_owned=session_quota(state, principal),
+            request_key=idempotency_key,
         )
         tokens = stored.token_counts.get(engine.encoding, 0)
         span.set_attribute("relay.tokens", tokens)

@@ -1,0 +1,313 @@
+// BacktrackEncoder (see bpe_backtrack.hpp).
+#include "tokenizer/bpe_backtrack.hpp"
+
+#include <algorithm>
+#include <array>
+#include <stdexcept>
+#include <string>
+
+namespace relay::tokenizer {
+namespace {
+
+using Rank = BacktrackEncoder::Rank;
+constexpr Rank kNone = BacktrackEncoder::kNone;
+
+}  // namespace
+
+BacktrackEncoder::BacktrackEncoder(std::span<const std::string_view> tokens)
+    : split_(tokens.size()) {
+    std::vector<Rank> by_length;  // ids, shortest first
+    std::array<Rank, 256> byte_id{};
+    byte_id.fill(kNone);
+    for (Rank t = 0; t < tokens.size(); ++t) {
+        const std::string_view bytes = tokens[t];
+        if (bytes.empty()) {
+            continue;
+        }
+        split_[t].len = static_cast<std::uint32_t>(bytes.size());
+        by_length.push_back(t);
+        if (bytes.size() == 1) {
+            byte_id[static_cast<unsigned char>(bytes[0])] = t;
+            split_[t].leaf = true;
+            split_[t].reachable = true;
+        }
+    }
+    if (std::find(byte_id.begin(), byte_id.end(), kNone) != byte_id.end()) {
+        return;  // tiktoken itself cannot encode such a byte; keep the plain merge
+    }
+    merges_.reserve(by_length.size());
+    // Token of each two-byte string (the first round of every merge below).
+    std::vector<Rank> two_bytes(std::size_t{1} << 16U, kNone);
+    for (const Rank t : by_length) {
+        if (tokens[t].size() == 2) {
+            two_bytes[(std::size_t{static_cast<unsigned char>(tokens[t][0])} << 8U) |
+                      static_cast<unsigned char>(tokens[t][1])] = t;
+        }
+    }
+    std::stable_sort(by_length.begin(), by_length.end(),
+                     [&](Rank a, Rank b) { return tokens[a].size() < tokens[b].size(); });
+    // Each token's split is the pair of parts that tiktoken's merge of its bytes ends with when
+    // the whole is not allowed to merge (more than two parts: BPE never forms the token). Two
+    // adjacent parts merge iff they are the split of some token (see merges_), and every such
+    // token is shorter than the one being merged here, so shortest first the table is complete
+    // for each merge it is used in.
+    std::vector<Rank> part;
+    std::vector<Rank> pair;
+    auto merged = [&](Rank a, Rank b) {
+        const auto it = merges_.find(pair_key(a, b));
+        return it == merges_.end() ? kNone : it->second;
+    };
+    for (const Rank t : by_length) {
+        const std::string_view bytes = tokens[t];
+        const std::size_t n = bytes.size();
+        if (n < 2) {
+            continue;
+        }
+        part.resize(n);
+        pair.assign(n, kNone);
+        for (std::size_t k = 0; k < n; ++k) {
+            part[k] = byte_id[static_cast<unsigned char>(bytes[k])];
+        }
+        std::size_t m = n;
+        for (std::size_t k = 0; n > 2 && k + 1 < n; ++k) {
+            pair[k] = two_bytes[(std::size_t{static_cast<unsigned char>(bytes[k])} << 8U) |
+                                static_cast<unsigned char>(bytes[k + 1])];
+        }
+        while (m > 2) {
+            std::size_t best_k = 0;
+            for (std::size_t k = 1; k + 1 < m; ++k) {
+                if (pair[k] < pair[best_k]) {
+                    best_k = k;
+                }
+            }
+            const Rank best = pair[best_k];
+            if (best == kNone) {
+                break;
+            }
+            part[best_k] = best;
+            for (std::size_t q = best_k + 1; q + 1 < m; ++q) {
+                part[q] = part[q + 1];
+                pair[q] = pair[q + 1];
+            }
+            --m;
+            // The whole never merges here; m == 2 ends the loop before that could be asked.
+            if (best_k > 0) {
+                pair[best_k - 1] = m > 2 ? merged(part[best_k - 1], best) : kNone;
+            }
+            pair[best_k] = best_k + 1 < m && m > 2 ? merged(best, part[best_k + 1]) : kNone;
+        }
+        if (m != 2) {
+            continue;
+        }
+        if (part[0] >= t || part[1] >= t) {
+            // Merges would not happen in rank order, so "time = rank" in valid_pair is wrong.
+            merges_.clear();
+            return;
+        }
+        Split& s = split_[t];
+        s.left = part[0];
+        s.right = part[1];
+        s.reachable = true;
+        merges_.emplace(pair_key(part[0], part[1]), t);
+    }
+    for (const auto& [key, token] : merges_) {
+        const std::uint32_t bit = filter_bit(static_cast<Rank>(key >> 32U), static_cast<Rank>(key));
+        filter_[bit / 64] |= std::uint64_t{1} << (bit % 64);
+    }
+    build_trie(tokens);
+    usable_ = true;
+}
+
+void BacktrackEncoder::build_trie(std::span<const std::string_view> tokens) {
+    std::vector<Rank> ids;
+    for (Rank t = 0; t < tokens.size(); ++t) {
+        if (split_[t].reachable) {
+            ids.push_back(t);
+        }
+    }
+    // Sorted by bytes; most comparisons are settled by the first eight bytes as one big-endian
+    // integer, which spares a memcmp through a pointer per comparison.
+    std::vector<std::pair<std::uint64_t, Rank>> keyed;
+    keyed.reserve(ids.size());
+    for (const Rank t : ids) {
+        std::uint64_t key = 0;
+        const std::string_view b = tokens[t];
+        for (std::size_t i = 0; i < 8; ++i) {
+            key = (key << 8U) | (i < b.size() ? static_cast<unsigned char>(b[i]) : 0U);
+        }
+        keyed.emplace_back(key, t);
+    }
+    std::sort(keyed.begin(), keyed.end(), [&](const auto& a, const auto& b) {
+        if (a.first != b.first) {
+            return a.first < b.first;
+        }
+        return tokens[a.second] < tokens[b.second];
+    });
+    for (std::size_t i = 0; i < keyed.size(); ++i) {
+        ids[i] = keyed[i].second;
+    }
+    auto byte_at = [&](std::size_t i, std::size_t depth) {
+        return static_cast<unsigned char>(tokens[ids[i]][depth]);
+    };
+    // Depth-first layout from the sorted keys (children sit near their parent, which keeps a
+    // walk down the trie within few cache lines). Iterative, to bound the stack on any input.
+    struct Frame {
+        std::size_t lo, hi, depth;
+        std::uint32_t slot;  // where the parent keeps this node's offset (0: the root)
+        Rank above;          // the nearest token on the path above this node
+    };
+    std::vector<Frame> stack{{0, ids.size(), 0, 0, kNone}};
+    std::vector<Frame> children;
+    while (!stack.empty()) {
+        Frame f = stack.back();
+        stack.pop_back();
+        const auto offset = static_cast<std::uint32_t>(trie_.size());
+        if (f.slot != 0) {
+            trie_[f.slot] = offset;
+        }
+        Rank token = kNone;
+        if (f.lo < f.hi && tokens[ids[f.lo]].size() == f.depth) {
+            token = ids[f.lo];
+            split_[token].next_prefix = f.above;
+            ++f.lo;
+        }
+        const Rank above = token != kNone ? token : f.above;
+        // Children: runs of equal byte at `depth` (the keys are sorted).
+        children.clear();
+        for (std::size_t i = f.lo; i < f.hi;) {
+            std::size_t j = i + 1;
+            while (j < f.hi && byte_at(j, f.depth) == byte_at(i, f.depth)) {
+                ++j;
+            }
+            children.push_back(Frame{i, j, f.depth + 1, 0, above});
+            i = j;
+        }
+        const std::size_t n = children.size();
+        trie_.push_back(token);
+        trie_.push_back(static_cast<std::uint32_t>(n));
+        const bool dense = n > kSparseEdges;
+        const std::size_t byte_words = dense ? 0 : (n + 3) / 4;
+        const std::size_t bytes_at = trie_.size();
+        trie_.resize(trie_.size() + (dense ? 256 : byte_words + n), 0);
+        const std::size_t children_at = bytes_at + byte_words;
+        for (std::size_t k = 0; k < n; ++k) {
+            const unsigned char b = byte_at(children[k].lo, f.depth);
+            if (dense) {
+                children[k].slot = static_cast<std::uint32_t>(children_at + b);
+            } else {
+                trie_[bytes_at + k / 4] |= std::uint32_t{b} << (8U * (k % 4));
+                children[k].slot = static_cast<std::uint32_t>(children_at + k);
+            }
+            if (f.depth == 0) {
+                root_[b] = children[k].slot;  // the child's offset once it is laid out
+            }
+        }
+        // Reversed, so that the first child is laid out first.
+        stack.insert(stack.end(), children.rbegin(), children.rend());
+    }
+    for (std::uint32_t& r : root_) {
+        if (r != 0) {
+            r = trie_[r];
+        }
+    }
+}
+
+Rank BacktrackEncoder::longest_prefix(const unsigned char* p, std::size_t avail) const {
+    std::uint32_t node = root_[p[0]];
+    Rank best = trie_[node];  // every single byte is a token
+    for (std::size_t i = 1; i < avail; ++i) {
+        const std::uint32_t n = trie_[node + 1];
+        const unsigned char b = p[i];
+        std::uint32_t child = 0;
+        if (n > kSparseEdges) {
+            child = trie_[node + 2 + b];  // 0: no such edge (offset 0 is the root)
+        } else {
+            const auto* edge = reinterpret_cast<const unsigned char*>(&trie_[node + 2]);
+            for (std::uint32_t k = 0; k < n; ++k) {
+                if (edge[k] == b) {
+                    child = trie_[node + 2 + (n + 3) / 4 + k];
+                    break;
+                }
+            }
+        }
+        if (child == 0) {
+            break;
+        }
+        node = child;
+        if (trie_[node] != kNone) {
+            best = trie_[node];
+        }
+    }
+    return best;
+}
+
+bool BacktrackEncoder::valid_pair(Rank a, Rank b) const {
+    // Part x of a's right spine exists until end_a (its parent forms; a merge at that same
+    // rank to its left comes first), part y of b's left spine until end_b inclusive (its parent
+    // merge lies to the right of the boundary, so a crossing merge of equal rank wins the tie).
+    Rank end_a = kNone;
+    Rank end_b = kNone;
+    while (true) {
+        if (!maybe_merges(a, b)) {
+            // Most pairs merge into nothing; the filter answers those without the hash map.
+        } else if (const auto it = merges_.find(pair_key(a, b)); it != merges_.end()) {
+            const Rank c = it->second;
+            if (c < end_a && c <= end_b) {
+                return false;
+            }
+        }
+        const Split& sa = split_[a];
+        const Split& sb = split_[b];
+        // Step back in time past the later of the two merges that formed a and b.
+        if (!sa.leaf && (sb.leaf || a > b)) {
+            end_a = a;
+            a = sa.right;
+        } else if (!sb.leaf) {
+            end_b = b;
+            b = sb.left;
+        } else {
+            return true;
+        }
+    }
+}
+
+void BacktrackEncoder::encode(std::string_view piece, std::vector<Rank>& out) const {
+    const auto* p = reinterpret_cast<const unsigned char*>(piece.data());
+    const std::size_t n = piece.size();
+    const std::size_t base = out.size();
+    // dead[i]: no valid encoding of the piece continues from byte i.
+    thread_local std::vector<std::uint64_t> dead;
+    dead.assign(n / 64 + 1, 0);
+    auto is_dead = [&](std::size_t i) { return ((dead[i / 64] >> (i % 64)) & 1U) != 0; };
+    std::size_t pos = 0;
+    Rank next = longest_prefix(p, n);
+    while (pos < n) {
+        Rank token = next;
+        const Rank last = out.size() > base ? out.back() : kNone;
+        while (true) {
+            const std::size_t end = pos + split_[token].len;
+            if (!is_dead(end) && (last == kNone || valid_pair(last, token))) {
+                out.push_back(token);
+                pos = end;
+                if (pos < n) {
+                    next = longest_prefix(p + pos, n - pos);
+                }
+                break;
+            }
+            token = split_[token].next_prefix;
+            if (token == kNone) {
+                if (last == kNone) {
+                    // Cannot happen: the piece's BPE encoding is valid and gets found.
+                    throw std::logic_error("backtracking BPE found no encoding");
+                }
+                dead[pos / 64] |= std::uint64_t{1} << (pos % 64);
+                out.pop_back();
+                pos -= split_[last].len;
+                next = last;  // its end is dead now, so its shorter prefixes come next
+                break;
+            }
+        }
+    }
+}
+
+}  // namespace relay::tokenizer

@@ -1,0 +1,106 @@
+// Backtracking byte-pair encoder: the same ids as tiktoken's rank-ordered merge, in time close to
+// linear in the piece length (the merge is O(n log n) at best and tiktoken's O(n^2)).
+//
+// The idea (from the `bpe` crate's backtracking encoder; this is an independent implementation):
+// call a token sequence *valid* if it is the BPE encoding of its own bytes. The encoding of a
+// piece is its only valid segmentation, every prefix of it is valid, and a sequence is valid iff
+// each adjacent pair of tokens is. So the encoder walks the piece left to right, takes the longest
+// vocabulary token at the current position (a trie walk), and accepts it if it forms a valid pair
+// with the previous token; otherwise it tries the next shorter token that is a prefix of it, and
+// when none is left it backtracks one token. A position from which no continuation exists is
+// marked dead and never tried again (the valid prefix ending there is unique), which bounds the
+// work.
+//
+// A pair (a, b) is valid iff no merge across their boundary happens while BPE builds a and b
+// from their bytes. Each token is built by a fixed binary tree of merges (its "split", the last
+// two parts BPE has before forming it), and with monotone ranks (both parts of every split rank
+// below the token) each merge happens at "time" = its rank, so the check walks down a's right
+// spine and b's left spine in time order and looks for a canonical pair that would merge first.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+
+namespace relay::tokenizer {
+
+class BacktrackEncoder {
+  public:
+    using Rank = std::uint32_t;
+    static constexpr Rank kNone = 0xFFFFFFFFU;
+
+    // `tokens` maps each id to its bytes (empty = no such id, or a special token); the bytes
+    // must be distinct. Only the lengths are kept.
+    explicit BacktrackEncoder(std::span<const std::string_view> tokens);
+
+    // False if the vocabulary breaks an assumption the algorithm needs (a single byte that is not
+    // a token, or a split whose part ranks above the token); callers then use the plain merge.
+    [[nodiscard]] bool usable() const noexcept { return usable_; }
+
+    // Appends the ids of `piece` (any non-empty byte string) to `out`. Requires usable().
+    void encode(std::string_view piece, std::vector<Rank>& out) const;
+
+    // Whether [a, b] is the BPE encoding of bytes(a) + bytes(b) (both must be reachable).
+    [[nodiscard]] bool valid_pair(Rank a, Rank b) const;
+
+    // Whether BPE of the token's own bytes yields the token (single bytes always do). A token
+    // that is not reachable appears in an encoding only as a whole piece.
+    [[nodiscard]] bool reachable(Rank t) const { return t < split_.size() && split_[t].reachable; }
+
+    // The two parts the token is merged from ({kNone, kNone} for single bytes and unreachable
+    // tokens).
+    [[nodiscard]] std::pair<Rank, Rank> split(Rank t) const {
+        return {split_[t].left, split_[t].right};
+    }
+
+  private:
+    struct Split {
+        Rank left = kNone;
+        Rank right = kNone;
+        Rank next_prefix = kNone;  // longest reachable token that is a proper prefix of this one
+        std::uint32_t len = 0;     // bytes
+        bool reachable = false;
+        bool leaf = false;  // a single byte: present from the start of the merge
+    };
+
+    // Longest reachable token that is a prefix of p[0, avail); avail >= 1.
+    [[nodiscard]] Rank longest_prefix(const unsigned char* p, std::size_t avail) const;
+    void build_trie(std::span<const std::string_view> tokens);
+
+    static std::uint64_t pair_key(Rank a, Rank b) {
+        return (std::uint64_t{a} << 32U) | std::uint64_t{b};
+    }
+
+    // One bit per hash of a (left, right) key of merges_: a 256 KB filter that stays in cache and
+    // rules out most pairs before the (much larger) map is probed.
+    static constexpr unsigned kFilterBits = 21;
+    static std::uint32_t filter_bit(Rank a, Rank b) {
+        return (a * 0x9E3779B1U + b * 0x85EBCA77U) >> (32U - kFilterBits);
+    }
+    [[nodiscard]] bool maybe_merges(Rank a, Rank b) const {
+        const std::uint32_t bit = filter_bit(a, b);
+        return ((filter_[bit / 64] >> (bit % 64)) & 1U) != 0;
+    }
+
+    bool usable_ = false;
+    std::vector<std::uint64_t> filter_ =
+        std::vector<std::uint64_t>((std::size_t{1} << kFilterBits) / 64);
+    std::vector<Split> split_;
+    // (left, right) -> the token whose split it is. Only canonical splits can merge: two adjacent
+    // parts whose bytes form a token T are always T's split (BPE inside T's span runs as on T).
+    absl::flat_hash_map<std::uint64_t, Rank> merges_;
+    // Trie of the reachable tokens, one uint32 array. Node at offset o: [o] token or kNone,
+    // [o + 1] edge count n, then n edge bytes packed four to a word and n child offsets, or, for
+    // n > kSparseEdges (UTF-8 lead bytes, common prefixes), 256 child offsets indexed by byte
+    // (0 = none). The root's children are also in root_ for a direct first step.
+    static constexpr std::uint32_t kSparseEdges = 12;
+    std::vector<std::uint32_t> trie_;
+    std::vector<std::uint32_t> root_ = std::vector<std::uint32_t>(256, 0);
+};
+
+}  // namespace relay::tokenizer
