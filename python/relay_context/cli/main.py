@@ -7,6 +7,7 @@ import click
 from relay_context._version import __version__
 from relay_context.cli.count import count
 from relay_context.cli.keys import keys
+from relay_context.cli.mcp import mcp
 from relay_context.cli.serve import serve
 from relay_context.cli.stats import stats
 from relay_context.cli.token import token
@@ -20,6 +21,7 @@ def main() -> None:
 
 main.add_command(count)
 main.add_command(keys)
+main.add_command(mcp)
 main.add_command(serve)
 main.add_command(stats)
 main.add_command(token)
