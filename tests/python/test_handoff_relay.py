@@ -146,3 +146,19 @@ async def test_a_slow_subscriber_is_cut(
             with pytest.raises(SlowConsumerError):
                 await asyncio.wait_for(anext(slow), 5)
         assert relay.fanout.subscriber_count == 0
+
+
+async def test_a_repetitive_payload_streams_out_in_bounded_pieces(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """20 MB of zeros compress to a few KB; pulled, they still come out near chunk_bytes at a
+    time (the decompressor's input pieces adapt), never as one 20 MB piece."""
+    config = {"backend": "sqlite", "path": str(tmp_path / "relay.db")}
+    size = 20 * 1024 * 1024
+    async with open_relay(config, tmp_path, clock, chunk_bytes=256 * 1024) as relay:
+        info, _ = await relay.push(_chunks(bytes(size), 1024 * 1024))
+        assert (await relay.stats()).stored_bytes < 10_000
+        _, stream = await relay.pull(info.id)
+        pieces = [len(piece) async for piece in stream]
+    assert sum(pieces) == size
+    assert max(pieces) <= 8 * 256 * 1024

@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 #: Compressed bytes fed to the decompressor per step when a payload streams out.
 READ_BYTES = 64 * 1024
+#: The smallest such step (a zstd block header and an RLE byte: at most a few 128 KiB blocks).
+MIN_READ_STEP = 16
+FIRST_READ_STEP = 64
 
 
 async def _one(data: bytes) -> AsyncIterator[bytes]:
@@ -198,11 +201,23 @@ class HandoffRelay(AsyncResource):
         return info, self._stream(info, location)
 
     async def _stream(self, info: PayloadInfo, location: str) -> AsyncIterator[bytes]:
+        # The decompressor returns all that an input piece decodes to, and a few bytes of a
+        # repetitive payload can decode to megabytes: the piece size adapts so that each output
+        # stays near chunk_bytes, which bounds the memory a pull holds whatever the ratio.
         decompressor = self.compression.decompressor()
+        target = self.settings.chunk_bytes
+        step = FIRST_READ_STEP  # grows while outputs stay small (incompressible data: fast)
         async for compressed in self.blobs.read(info.sha256, location):
-            for start in range(0, len(compressed), READ_BYTES):
-                piece = compressed[start : start + READ_BYTES]
+            view = memoryview(compressed)
+            position = 0
+            while position < len(view):
+                piece = bytes(view[position : position + step])
+                position += len(piece)
                 out = decompressor.decompress(piece)
+                if len(out) > target:
+                    step = max(MIN_READ_STEP, step * target // len(out))
+                elif len(out) < target // 4:
+                    step = min(READ_BYTES, step * 2)
                 if out:
                     yield out
         decompressor.finish()
