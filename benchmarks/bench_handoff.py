@@ -75,6 +75,7 @@ def start(args: argparse.Namespace, data_dir: str) -> tuple[subprocess.Popen[byt
         **os.environ,
         "DATA_DIR": data_dir,
         "HANDOFF_AUTH": "open",
+        "HANDOFF_OPEN_PLAN": "unlimited",
         "RATE_LIMIT_REQUESTS": "1000000",
         "LOG_LEVEL": "WARNING",
         "SECRET_KEY": "bench-secret-key-0123456789abcdef-0123456789",

@@ -148,6 +148,15 @@ class PayloadTooLargeError(RelayError, ValueError):
         self.limit = limit
 
 
+class QuotaExceededError(RelayError):
+    """A push past the monthly pushes or the bytes stored that the caller's plan allows
+    (pulls are never refused). ``details`` says which quota, its limit and the usage."""
+
+    def __init__(self, message: str, *, details: dict[str, object]) -> None:
+        super().__init__(message)
+        self.details = details
+
+
 class InvalidChannelError(InvalidArgumentError):
     """A channel name that is empty, too long, or has characters outside ``[A-Za-z0-9._:-]``."""
 
@@ -180,6 +189,7 @@ __all__ = [
     "PayloadNotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "QuotaExceededError",
     "RankFileError",
     "RateLimitExceededError",
     "RelayError",

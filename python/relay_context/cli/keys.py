@@ -14,7 +14,7 @@ from relay_context.config.settings import Settings
 from relay_context.errors import RelayError
 
 if TYPE_CHECKING:
-    from relay_context.security.api_keys import ApiKeyStore
+    from relay_context.security.api_keys import ApiKey, ApiKeyStore
 
 _T = TypeVar("_T")
 #: ``UserRole``'s values, spelled out so that ``relay --help`` does not import the JWT and
@@ -56,14 +56,35 @@ def keys() -> None:
 )
 @click.option("--name", default="", help="A label (who or what uses the key).")
 @click.option("--owner", default=None, help="Principal the key acts as (default: the key's id).")
+@click.option(
+    "--plan",
+    default=None,
+    help="Handoff relay plan of the key's owner (free, pro, team, ...; HANDOFF_PLANS).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def create(role: str, name: str, owner: str | None, as_json: bool) -> None:
+def create(role: str, name: str, owner: str | None, plan: str | None, as_json: bool) -> None:
     """Create a key and print it. It is shown only this once."""
     from relay_context.security.auth import UserRole
 
-    record, plaintext = _run(lambda s: s.create(role=UserRole(role), name=name, owner=owner))
+    async def make(store: ApiKeyStore) -> tuple[ApiKey, str]:
+        if plan is not None:
+            from relay_context.handoff.quotas import Quotas
+
+            settings = Settings().handoff
+            if plan not in settings.plans:  # before the key exists
+                raise click.BadParameter(f"unknown plan; one of {', '.join(settings.plans)}")
+        made = await store.create(role=UserRole(role), name=name, owner=owner)
+        if plan is not None:
+            from relay_context.handoff.schema import HANDOFF_MIGRATIONS
+
+            store.database.register("handoff", HANDOFF_MIGRATIONS)
+            await store.database.migrate()
+            await Quotas(store.database, settings).set_plan(made[0].owner, plan)
+        return made
+
+    record, plaintext = _run(make)
     if as_json:
-        click.echo(json.dumps({**record.to_json(), "key": plaintext}))
+        click.echo(json.dumps({**record.to_json(), "key": plaintext, "plan": plan}))
         return
     click.echo(plaintext)
     click.echo(

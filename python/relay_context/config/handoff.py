@@ -10,10 +10,37 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+
+class HandoffPlan(BaseModel):
+    """What one plan allows per calendar month (UTC) and at once; ``None``: no limit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pushes_per_month: int | None = Field(default=None, ge=0)
+    #: Counted and shown; pulls are never refused.
+    pulls_per_month: int | None = Field(default=None, ge=0)
+    #: Bytes of the owner's live payloads (as pushed).
+    bytes_stored: int | None = Field(default=None, ge=0)
+
+
+def _default_plans() -> dict[str, HandoffPlan]:
+    # The brief's Free / Pro / Team tiers.
+    return {
+        "free": HandoffPlan(pushes_per_month=1_000, pulls_per_month=10_000, bytes_stored=GIB),
+        "pro": HandoffPlan(
+            pushes_per_month=100_000, pulls_per_month=1_000_000, bytes_stored=10 * GIB
+        ),
+        "team": HandoffPlan(
+            pushes_per_month=1_000_000, pulls_per_month=10_000_000, bytes_stored=100 * GIB
+        ),
+        "unlimited": HandoffPlan(),
+    }
 
 
 class HandoffSettings(BaseSettings):
@@ -57,9 +84,22 @@ class HandoffSettings(BaseSettings):
     subscriber_queue_events: int = Field(default=256, ge=1)
     #: Seconds between heartbeats on an idle channel stream (WebSocket and SSE).
     heartbeat_seconds: float = Field(default=20.0, gt=0, le=3600)
+    #: Quotas by plan name; a caller without a plan of its own (``relay keys create --plan``)
+    #: is on ``default_plan``; callers of the open mode are on ``open_plan``, per client address.
+    #: ADMIN principals are not limited.
+    plans: dict[str, HandoffPlan] = Field(default_factory=_default_plans)
+    default_plan: str = "free"
+    open_plan: str = "free"
     #: Base of the pointer URLs handed out (``https://relay.example.com``); unset: the URL the
     #: request came to.
     public_url: str | None = None
 
+    @model_validator(mode="after")
+    def _plans_exist(self) -> HandoffSettings:
+        for name in (self.default_plan, self.open_plan):
+            if name not in self.plans:
+                raise ValueError(f"handoff plan {name!r} is not one of {sorted(self.plans)}")
+        return self
 
-__all__ = ["HandoffSettings"]
+
+__all__ = ["HandoffPlan", "HandoffSettings"]

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from relay_context.handoff.channels import ChannelLog
 from relay_context.handoff.fanout import Fanout
 from relay_context.handoff.ids import is_payload_id, new_payload_id, validate_channel, validate_ttl
 from relay_context.handoff.models import ChannelEvent, HandoffStats, PayloadInfo
+from relay_context.handoff.quotas import Quotas, Usage
 from relay_context.handoff.schema import HANDOFF_MIGRATIONS
 from relay_context.handoff.spool import spool
 from relay_context.handoff.store import PayloadStore
@@ -95,7 +97,12 @@ class HandoffRelay(AsyncResource):
         self.fanout = Fanout(
             queue_events=settings.subscriber_queue_events, redis=redis, prefix=redis_prefix
         )
+        self.quotas = Quotas(database, settings)
         self._sweeper: asyncio.Task[None] | None = None
+        self._meter: asyncio.Task[None] | None = None
+        #: Pulls not yet written to the usage table, by owner (flushed every second: a pull
+        #: must not wait for a write).
+        self._pending_pulls: Counter[str] = Counter()
         database.register("handoff", HANDOFF_MIGRATIONS)
 
     # --- life cycle ----------------------------------------------------------------------------
@@ -104,13 +111,18 @@ class HandoffRelay(AsyncResource):
         await self.fanout.open()
         if self._sweeper is None and self.settings.sweep_interval_seconds > 0:
             self._sweeper = asyncio.create_task(self._sweep_forever(), name="handoff-sweeper")
+        if self._meter is None:
+            self._meter = asyncio.create_task(self._meter_forever(), name="handoff-meter")
 
     async def close(self) -> None:
-        sweeper, self._sweeper = self._sweeper, None
-        if sweeper is not None:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await sweeper
+        for task in (self._sweeper, self._meter):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._sweeper = self._meter = None
+        with contextlib.suppress(Exception):
+            await self.flush_usage()
         await self.fanout.close()
 
     # --- payloads ------------------------------------------------------------------------------
@@ -135,9 +147,13 @@ class HandoffRelay(AsyncResource):
         ttl_seconds: int | None = None,
         encrypted: bool = False,
         owner: str | None = None,
+        plan: str | None = None,
     ) -> tuple[PayloadInfo, ChannelEvent | None]:
         """Store ``body`` (bytes, or chunks as they arrive); its facts, and the channel event
-        when ``channel`` is given (committed with the payload, then fanned out)."""
+        when ``channel`` is given (committed with the payload, then fanned out).
+
+        With ``owner`` and ``plan`` (the plan of owners who have none of their own), the push is
+        counted against the owner's quotas and refused past them (``QuotaExceededError``)."""
         if channel is not None:
             validate_channel(channel)
         ttl = validate_ttl(
@@ -160,6 +176,10 @@ class HandoffRelay(AsyncResource):
         try:
             now = self.clock()
             async with self.database.write() as tx:
+                if owner is not None and plan is not None:
+                    await self.quotas.charge_push(
+                        tx, owner, size=spooled.size, now_us=now, default_plan=plan
+                    )
                 info = await self.store.add(
                     tx,
                     payload_id=new_payload_id(),
@@ -258,6 +278,28 @@ class HandoffRelay(AsyncResource):
         if after is not None and (isinstance(after, bool) or not isinstance(after, int)):
             raise InvalidArgumentError(f"after must be an event id, got {after!r}")
         return Subscription(channel, after=after, fanout=self.fanout, log=self.channels)
+
+    # --- quotas -------------------------------------------------------------------------------
+    def count_pull(self, owner: str) -> None:
+        """Count a pull for ``owner`` (written within a second; pulls are never refused)."""
+        self._pending_pulls[owner] += 1
+
+    async def flush_usage(self) -> None:
+        pending, self._pending_pulls = self._pending_pulls, Counter()
+        if pending:
+            await self.quotas.count_pulls(dict(pending), self.clock())
+
+    async def usage(self, owner: str, *, plan: str) -> Usage:
+        await self.flush_usage()
+        return await self.quotas.usage(owner, self.clock(), default_plan=plan)
+
+    async def _meter_forever(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self.flush_usage()
+            except Exception as exc:  # counts of this round are lost; pulls were served
+                log.warning("handoff usage flush failed: %r", exc)
 
     # --- upkeep --------------------------------------------------------------------------------
     async def stats(self) -> HandoffStats:

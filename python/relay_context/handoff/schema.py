@@ -62,6 +62,30 @@ HANDOFF_MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX relay_handoff_events_age ON relay_handoff_events (created_at_us)",
         ),
     ),
+    Migration(
+        "handoff",
+        2,
+        "plans and monthly usage",
+        (
+            # The plan of an owner (a principal: the owner of API keys), set by
+            # `relay keys create --plan`; owners without a row are on the default plan.
+            """
+            CREATE TABLE relay_handoff_plans (
+                owner TEXT PRIMARY KEY,
+                plan TEXT NOT NULL,
+                updated_at_us BIGINT NOT NULL
+            )""",
+            """
+            CREATE TABLE relay_handoff_usage (
+                owner TEXT NOT NULL,
+                period TEXT NOT NULL,
+                pushes BIGINT NOT NULL,
+                pulls BIGINT NOT NULL,
+                PRIMARY KEY (owner, period)
+            )""",
+            "CREATE INDEX relay_handoff_payloads_owner ON relay_handoff_payloads (owner)",
+        ),
+    ),
 )
 
 __all__ = ["HANDOFF_MIGRATIONS"]

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 STATUS_BY_ERROR: dict[type[BaseException], int] = {
     e.AuthenticationError: 401,
+    e.QuotaExceededError: 402,
     e.PermissionDeniedError: 403,
     e.SessionLimitExceededError: 403,
     e.SessionNotFoundError: 404,
@@ -48,6 +49,7 @@ STATUS_BY_ERROR: dict[type[BaseException], int] = {
 _HTTP_TYPES = {
     400: "bad_request",
     401: "authentication",
+    402: "quota_exceeded",
     403: "permission_denied",
     404: "not_found",
     405: "method_not_allowed",
@@ -134,7 +136,11 @@ async def relay_error_handler(request: Request, exc: Exception) -> JSONResponse:
             message = "internal server error"
         else:
             log.warning("backend unavailable: %s", exc)
-    return error_response(request, status, error_type(exc), message, headers=headers)
+    # An error that carries structured facts (a quota's limit and usage) shows them.
+    details = getattr(exc, "details", None) if status < 500 else None
+    return error_response(
+        request, status, error_type(exc), message, details=details, headers=headers
+    )
 
 
 async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -32,6 +32,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, WebSocket
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from relay_context.errors import (
@@ -76,11 +77,22 @@ async def handoff_caller(request: Request) -> Principal | None:
 Caller = Annotated[Principal | None, Depends(handoff_caller)]
 
 
-def _writer(caller: Principal | None) -> str | None:
+def _client_owner(request: HTTPConnection) -> str:
+    return f"addr:{request.client.host if request.client else 'unknown'}"
+
+
+def _writer(request: Request, caller: Principal | None) -> tuple[str, str | None]:
+    """Who owns what this caller pushes, and the plan whose quotas apply (``None``: no quota,
+    for ADMIN principals). Open-mode callers are owners by client address."""
+    settings = state_of(request).settings.handoff
     if caller is None:
-        return None
+        return _client_owner(request), settings.open_plan
     require_write(caller)
-    return caller.id
+    return caller.id, None if caller.is_admin else settings.default_plan
+
+
+def _count_pull(request: Request, relay: HandoffRelay, caller: Principal | None) -> None:
+    relay.count_pull(_client_owner(request) if caller is None else caller.id)
 
 
 def _base_url(request: Request) -> str:
@@ -161,7 +173,7 @@ def _push_answer(request: Request, info: PayloadInfo, event: ChannelEvent | None
 # --- ContextRelay's protocol ---------------------------------------------------------------------
 @router.post("/push", summary="Push a payload (ContextRelay protocol)")
 async def push(request: Request, caller: Caller, relay: HandoffDep) -> JSONResponse:
-    owner = _writer(caller)
+    owner, plan = _writer(request, caller)
     content_type = request.headers.get("content-type", "")
     if content_type.split(";", 1)[0].strip().lower() == "application/json":
         doc = _parse_json_push(await _read_capped(request, relay.settings.max_json_body_bytes))
@@ -177,6 +189,7 @@ async def push(request: Request, caller: Caller, relay: HandoffDep) -> JSONRespo
             ttl_seconds=doc.get("ttl"),
             encrypted=doc.get("encrypted") is True,
             owner=owner,
+            plan=plan,
         )
     else:
         # A raw body streams to disk; the channel and TTL come from the query.
@@ -188,6 +201,7 @@ async def push(request: Request, caller: Caller, relay: HandoffDep) -> JSONRespo
             channel=request.query_params.get("channel"),
             ttl_seconds=int(ttl) if ttl is not None and ttl.isdigit() else None,
             owner=owner,
+            plan=plan,
         )
     return JSONResponse(_push_answer(request, info, event))
 
@@ -219,8 +233,11 @@ async def _envelope(info: PayloadInfo, stream: AsyncIterator[bytes]) -> AsyncIte
 
 
 @router.get("/pull/{payload_id}", summary="Pull a payload's envelope (ContextRelay protocol)")
-async def pull(payload_id: str, caller: Caller, relay: HandoffDep) -> StreamingResponse:
+async def pull(
+    payload_id: str, request: Request, caller: Caller, relay: HandoffDep
+) -> StreamingResponse:
     info, stream = await relay.pull(payload_id)
+    _count_pull(request, relay, caller)
     return StreamingResponse(
         _envelope(info, stream),
         media_type="application/json; charset=utf-8",
@@ -251,7 +268,7 @@ def _signal(body: bytes) -> object:
 async def publish(
     channel: str, request: Request, caller: Caller, relay: HandoffDep
 ) -> dict[str, Any]:
-    _writer(caller)
+    _writer(request, caller)
     message = _signal(await _read_capped(request, relay.settings.max_metadata_bytes))
     event = await relay.publish(channel, message)
     return {"channel": channel, "seq": event.seq, "ts": event.ts}
@@ -405,6 +422,23 @@ async def stats(caller: Caller, relay: HandoffDep) -> dict[str, Any]:
     return {**(await relay.stats()).to_json(), "blob_storage": relay.blob_storage}
 
 
+@router.get("/api/v1/handoff/usage", summary="This month's pushes, pulls and bytes stored")
+async def usage(
+    request: Request,
+    caller: Caller,
+    relay: HandoffDep,
+    owner: Annotated[str | None, Query(max_length=300)] = None,
+) -> dict[str, Any]:
+    """The caller's own usage and quotas; an ADMIN may ask for any ``owner``'s."""
+    settings = relay.settings
+    if owner is not None and (caller is None or not caller.is_admin):
+        raise PermissionDeniedError("only an admin may see another owner's usage")
+    if owner is None:
+        owner = _client_owner(request) if caller is None else caller.id
+    plan = settings.open_plan if owner.startswith("addr:") else settings.default_plan
+    return (await relay.usage(owner, plan=plan)).to_json()
+
+
 @router.post("/api/v1/handoff", status_code=201, summary="Push any bytes, streamed in")
 async def push_bytes(
     request: Request,
@@ -415,7 +449,7 @@ async def push_bytes(
     encrypted: Annotated[bool, Query()] = False,
     x_relay_metadata: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
-    owner = _writer(caller)
+    owner, plan = _writer(request, caller)
     _refuse_declared_oversize(request, relay)
     info, event = await relay.push(
         request.stream(),
@@ -425,13 +459,17 @@ async def push_bytes(
         ttl_seconds=ttl,
         encrypted=encrypted,
         owner=owner,
+        plan=plan,
     )
     return JSONResponse(_push_answer(request, info, event), status_code=201)
 
 
 @router.get("/api/v1/handoff/{payload_id}", summary="A payload's bytes, streamed out")
-async def get_bytes(payload_id: str, caller: Caller, relay: HandoffDep) -> StreamingResponse:
+async def get_bytes(
+    payload_id: str, request: Request, caller: Caller, relay: HandoffDep
+) -> StreamingResponse:
     info, stream = await relay.pull(payload_id)
+    _count_pull(request, relay, caller)
     headers = relay_headers(info)
     headers["content-length"] = str(info.size)
     return StreamingResponse(stream, media_type=info.content_type, headers=headers)
