@@ -33,11 +33,11 @@ def handoff_settings(
 
 
 @contextlib.contextmanager
-def handoff_service(settings: Settings) -> Iterator[tuple[str, Any]]:
+def handoff_service(settings: Settings, span_exporter: Any = None) -> Iterator[tuple[str, Any]]:
     """The whole service under uvicorn in a thread: its URL and its ``ServiceState``."""
     from relay_context.service.app import create_app
 
-    app = create_app(settings)
+    app = create_app(settings, span_exporter=span_exporter)
     with serve_in_thread(app) as url:
         yield url, app.state.relay
 

@@ -146,3 +146,26 @@ def test_keys_mode_needs_credentials(tmp_path: Path) -> None:
         payload_id = pushed.json()["id"]
         assert c.get(f"/peek/{payload_id}", headers={"X-API-Key": key}).status_code == 200
         assert_error(c.get(f"/peek/{payload_id}"), 401, "authentication")
+
+
+def test_metrics_and_spans(tmp_path: Path) -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    with (
+        handoff_service(handoff_settings(tmp_path), span_exporter=exporter) as (url, _),
+        httpx.Client(base_url=url) as c,
+    ):
+        first = c.post("/push", json={"data": "same bytes"}).json()
+        c.post("/push", json={"data": "same bytes"})
+        c.get(f"/pull/{first['id']}")
+        c.get(f"/peek/{first['id']}")
+        c.post("/publish/metrics-ch", json={"message": 1})
+        text = c.get("/metrics").text
+    assert 'relay_handoff_operations_total{operation="push"} 2.0' in text
+    assert 'relay_handoff_operations_total{operation="pull"} 1.0' in text
+    assert 'relay_handoff_operations_total{operation="peek"} 1.0' in text
+    assert "relay_handoff_dedup_hits_total 1.0" in text
+    assert 'relay_handoff_bytes_total{direction="in"} 20.0' in text
+    names = {span.name for span in exporter.get_finished_spans()}
+    assert {"handoff.push", "handoff.pull", "handoff.peek", "handoff.publish"} <= names

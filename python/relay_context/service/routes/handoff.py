@@ -40,6 +40,7 @@ from relay_context.errors import (
     InvalidArgumentError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    QuotaExceededError,
     RateLimitExceededError,
     SlowConsumerError,
 )
@@ -75,6 +76,29 @@ async def handoff_caller(request: Request) -> Principal | None:
 
 
 Caller = Annotated[Principal | None, Depends(handoff_caller)]
+
+
+def _served(request: HTTPConnection, operation: str, info: PayloadInfo | None = None) -> None:
+    metrics = state_of(request).metrics.handoff
+    metrics.operations.labels(operation).inc()
+    if info is not None and operation == "push":
+        metrics.bytes.labels("in").inc(info.size)
+        if not info.stored_new_blob:
+            metrics.dedup_hits.inc()
+    elif info is not None and operation == "pull":
+        metrics.bytes.labels("out").inc(info.size)
+
+
+@contextlib.asynccontextmanager
+async def _span(request: HTTPConnection, name: str) -> AsyncIterator[None]:
+    """A span ``handoff.<name>`` (child of the request span); quota refusals are counted."""
+    state = state_of(request)
+    with state.tracer.start_as_current_span(f"handoff.{name}"):
+        try:
+            yield
+        except QuotaExceededError as exc:
+            state.metrics.handoff.quota_refusals.labels(str(exc.details.get("quota"))).inc()
+            raise
 
 
 def _client_owner(request: HTTPConnection) -> str:
@@ -181,28 +205,32 @@ async def push(request: Request, caller: Caller, relay: HandoffDep) -> JSONRespo
             data = doc["data"].encode("utf-8")
         except UnicodeEncodeError:
             raise InvalidArgumentError('"data" holds a lone surrogate (not UTF-8)') from None
-        info, event = await relay.push(
-            data,
-            content_type=TEXT_UTF8,
-            metadata=doc.get("metadata"),
-            channel=doc.get("channel"),
-            ttl_seconds=doc.get("ttl"),
-            encrypted=doc.get("encrypted") is True,
-            owner=owner,
-            plan=plan,
-        )
+        async with _span(request, "push"):
+            info, event = await relay.push(
+                data,
+                content_type=TEXT_UTF8,
+                metadata=doc.get("metadata"),
+                channel=doc.get("channel"),
+                ttl_seconds=doc.get("ttl"),
+                encrypted=doc.get("encrypted") is True,
+                owner=owner,
+                plan=plan,
+            )
+        _served(request, "push", info)
     else:
         # A raw body streams to disk; the channel and TTL come from the query.
         _refuse_declared_oversize(request, relay)
         ttl = request.query_params.get("ttl")
-        info, event = await relay.push(
-            request.stream(),
-            content_type=content_type or TEXT_UTF8,
-            channel=request.query_params.get("channel"),
-            ttl_seconds=int(ttl) if ttl is not None and ttl.isdigit() else None,
-            owner=owner,
-            plan=plan,
-        )
+        async with _span(request, "push"):
+            info, event = await relay.push(
+                request.stream(),
+                content_type=content_type or TEXT_UTF8,
+                channel=request.query_params.get("channel"),
+                ttl_seconds=int(ttl) if ttl is not None and ttl.isdigit() else None,
+                owner=owner,
+                plan=plan,
+            )
+        _served(request, "push", info)
     return JSONResponse(_push_answer(request, info, event))
 
 
@@ -236,7 +264,9 @@ async def _envelope(info: PayloadInfo, stream: AsyncIterator[bytes]) -> AsyncIte
 async def pull(
     payload_id: str, request: Request, caller: Caller, relay: HandoffDep
 ) -> StreamingResponse:
-    info, stream = await relay.pull(payload_id)
+    async with _span(request, "pull"):
+        info, stream = await relay.pull(payload_id)
+    _served(request, "pull", info)
     _count_pull(request, relay, caller)
     return StreamingResponse(
         _envelope(info, stream),
@@ -246,8 +276,12 @@ async def pull(
 
 
 @router.get("/peek/{payload_id}", summary="A payload's metadata (ContextRelay protocol)")
-async def peek(payload_id: str, caller: Caller, relay: HandoffDep) -> JSONResponse:
-    info = await relay.info(payload_id)
+async def peek(
+    payload_id: str, request: Request, caller: Caller, relay: HandoffDep
+) -> JSONResponse:
+    async with _span(request, "peek"):
+        info = await relay.info(payload_id)
+    _served(request, "peek")
     return JSONResponse(info.metadata, headers=relay_headers(info))
 
 
@@ -270,7 +304,9 @@ async def publish(
 ) -> dict[str, Any]:
     _writer(request, caller)
     message = _signal(await _read_capped(request, relay.settings.max_metadata_bytes))
-    event = await relay.publish(channel, message)
+    async with _span(request, "publish"):
+        event = await relay.publish(channel, message)
+    _served(request, "publish")
     return {"channel": channel, "seq": event.seq, "ts": event.ts}
 
 
@@ -323,13 +359,20 @@ async def channel_socket(websocket: WebSocket, channel: str) -> None:
         await websocket.close(code=CLOSE_POLICY, reason=str(exc)[:120])
         return
     await websocket.accept()
-    async with subscription as events:
-        # Where the subscription starts: a client that reconnects resumes after it, even if
-        # no event came in between.
-        await websocket.send_text(
-            json.dumps({"type": "subscribed", "channel": channel, "seq": events.last})
-        )
-        code, reason = await _pump(websocket, events, relay, state.shutting_down)
+    metrics = state.metrics.handoff
+    metrics.subscribers.inc()
+    try:
+        async with subscription as events:
+            # Where the subscription starts: a client that reconnects resumes after it, even
+            # if no event came in between.
+            await websocket.send_text(
+                json.dumps({"type": "subscribed", "channel": channel, "seq": events.last})
+            )
+            code, reason = await _pump(websocket, events, relay, state.shutting_down)
+    finally:
+        metrics.subscribers.dec()
+    if code == CLOSE_SLOW_CONSUMER:
+        metrics.slow_consumers.inc()
     if websocket.client_state is WebSocketState.CONNECTED:
         with contextlib.suppress(Exception):
             await websocket.close(code=code, reason=reason)
@@ -342,6 +385,7 @@ async def _pump(
     a heartbeat frame after each idle ``heartbeat_seconds``. The close code and reason."""
     base_url = (relay.settings.public_url or str(websocket.base_url)).rstrip("/")
     base_url = base_url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
+    deliveries = state_of(websocket).metrics.handoff.deliveries
     receive = asyncio.ensure_future(websocket.receive())
     stop = asyncio.ensure_future(stopping.wait())
     pending: asyncio.Future[Any] | None = None
@@ -371,6 +415,7 @@ async def _pump(
                 finally:
                     pending = None
                 await websocket.send_text(json.dumps(frame(base_url, event)))
+                deliveries.inc()
             elif not done:
                 await websocket.send_text(json.dumps({"type": "heartbeat", "seq": events.last}))
     except (WebSocketDisconnect, RuntimeError):
@@ -392,12 +437,14 @@ async def channel_events(
 ) -> StreamingResponse:
     subscription = relay.subscribe(channel, after=_after(after or last_event_id))
     base_url = _base_url(request)
+    deliveries = state_of(request).metrics.handoff.deliveries
 
     async def events() -> AsyncIterator[bytes]:
         async with subscription as stream:
             try:
                 async for event in stream:
                     yield sse_event(json.dumps(frame(base_url, event)), event_id=event.seq)
+                    deliveries.inc()
             except SlowConsumerError as exc:
                 yield sse_event(json.dumps({"type": "slow_consumer", "message": str(exc)}))
 
@@ -451,16 +498,18 @@ async def push_bytes(
 ) -> JSONResponse:
     owner, plan = _writer(request, caller)
     _refuse_declared_oversize(request, relay)
-    info, event = await relay.push(
-        request.stream(),
-        content_type=request.headers.get("content-type") or "application/octet-stream",
-        metadata=_metadata_header(x_relay_metadata),
-        channel=channel,
-        ttl_seconds=ttl,
-        encrypted=encrypted,
-        owner=owner,
-        plan=plan,
-    )
+    async with _span(request, "push"):
+        info, event = await relay.push(
+            request.stream(),
+            content_type=request.headers.get("content-type") or "application/octet-stream",
+            metadata=_metadata_header(x_relay_metadata),
+            channel=channel,
+            ttl_seconds=ttl,
+            encrypted=encrypted,
+            owner=owner,
+            plan=plan,
+        )
+    _served(request, "push", info)
     return JSONResponse(_push_answer(request, info, event), status_code=201)
 
 
@@ -468,7 +517,9 @@ async def push_bytes(
 async def get_bytes(
     payload_id: str, request: Request, caller: Caller, relay: HandoffDep
 ) -> StreamingResponse:
-    info, stream = await relay.pull(payload_id)
+    async with _span(request, "pull"):
+        info, stream = await relay.pull(payload_id)
+    _served(request, "pull", info)
     _count_pull(request, relay, caller)
     headers = relay_headers(info)
     headers["content-length"] = str(info.size)
@@ -479,18 +530,21 @@ async def get_bytes(
 async def get_info(
     payload_id: str, request: Request, caller: Caller, relay: HandoffDep
 ) -> dict[str, Any]:
-    info = await relay.info(payload_id)
+    async with _span(request, "peek"):
+        info = await relay.info(payload_id)
+    _served(request, "peek")
     return {**info.to_json(), "url": pointer(request, info.id)}
 
 
 @router.delete("/api/v1/handoff/{payload_id}", status_code=204, summary="Delete a payload")
-async def delete(payload_id: str, caller: Caller, relay: HandoffDep) -> Response:
+async def delete(payload_id: str, request: Request, caller: Caller, relay: HandoffDep) -> Response:
     # In open mode the pointer is the capability; with keys, the owner's (or an admin's).
     if caller is None:
         await relay.delete(payload_id, owner=None, any_owner=True)
     else:
         require_write(caller)
         await relay.delete(payload_id, owner=caller.id, any_owner=caller.is_admin)
+    _served(request, "delete")
     return Response(status_code=204)
 
 
