@@ -174,3 +174,48 @@ def test_the_client_imports_no_server_code() -> None:
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     asyncio.run(asyncio.sleep(0))
+
+
+def test_relay_bridge_run_feeds_a_command(service: Any) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from service_support import RELAY
+
+    base = service[0]
+    worker = subprocess.Popen(
+        [
+            str(RELAY),
+            "bridge",
+            "run",
+            "--url",
+            base,
+            "--task-channel",
+            "cli-tasks",
+            "--done-channel",
+            "cli-done",
+            "--max-tasks",
+            "2",
+            "--",
+            sys.executable,
+            "-c",
+            "import sys; print(sys.stdin.read().upper(), end='')",
+        ],
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{base}/api/v1/handoff/stats").json()["subscribers"] < 1:
+            assert time.monotonic() < deadline, "relay bridge run did not subscribe"
+            time.sleep(0.05)
+        with HandoffClient(base) as relay:
+            bridge = AgentBridge(relay, "cli-tasks", "cli-done")
+            assert bridge.push_and_wait("refactor the auth module", timeout=30) == (
+                "REFACTOR THE AUTH MODULE"
+            )
+            assert bridge.push_and_wait("second", timeout=30) == "SECOND"
+        assert worker.wait(timeout=30) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()

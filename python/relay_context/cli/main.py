@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from relay_context._version import __version__
+from relay_context.cli.bridge import bridge
 from relay_context.cli.count import count
 from relay_context.cli.keys import keys
 from relay_context.cli.mcp import mcp
@@ -19,6 +20,7 @@ def main() -> None:
     """Relay: exact token budgets and context for LLM applications."""
 
 
+main.add_command(bridge)
 main.add_command(count)
 main.add_command(keys)
 main.add_command(mcp)
