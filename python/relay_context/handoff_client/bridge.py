@@ -70,13 +70,17 @@ class AgentBridge:
         *,
         stop: threading.Event | None = None,
         max_tasks: int | None = None,
+        ready: threading.Event | None = None,
     ) -> int:
         """Answer tasks from ``task_channel`` with ``handler(task)`` on ``done_channel`` (blocks
-        until ``stop`` is set or ``max_tasks`` were answered); how many it answered."""
+        until ``stop`` is set or ``max_tasks`` were answered); how many it answered. ``ready``
+        is set once it is subscribed (tasks pushed from then on reach it)."""
         answered = 0
         with self.relay.subscription(self.task_channel) as events:
             if stop is not None:
                 events.close_when(stop)
+            if ready is not None:
+                ready.set()
             for message in events:
                 if message.url is None:
                     continue
