@@ -8,9 +8,10 @@ One place decides what "an int of at least N" means, so that every public functi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from numbers import Integral
 
-from relay_context.errors import InputTypeError, InvalidArgumentError
+from relay_context.errors import InputTypeError, InvalidArgumentError, InvalidUnicodeError
 
 
 def check_int(
@@ -52,7 +53,81 @@ def validate_name(what: str, value: object) -> str:
         raise InvalidArgumentError(
             f"{what} {preview(value)} has {len(value)} characters; at most {NAME_MAX_LENGTH}"
         )
+    return check_text(what, value)
+
+
+def check_text(what: str, value: str) -> str:
+    """``value`` if it has a UTF-8 form, else :class:`InvalidUnicodeError` naming ``what``.
+
+    JSON's ``"\\ud800"`` escapes and Python strings may hold lone surrogates; they cannot be
+    encoded (the store, the tokenizer and every JSON client need UTF-8), so they are refused
+    here, with the field's name, rather than deep inside a database driver."""
+    if value.isascii():  # the common case, without building the encoded copy
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidUnicodeError(
+            f"{what} is not valid Unicode: lone surrogate U+{ord(value[exc.start]):04X} at "
+            f"character {exc.start}"
+        ) from None
     return value
 
 
-__all__ = ["NAME_MAX_LENGTH", "check_int", "preview", "validate_name"]
+#: A path into a JSON-like value: object keys and list indices.
+JsonPath = tuple[str | int, ...]
+
+
+def _is_valid_text(value: str) -> bool:
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def find_invalid_text(value: object) -> tuple[JsonPath, str, bool] | None:
+    """The path of the first string of a JSON-like value (object keys included) that is not
+    valid Unicode, that string, and whether it is an object key (then the path ends with it);
+    ``None`` when every string is valid. Iterative, so that a deeply nested value cannot
+    exhaust the stack."""
+    stack: list[tuple[JsonPath, object]] = [((), value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if not _is_valid_text(item):
+                return path, item, False
+        elif isinstance(item, Mapping):
+            children: list[tuple[JsonPath, object]] = []
+            for key, child in item.items():
+                if isinstance(key, str) and not _is_valid_text(key):
+                    return (*path, key), key, True
+                children.append(((*path, key), child))
+            stack.extend(reversed(children))
+        elif isinstance(item, (list, tuple)):
+            stack.extend(reversed([((*path, i), child) for i, child in enumerate(item)]))
+    return None
+
+
+def check_json_text(what: str, value: object) -> None:
+    """:func:`check_text` on every string of a JSON-like value (object keys included); the error
+    names the path of the first bad one, e.g. ``message metadata['a'][0]``."""
+    found = find_invalid_text(value)
+    if found is None:
+        return
+    path, text, is_key = found
+    where = what + "".join(f"[{p!r}]" for p in path)
+    check_text(f"the key {where}" if is_key else where, text)
+
+
+__all__ = [
+    "NAME_MAX_LENGTH",
+    "check_int",
+    "check_json_text",
+    "check_text",
+    "find_invalid_text",
+    "preview",
+    "validate_name",
+]

@@ -74,6 +74,11 @@ class InvalidSessionIdError(InvalidArgumentError):
     """A session id that is empty, too long, or has characters outside ``[A-Za-z0-9._:-]``."""
 
 
+class InvalidUnicodeError(InvalidArgumentError):
+    """A string that is not a sequence of Unicode scalar values (it holds a lone surrogate such as
+    ``"\\ud800"``): it has no UTF-8 form, so it can be neither stored nor counted."""
+
+
 class UnknownRoleError(InvalidArgumentError):
     """A message role other than ``system``, ``user``, ``assistant`` or ``tool``."""
 
@@ -185,6 +190,7 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidChannelError",
     "InvalidSessionIdError",
+    "InvalidUnicodeError",
     "MessageTooLargeError",
     "PayloadNotFoundError",
     "PayloadTooLargeError",

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from relay_context.config.settings import Settings
 from relay_context.service.app import create_app
+from relay_context.service.server import configure_connection_limits
 from relay_context.service.telemetry import configure_logging
 
 
@@ -20,6 +21,8 @@ def serve_app() -> FastAPI:
     factory ``relay serve`` gives uvicorn)."""
     settings = Settings()
     configure_logging(settings.log_level)
+    # Each worker process calls this factory before it accepts connections.
+    configure_connection_limits(settings)
     return create_app(settings)
 
 

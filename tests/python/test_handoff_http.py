@@ -104,7 +104,11 @@ def test_bad_input(client: httpx.Client) -> None:
         "invalid_channel",
     )
     assert_error(client.post("/publish/bad%20channel", json={"message": 1}), 422, "invalid_channel")
-    assert_error(client.post("/push", json={"data": "x", "ttl": 10**9}), 422, "invalid_argument")
+    assert_error(client.post("/push", json={"data": "x", "ttl": 0}), 422, "invalid_argument")
+    assert_error(client.post("/push", json={"data": "x", "ttl": "1h"}), 422, "invalid_argument")
+    assert_error(
+        client.post("/api/v1/handoff?channel=a%20b", content=b"x"), 422, "validation_error"
+    )
     assert_error(client.post("/push", json={"data": "x" * 200_001}), 413, "payload_too_large")
     assert_error(client.post("/api/v1/handoff", content=b"x" * 200_001), 413, "payload_too_large")
 

@@ -103,7 +103,10 @@ async def test_limits_are_refused(
         with pytest.raises(InvalidChannelError):
             await relay.push(b"x", channel="no spaces allowed")
         with pytest.raises(InvalidArgumentError):
-            await relay.push(b"x", ttl_seconds=10**9)
+            await relay.push(b"x", ttl_seconds=0)
+        # A longer TTL than the maximum is cut to it.
+        long, _ = await relay.push(b"x", ttl_seconds=10**9)
+        assert long.expires_at_us - long.created_at_us == relay.settings.max_ttl_seconds * 10**6
         with pytest.raises(PayloadNotFoundError):
             await relay.info("not-an-id")
         with pytest.raises(PayloadNotFoundError):

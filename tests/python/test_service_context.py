@@ -146,7 +146,8 @@ def test_bad_window_requests_get_typed_errors(server: Server) -> None:
     assert_error(c.get(url, headers=ADMIN, params={"policy": "magic"}), 422, "unknown_policy")
     assert_error(c.get(url, headers=ADMIN, params={"model": "gpt-99"}), 422, "unknown_model")
     assert_error(c.get(url, headers=ADMIN, params={"budget": 0}), 422, "validation_error")
-    assert_error(c.get(url, headers=ADMIN, params={"budget": 5}), 422, "infeasible_budget")
+    # Well-formed, but what the session must keep does not fit: a conflict with its state.
+    assert_error(c.get(url, headers=ADMIN, params={"budget": 5}), 409, "infeasible_budget")
     too_big = c.get(url, headers=ADMIN, params={"budget": 10**9})
     assert "max_window_tokens" in assert_error(too_big, 422, "invalid_argument")["message"]
     assert_error(c.get(url, headers=ADMIN, params={"format": "xml"}), 422, "validation_error")

@@ -24,6 +24,8 @@ def serve(host: str | None, port: int | None, reload: bool, workers: int) -> Non
     import uvicorn
     from pydantic import ValidationError
 
+    from relay_context.service.server import uvicorn_options
+
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -41,6 +43,7 @@ def serve(host: str | None, port: int | None, reload: bool, workers: int) -> Non
         access_log=False,  # the request middleware writes one line per request
         proxy_headers=False,
         server_header=False,
-        # Open streams end at the stop signal (service/state.py); this bounds any other wait.
-        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        # Connection limits (header, idle and body deadlines, connection cap, head size) and
+        # the graceful-shutdown bound: service/server.py.
+        **uvicorn_options(settings),
     )

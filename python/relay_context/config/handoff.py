@@ -60,6 +60,9 @@ class HandoffSettings(BaseSettings):
     #: envelope is parsed in memory, so this bounds what one JSON push may hold; raw bodies
     #: stream and never count against it.
     max_json_body_bytes: int = Field(default=2 * 25 * MIB + MIB, ge=1)
+    #: How long an upload's whole body may take to arrive (the service's
+    #: ``body_read_timeout_seconds`` is meant for small JSON bodies).
+    body_read_timeout_seconds: float = Field(default=600.0, gt=0, le=24 * 3600)
     #: Largest ``metadata`` object, as compact JSON.
     max_metadata_bytes: int = Field(default=64 * 1024, ge=2)
     default_ttl_seconds: int = Field(default=24 * 3600, ge=1)

@@ -186,6 +186,18 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list)
     #: Largest request body accepted, in bytes (413 above).
     max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
+    #: Largest request head (request line and headers) answered normally, in bytes (431 above).
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024, le=16 * 1024 * 1024)
+    #: ``relay serve``: seconds a connection has to send a complete request head, from its
+    #: opening or from the first byte of a later request (slowloris); then it is closed.
+    header_read_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    #: Seconds within which a request's whole body must arrive, from the app's first read
+    #: (408 and the connection closed after).
+    body_read_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    #: ``relay serve``: seconds an idle kept-alive connection stays open after a response.
+    keep_alive_timeout_seconds: float = Field(default=5.0, gt=0, le=3600)
+    #: ``relay serve``: open connections per worker process; one more is answered 503 and closed.
+    max_connections: int = Field(default=1000, ge=1, le=1_000_000)
     #: YAML file overriding the limits and the model table; reloaded when it changes.
     config_file: Path | None = None
     #: How often (at most) the service looks at ``config_file``'s modification time, in seconds.

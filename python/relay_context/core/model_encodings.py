@@ -6,7 +6,10 @@ Exact names win over prefixes; among prefixes the longest match wins, so ``gpt-4
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import re
+import sys
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from relay_context.errors import InputTypeError, UnknownModelError
@@ -90,3 +93,45 @@ def encoding_name_for_model(model: str, *, fallback: str | None = None) -> str:
         f"no known encoding for model {model!r}; pass an encoding name instead, or set a "
         "fallback encoding (e.g. TokenCounter.for_model(model, fallback_encoding='o200k_base'))"
     )
+
+
+def _regex_literal(text: str) -> str:
+    # Only the characters special in both Python's and ECMA-262's syntax are escaped (ECMA-262
+    # in Unicode mode refuses escapes such as "\-", which re.escape writes).
+    return re.sub(r"([.^$*+?()\[\]{}|\\/])", r"\\\1", text)
+
+
+def _alternatives(texts: Iterable[str]) -> str:
+    return "|".join(_regex_literal(t) for t in sorted(texts, key=lambda t: (-len(t), t)))
+
+
+@functools.lru_cache(maxsize=1)
+def _whitespace_class() -> str:
+    """What ``str.strip()`` removes, as a character class of ``\\uXXXX`` escapes."""
+    spaces = [c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace()]
+    return "[" + "".join(f"\\u{ord(c):04x}" for c in spaces) + "]"
+
+
+def model_name_pattern(encodings: Iterable[str] = ()) -> str:
+    """A regular expression matching exactly the names :func:`encoding_name_for_model` accepts
+    (without a fallback), plus the exact ``encodings`` names: for an OpenAPI ``pattern``, so it
+    is valid both in Python and in ECMA-262 (JSON Schema), and ends in ``(?![\\s\\S])``
+    rather than ``$`` (which in Python also matches before a final newline)."""
+    ws = _whitespace_class()
+    end = "(?![\\s\\S])"
+    exact = _alternatives(MODEL_TO_ENCODING)
+    plain = _alternatives(p for p in MODEL_PREFIX_TO_ENCODING if not p.startswith("ft:"))
+    fine_tuned = _alternatives(p for p in MODEL_PREFIX_TO_ENCODING if p.startswith("ft:"))
+    every = _alternatives(MODEL_PREFIX_TO_ENCODING)
+    branches = [
+        # a bare name: exact, or a prefix and no "/" after it
+        f"^{ws}*(?:{exact}|(?:{plain})[^/]*){ws}*{end}",
+        # a fine-tune: never split at "/"
+        f"^{ws}*(?:{fine_tuned})[\\s\\S]*{end}",
+        # provider-qualified ("openai/gpt-4o"): the last segment counts
+        f"^{ws}*(?!{ws}*ft:)[\\s\\S]*/(?:{exact}|(?:{every})[^/]*){ws}*{end}",
+    ]
+    names = list(encodings)
+    if names:
+        branches.append(f"^(?:{_alternatives(names)}){end}")
+    return "|".join(branches)

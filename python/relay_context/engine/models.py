@@ -19,7 +19,14 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from relay_context.checks import NAME_MAX_LENGTH, check_int, preview, validate_name
+from relay_context.checks import (
+    NAME_MAX_LENGTH,
+    check_int,
+    check_json_text,
+    check_text,
+    preview,
+    validate_name,
+)
 from relay_context.errors import (
     EmptyContentError,
     InputTypeError,
@@ -32,9 +39,14 @@ from relay_context.errors import (
 # Re-exported: the stored form of times (``*_at_us`` columns) is part of these models' contract.
 from relay_context.persistence.clock import micros_from_utc, utc_from_micros
 
-#: A session id: 1 to 128 characters of ``[A-Za-z0-9._:-]`` (safe in URLs, Redis keys, file names).
+#: A session id: 1 to 128 characters of ``[A-Za-z0-9._:-]`` (safe in URLs, Redis keys, file names),
+#: not only dots: "." and ".." are dot segments, which HTTP clients remove from a URL's path, so
+#: such a session could never be addressed again.
 SESSION_ID_MAX_LENGTH = 128
 _SESSION_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+#: The same rule as one regular expression without look-arounds, for the OpenAPI document (JSON
+#: Schema ``pattern``; its length bounds go in ``minLength``/``maxLength``).
+SESSION_ID_PATTERN = r"^[A-Za-z0-9._:\-]*[A-Za-z0-9_:\-][A-Za-z0-9._:\-]*$"
 #: Owners, tool names and tool-call ids are free text, but bounded.
 
 
@@ -76,6 +88,10 @@ def validate_session_id(value: object) -> str:
         raise InvalidSessionIdError(
             f"session id {preview(value)} contains {bad!r}; only [A-Za-z0-9._:-] are allowed"
         )
+    if not value.strip("."):
+        raise InvalidSessionIdError(
+            f"session id {preview(value)} is only dots; URLs cannot address it (dot segments)"
+        )
     return value
 
 
@@ -91,6 +107,7 @@ def validate_metadata(what: str, value: object) -> dict[str, Any]:
     for key in value:
         if not isinstance(key, str):
             raise InvalidArgumentError(f"{what} keys must be str, got {key!r}")
+    check_json_text(what, value)
     try:
         text = json.dumps(dict(value), allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -135,6 +152,7 @@ class ToolCall:
             raise InputTypeError(
                 f"tool call arguments must be a str, got {type(self.arguments).__name__}"
             )
+        check_text("tool call arguments", self.arguments)
 
     def to_openai(self) -> dict[str, Any]:
         return {
@@ -175,6 +193,7 @@ def _check_message_fields(message: NewMessage | StoredMessage) -> None:
     set_(message, "role", role)
     if not isinstance(message.content, str):
         raise InputTypeError(f"message content must be a str, got {type(message.content).__name__}")
+    check_text("message content", message.content)
     tool_calls = _tool_calls(message.tool_calls)
     set_(message, "tool_calls", tool_calls)
     if tool_calls and role is not MessageRole.ASSISTANT:
@@ -382,6 +401,7 @@ class Session:
 __all__ = [
     "NAME_MAX_LENGTH",
     "SESSION_ID_MAX_LENGTH",
+    "SESSION_ID_PATTERN",
     "MessageRole",
     "NewMessage",
     "Session",

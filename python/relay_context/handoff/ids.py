@@ -34,13 +34,15 @@ def validate_channel(name: object) -> str:
 
 
 def validate_ttl(ttl_seconds: int | None, *, default: int, maximum: int) -> int:
+    """``ttl_seconds`` (``default`` if ``None``), cut to ``maximum``: a push may ask for long,
+    the operator decides how long is kept (the answer's ``expires_at`` says what applies)."""
     if ttl_seconds is None:
         return default
     if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int):
         raise InvalidArgumentError(f"ttl must be an integer of seconds, got {ttl_seconds!r}")
-    if not 1 <= ttl_seconds <= maximum:
-        raise InvalidArgumentError(f"ttl must be 1..{maximum} seconds, got {ttl_seconds}")
-    return ttl_seconds
+    if ttl_seconds < 1:
+        raise InvalidArgumentError(f"ttl must be at least 1 second, got {ttl_seconds}")
+    return min(ttl_seconds, maximum)
 
 
 __all__ = [

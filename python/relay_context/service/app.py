@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
@@ -31,6 +32,7 @@ from relay_context.security.auth import AuthService
 from relay_context.service.errors import install_error_handlers
 from relay_context.service.metrics import ServiceMetrics
 from relay_context.service.middleware import RequestContextMiddleware
+from relay_context.service.openapi import document_live_limits
 from relay_context.service.routes import context, dashboard, handoff, health, keys, metrics
 from relay_context.service.state import ServiceState, build_limiter, stop_streams_on_signals
 from relay_context.service.telemetry import get_tracer, make_tracer_provider
@@ -135,6 +137,12 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.relay = state
+    base_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        return document_live_limits(base_openapi(), state.settings.max_window_tokens)
+
+    app.openapi = openapi  # type: ignore[method-assign]
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(metrics.router)

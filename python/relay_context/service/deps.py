@@ -12,6 +12,13 @@ is then charged one request on its sliding window (429 past the limit), and the 
 goes into the response's ``X-RateLimit-*`` headers. A request without valid credentials is
 charged to its client address instead, so guessing keys is rate limited too.
 
+Routers whose routes authenticate use ``route_class=AuthFirstRoute``: FastAPI reads and
+validates a request's body before it runs any dependency, so without it an unauthenticated client
+could make the server parse (and answer 422 for) any body, unmetered. ``AuthFirstRoute``
+authenticates and charges the rate limit first, then checks that every string of a JSON body is
+valid Unicode (a lone surrogate is a 422 naming the field), then hands the request to FastAPI;
+``CurrentPrincipal`` returns the principal found then.
+
 For the context routes: :func:`require_write`, :func:`session_access` (what the engine lets a
 principal see: another principal's session is a 404, never a 403) and :func:`session_quota`
 (checked by the engine atomically with the session's creation).
@@ -19,17 +26,25 @@ principal see: another principal's session is a 404, never a 403) and :func:`ses
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response, Security
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from fastapi.security import APIKeyHeader, HTTPBearer
 from opentelemetry.trace import Tracer
 from starlette.requests import HTTPConnection
 
+from relay_context.checks import check_text, find_invalid_text
 from relay_context.config.settings import Settings
 from relay_context.engine.context_engine import ContextEngine
 from relay_context.engine.models import Session, SessionAccess
 from relay_context.errors import (
     AuthenticationError,
+    InvalidUnicodeError,
     PermissionDeniedError,
     RateLimitExceededError,
     SessionNotFoundError,
@@ -102,7 +117,7 @@ def has_credentials(request: HTTPConnection) -> bool:
     return "x-api-key" in request.headers or "authorization" in request.headers
 
 
-async def authenticate(request: HTTPConnection, state: ServiceState) -> Principal:
+async def principal_of_credentials(request: HTTPConnection, state: ServiceState) -> Principal:
     """The principal of the request's credentials (a WebSocket's too), not rate limited."""
     api_key = request.headers.get("x-api-key")
     authorization = request.headers.get("authorization")
@@ -128,10 +143,15 @@ async def authenticate(request: HTTPConnection, state: ServiceState) -> Principa
     )
 
 
-async def get_principal(request: Request) -> Principal:
+async def authenticate(request: Request) -> Principal:
+    """The request's principal, charged one request on its window (once per request: later
+    calls return the same principal). Bad credentials are charged to the client address."""
+    found: Principal | None = getattr(request.state, "principal", None)
+    if found is not None:
+        return found
     state = state_of(request)
     try:
-        principal = await authenticate(request, state)
+        principal = await principal_of_credentials(request, state)
     except AuthenticationError:
         method = "api_key" if "x-api-key" in request.headers else "jwt"
         state.metrics.auth_failures.labels(method).inc()
@@ -147,6 +167,24 @@ async def charge_client(request: HTTPConnection) -> None:
     """Charge the client address one request (callers without credentials, where allowed)."""
     client = request.client.host if request.client else "unknown"
     await _charge(request, state_of(request), f"anon:{client}")
+
+
+# Only for the OpenAPI document (``securitySchemes`` and each route's ``security``): they never
+# refuse a request themselves (``auto_error=False``); ``authenticate`` decides.
+bearer_scheme = HTTPBearer(
+    auto_error=False, bearerFormat="JWT", description="A JWT: `relay token USER_ID --role ROLE`"
+)
+api_key_scheme = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="An API key: `relay_` + 43 characters"
+)
+
+
+async def get_principal(
+    request: Request,
+    _bearer: Annotated[Any, Security(bearer_scheme)],
+    _api_key: Annotated[Any, Security(api_key_scheme)],
+) -> Principal:
+    return await authenticate(request)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
@@ -169,6 +207,60 @@ def RequireRole(*roles: UserRole) -> Any:  # noqa: N802 - reads as a type in Ann
 
 AdminPrincipal = Annotated[Principal, RequireRole(UserRole.ADMIN)]
 WriterPrincipal = Annotated[Principal, RequireRole(UserRole.ADMIN, UserRole.USER)]
+
+
+def _needs_principal(dependant: Dependant) -> bool:
+    return any(d.call is get_principal or _needs_principal(d) for d in dependant.dependencies)
+
+
+def _check_body_text(body: object) -> None:
+    """Every string (object keys included) of a parsed JSON body must be valid Unicode: JSON's
+    ``\\ud800`` escapes decode to lone surrogates, which nothing downstream can encode."""
+    found = find_invalid_text(body)
+    if found is None:
+        return
+    path, text, is_key = found
+    # The answer names the field and must itself be valid UTF-8: a bad key is escaped.
+    loc = tuple(
+        p.encode("utf-8", "backslashreplace").decode() if isinstance(p, str) else p for p in path
+    )
+    try:
+        where = ".".join(map(str, ("body", *loc)))
+        check_text(f"the key {where}" if is_key else where, text)
+    except InvalidUnicodeError as exc:
+        raise RequestValidationError(
+            [{"loc": ("body", *loc), "msg": str(exc), "type": "invalid_unicode"}]
+        ) from None
+
+
+async def _json_body(request: Request) -> Any:
+    """The parsed JSON body, or ``None`` when there is none or it is not JSON (FastAPI then
+    answers as it does; the bytes read here are cached on the request, not read twice)."""
+    content_type = request.headers.get("content-type", "")
+    if "json" not in content_type.lower() or not await request.body():
+        return None
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        return None
+
+
+class AuthFirstRoute(APIRoute):
+    """A route that authenticates (and charges the rate limit) before its body is read."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if not _needs_principal(self.dependant):
+            return handler
+        has_body = self.body_field is not None
+
+        async def authenticate_first(request: Request) -> Response:
+            await authenticate(request)
+            if has_body:
+                _check_body_text(await _json_body(request))
+            return await handler(request)
+
+        return authenticate_first
 
 
 def require_write(principal: Principal) -> None:
@@ -201,6 +293,7 @@ def session_quota(state: ServiceState, principal: Principal) -> int | None:
 
 __all__ = [
     "AdminPrincipal",
+    "AuthFirstRoute",
     "CurrentPrincipal",
     "EngineDep",
     "HandoffDep",
@@ -216,6 +309,7 @@ __all__ = [
     "get_principal",
     "get_state",
     "has_credentials",
+    "principal_of_credentials",
     "require_write",
     "session_access",
     "session_quota",

@@ -35,6 +35,9 @@ STATUS_BY_ERROR: dict[type[BaseException], int] = {
     e.ApiKeyNotFoundError: 404,
     e.PayloadNotFoundError: 404,
     e.SessionExistsError: 409,
+    # The budget is well-formed, but the session's pinned messages (system prompt, pinned
+    # metadata, the latest user turn) do not fit in it: a conflict with the resource's state.
+    e.InfeasibleBudgetError: 409,
     e.RequestTooLargeError: 413,
     e.MessageTooLargeError: 413,
     e.PayloadTooLargeError: 413,
@@ -54,10 +57,12 @@ _HTTP_TYPES = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    408: "request_timeout",
     413: "request_too_large",
     415: "unsupported_media_type",
     422: "validation_error",
     429: "rate_limit_exceeded",
+    431: "request_header_fields_too_large",
     500: "internal_error",
     503: "service_unavailable",
 }
@@ -149,11 +154,41 @@ async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     message = exc.detail if isinstance(exc.detail, str) else kind.replace("_", " ")
     if exc.status_code == 404 and message == "Not Found":
         message = f"no route {request.method} {request.url.path}"
-    elif exc.status_code == 405:
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
         message = f"method {request.method} is not allowed on {request.url.path}"
-    return error_response(
-        request, exc.status_code, kind, message, headers=getattr(exc, "headers", None)
-    )
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return error_response(request, exc.status_code, kind, message, headers=headers)
+
+
+def _leaf_routes(routes: list[Any]) -> list[Any]:
+    """The app's routes, those of included routers too (newer FastAPI keeps an included router
+    as one entry, ``original_router``; older ones, and Starlette, list each route)."""
+    out: list[Any] = []
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            out += _leaf_routes(list(inner.routes))
+        else:
+            out.append(route)
+    return out
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods of the path, for a 405's ``Allow``. Starlette's 405 names only the first
+    route that matched the path (``GET /context/{id}`` hid ``DELETE``). As in OpenAPI, a
+    concrete path (``/context/messages``) wins over the templates it also matches
+    (``/context/{session_id}``)."""
+    path = request.scope.get("path", "")
+    concrete: set[str] = set()
+    templated: set[str] = set()
+    for route in _leaf_routes(list(request.app.routes)):
+        regex = getattr(route, "path_regex", None)
+        methods = getattr(route, "methods", None)
+        if regex is None or not methods or regex.match(path) is None:
+            continue
+        (templated if getattr(route, "param_convertors", None) else concrete).update(methods)
+    return sorted(concrete or templated)
 
 
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -1,11 +1,13 @@
-"""The one ASGI middleware every request passes: request id, body cap, security headers,
-rate-limit headers, metrics, the request span, the access log, and the 500 of last resort.
+"""The one ASGI middleware every request passes: request id, header and body caps (431, 413),
+the body-read deadline (408), security headers, rate-limit headers, metrics, the request span,
+the access log, and the 500 of last resort.
 
 Pure ASGI (not ``BaseHTTPMiddleware``) so that streamed responses (SSE) pass through untouched.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -44,6 +46,8 @@ DOCS_CSP = (
     "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
     "img-src 'self' data: https://fastapi.tiangolo.com; frame-ancestors 'none'"
 )
+#: The headers of an API (JSON) answer, for the connection layer's own answers.
+API_SECURITY_HEADERS: Mapping[str, str] = {**SECURITY_HEADERS, "content-security-policy": API_CSP}
 DOCS_PATHS = ("/docs", "/redoc")
 HSTS = "max-age=31536000; includeSubDomains"
 
@@ -56,6 +60,10 @@ _HSTS_HEADER = (b"strict-transport-security", HSTS.encode())
 
 
 class _BodyTooLargeError(Exception):  # internal signal, never leaves the middleware
+    pass
+
+
+class _BodyTimeoutError(Exception):  # internal signal, never leaves the middleware
     pass
 
 
@@ -84,7 +92,18 @@ class RequestContextMiddleware:
             cap = max(cap, settings.handoff.max_json_body_bytes, settings.handoff.max_payload_bytes)
         status_holder = {"status": 500, "started": False}
         too_large = False
+        timed_out = False
         received = 0
+        # A request without a body (no Content-Length, no Transfer-Encoding: a GET, an SSE
+        # stream) has nothing to wait for: its reads (the disconnect) are never timed.
+        declared_length = headers.get("content-length")
+        body_done = "transfer-encoding" not in headers and declared_length in (None, "0")
+        # The whole body must arrive within this long of the app's first read: a client that
+        # trickles a byte now and then cannot hold a request (and its connection) open.
+        body_timeout = settings.body_read_timeout_seconds
+        if path.startswith(HANDOFF_UPLOAD_PATHS):  # 25 MB take longer than a JSON message
+            body_timeout = max(body_timeout, settings.handoff.body_read_timeout_seconds)
+        body_deadline: float | None = None
 
         extra_headers = list(_DOCS_HEADERS if path.startswith(DOCS_PATHS) else _API_HEADERS)
         if settings.environment.value == "production":
@@ -125,18 +144,31 @@ class RequestContextMiddleware:
             await send({"type": "http.response.body", "body": body})
 
         async def capped_receive() -> Message:
-            nonlocal received, too_large
-            message = await receive()
+            nonlocal received, too_large, timed_out, body_done, body_deadline
+            if body_done:  # after the body: waiting for the disconnect (SSE), no deadline
+                return await receive()
+            loop = asyncio.get_running_loop()
+            if body_deadline is None:
+                body_deadline = loop.time() + body_timeout
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, body_deadline - loop.time()))
+            except asyncio.TimeoutError:
+                timed_out = True
+                raise _BodyTimeoutError from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > cap:
                     too_large = True
                     raise _BodyTooLargeError
+                body_done = not message.get("more_body", False)
+            else:
+                body_done = True
             return message
 
         async def guarded_send(message: Message) -> None:
-            # After the body overflowed, the app's own (error) response is replaced by the 413.
-            if too_large:
+            # After the body overflowed or stalled, the app's own (error) response is replaced
+            # by the 413 or the 408.
+            if too_large or timed_out:
                 return
             await send_with_headers(message)
 
@@ -146,18 +178,29 @@ class RequestContextMiddleware:
         span.set_attribute("relay.request_id", request_id)
         state.metrics.http_requests_in_flight.inc()
         try:
-            declared = headers.get("content-length")
-            if declared is not None and declared.isdigit() and int(declared) > cap:
+            head_bytes = sum(len(k) + len(v) + 4 for k, v in scope["headers"])
+            if head_bytes > settings.max_header_bytes:
+                await send_error(
+                    431,
+                    "request_header_fields_too_large",
+                    f"request headers are {head_bytes} bytes; the limit (max_header_bytes) is "
+                    f"{settings.max_header_bytes}",
+                )
+            elif (
+                declared_length is not None
+                and declared_length.isdigit()
+                and int(declared_length) > cap
+            ):
                 too_large = True
             else:
                 try:
                     # The request span is the parent of the spans the routes open.
                     with trace.use_span(span, end_on_exit=False):
                         await self.app(scope, capped_receive, guarded_send)
-                except _BodyTooLargeError:
+                except (_BodyTooLargeError, _BodyTimeoutError):
                     pass
                 except Exception:
-                    if too_large:
+                    if too_large or timed_out:
                         pass
                     elif status_holder["started"]:
                         log.exception("error after the response started")
@@ -171,6 +214,14 @@ class RequestContextMiddleware:
                     413,
                     "request_too_large",
                     f"request body larger than the limit of {cap} bytes",
+                )
+            elif timed_out and not status_holder["started"]:
+                extra_headers.append((b"connection", b"close"))  # the rest of the body is lost
+                await send_error(
+                    408,
+                    "request_timeout",
+                    f"the request body did not arrive within {body_timeout:g} s "
+                    "(body_read_timeout_seconds)",
                 )
         finally:
             state.metrics.http_requests_in_flight.dec()
@@ -206,4 +257,4 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
 
-__all__ = ["SECURITY_HEADERS", "RequestContextMiddleware"]
+__all__ = ["API_SECURITY_HEADERS", "SECURITY_HEADERS", "RequestContextMiddleware"]

@@ -89,12 +89,19 @@ async def with_heartbeats(
                 await aclose()
 
 
+class EventStreamResponse(StreamingResponse):
+    """A ``text/event-stream`` response; as a route's ``response_class`` it makes the OpenAPI
+    document list that media type (and not JSON) for the route's answer."""
+
+    media_type = "text/event-stream"
+
+
 def event_stream(
     request: Request, state: ServiceState, events: AsyncIterator[bytes], *, first: bytes = b""
-) -> StreamingResponse:
+) -> EventStreamResponse:
     """The ``text/event-stream`` response of ``events``, heartbeats every
     ``sse_heartbeat_seconds``, ended by the client or the server's shutdown."""
-    return StreamingResponse(
+    return EventStreamResponse(
         with_heartbeats(
             events,
             interval=state.settings.sse_heartbeat_seconds,
@@ -111,6 +118,7 @@ __all__ = [
     "HEARTBEAT",
     "SSE_HEADERS",
     "SSE_RETRY_MILLISECONDS",
+    "EventStreamResponse",
     "event_stream",
     "sse_event",
     "sse_retry",

@@ -16,38 +16,70 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from relay_context.core.message_tokens import REPLY_PRIMING_TOKENS
 from relay_context.engine.models import Session, StoredMessage
+from relay_context.engine.policies import POLICIES
 from relay_context.engine.window import ContextWindow
 from relay_context.errors import InvalidArgumentError
 from relay_context.security.auth import Principal
 from relay_context.service.deps import (
+    AuthFirstRoute,
     CurrentPrincipal,
     StateDep,
     require_write,
     session_access,
     session_quota,
 )
-from relay_context.service.sse import event_stream, sse_event, sse_retry
+from relay_context.service.openapi import (
+    AUTHENTICATED,
+    MESSAGE_RULES,
+    MODEL_SCHEMA,
+    NAME_SCHEMA,
+    ROLE_SCHEMA,
+    SESSION_ID_SCHEMA,
+    STREAM_AUTHENTICATED,
+    STREAM_WITH_ID,
+    TOOL_CALL_SCHEMA,
+    WITH_ID,
+    error_responses,
+    event_stream_responses,
+    links_to,
+)
+from relay_context.service.sse import EventStreamResponse, event_stream, sse_event, sse_retry
 from relay_context.service.state import ServiceState
 
-router = APIRouter(prefix="/api/v1/context", tags=["context"])
+router = APIRouter(
+    prefix="/api/v1/context",
+    tags=["context"],
+    route_class=AuthFirstRoute,
+    responses=AUTHENTICATED,
+)
+
+#: A session id in a path (documented with the pattern ``validate_session_id`` enforces; the
+#: check itself stays there, so a bad id is the typed ``invalid_session_id``).
+SessionIdPath = Annotated[str, Path(json_schema_extra=SESSION_ID_SCHEMA)]
 
 
 class MessageIn(BaseModel):
-    """A message to append (OpenAI fields; ``tool_calls`` in OpenAI's shape)."""
+    """A message to append (OpenAI fields; ``tool_calls`` in OpenAI's shape).
 
-    model_config = ConfigDict(extra="forbid")
+    The engine validates the message (typed errors: ``unknown_role``, ``empty_content``, ...);
+    the JSON Schema only documents the same rules (``MESSAGE_RULES``, ``TOOL_CALL_SCHEMA``)."""
 
-    session_id: str = Field(min_length=1, max_length=256)
-    role: str = Field(min_length=1, max_length=32)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=MESSAGE_RULES)
+
+    session_id: str = Field(min_length=1, max_length=256, json_schema_extra=SESSION_ID_SCHEMA)
+    #: Checked by the engine (``unknown_role``); the schema lists the four accepted values.
+    role: str = Field(min_length=1, max_length=32, json_schema_extra=ROLE_SCHEMA)
     content: str = ""
-    name: str | None = Field(default=None, max_length=256)
-    tool_call_id: str | None = Field(default=None, max_length=256)
-    tool_calls: list[dict[str, Any]] | None = None
+    name: str | None = Field(default=None, max_length=256, json_schema_extra=NAME_SCHEMA)
+    tool_call_id: str | None = Field(default=None, max_length=256, json_schema_extra=NAME_SCHEMA)
+    tool_calls: list[dict[str, Any]] | None = Field(
+        default=None, json_schema_extra={"items": TOOL_CALL_SCHEMA}
+    )
     metadata: dict[str, Any] | None = None
 
 
@@ -83,7 +115,27 @@ async def _session(state: ServiceState, principal: Principal, session_id: str) -
         return await state.engine.session(session_id, access=session_access(principal))
 
 
-@router.post("/messages", status_code=201, summary="Add a message to a session")
+@router.post(
+    "/messages",
+    status_code=201,
+    summary="Add a message to a session",
+    operation_id="add_message",
+    responses={
+        201: {
+            "description": "The message as stored, with the session's totals",
+            "links": links_to(
+                {
+                    "GetContext": "get_context",
+                    "GetStats": "session_stats",
+                    "DeleteSession": "clear_session",
+                },
+                "session_id",
+                "$response.body#/session_id",
+            ),
+        },
+        **WITH_ID,
+    },
+)
 async def add_message(
     body: MessageIn,
     principal: CurrentPrincipal,
@@ -164,14 +216,29 @@ def window_body(window: ContextWindow, output: str) -> dict[str, Any]:
     return body
 
 
-@router.get("/{session_id}", summary="The context window of a session")
+@router.get(
+    "/{session_id}",
+    summary="The context window of a session",
+    operation_id="get_context",
+    responses={**WITH_ID, **error_responses(409)},
+)
 async def get_context(
-    session_id: str,
+    session_id: SessionIdPath,
     principal: CurrentPrincipal,
     state: StateDep,
-    budget: Annotated[int | None, Query(ge=1, description="Token budget")] = None,
-    model: Annotated[str | None, Query(max_length=128)] = None,
-    policy: Annotated[str | None, Query(max_length=32)] = None,
+    budget: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            description="Token budget (at most max_window_tokens)",
+            # Below the reply priming no window fits (the engine says so: infeasible_budget).
+            json_schema_extra={"minimum": REPLY_PRIMING_TOKENS},
+        ),
+    ] = None,
+    model: Annotated[str | None, Query(max_length=128, json_schema_extra=MODEL_SCHEMA)] = None,
+    policy: Annotated[
+        str | None, Query(max_length=32, json_schema_extra={"enum": sorted(POLICIES)})
+    ] = None,
     query: Annotated[str | None, Query(max_length=10_000)] = None,
     output: Annotated[Literal["openai", "anthropic"], Query(alias="format")] = "openai",
 ) -> dict[str, Any]:
@@ -200,9 +267,14 @@ async def get_context(
     return window_body(window, output)
 
 
-@router.get("/{session_id}/stats", summary="Statistics of a session")
+@router.get(
+    "/{session_id}/stats",
+    summary="Statistics of a session",
+    operation_id="session_stats",
+    responses=WITH_ID,
+)
 async def session_stats(
-    session_id: str, principal: CurrentPrincipal, state: StateDep
+    session_id: SessionIdPath, principal: CurrentPrincipal, state: StateDep
 ) -> dict[str, Any]:
     await _session(state, principal, session_id)
     with state.tracer.start_as_current_span("db.stats"):
@@ -211,8 +283,16 @@ async def session_stats(
     return stats.as_dict()
 
 
-@router.delete("/{session_id}", status_code=204, summary="Delete a session and its messages")
-async def clear_session(session_id: str, principal: CurrentPrincipal, state: StateDep) -> Response:
+@router.delete(
+    "/{session_id}",
+    status_code=204,
+    summary="Delete a session and its messages",
+    operation_id="clear_session",
+    responses=WITH_ID,
+)
+async def clear_session(
+    session_id: SessionIdPath, principal: CurrentPrincipal, state: StateDep
+) -> Response:
     require_write(principal)
     await _session(state, principal, session_id)
     with state.tracer.start_as_current_span("db.delete_session"):
@@ -236,24 +316,46 @@ def message_event(message: StoredMessage, encoding: str) -> bytes:
     return sse_event(payload, event="message", event_id=message.seq)
 
 
+#: The largest seq a client may name (a database integer).
+MAX_SEQ = 2**63 - 1
+#: ``Last-Event-ID``: a seq (ASCII digits; empty means none), as ``_resume_point`` reads it.
+LAST_EVENT_ID_SCHEMA = {"type": "string", "pattern": r"^[ \t]*[0-9]{0,18}[ \t]*(?![\s\S])"}
+
+
 def _resume_point(last_event_id: str | None, after: int | None) -> int:
-    if last_event_id is not None and last_event_id.strip():
-        text = last_event_id.strip()
-        if not text.isdigit() or len(text) > 18:
+    # Only spaces and tabs are trimmed and only ASCII digits read: str.isdigit() also accepts
+    # "²" (a Latin-1 header byte), which int() refuses.
+    text = (last_event_id or "").strip(" \t")
+    if text:
+        if not (text.isascii() and text.isdigit()) or len(text) > 18:
             raise InvalidArgumentError(f"Last-Event-ID must be a message seq, got {text[:40]!r}")
         return max(int(text), after or 0)
     return after or 0
 
 
-@router.get("/{session_id}/stream", summary="Server-Sent Events of the session's new messages")
+@router.get(
+    "/{session_id}/stream",
+    summary="Server-Sent Events of the session's new messages",
+    operation_id="stream_messages",
+    response_class=EventStreamResponse,
+    responses={
+        **event_stream_responses("message", "The session's messages, then each new one"),
+        **STREAM_AUTHENTICATED,
+        **STREAM_WITH_ID,
+    },
+)
 async def stream_messages(
-    session_id: str,
+    session_id: SessionIdPath,
     request: Request,
     principal: CurrentPrincipal,
     state: StateDep,
-    after: Annotated[int | None, Query(ge=0, description="Resume after this seq")] = None,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-) -> StreamingResponse:
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_SEQ, description="Resume after this seq")
+    ] = None,
+    last_event_id: Annotated[
+        str | None, Header(alias="Last-Event-ID", json_schema_extra=LAST_EVENT_ID_SCHEMA)
+    ] = None,
+) -> EventStreamResponse:
     session = await _session(state, principal, session_id)
     start = _resume_point(last_event_id, after)
     engine = state.engine

@@ -18,15 +18,16 @@ from importlib import resources
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
 from relay_context._version import __version__
 from relay_context.security.auth import Principal
-from relay_context.service.deps import AdminPrincipal, StateDep
-from relay_context.service.sse import event_stream, sse_event
+from relay_context.service.deps import AdminPrincipal, AuthFirstRoute, StateDep
+from relay_context.service.openapi import error_responses, event_stream_responses
+from relay_context.service.sse import EventStreamResponse, event_stream, sse_event
 from relay_context.service.state import ServiceState
 
-router = APIRouter(tags=["dashboard"])
+router = APIRouter(tags=["dashboard"], route_class=AuthFirstRoute)
 
 #: The page may run only its own script and style, and talk only to this origin.
 DASHBOARD_CSP = (
@@ -135,7 +136,17 @@ def _sample_labeled(state: ServiceState, name: str, labels: dict[str, str]) -> f
     return float(value) if value is not None else 0.0
 
 
-@router.get("/api/v1/dashboard/snapshot", tags=["dashboard"], summary="The dashboard's figures")
+#: The dashboard's API routes authenticate and have no parameters nor body.
+_DASHBOARD_ERRORS = error_responses(401, 403, 429)
+
+
+@router.get(
+    "/api/v1/dashboard/snapshot",
+    tags=["dashboard"],
+    summary="The dashboard's figures",
+    operation_id="dashboard_snapshot",
+    responses=_DASHBOARD_ERRORS,
+)
 async def dashboard_snapshot(principal: AdminPrincipal, state: StateDep) -> dict[str, Any]:
     return await snapshot(state, principal)
 
@@ -144,10 +155,16 @@ async def dashboard_snapshot(principal: AdminPrincipal, state: StateDep) -> dict
     "/api/v1/dashboard/stream",
     tags=["dashboard"],
     summary="Server-Sent Events: a snapshot every dashboard_interval_seconds",
+    operation_id="dashboard_stream",
+    response_class=EventStreamResponse,
+    responses={
+        **event_stream_responses("snapshot", "The dashboard's figures, once per interval"),
+        **error_responses(401, 403, 429, stream=True),
+    },
 )
 async def dashboard_stream(
     request: Request, principal: AdminPrincipal, state: StateDep
-) -> StreamingResponse:
+) -> EventStreamResponse:
     interval = state.settings.dashboard_interval_seconds
 
     async def snapshots() -> AsyncIterator[bytes]:

@@ -30,7 +30,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, WebSocket
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, Security, WebSocket
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect, WebSocketState
@@ -48,16 +48,33 @@ from relay_context.handoff import ChannelEvent, HandoffRelay, PayloadInfo
 from relay_context.security.auth import Principal
 from relay_context.service.deps import (
     HandoffDep,
+    api_key_scheme,
     authenticate,
+    bearer_scheme,
     charge_client,
-    get_principal,
     has_credentials,
+    principal_of_credentials,
     require_write,
     state_of,
 )
+from relay_context.service.openapi import (
+    AUTHENTICATED,
+    STREAM_AUTHENTICATED,
+    STREAM_WITH_ID,
+    WITH_ID,
+    ErrorResponse,
+    links_to,
+)
 from relay_context.service.sse import event_stream, sse_event, sse_retry
 
+#: ContextRelay's protocol (documented in docs/handoff.md; a foreign wire format, so not part of
+#: Relay's OpenAPI document) and Relay's own API under ``API``.
 router = APIRouter(tags=["handoff"])
+API = "/api/v1/handoff"
+#: ContextRelay's routes take this (see the comment above).
+COMPAT: dict[str, Any] = {"include_in_schema": False}
+#: What a channel name may be (``handoff.ids.validate_channel``), for the OpenAPI document.
+CHANNEL_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 
 TEXT_UTF8 = "text/plain; charset=utf-8"
 #: WebSocket close codes: a subscriber too slow for its queue, and bad input or credentials.
@@ -72,10 +89,22 @@ async def handoff_caller(request: Request) -> Principal | None:
     if state_of(request).settings.handoff.auth == "open" and not has_credentials(request):
         await charge_client(request)
         return None
-    return await get_principal(request)
+    return await authenticate(request)
 
 
 Caller = Annotated[Principal | None, Depends(handoff_caller)]
+
+
+async def api_caller(
+    request: Request,
+    _bearer: Annotated[Any, Security(bearer_scheme)],
+    _api_key: Annotated[Any, Security(api_key_scheme)],
+) -> Principal | None:
+    """:func:`handoff_caller`, with the credentials described in the OpenAPI document."""
+    return await handoff_caller(request)
+
+
+ApiCaller = Annotated[Principal | None, Depends(api_caller)]
 
 
 def _served(request: HTTPConnection, operation: str, info: PayloadInfo | None = None) -> None:
@@ -195,7 +224,7 @@ def _push_answer(request: Request, info: PayloadInfo, event: ChannelEvent | None
 
 
 # --- ContextRelay's protocol ---------------------------------------------------------------------
-@router.post("/push", summary="Push a payload (ContextRelay protocol)")
+@router.post("/push", **COMPAT, summary="Push a payload (ContextRelay protocol)")
 async def push(request: Request, caller: Caller, relay: HandoffDep) -> JSONResponse:
     owner, plan = _writer(request, caller)
     content_type = request.headers.get("content-type", "")
@@ -260,7 +289,9 @@ async def _envelope(info: PayloadInfo, stream: AsyncIterator[bytes]) -> AsyncIte
     yield base64.b64encode(rest) + b'","encoding":"base64"}'
 
 
-@router.get("/pull/{payload_id}", summary="Pull a payload's envelope (ContextRelay protocol)")
+@router.get(
+    "/pull/{payload_id}", **COMPAT, summary="Pull a payload's envelope (ContextRelay protocol)"
+)
 async def pull(
     payload_id: str, request: Request, caller: Caller, relay: HandoffDep
 ) -> StreamingResponse:
@@ -275,7 +306,7 @@ async def pull(
     )
 
 
-@router.get("/peek/{payload_id}", summary="A payload's metadata (ContextRelay protocol)")
+@router.get("/peek/{payload_id}", **COMPAT, summary="A payload's metadata (ContextRelay protocol)")
 async def peek(
     payload_id: str, request: Request, caller: Caller, relay: HandoffDep
 ) -> JSONResponse:
@@ -297,10 +328,36 @@ def _signal(body: bytes) -> object:
     return doc
 
 
-@router.post("/publish/{channel}", summary="Publish a signal on a channel")
-@router.post("/api/v1/handoff/publish/{channel}", summary="Publish a signal on a channel")
+@router.post("/publish/{channel}", **COMPAT, summary="Publish a signal on a channel")
 async def publish(
     channel: str, request: Request, caller: Caller, relay: HandoffDep
+) -> dict[str, Any]:
+    return await _publish(channel, request, caller, relay)
+
+
+@router.post(
+    API + "/publish/{channel}",
+    summary="Publish a signal on a channel",
+    responses={**AUTHENTICATED, **WITH_ID},
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": {"description": "Any JSON value"}}},
+        }
+    },
+)
+async def api_publish(
+    channel: Annotated[str, Path(pattern=CHANNEL_PATTERN)],
+    request: Request,
+    caller: ApiCaller,
+    relay: HandoffDep,
+) -> dict[str, Any]:
+    """``{"message": value}`` or any JSON value; the event's ``seq``."""
+    return await _publish(channel, request, caller, relay)
+
+
+async def _publish(
+    channel: str, request: Request, caller: Principal | None, relay: HandoffRelay
 ) -> dict[str, Any]:
     _writer(request, caller)
     message = _signal(await _read_capped(request, relay.settings.max_metadata_bytes))
@@ -341,7 +398,7 @@ async def _ws_caller(websocket: WebSocket) -> Principal | None:
         if principal is None:
             raise AuthenticationError("unknown or revoked API key")
         return principal
-    return await authenticate(websocket, state)
+    return await principal_of_credentials(websocket, state)
 
 
 @router.websocket("/ws/{channel}")
@@ -426,7 +483,7 @@ async def _pump(
                 future.cancel()
 
 
-@router.get("/sse/{channel}", summary="A channel's events as Server-Sent Events")
+@router.get("/sse/{channel}", **COMPAT, summary="A channel's events as Server-Sent Events")
 async def channel_events(
     channel: str,
     request: Request,
@@ -464,15 +521,19 @@ def _metadata_header(value: str | None) -> dict[str, Any] | None:
     return doc
 
 
-@router.get("/api/v1/handoff/stats", summary="Payloads, bytes, dedup savings, subscribers")
-async def stats(caller: Caller, relay: HandoffDep) -> dict[str, Any]:
+@router.get(
+    API + "/stats", summary="Payloads, bytes, dedup savings, subscribers", responses=AUTHENTICATED
+)
+async def stats(caller: ApiCaller, relay: HandoffDep) -> dict[str, Any]:
     return {**(await relay.stats()).to_json(), "blob_storage": relay.blob_storage}
 
 
-@router.get("/api/v1/handoff/usage", summary="This month's pushes, pulls and bytes stored")
+@router.get(
+    API + "/usage", summary="This month's pushes, pulls and bytes stored", responses=AUTHENTICATED
+)
 async def usage(
     request: Request,
-    caller: Caller,
+    caller: ApiCaller,
     relay: HandoffDep,
     owner: Annotated[str | None, Query(max_length=300)] = None,
 ) -> dict[str, Any]:
@@ -486,16 +547,49 @@ async def usage(
     return (await relay.usage(owner, plan=plan)).to_json()
 
 
-@router.post("/api/v1/handoff", status_code=201, summary="Push any bytes, streamed in")
+@router.post(
+    API + "",
+    status_code=201,
+    summary="Push any bytes, streamed in",
+    operation_id="push_payload",
+    responses={
+        **AUTHENTICATED,
+        201: {
+            "description": "Stored: its pointer URL and id",
+            "links": links_to(
+                {
+                    "GetPayload": "get_payload",
+                    "GetPayloadInfo": "get_payload_info",
+                    "DeletePayload": "delete_payload",
+                },
+                "payload_id",
+                "$response.body#/id",
+            ),
+        },
+        402: {"description": "Over the plan's quota (details say which)", "model": ErrorResponse},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
 async def push_bytes(
     request: Request,
-    caller: Caller,
+    caller: ApiCaller,
     relay: HandoffDep,
-    channel: Annotated[str | None, Query()] = None,
-    ttl: Annotated[int | None, Query()] = None,
+    channel: Annotated[str | None, Query(pattern=CHANNEL_PATTERN)] = None,
+    ttl: Annotated[
+        int | None, Query(ge=1, description="Seconds; longer is cut to the maximum")
+    ] = None,
     encrypted: Annotated[bool, Query()] = False,
-    x_relay_metadata: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
+    """The body is stored as it arrives (its ``Content-Type`` is kept); metadata, if any, is a
+    JSON object in the ``X-Relay-Metadata`` header."""
+    x_relay_metadata = request.headers.get("x-relay-metadata")
     owner, plan = _writer(request, caller)
     _refuse_declared_oversize(request, relay)
     async with _span(request, "push"):
@@ -513,9 +607,25 @@ async def push_bytes(
     return JSONResponse(_push_answer(request, info, event), status_code=201)
 
 
-@router.get("/api/v1/handoff/{payload_id}", summary="A payload's bytes, streamed out")
+@router.get(
+    API + "/{payload_id}",
+    summary="A payload's bytes, streamed out",
+    operation_id="get_payload",
+    response_class=StreamingResponse,
+    responses={
+        **STREAM_AUTHENTICATED,
+        **STREAM_WITH_ID,
+        200: {
+            "description": "The bytes as pushed, with their content type",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                "*/*": {},
+            },
+        },
+    },
+)
 async def get_bytes(
-    payload_id: str, request: Request, caller: Caller, relay: HandoffDep
+    payload_id: str, request: Request, caller: ApiCaller, relay: HandoffDep
 ) -> StreamingResponse:
     async with _span(request, "pull"):
         info, stream = await relay.pull(payload_id)
@@ -526,9 +636,14 @@ async def get_bytes(
     return StreamingResponse(stream, media_type=info.content_type, headers=headers)
 
 
-@router.get("/api/v1/handoff/{payload_id}/info", summary="A payload's facts and metadata")
+@router.get(
+    API + "/{payload_id}/info",
+    summary="A payload's facts and metadata",
+    operation_id="get_payload_info",
+    responses={**AUTHENTICATED, **WITH_ID},
+)
 async def get_info(
-    payload_id: str, request: Request, caller: Caller, relay: HandoffDep
+    payload_id: str, request: Request, caller: ApiCaller, relay: HandoffDep
 ) -> dict[str, Any]:
     async with _span(request, "peek"):
         info = await relay.info(payload_id)
@@ -536,8 +651,16 @@ async def get_info(
     return {**info.to_json(), "url": pointer(request, info.id)}
 
 
-@router.delete("/api/v1/handoff/{payload_id}", status_code=204, summary="Delete a payload")
-async def delete(payload_id: str, request: Request, caller: Caller, relay: HandoffDep) -> Response:
+@router.delete(
+    API + "/{payload_id}",
+    status_code=204,
+    summary="Delete a payload",
+    operation_id="delete_payload",
+    responses={**AUTHENTICATED, **WITH_ID},
+)
+async def delete(
+    payload_id: str, request: Request, caller: ApiCaller, relay: HandoffDep
+) -> Response:
     # In open mode the pointer is the capability; with keys, the owner's (or an admin's).
     if caller is None:
         await relay.delete(payload_id, owner=None, any_owner=True)

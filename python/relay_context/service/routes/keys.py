@@ -10,9 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from relay_context.security.api_keys import MAX_NAME_CHARS, ApiKey
 from relay_context.security.auth import UserRole
-from relay_context.service.deps import AdminPrincipal, StateDep
+from relay_context.service.deps import AdminPrincipal, AuthFirstRoute, StateDep
+from relay_context.service.openapi import AUTHENTICATED, WITH_ID, links_to
 
-router = APIRouter(prefix="/api/v1/keys", tags=["api keys"])
+router = APIRouter(
+    prefix="/api/v1/keys", tags=["api keys"], route_class=AuthFirstRoute, responses=AUTHENTICATED
+)
 
 
 class CreateKeyRequest(BaseModel):
@@ -57,7 +60,20 @@ async def _publish_count(state: StateDep) -> None:
     state.metrics.api_keys_active.set(await state.api_keys.count_active())
 
 
-@router.post("", status_code=201, summary="Create an API key")
+@router.post(
+    "",
+    status_code=201,
+    summary="Create an API key",
+    operation_id="create_key",
+    responses={
+        201: {
+            "description": "The key, shown once",
+            "links": links_to(
+                {"GetKey": "get_key", "RevokeKey": "revoke_key"}, "key_id", "$response.body#/id"
+            ),
+        }
+    },
+)
 async def create_key(body: CreateKeyRequest, admin: AdminPrincipal, state: StateDep) -> CreatedKey:
     with state.tracer.start_as_current_span("db.api_key.create"):
         record, plaintext = await state.api_keys.create(
@@ -67,7 +83,7 @@ async def create_key(body: CreateKeyRequest, admin: AdminPrincipal, state: State
     return CreatedKey(**KeyInfo.of(record).model_dump(), key=plaintext)
 
 
-@router.get("", summary="List API keys")
+@router.get("", summary="List API keys", operation_id="list_keys")
 async def list_keys(
     admin: AdminPrincipal,
     state: StateDep,
@@ -78,12 +94,14 @@ async def list_keys(
     return [KeyInfo.of(k) for k in keys]
 
 
-@router.get("/{key_id}", summary="One API key")
+@router.get("/{key_id}", summary="One API key", operation_id="get_key", responses=WITH_ID)
 async def get_key(key_id: str, admin: AdminPrincipal, state: StateDep) -> KeyInfo:
     return KeyInfo.of(await state.api_keys.get(key_id))
 
 
-@router.delete("/{key_id}", summary="Revoke an API key")
+@router.delete(
+    "/{key_id}", summary="Revoke an API key", operation_id="revoke_key", responses=WITH_ID
+)
 async def revoke_key(key_id: str, admin: AdminPrincipal, state: StateDep) -> KeyInfo:
     with state.tracer.start_as_current_span("db.api_key.revoke"):
         record = await state.api_keys.revoke(key_id)
