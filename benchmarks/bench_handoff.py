@@ -222,6 +222,18 @@ def main() -> None:
         finally:
             process.send_signal(signal.SIGINT)
             process.wait(timeout=30)
+            if args.database_url:
+                asyncio.run(drop_schema(args.database_url, f"bench_handoff_{os.getpid()}"))
+
+
+async def drop_schema(url: str, schema: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await connection.close()
 
 
 if __name__ == "__main__":

@@ -142,6 +142,7 @@ def test_over_size_body_is_refused_while_it_is_read(service: tuple[str, object])
 def test_keys_mode_needs_credentials(tmp_path: Path) -> None:
     settings = handoff_settings(tmp_path, handoff={"auth": "keys"})
     key = make_api_key(settings)
+    admin = make_api_key(settings, "admin")
     with handoff_service(settings) as (url, _), httpx.Client(base_url=url) as c:
         assert_error(c.post("/push", json={"data": "x"}), 401, "authentication")
         # ContextRelay's SDK sends its key as a bearer token.
@@ -150,6 +151,10 @@ def test_keys_mode_needs_credentials(tmp_path: Path) -> None:
         payload_id = pushed.json()["id"]
         assert c.get(f"/peek/{payload_id}", headers={"X-API-Key": key}).status_code == 200
         assert_error(c.get(f"/peek/{payload_id}"), 401, "authentication")
+        # The dashboard's snapshot (ADMIN) has the relay's figures.
+        snapshot = c.get("/api/v1/dashboard/snapshot", headers={"X-API-Key": admin}).json()
+        assert snapshot["handoff"]["payloads"] == 1
+        assert snapshot["handoff"]["payload_bytes"] == 1
 
 
 def test_metrics_and_spans(tmp_path: Path) -> None:
