@@ -60,6 +60,12 @@ def peak_rss_kib(pid: int) -> int:
     raise RuntimeError("no VmHWM")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the process (less disturbed by other load than latency)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def reset_peak(pid: int) -> bool:
     """Reset VmHWM to the current RSS (Linux: write 5 to clear_refs); False if not allowed."""
     try:
@@ -146,12 +152,13 @@ async def _receipt(subscriber: object, sent: float) -> float:
             return time.perf_counter() - sent
 
 
-async def fanout(url: str, subscribers: int, events: int) -> None:
+async def fanout(url: str, pid: int, subscribers: int, events: int) -> None:
     ws = url.replace("http://", "ws://") + "/ws/bench-fanout"
     sockets = [await connect(ws, max_queue=None) for _ in range(subscribers)]
     for s in sockets:
         await s.recv()  # {"type": "subscribed"}
     latencies: list[float] = []
+    cpu_before = cpu_seconds(pid)
     async with httpx.AsyncClient(base_url=url, timeout=30) as c:
         for i in range(events):
             sent = time.perf_counter()
@@ -159,9 +166,11 @@ async def fanout(url: str, subscribers: int, events: int) -> None:
 
             latencies += await asyncio.gather(*(_receipt(s, sent) for s in sockets))
             await publish
+    cpu = (cpu_seconds(pid) - cpu_before) / events
     for s in sockets:
         await s.close()
     print(f"fan-out to {subscribers:3d} {percentiles(latencies)}")
+    print(f"fan-out server CPU per event (publish + {subscribers} frames): {cpu * 1000:.2f} ms")
 
 
 def big_payload(url: str, pid: int, megabytes: int, *, compressible: bool) -> None:
@@ -216,7 +225,7 @@ def main() -> None:
             backend = "PostgreSQL" if args.database_url else "SQLite"
             print(f"relay serve on {url} ({backend}{', Redis' if args.redis_url else ''})")
             request_phases(url, args.requests)
-            asyncio.run(fanout(url, args.subscribers, args.events))
+            asyncio.run(fanout(url, process.pid, args.subscribers, args.events))
             big_payload(url, process.pid, args.big_mb, compressible=False)
             big_payload(url, process.pid, args.big_mb, compressible=True)
         finally:

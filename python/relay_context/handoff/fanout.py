@@ -40,6 +40,8 @@ class LocalSubscriber:
         self.overflowed = False
         #: The fan-out closed (server shutting down): the ``None`` means "end", not "too slow".
         self.closed = False
+        #: Queued by ``Subscription.tick`` to wake its reader without an event (heartbeats).
+        self.tick_marker = ChannelEvent(channel=channel, seq=-1, ts=0)
 
     def offer(self, event: ChannelEvent) -> None:
         if self.overflowed:

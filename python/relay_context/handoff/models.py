@@ -72,6 +72,9 @@ class ChannelEvent:
     #: A published signal's message.
     message: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Serialised frames of this event by base URL: one object reaches every local subscriber,
+    #: so the frame is written once per event, not once per subscriber.
+    frames: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def to_json(self) -> str:
         return json.dumps(

@@ -58,7 +58,29 @@ class Subscription:
     def __aiter__(self) -> Subscription:
         return self
 
+    def tick(self) -> None:
+        """Wake the reader of :meth:`next_or_tick` with ``None`` if it is idle (a heartbeat
+        is due): one task per subscriber then serves events and heartbeats alike."""
+        subscriber = self._subscriber
+        if subscriber is not None and subscriber.queue.empty():
+            subscriber.queue.put_nowait(subscriber.tick_marker)
+
+    def end(self) -> None:
+        """End the iteration (the client left, the server stops): the reader gets
+        ``StopAsyncIteration`` after the events already queued."""
+        subscriber = self._subscriber
+        if subscriber is not None:
+            subscriber.closed = True
+            subscriber.queue.put_nowait(None)
+
     async def __anext__(self) -> ChannelEvent:
+        while True:
+            event = await self.next_or_tick()
+            if event is not None:
+                return event
+
+    async def next_or_tick(self) -> ChannelEvent | None:
+        """The next event, or ``None`` when :meth:`tick` woke the reader first."""
         subscriber = self._subscriber
         if subscriber is None:
             raise StopAsyncIteration
@@ -76,6 +98,8 @@ class Subscription:
                     f"subscriber of {self.channel!r} fell {subscriber.limit} events behind; "
                     f"resume with after={self.last}"
                 )
+            if item is subscriber.tick_marker:
+                return None
             if item.seq <= self.last:
                 continue
             if item.seq > self.last + 1:

@@ -44,7 +44,7 @@ from relay_context.errors import (
     RateLimitExceededError,
     SlowConsumerError,
 )
-from relay_context.handoff import ChannelEvent, HandoffRelay, PayloadInfo
+from relay_context.handoff import ChannelEvent, HandoffRelay, PayloadInfo, Subscription
 from relay_context.security.auth import Principal
 from relay_context.service.deps import (
     HandoffDep,
@@ -436,51 +436,72 @@ async def channel_socket(websocket: WebSocket, channel: str) -> None:
 
 
 async def _pump(
-    websocket: WebSocket, events: Any, relay: HandoffRelay, stopping: asyncio.Event
+    websocket: WebSocket, events: Subscription, relay: HandoffRelay, stopping: asyncio.Event
 ) -> tuple[int, str]:
     """Forward events until the client leaves, the server stops or the subscriber is cut;
-    a heartbeat frame after each idle ``heartbeat_seconds``. The close code and reason."""
+    a heartbeat frame after each idle ``heartbeat_seconds``. The close code and reason.
+
+    One loop awaits the subscription and sends; a watcher (the client's frames, the server's
+    stop) and a ticker (heartbeats) only wake it through the subscription, so an event costs
+    one await and one send, not a round of ``asyncio.wait`` over new futures."""
     base_url = (relay.settings.public_url or str(websocket.base_url)).rstrip("/")
     base_url = base_url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
     deliveries = state_of(websocket).metrics.handoff.deliveries
-    receive = asyncio.ensure_future(websocket.receive())
-    stop = asyncio.ensure_future(stopping.wait())
-    pending: asyncio.Future[Any] | None = None
+    interval = relay.settings.heartbeat_seconds
+    loop = asyncio.get_running_loop()
+    last_sent = loop.time()
+    ended: list[tuple[int, str]] = []
+
+    async def watch() -> None:
+        stop = asyncio.ensure_future(stopping.wait())
+        try:
+            while True:
+                receive = asyncio.ensure_future(websocket.receive())
+                done, _ = await asyncio.wait({receive, stop}, return_when=asyncio.FIRST_COMPLETED)
+                if stop in done:
+                    receive.cancel()
+                    ended.append((CLOSE_GOING_AWAY, "server shutting down"))
+                    return
+                if receive.result()["type"] == "websocket.disconnect":
+                    ended.append((1000, ""))
+                    return
+                # Other client frames are ignored.
+        except Exception:
+            ended.append((1000, ""))
+        finally:
+            stop.cancel()
+            events.end()
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            if loop.time() - last_sent >= interval * 0.9:
+                events.tick()
+
+    watcher = asyncio.ensure_future(watch())
+    ticker = asyncio.ensure_future(beat())
     try:
         while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(events))
-            done, _ = await asyncio.wait(
-                {pending, receive, stop},
-                timeout=relay.settings.heartbeat_seconds,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if stop in done:
-                return CLOSE_GOING_AWAY, "server shutting down"
-            if receive in done:
-                message = receive.result()
-                if message["type"] == "websocket.disconnect":
-                    return 1000, ""
-                receive = asyncio.ensure_future(websocket.receive())  # client frames ignored
-            if pending in done:
-                try:
-                    event = pending.result()
-                except StopAsyncIteration:
-                    return CLOSE_GOING_AWAY, "server shutting down"
-                except SlowConsumerError as exc:
-                    return CLOSE_SLOW_CONSUMER, str(exc)[:120]
-                finally:
-                    pending = None
-                await websocket.send_text(json.dumps(frame(base_url, event)))
-                deliveries.inc()
-            elif not done:
+            try:
+                event = await events.next_or_tick()
+            except StopAsyncIteration:
+                return ended[0] if ended else (CLOSE_GOING_AWAY, "server shutting down")
+            except SlowConsumerError as exc:
+                return CLOSE_SLOW_CONSUMER, str(exc)[:120]
+            if event is None:
                 await websocket.send_text(json.dumps({"type": "heartbeat", "seq": events.last}))
-    except (WebSocketDisconnect, RuntimeError):
+            else:
+                text = event.frames.get(base_url)
+                if text is None:
+                    text = event.frames[base_url] = json.dumps(frame(base_url, event))
+                await websocket.send_text(text)
+                deliveries.inc()
+            last_sent = loop.time()
+    except (WebSocketDisconnect, RuntimeError, OSError):
         return 1000, ""
     finally:
-        for future in (receive, stop, pending):
-            if future is not None:
-                future.cancel()
+        ticker.cancel()
+        watcher.cancel()
 
 
 @router.get("/sse/{channel}", **COMPAT, summary="A channel's events as Server-Sent Events")
