@@ -165,3 +165,18 @@ async def test_a_repetitive_payload_streams_out_in_bounded_pieces(
         pieces = [len(piece) async for piece in stream]
     assert sum(pieces) == size
     assert max(pieces) <= 8 * 256 * 1024
+
+
+async def test_an_event_whose_notification_was_lost_arrives_at_the_next_tick(
+    store_config: dict[str, Any], tmp_path: Path, clock: FakeClock
+) -> None:
+    async with open_relay(store_config, tmp_path, clock) as relay, relay.subscribe("lossy") as sub:
+        # Committed but never fanned out, as when a Redis message is dropped.
+        async with relay.database.write() as tx:
+            await relay.channels.append(tx, "lossy", now_us=clock(), message="lost")
+        sub.tick()
+        event = await asyncio.wait_for(sub.next_or_tick(), 5)
+        assert event is not None
+        assert (event.seq, event.message) == (1, "lost")
+        sub.tick()
+        assert await asyncio.wait_for(sub.next_or_tick(), 5) is None  # nothing else missed

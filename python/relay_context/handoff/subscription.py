@@ -3,8 +3,9 @@
 It registers for live events first, then reads the history after ``after`` (so nothing slips
 between the two), then delivers live events, skipping what it has delivered and filling any gap
 in the sequence ids from the history (Redis pub/sub may drop a message; a push on another
-replica may publish after a later one). Without ``after`` it starts after the channel's current
-last event.
+replica may publish after a later one), and on each heartbeat tick of an idle subscriber
+checking the history for events whose notification never came. Without ``after`` it starts
+after the channel's current last event.
 """
 
 from __future__ import annotations
@@ -99,7 +100,13 @@ class Subscription:
                     f"resume with after={self.last}"
                 )
             if item is subscriber.tick_marker:
-                return None
+                # Idle: an event whose notification was lost (Redis down for a moment) would
+                # otherwise wait for the next one to reveal the gap. One read by primary key.
+                missed = await self.log.between(self.channel, self.last)
+                if not missed:
+                    return None
+                self._backlog.extend(missed)
+                continue
             if item.seq <= self.last:
                 continue
             if item.seq > self.last + 1:
