@@ -219,3 +219,29 @@ def test_relay_bridge_run_feeds_a_command(service: Any) -> None:
     finally:
         if worker.poll() is None:
             worker.kill()
+
+
+def test_files_stream_in_and_out_encrypted_in_bounded_memory(service: Any, tmp_path: Any) -> None:
+    import hashlib
+    import tracemalloc
+
+    size = 25 * 1024 * 1024
+    source = tmp_path / "big.bin"
+    with source.open("wb") as out:
+        for _ in range(25):
+            out.write(os.urandom(1024 * 1024))
+    target = tmp_path / "back.bin"
+    with HandoffClient(service[0]) as relay:
+        tracemalloc.start()
+        url = relay.push_file(source, encrypted=True, metadata={"name": "big.bin"})
+        assert relay.pull_to(url, target) == size
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        info = relay.info(url)
+        assert info["encrypted"] is True
+        assert info["size"] > size  # the ciphertext: a tag per chunk and a header
+        with pytest.raises(DecryptionError):
+            relay.pull_to(Pointer.parse(url).url, tmp_path / "no-key.bin")
+    digest = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (source, target)]
+    assert digest[0] == digest[1]
+    assert peak < 8 * 1024 * 1024, peak  # not the 25 MB payload, nor its ciphertext

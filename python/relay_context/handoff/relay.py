@@ -170,7 +170,7 @@ class HandoffRelay(AsyncResource):
             body,
             directory=self.spool_dir,
             compression=self.compression,
-            limit=self.settings.max_payload_bytes,
+            limit=self.limit(encrypted),
             chunk_bytes=self.settings.chunk_bytes,
         )
         try:
@@ -201,6 +201,13 @@ class HandoffRelay(AsyncResource):
         if event is not None:
             await self.fanout.publish(event)
         return info, event
+
+    def limit(self, encrypted: bool) -> int:
+        """The cap of a push. An encrypted payload's ciphertext is a little larger than its
+        plaintext (AES-GCM: a header and a 16-byte tag per 64 KiB chunk, 1/4096), so a payload
+        at the cap still fits once encrypted."""
+        cap = self.settings.max_payload_bytes
+        return cap + cap // 4096 + 1024 if encrypted else cap
 
     async def info(self, payload_id: str) -> PayloadInfo:
         """A live payload's facts; :class:`PayloadNotFoundError` for a missing, expired or

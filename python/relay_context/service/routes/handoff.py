@@ -189,8 +189,10 @@ async def _read_capped(request: Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def _refuse_declared_oversize(request: Request, relay: HandoffRelay) -> None:
-    limit = relay.settings.max_payload_bytes
+def _refuse_declared_oversize(
+    request: Request, relay: HandoffRelay, *, encrypted: bool = False
+) -> None:
+    limit = relay.limit(encrypted)
     declared = _declared_length(request)
     if declared is not None and declared > limit:
         raise PayloadTooLargeError(f"payload larger than the limit of {limit} bytes", limit=limit)
