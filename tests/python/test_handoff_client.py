@@ -245,3 +245,15 @@ def test_files_stream_in_and_out_encrypted_in_bounded_memory(service: Any, tmp_p
     digest = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (source, target)]
     assert digest[0] == digest[1]
     assert peak < 8 * 1024 * 1024, peak  # not the 25 MB payload, nor its ciphertext
+
+
+async def test_async_files_round_trip(service: Any, tmp_path: Any) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    (tmp_path / "in.bin").write_bytes(data)
+    async with AsyncHandoffClient(service[0]) as relay:
+        url = await relay.push_file(tmp_path / "in.bin", encrypted=True)
+        assert await relay.pull_to(url, tmp_path / "out.bin") == len(data)
+        plain = await relay.push_file(tmp_path / "in.bin")
+        assert await relay.pull_to(plain, tmp_path / "plain.bin") == len(data)
+    assert (tmp_path / "out.bin").read_bytes() == data
+    assert (tmp_path / "plain.bin").read_bytes() == data

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
@@ -13,9 +14,8 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from relay_context.errors import InvalidArgumentError, RelayError
-from relay_context.handoff_client import protocol
-from relay_context.handoff_client.crypto import decrypt_metadata
+from relay_context.errors import DecryptionError, InvalidArgumentError, RelayError
+from relay_context.handoff_client import crypto, protocol
 from relay_context.handoff_client.pointers import Pointer
 from relay_context.handoff_client.protocol import ChannelMessage
 
@@ -198,11 +198,89 @@ class AsyncHandoffClient:
             response.headers.get("x-relay-encrypted") == "true",
         )
 
+    async def push_file(
+        self,
+        path: str | os.PathLike[str],
+        channel: str | None = None,
+        encrypted: bool = False,
+        metadata: dict[str, Any] | None = None,
+        ttl: int | None = None,
+        *,
+        content_type: str = "application/octet-stream",
+        chunk_bytes: int = crypto.DEFAULT_CHUNK_BYTES,
+    ) -> str:
+        """:meth:`HandoffClient.push_file`, awaited: reads and encrypts off the event loop."""
+        params: dict[str, str] = {}
+        headers = {"Content-Type": content_type}
+        key: bytes | None = None
+        if encrypted:
+            key = crypto.generate_key()
+            headers["Content-Type"] = crypto.ENCRYPTED_BYTES
+            params["encrypted"] = "true"
+        if channel is not None:
+            params["channel"] = channel
+        if ttl is not None:
+            params["ttl"] = str(ttl)
+        if metadata:
+            headers["X-Relay-Metadata"] = json.dumps(metadata, separators=(",", ":"))
+
+        async def body() -> AsyncIterator[bytes]:
+            handle = await asyncio.to_thread(open, path, "rb")
+            try:
+                plain = iter(lambda: handle.read(chunk_bytes), b"")
+                pieces = (
+                    crypto.encrypt_chunks(key, plain, chunk_bytes=chunk_bytes) if key else plain
+                )
+                while True:
+                    piece = await asyncio.to_thread(next, pieces, b"")
+                    if not piece:  # pieces are never empty: the end
+                        return
+                    yield piece
+            finally:
+                handle.close()
+
+        response = self._check(
+            await self._http.post(
+                f"{self.base_url}/api/v1/handoff", content=body(), params=params, headers=headers
+            )
+        )
+        url = str(response.json()["url"])
+        return url if key is None else Pointer.parse(url).with_key(crypto.key_to_text(key))
+
+    async def pull_to(self, url: str, path: str | os.PathLike[str]) -> int:
+        """:meth:`HandoffClient.pull_to`, awaited."""
+        pointer = Pointer.parse(url)
+        written = 0
+        async with self._http.stream("GET", f"{pointer.base}/api/v1/handoff/{pointer.id}") as r:
+            if r.status_code >= 400:
+                await r.aread()
+                self._check(r)
+            kind = r.headers.get("content-type", "")
+            decryptor = (
+                crypto.Decryptor(crypto.key_from_text(pointer.key))
+                if pointer.key and kind.startswith("application/vnd.relay.e2e")
+                else None
+            )
+            if decryptor is None and r.headers.get("x-relay-encrypted") == "true":
+                raise DecryptionError(
+                    "the payload is end-to-end encrypted; the URL has no Relay #key="
+                )
+            handle = await asyncio.to_thread(open, path, "wb")
+            try:
+                async for chunk in r.aiter_bytes():
+                    out = decryptor.feed(chunk) if decryptor is not None else chunk
+                    written += await asyncio.to_thread(handle.write, out)
+                if decryptor is not None:
+                    written += await asyncio.to_thread(handle.write, decryptor.finish())
+            finally:
+                handle.close()
+        return written
+
     async def peek(self, url: str) -> dict[str, Any]:
         pointer = Pointer.parse(url)
         response = self._check(await self._http.get(f"{pointer.base}/peek/{pointer.id}"))
         metadata: dict[str, Any] = response.json()
-        return decrypt_metadata(protocol.metadata_key(pointer.key), metadata)
+        return crypto.decrypt_metadata(protocol.metadata_key(pointer.key), metadata)
 
     async def info(self, url: str) -> dict[str, Any]:
         pointer = Pointer.parse(url)
