@@ -7,6 +7,7 @@ import json
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -191,3 +192,23 @@ def test_subscribe_callback_form(service: Any) -> None:
     assert urls == pushed
     relay.close()
     time.sleep(0)
+
+
+def test_websocket_credentials_in_keys_mode(tmp_path: Path) -> None:
+    from handoff_support import make_api_key
+
+    settings = handoff_settings(tmp_path, handoff={"auth": "keys"})
+    key = make_api_key(settings)
+    with handoff_service(settings) as (base, _):
+        with pytest.raises((InvalidStatus, ConnectionClosed)):
+            _first_frame(_ws(base, "/ws/private"))
+        with pytest.raises((InvalidStatus, ConnectionClosed)):
+            _first_frame(_ws(base, "/ws/private?api_key=relay_not-a-key"))
+        for headers, query in (({"X-API-Key": key}, ""), ({}, f"?api_key={key}")):
+            with connect(_ws(base, "/ws/private" + query), additional_headers=headers) as ws:
+                assert json.loads(ws.recv(timeout=5))["type"] == "subscribed"
+        relay = HandoffClient(base, api_key=key)  # the client sends the key itself
+        with relay.subscription("private") as events:
+            relay.publish("private", "hello")
+            assert next(iter(events)).message == "hello"
+        relay.close()
