@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 from handoff_support import handoff_service, handoff_settings
+from relay_context.handoff_client import AgentBridge, HandoffClient
 from service_support import RELAY
 
 
@@ -57,3 +59,23 @@ async def test_mcp_tools_over_stdio(service: Any, tmp_path: Path) -> None:
         bad = await client.call_tool("publish", {"channel": "bad channel", "message": "x"})
         assert bad.is_error
         assert _text(await client.call_tool("pull_context", {"url": url})) == "a 50k-token document"
+        # bridge_task hands a task to a worker agent and waits for its own answer.
+        stop, ready = threading.Event(), threading.Event()
+        worker_relay = HandoffClient(base)
+        worker = threading.Thread(
+            target=AgentBridge(worker_relay, "mcp-tasks", "mcp-done").serve,
+            args=(lambda task: f"worked on {task}",),
+            kwargs={"stop": stop, "ready": ready},
+        )
+        worker.start()
+        try:
+            assert ready.wait(30)
+            answer = await client.call_tool(
+                "bridge_task",
+                {"task": "summarise", "task_channel": "mcp-tasks", "done_channel": "mcp-done"},
+            )
+            assert _text(answer) == "worked on summarise", answer
+        finally:
+            stop.set()
+            worker.join(timeout=10)
+            worker_relay.close()
