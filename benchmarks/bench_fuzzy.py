@@ -19,7 +19,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from rapidfuzz import fuzz, process
+from rapidfuzz import fuzz, process, utils
 from rapidfuzz.distance import Indel, Levenshtein
 
 from relay_context import NearDuplicateIndex, fuzzy
@@ -76,6 +76,10 @@ def bench_pairs(rng: random.Random, vocabulary: list[str], reps: int) -> None:
             Levenshtein.normalized_similarity,
         ),
         ("indel_normalized", fuzzy.indel_normalized_similarity, Indel.normalized_similarity),
+        ("partial_ratio", fuzzy.partial_ratio, fuzz.partial_ratio),
+        ("token_sort_ratio", fuzzy.token_sort_ratio, fuzz.token_sort_ratio),
+        ("WRatio", fuzzy.WRatio, fuzz.WRatio),
+        ("QRatio", fuzzy.QRatio, fuzz.QRatio),
     ]
     for size_label, words, count in (("short", 4, 2000), ("medium", 30, 500), ("long", 300, 20)):
         pairs = [
@@ -112,7 +116,14 @@ def bench_batch(rng: random.Random, vocabulary: list[str], reps: int) -> None:
         f"\n{'one query vs 100k choices (us per choice)':<44} "
         f"{'relay':>10} {'rapidfuzz':>10} {'ratio':>7}"
     )
-    for name, theirs in (("ratio", fuzz.ratio), ("token_set_ratio", fuzz.token_set_ratio)):
+    batch_scorers = (
+        ("ratio", fuzz.ratio),
+        ("token_set_ratio", fuzz.token_set_ratio),
+        ("WRatio", fuzz.WRatio),
+        ("partial_ratio", fuzz.partial_ratio),
+        ("token_sort_ratio", fuzz.token_sort_ratio),
+    )
+    for name, theirs in batch_scorers:
         assert fuzzy.extract(query, choices, scorer=name, limit=5) == process.extract(  # type: ignore[arg-type]
             query, choices, scorer=theirs, limit=5
         )
@@ -137,6 +148,23 @@ def bench_batch(rng: random.Random, vocabulary: list[str], reps: int) -> None:
             lambda t=theirs: process.cdist([query], choices, scorer=t, workers=-1),  # type: ignore[misc]
             reps,
         )
+    # rapidfuzz's drop-in cases: a dict of choices (keys returned) and a processor.
+    keyed = {f"k{i}": c for i, c in enumerate(choices)}
+    assert fuzzy.extract(query, keyed) == process.extract(query, keyed)
+    compare(
+        "extract WRatio (default), dict choices",
+        len(choices),
+        lambda: fuzzy.extract(query, keyed),
+        lambda: process.extract(query, keyed),
+        reps,
+    )
+    compare(
+        "extract WRatio, processor=default_process",
+        len(choices),
+        lambda: fuzzy.extract(query, choices, processor=fuzzy.default_process),
+        lambda: process.extract(query, choices, processor=utils.default_process),
+        reps,
+    )
 
 
 def rss_mb() -> float:

@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/binding.hpp"
@@ -23,12 +24,22 @@ void register_fuzzy(py::module_& m) {
         .value("RATIO", fz::Scorer::kRatio)
         .value("TOKEN_SET_RATIO", fz::Scorer::kTokenSetRatio)
         .value("LEVENSHTEIN_NORMALIZED", fz::Scorer::kLevenshteinNormalized)
-        .value("INDEL_NORMALIZED", fz::Scorer::kIndelNormalized);
+        .value("INDEL_NORMALIZED", fz::Scorer::kIndelNormalized)
+        .value("PARTIAL_RATIO", fz::Scorer::kPartialRatio)
+        .value("TOKEN_SORT_RATIO", fz::Scorer::kTokenSortRatio)
+        .value("WRATIO", fz::Scorer::kWRatio)
+        .value("QRATIO", fz::Scorer::kQRatio);
 
     // The pairwise scorers skip pybind11's dispatch: see common/py_fastcall.hpp.
     def_fastcall<fastcall_text_pair<fz::ratio>>(m, "ratio", "ratio(s1, s2, score_cutoff)");
     def_fastcall<fastcall_text_pair<fz::token_set_ratio>>(m, "token_set_ratio",
                                                           "token_set_ratio(s1, s2, score_cutoff)");
+    def_fastcall<fastcall_text_pair<fz::partial_ratio>>(m, "partial_ratio",
+                                                        "partial_ratio(s1, s2, score_cutoff)");
+    def_fastcall<fastcall_text_pair<fz::token_sort_ratio>>(
+        m, "token_sort_ratio", "token_sort_ratio(s1, s2, score_cutoff)");
+    def_fastcall<fastcall_text_pair<fz::wratio>>(m, "WRatio", "WRatio(s1, s2, score_cutoff)");
+    def_fastcall<fastcall_text_pair<fz::qratio>>(m, "QRatio", "QRatio(s1, s2, score_cutoff)");
     def_fastcall<fastcall_text_pair<fz::levenshtein_normalized_similarity>>(
         m, "levenshtein_normalized_similarity",
         "levenshtein_normalized_similarity(s1, s2, score_cutoff)");
@@ -50,6 +61,27 @@ void register_fuzzy(py::module_& m) {
         },
         py::arg("scorer"), py::arg("query"), py::arg("choices"), py::arg("score_cutoff"),
         py::arg("threads"));
+
+    py::class_<fz::TokenSetChoices>(m, "TokenSetChoices")
+        .def(py::init([](py::handle choices) {
+                 auto batch = to_text_batch<fz::TextBatch>(choices, "choices", "every choice");
+                 // Safe: the batch is a C++ copy of the texts.
+                 return without_gil([&] { return new fz::TokenSetChoices(std::move(batch)); });
+             }),
+             py::arg("choices"))
+        .def(
+            "scores",
+            [](const fz::TokenSetChoices& self, py::handle query, double score_cutoff,
+               unsigned threads) {
+                const CodePoints text(query, "query");
+                // Safe: the query is a C++ copy; the choices are the object's own.
+                const std::vector<double> scores =
+                    without_gil([&] { return self.scores(text.view(), score_cutoff, threads); });
+                return py::bytes(reinterpret_cast<const char*>(scores.data()),
+                                 scores.size() * sizeof(double));
+            },
+            py::arg("query"), py::arg("score_cutoff"), py::arg("threads"))
+        .def("__len__", &fz::TokenSetChoices::size);
 
     py::class_<fz::ScoredIndex>(m, "ScoredIndex")
         .def_readonly("index", &fz::ScoredIndex::index)

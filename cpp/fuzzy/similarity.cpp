@@ -4,7 +4,9 @@
 #include <array>
 #include <bit>
 #include <cmath>
+#include <optional>
 #include <string>
+#include <utility>
 
 #include "common/errors.hpp"
 #include "common/parallel_for.hpp"
@@ -679,11 +681,11 @@ double levenshtein_normalized_unchecked(Text a, Text b, double score_cutoff) {
 
 // --- token set ratio --------------------------------------------------------------------------
 
-// Sorted, deduplicated words (views into `text`).
+// Sorted words, repeats kept (views into `text`): rapidfuzz's sorted_split.
 // rapidfuzz splits a str stored by CPython with one byte per code point (all code points
 // <= U+00FF) on ASCII white space only, so U+0085 and U+00A0 separate words only in texts that
 // also hold a code point above U+00FF. Reproduced for identical scores.
-std::vector<Text> sorted_word_set(Text text) {
+std::vector<Text> sorted_words(Text text) {
     const bool wide = std::any_of(text.begin(), text.end(), [](char32_t c) { return c > 0xFF; });
     const auto separates = [wide](char32_t c) {
         if (c > 0x20 && c < 0x85) {
@@ -703,6 +705,12 @@ std::vector<Text> sorted_word_set(Text text) {
         }
     }
     std::sort(words.begin(), words.end());
+    return words;
+}
+
+// Sorted words without repeats (rapidfuzz's set_decomposition dedupes the sorted split).
+std::vector<Text> sorted_word_set(Text text) {
+    std::vector<Text> words = sorted_words(text);
     words.erase(std::unique(words.begin(), words.end()), words.end());
     return words;
 }
@@ -713,6 +721,33 @@ double norm_distance_100(std::size_t dist, std::size_t lensum, double score_cuto
         lensum > 0 ? 100.0 - 100.0 * static_cast<double>(dist) / static_cast<double>(lensum)
                    : 100.0;
     return score >= score_cutoff ? score : 0.0;
+}
+
+// rapidfuzz's score_cutoff_to_distance: the largest distance that can still reach the cutoff
+// (0..100) on strings of `lensum` code points. NaN and cutoffs below 0 limit nothing (no
+// distance exceeds lensum); the cast is kept in range.
+std::size_t distance_cutoff(std::size_t lensum, double score_cutoff) noexcept {
+    const double limit = std::ceil(static_cast<double>(lensum) * (1.0 - score_cutoff / 100.0));
+    if (!(limit < static_cast<double>(lensum))) {
+        return lensum;
+    }
+    return limit > 0.0 ? static_cast<std::size_t>(limit) : 0;
+}
+
+// Whether two sorted word sets have a word in common.
+bool shares_word(const std::vector<Text>& a, const std::vector<Text>& b) noexcept {
+    std::size_t i = 0;
+    std::size_t j = 0;
+    while (i < a.size() && j < b.size()) {
+        if (a[i] < b[j]) {
+            ++i;
+        } else if (b[j] < a[i]) {
+            ++j;
+        } else {
+            return true;
+        }
+    }
+    return false;
 }
 
 double token_set_ratio_of_words(const std::vector<Text>& words_a, const std::vector<Text>& words_b,
@@ -755,8 +790,7 @@ double token_set_ratio_of_words(const std::vector<Text>& words_a, const std::vec
     const std::size_t shared_a_len = shared_len + separator + joined_a.size();
     const std::size_t shared_b_len = shared_len + separator + joined_b.size();
     const std::size_t lensum = shared_a_len + shared_b_len;
-    const auto max_distance = static_cast<std::size_t>(
-        std::ceil(static_cast<double>(lensum) * (1.0 - score_cutoff / 100.0)));
+    const std::size_t max_distance = distance_cutoff(lensum, score_cutoff);
     const std::size_t dist = indel_distance_unchecked(joined_a, joined_b, max_distance);
     double best = dist <= max_distance ? norm_distance_100(dist, lensum, score_cutoff) : 0.0;
     if (shared_len == 0) {
@@ -768,6 +802,395 @@ double token_set_ratio_of_words(const std::vector<Text>& words_a, const std::vec
     best = std::max(best, norm_distance_100(separator + joined_b.size(), shared_len + shared_b_len,
                                             score_cutoff));
     return best;
+}
+
+// --- partial_ratio, token_sort_ratio, WRatio, QRatio (rapidfuzz 3's fuzz module) -----------
+// Each follows rapidfuzz's algorithm step by step, cutoffs included: scores are the same floats.
+
+// rapidfuzz's fuzz.ratio without the range check (cutoffs above 100 give 0, as there).
+double ratio_unchecked(Text a, Text b, double score_cutoff) {
+    if (score_cutoff > 100.0) {
+        return 0.0;
+    }
+    return indel_normalized_unchecked(a, b, score_cutoff / 100.0) * 100.0;
+}
+
+std::u32string join_words(const std::vector<Text>& words) {
+    std::u32string joined;
+    std::size_t length = words.empty() ? 0 : words.size() - 1;
+    for (const Text word : words) {
+        length += word.size();
+    }
+    joined.reserve(length);
+    for (std::size_t k = 0; k < words.size(); ++k) {
+        if (k != 0) {
+            joined.push_back(U' ');
+        }
+        joined.append(words[k]);
+    }
+    return joined;
+}
+
+// The set decomposition of two sorted word lists (repeats dropped), each part in sorted order.
+struct WordSets {
+    std::vector<Text> shared;
+    std::vector<Text> only_a;
+    std::vector<Text> only_b;
+};
+
+WordSets decompose(std::vector<Text> a, std::vector<Text> b) {
+    a.erase(std::unique(a.begin(), a.end()), a.end());
+    b.erase(std::unique(b.begin(), b.end()), b.end());
+    WordSets sets;
+    std::size_t i = 0;
+    std::size_t j = 0;
+    while (i < a.size() || j < b.size()) {
+        if (j == b.size() || (i < a.size() && a[i] < b[j])) {
+            sets.only_a.push_back(a[i++]);
+        } else if (i == a.size() || b[j] < a[i]) {
+            sets.only_b.push_back(b[j++]);
+        } else {
+            sets.shared.push_back(a[i]);
+            ++i;
+            ++j;
+        }
+    }
+    return sets;
+}
+
+std::size_t joined_length(const std::vector<Text>& words) noexcept {
+    std::size_t length = words.empty() ? 0 : words.size() - 1;
+    for (const Text word : words) {
+        length += word.size();
+    }
+    return length;
+}
+
+// The code points of a needle: a bitmap below 256, a sorted list above.
+class CharSet {
+  public:
+    explicit CharSet(Text text) {
+        for (const char32_t c : text) {
+            if (c < 256) {
+                latin1_[c] = true;
+            } else {
+                other_.push_back(c);
+            }
+        }
+        std::sort(other_.begin(), other_.end());
+        other_.erase(std::unique(other_.begin(), other_.end()), other_.end());
+    }
+    [[nodiscard]] bool contains(char32_t c) const noexcept {
+        return c < 256 ? latin1_[c] : std::binary_search(other_.begin(), other_.end(), c);
+    }
+
+  private:
+    std::array<bool, 256> latin1_{};
+    std::vector<char32_t> other_;
+};
+
+// ratio(pattern's text, part) with the pattern table of the first text built once
+// (rapidfuzz's CachedRatio): the same plan and float operations as indel_normalized_unchecked.
+double cached_ratio(const CachedPattern& pattern, Text part, double score_cutoff) {
+    if (score_cutoff > 100.0) {
+        return 0.0;
+    }
+    const std::size_t len1 = pattern.size();
+    const double fraction = score_cutoff / 100.0;
+    const NormalizedPlan plan = plan_normalized(len1 + part.size(), fraction);
+    const std::size_t gap = len1 > part.size() ? len1 - part.size() : part.size() - len1;
+    std::size_t dist = plan.max_distance + 1;
+    if (gap <= plan.max_distance) {
+        dist = len1 + part.size() - 2 * pattern.lcs(part);
+    }
+    return finish_normalized(plan, dist, fraction) * 100.0;
+}
+
+// A partial_ratio needle, prepared once: its pattern table and its code points.
+struct Needle {
+    explicit Needle(Text source) : text(source), pattern(source), chars(source) {}
+    Text text;
+    CachedPattern pattern;
+    CharSet chars;
+};
+
+// rapidfuzz's fuzz_detail::partial_ratio_impl: the needle (len1 <= len2) against every window of
+// its length (a bisection over window starts, pruned by how much the Indel distance can change
+// between two starts), then against the haystack's shorter prefixes and suffixes.
+double partial_ratio_impl(const Needle& prepared, Text hay, double score_cutoff) {
+    const Text needle = prepared.text;
+    const std::size_t len1 = needle.size();
+    const std::size_t len2 = hay.size();
+    const CharSet& chars = prepared.chars;
+    const CachedPattern& pattern = prepared.pattern;
+    const auto ratio_of = [&](Text part, double cutoff) {
+        return cached_ratio(pattern, part, cutoff);
+    };
+    double best = 0.0;
+    if (len2 > len1) {
+        const std::size_t maximum = len1 * 2;
+        const double norm_cutoff_sim = std::min(1.0, 1.0 - score_cutoff / 100.0 + 0.00001);
+        auto cutoff_dist =
+            static_cast<std::size_t>(std::ceil(static_cast<double>(maximum) * norm_cutoff_sim));
+        constexpr std::size_t kUnknown = std::numeric_limits<std::size_t>::max();
+        std::size_t best_dist = kUnknown;
+        std::vector<std::size_t> scores(len2 - len1, kUnknown);
+        std::vector<std::pair<std::size_t, std::size_t>> windows = {{0, len2 - len1 - 1}};
+        std::vector<std::pair<std::size_t, std::size_t>> next;
+        const auto distance_at = [&](std::size_t start) {
+            const Text window = hay.substr(start, len1);
+            return len1 + len1 - 2 * pattern.lcs(window);
+        };
+        while (!windows.empty()) {
+            for (const auto& [first, second] : windows) {
+                for (const std::size_t at : {first, second}) {
+                    if (scores[at] == kUnknown) {
+                        scores[at] = distance_at(at);
+                        if (scores[at] < cutoff_dist) {
+                            cutoff_dist = best_dist = scores[at];
+                            if (best_dist == 0) {
+                                return 100.0;
+                            }
+                        }
+                    }
+                }
+                const std::size_t cell_diff = second - first;
+                if (cell_diff == 1) {
+                    continue;
+                }
+                const std::size_t known_edits = scores[first] > scores[second]
+                                                    ? scores[first] - scores[second]
+                                                    : scores[second] - scores[first];
+                const std::size_t max_score_improvement = (cell_diff - known_edits / 2) / 2 * 2;
+                const auto min_score =
+                    static_cast<std::ptrdiff_t>(std::min(scores[first], scores[second])) -
+                    static_cast<std::ptrdiff_t>(max_score_improvement);
+                if (min_score < static_cast<std::ptrdiff_t>(cutoff_dist)) {
+                    const std::size_t center = cell_diff / 2;
+                    next.emplace_back(first, first + center);
+                    next.emplace_back(first + center, second);
+                }
+            }
+            std::swap(windows, next);
+            next.clear();
+        }
+        double score = 1.0 - (static_cast<double>(best_dist) / static_cast<double>(maximum));
+        score *= 100;
+        if (score >= score_cutoff) {
+            score_cutoff = best = score;
+        }
+    }
+    for (std::size_t i = 1; i < len1; ++i) {
+        const Text prefix = hay.substr(0, i);
+        if (!chars.contains(prefix.back())) {
+            continue;
+        }
+        const double score = ratio_of(prefix, score_cutoff);
+        if (score > best) {
+            score_cutoff = best = score;
+            if (best == 100.0) {
+                return best;
+            }
+        }
+    }
+    for (std::size_t i = len2 - len1; i < len2; ++i) {
+        const Text suffix = hay.substr(i);
+        if (!chars.contains(suffix.front())) {
+            continue;
+        }
+        const double score = ratio_of(suffix, score_cutoff);
+        if (score > best) {
+            score_cutoff = best = score;
+            if (best == 100.0) {
+                return best;
+            }
+        }
+    }
+    return best;
+}
+
+double partial_ratio_unchecked(Text a, Text b, double score_cutoff) {
+    if (a.size() > b.size()) {
+        std::swap(a, b);
+    }
+    if (score_cutoff > 100.0) {
+        return 0.0;
+    }
+    if (a.empty() || b.empty()) {
+        return a.size() == b.size() ? 100.0 : 0.0;
+    }
+    const double score = partial_ratio_impl(Needle(a), b, score_cutoff);
+    if (score != 100.0 && a.size() == b.size()) {
+        const double swapped = partial_ratio_impl(Needle(b), a, std::max(score_cutoff, score));
+        if (swapped > score) {
+            return swapped;
+        }
+    }
+    return score;
+}
+
+double token_sort_ratio_unchecked(Text a, Text b, double score_cutoff) {
+    if (score_cutoff > 100.0) {
+        return 0.0;
+    }
+    return ratio_unchecked(join_words(sorted_words(a)), join_words(sorted_words(b)), score_cutoff);
+}
+
+// A text's sorted words, their join and its pattern table (rapidfuzz's cached s1_sorted).
+// Holds views into `text` and into itself: neither copied nor moved.
+// The pattern table only when it will serve many choices (`cached`); one pair is scored with
+// the thread's scratch tables instead.
+struct SortedText {
+    SortedText(Text text, bool cached) : words(sorted_words(text)), joined(join_words(words)) {
+        if (cached) {
+            pattern.emplace(joined);
+        }
+    }
+    SortedText(const SortedText&) = delete;
+    SortedText& operator=(const SortedText&) = delete;
+    [[nodiscard]] double ratio_to(Text other, double score_cutoff) const {
+        return pattern ? cached_ratio(*pattern, other, score_cutoff)
+                       : ratio_unchecked(joined, other, score_cutoff);
+    }
+    std::vector<Text> words;
+    std::u32string joined;
+    std::optional<CachedPattern> pattern;
+};
+
+// rapidfuzz's fuzz::token_ratio: the better of token_sort_ratio and token_set_ratio, sharing the
+// split (and, unlike token_set_ratio, scoring texts without words).
+double token_ratio_words(const SortedText& a, const std::vector<Text>& words_b,
+                         double score_cutoff) {
+    if (score_cutoff > 100.0) {
+        return 0.0;
+    }
+    const std::vector<Text>& words_a = a.words;
+    const WordSets sets = decompose(words_a, words_b);
+    if (!sets.shared.empty() && (sets.only_a.empty() || sets.only_b.empty())) {
+        return 100.0;
+    }
+    const std::u32string joined_a = join_words(sets.only_a);
+    const std::u32string joined_b = join_words(sets.only_b);
+    const std::size_t ab_len = joined_a.size();
+    const std::size_t ba_len = joined_b.size();
+    const std::size_t sect_len = joined_length(sets.shared);
+    double result = a.ratio_to(join_words(words_b), score_cutoff);
+    const std::size_t separator = sect_len != 0 ? 1 : 0;
+    const std::size_t sect_ab_len = sect_len + separator + ab_len;
+    const std::size_t sect_ba_len = sect_len + separator + ba_len;
+    const std::size_t cutoff_distance = distance_cutoff(sect_ab_len + sect_ba_len, score_cutoff);
+    const std::size_t dist = indel_distance_unchecked(joined_a, joined_b, cutoff_distance);
+    if (dist <= cutoff_distance) {
+        result = std::max(result, norm_distance_100(dist, sect_ab_len + sect_ba_len, score_cutoff));
+    }
+    if (sect_len == 0) {
+        return result;
+    }
+    const double sect_ab_ratio =
+        norm_distance_100(separator + ab_len, sect_len + sect_ab_len, score_cutoff);
+    const double sect_ba_ratio =
+        norm_distance_100(separator + ba_len, sect_len + sect_ba_len, score_cutoff);
+    return std::max({result, sect_ab_ratio, sect_ba_ratio});
+}
+
+// rapidfuzz's fuzz::partial_token_ratio.
+double partial_token_ratio_words(const SortedText& a, const std::vector<Text>& words_b,
+                                 double score_cutoff) {
+    if (score_cutoff > 100.0) {
+        return 0.0;
+    }
+    const std::vector<Text>& words_a = a.words;
+    const WordSets sets = decompose(words_a, words_b);
+    if (!sets.shared.empty()) {
+        return 100.0;
+    }
+    const double result = partial_ratio_unchecked(a.joined, join_words(words_b), score_cutoff);
+    if (words_a.size() == sets.only_a.size() && words_b.size() == sets.only_b.size()) {
+        return result;
+    }
+    return std::max(result,
+                    partial_ratio_unchecked(join_words(sets.only_a), join_words(sets.only_b),
+                                            std::max(score_cutoff, result)));
+}
+
+// partial_ratio with `needle` prepared; as rapidfuzz's CachedPartialRatio.
+double partial_ratio_prepared(const Needle& needle, Text b, double score_cutoff) {
+    const Text a = needle.text;
+    if (a.size() > b.size()) {
+        return partial_ratio_unchecked(a, b, score_cutoff);
+    }
+    if (score_cutoff > 100.0) {
+        return 0.0;
+    }
+    if (a.empty() || b.empty()) {
+        return a.size() == b.size() ? 100.0 : 0.0;
+    }
+    const double score = partial_ratio_impl(needle, b, score_cutoff);
+    if (score != 100.0 && a.size() == b.size()) {
+        const double swapped = partial_ratio_impl(Needle(b), a, std::max(score_cutoff, score));
+        if (swapped > score) {
+            return swapped;
+        }
+    }
+    return score;
+}
+
+// rapidfuzz's WRatio with the first text prepared once (its CachedWRatio): one query against
+// many choices.
+class WRatioQuery {
+  public:
+    // `cached`: prepare the query's tables for many choices (else score one pair cheaply).
+    WRatioQuery(Text query, bool cached) : text_(query), sorted_(query, cached) {
+        if (cached) {
+            needle_.emplace(query);
+        }
+    }
+
+    [[nodiscard]] double score(Text b, double score_cutoff) const {
+        if (score_cutoff > 100.0) {
+            return 0.0;
+        }
+        constexpr double kUnbaseScale = 0.95;
+        const Text a = text_;
+        if (a.empty() || b.empty()) {
+            return 0.0;
+        }
+        const double len1 = static_cast<double>(a.size());
+        const double len2 = static_cast<double>(b.size());
+        const double len_ratio = len1 > len2 ? len1 / len2 : len2 / len1;
+        double end_ratio = needle_ ? cached_ratio(needle_->pattern, b, score_cutoff)
+                                   : ratio_unchecked(a, b, score_cutoff);
+        if (len_ratio < 1.5) {
+            score_cutoff = std::max(score_cutoff, end_ratio) / kUnbaseScale;
+            return std::max(end_ratio, token_ratio_words(sorted_, sorted_words(b), score_cutoff) *
+                                           kUnbaseScale);
+        }
+        const double partial_scale = len_ratio <= 8.0 ? 0.9 : 0.6;
+        score_cutoff = std::max(score_cutoff, end_ratio) / partial_scale;
+        const double partial = needle_ ? partial_ratio_prepared(*needle_, b, score_cutoff)
+                                       : partial_ratio_unchecked(a, b, score_cutoff);
+        end_ratio = std::max(end_ratio, partial * partial_scale);
+        score_cutoff = std::max(score_cutoff, end_ratio) / kUnbaseScale;
+        return std::max(end_ratio,
+                        partial_token_ratio_words(sorted_, sorted_words(b), score_cutoff) *
+                            kUnbaseScale * partial_scale);
+    }
+
+  private:
+    Text text_;
+    SortedText sorted_;
+    std::optional<Needle> needle_;
+};
+
+double wratio_unchecked(Text a, Text b, double score_cutoff) {
+    return WRatioQuery(a, false).score(b, score_cutoff);
+}
+
+double qratio_unchecked(Text a, Text b, double score_cutoff) {
+    if (a.empty() || b.empty()) {
+        return 0.0;
+    }
+    return ratio_unchecked(a, b, score_cutoff);
 }
 
 }  // namespace
@@ -848,15 +1271,26 @@ double indel_normalized_similarity(Text a, Text b, double score_cutoff) {
     return indel_normalized_unchecked(a, b, as_single_precision(score_cutoff));
 }
 
-double ratio(Text a, Text b, double score_cutoff) {
-    check_cutoff(score_cutoff, 100.0, "[0, 100]");
-    return indel_normalized_unchecked(a, b, score_cutoff / 100.0) * 100.0;
-}
+double ratio(Text a, Text b, double score_cutoff) { return ratio_unchecked(a, b, score_cutoff); }
 
 double token_set_ratio(Text a, Text b, double score_cutoff) {
-    check_cutoff(score_cutoff, 100.0, "[0, 100]");
+    if (score_cutoff > 100.0) {
+        return 0.0;
+    }
     return token_set_ratio_of_words(sorted_word_set(a), sorted_word_set(b), score_cutoff);
 }
+
+double partial_ratio(Text a, Text b, double score_cutoff) {
+    return partial_ratio_unchecked(a, b, score_cutoff);
+}
+
+double token_sort_ratio(Text a, Text b, double score_cutoff) {
+    return token_sort_ratio_unchecked(a, b, score_cutoff);
+}
+
+double wratio(Text a, Text b, double score_cutoff) { return wratio_unchecked(a, b, score_cutoff); }
+
+double qratio(Text a, Text b, double score_cutoff) { return qratio_unchecked(a, b, score_cutoff); }
 
 void TextBatch::reserve(std::size_t texts, std::size_t code_points) {
     offsets_.reserve(texts + 1);
@@ -877,9 +1311,55 @@ char32_t* TextBatch::append_uninitialized(std::size_t length) {
 
 std::vector<double> score_many(Scorer scorer, Text query, const TextBatch& choices,
                                double score_cutoff, unsigned threads) {
-    const bool percent = scorer == Scorer::kRatio || scorer == Scorer::kTokenSetRatio;
-    check_cutoff(score_cutoff, percent ? 100.0 : 1.0, percent ? "[0, 100]" : "[0, 1]");
+    const bool percent =
+        scorer != Scorer::kLevenshteinNormalized && scorer != Scorer::kIndelNormalized;
     std::vector<double> scores(choices.size(), 0.0);
+    const auto each = [&](auto score) {
+        relay::parallel_for(choices.size(), threads, kMinChoicesPerThread, [&](std::size_t i) {
+            scores[i] = score(query, choices[i], score_cutoff);
+        });
+    };
+    switch (scorer) {
+        // The query is prepared once, as rapidfuzz's cached scorers do.
+        case Scorer::kPartialRatio: {
+            const Needle needle(query);
+            each([&](Text, Text choice, double cutoff) {
+                return partial_ratio_prepared(needle, choice, cutoff);
+            });
+            return scores;
+        }
+        case Scorer::kTokenSortRatio: {
+            const SortedText sorted(query, true);
+            each([&](Text, Text choice, double cutoff) {
+                return sorted.ratio_to(join_words(sorted_words(choice)), cutoff);
+            });
+            return scores;
+        }
+        case Scorer::kWRatio: {
+            const WRatioQuery prepared(query, true);
+            each([&](Text, Text choice, double cutoff) { return prepared.score(choice, cutoff); });
+            return scores;
+        }
+        case Scorer::kQRatio: {
+            const CachedPattern pattern(query);
+            each([&](Text, Text choice, double cutoff) {
+                return query.empty() || choice.empty() ? 0.0
+                                                       : cached_ratio(pattern, choice, cutoff);
+            });
+            return scores;
+        }
+        default:
+            break;
+    }
+    if (percent) {
+        // As the pairwise fuzz scorers: a cutoff above 100 zeroes every score, one below 0
+        // cuts nothing.
+        if (score_cutoff > 100.0) {
+            return scores;
+        }
+    } else {
+        check_cutoff(score_cutoff, 1.0, "[0, 1]");
+    }
     switch (scorer) {
         case Scorer::kRatio:
         case Scorer::kIndelNormalized: {
@@ -925,8 +1405,60 @@ std::vector<double> score_many(Scorer scorer, Text query, const TextBatch& choic
             });
             break;
         }
+        default:
+            break;
     }
     return scores;
+}
+
+TokenSetChoices::TokenSetChoices(TextBatch choices) : texts_(std::move(choices)) {
+    words_.reserve(texts_.size());
+    joined_.reserve(texts_.size());
+    for (std::size_t i = 0; i < texts_.size(); ++i) {
+        words_.push_back(sorted_word_set(texts_[i]));
+        joined_.push_back(join_words(words_.back()));
+    }
+}
+
+std::vector<double> TokenSetChoices::scores(Text query, double score_cutoff,
+                                            unsigned threads) const {
+    std::vector<double> out(words_.size(), 0.0);
+    if (score_cutoff > 100.0) {
+        return out;
+    }
+    const std::vector<Text> query_words = sorted_word_set(query);
+    if (query_words.empty()) {
+        return out;  // token_set_ratio is 0 when a side has no word
+    }
+    // Most choices share no word with the query; their score is then the Indel ratio of the
+    // two joined word sets (what token_set_ratio_of_words computes), with the query's pattern
+    // table made once and the choice's join made at construction.
+    const std::u32string query_joined = join_words(query_words);
+    const CachedPattern pattern(query_joined);
+    relay::parallel_for(words_.size(), threads, kMinChoicesPerThread, [&](std::size_t i) {
+        const std::vector<Text>& words = words_[i];
+        if (words.empty()) {
+            return;
+        }
+        if (shares_word(query_words, words)) {
+            out[i] = token_set_ratio_of_words(query_words, words, score_cutoff);
+            return;
+        }
+        const Text choice = joined_[i];
+        const std::size_t lensum = query_joined.size() + choice.size();
+        const std::size_t max_distance = distance_cutoff(lensum, score_cutoff);
+        const std::size_t gap = query_joined.size() > choice.size()
+                                    ? query_joined.size() - choice.size()
+                                    : choice.size() - query_joined.size();
+        if (gap > max_distance) {
+            return;
+        }
+        const std::size_t dist = lensum - 2 * pattern.lcs(choice);
+        if (dist <= max_distance) {
+            out[i] = norm_distance_100(dist, lensum, score_cutoff);
+        }
+    });
+    return out;
 }
 
 std::vector<ScoredIndex> extract(Scorer scorer, Text query, const TextBatch& choices,

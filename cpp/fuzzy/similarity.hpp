@@ -48,7 +48,7 @@ inline constexpr std::size_t kNoLimit = std::numeric_limits<std::size_t>::max();
 // 1 - indel distance / (len a + len b) in [0, 1]; 1 for two empty strings.
 [[nodiscard]] double indel_normalized_similarity(Text a, Text b, double score_cutoff = 0.0);
 
-// rapidfuzz.fuzz.ratio: indel_normalized_similarity * 100, cutoff in [0, 100].
+// rapidfuzz.fuzz.ratio: indel_normalized_similarity * 100; any cutoff (above 100: 0).
 [[nodiscard]] double ratio(Text a, Text b, double score_cutoff = 0.0);
 
 // rapidfuzz.fuzz.token_set_ratio: the words (split on Unicode white space, as str.split(), but
@@ -56,6 +56,21 @@ inline constexpr std::size_t kNoLimit = std::numeric_limits<std::size_t>::max();
 // deduplicated and sorted; the score compares the shared words plus each side's own words.
 // 0 when either side has no word; 100 when the word set of one side contains the other's.
 [[nodiscard]] double token_set_ratio(Text a, Text b, double score_cutoff = 0.0);
+
+// rapidfuzz.fuzz.partial_ratio: the best ratio of the shorter text against any window of the
+// longer one of its length (and the longer one's shorter prefixes and suffixes). The fuzz
+// scorers below take any cutoff: above 100 every score is 0, below 0 it cuts nothing, as in
+// rapidfuzz.
+[[nodiscard]] double partial_ratio(Text a, Text b, double score_cutoff = 0.0);
+
+// rapidfuzz.fuzz.token_sort_ratio: ratio of the texts' words, sorted and joined by one space.
+[[nodiscard]] double token_sort_ratio(Text a, Text b, double score_cutoff = 0.0);
+
+// rapidfuzz.fuzz.WRatio: ratio, token and partial scores weighted by the length ratio.
+[[nodiscard]] double wratio(Text a, Text b, double score_cutoff = 0.0);
+
+// rapidfuzz.fuzz.QRatio: ratio, but 0 when either text is empty.
+[[nodiscard]] double qratio(Text a, Text b, double score_cutoff = 0.0);
 
 // True for the code points Python's str.isspace() accepts (and str.split() splits on).
 [[nodiscard]] bool is_unicode_space(char32_t c) noexcept;
@@ -67,6 +82,10 @@ enum class Scorer : std::uint8_t {
     kTokenSetRatio,          // 0..100
     kLevenshteinNormalized,  // 0..1
     kIndelNormalized,        // 0..1
+    kPartialRatio,           // 0..100
+    kTokenSortRatio,         // 0..100
+    kWRatio,                 // 0..100
+    kQRatio,                 // 0..100
 };
 
 // Many texts in one flat buffer: text i is data[offsets[i] .. offsets[i + 1]).
@@ -91,6 +110,22 @@ class TextBatch {
 // pattern-match table or its word set). `threads` > 1 splits the choices between threads.
 [[nodiscard]] std::vector<double> score_many(Scorer scorer, Text query, const TextBatch& choices,
                                              double score_cutoff, unsigned threads = 1);
+
+// token_set_ratio of many queries against one fixed list of choices: each choice's sorted word
+// set is made once (a session's messages scored against every new query).
+class TokenSetChoices {
+  public:
+    explicit TokenSetChoices(TextBatch choices);
+    [[nodiscard]] std::size_t size() const noexcept { return words_.size(); }
+    // token_set_ratio(query, choice) for every choice, in order (same cutoff rules).
+    [[nodiscard]] std::vector<double> scores(Text query, double score_cutoff,
+                                             unsigned threads = 1) const;
+
+  private:
+    TextBatch texts_;
+    std::vector<std::vector<Text>> words_;  // views into texts_
+    std::vector<std::u32string> joined_;    // each word set joined by spaces
+};
 
 struct ScoredIndex {
     std::size_t index = 0;

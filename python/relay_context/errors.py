@@ -22,6 +22,12 @@ class InputTypeError(RelayError, TypeError):
     """An argument of the wrong type (for example bytes where text is expected)."""
 
 
+class InvalidScoreCutoffError(InvalidArgumentError, TypeError):
+    """A fuzzy ``score_cutoff`` outside its scale where rapidfuzz rejects one (``extract``, the
+    normalised similarities): a ``TypeError`` as rapidfuzz raises, and an
+    :class:`InvalidArgumentError` as Relay raises."""
+
+
 class TokenizerError(RelayError):
     """Base class of the token counter's errors."""
 
@@ -48,6 +54,21 @@ class DisallowedSpecialTokenError(TokenizerError, ValueError):
 
 class UnknownTokenIdError(TokenizerError, ValueError):
     """A token id that is not in the encoding's vocabulary."""
+
+
+class UnknownModelKeyError(UnknownModelError, KeyError):
+    """``relay_context.tiktoken.encoding_for_model`` of an unknown model: a ``KeyError`` as
+    tiktoken raises, and an :class:`UnknownModelError` as Relay raises."""
+
+
+class UnknownTokenKeyError(UnknownTokenIdError, KeyError):
+    """``relay_context.tiktoken`` decoding an id the encoding lacks: a ``KeyError`` as tiktoken
+    raises, and an :class:`UnknownTokenIdError` as Relay raises."""
+
+
+class NotATokenError(TokenizerError, KeyError):
+    """``relay_context.tiktoken`` ``encode_single_token`` of bytes that are no single token (a
+    ``KeyError`` as tiktoken raises)."""
 
 
 class InfeasibleBudgetError(InvalidArgumentError):
@@ -189,9 +210,11 @@ __all__ = [
     "InputTypeError",
     "InvalidArgumentError",
     "InvalidChannelError",
+    "InvalidScoreCutoffError",
     "InvalidSessionIdError",
     "InvalidUnicodeError",
     "MessageTooLargeError",
+    "NotATokenError",
     "PayloadNotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
@@ -209,7 +232,9 @@ __all__ = [
     "TokenizerError",
     "UnknownEncodingError",
     "UnknownModelError",
+    "UnknownModelKeyError",
     "UnknownPolicyError",
     "UnknownRoleError",
     "UnknownTokenIdError",
+    "UnknownTokenKeyError",
 ]

@@ -135,6 +135,37 @@ def append_worker(
     asyncio.run(_append_many_times(config, session_id, label, count, go, acks))
 
 
+async def _append_concurrently(
+    config: dict[str, Any], session_ids: list[str], label: str, width: int, go: Any, acks: Any
+) -> None:
+    from relay_context.engine.models import MessageRole, NewMessage
+
+    async with build_store(config, **_worker_options(config)) as store:
+        go.wait()
+        counter = iter(range(10**9))
+
+        async def lane() -> None:
+            while True:
+                i = next(counter)
+                sid = session_ids[i % len(session_ids)]
+                message = NewMessage(
+                    MessageRole.USER, f"{label}:{i}", metadata={"writer": label, "i": i}
+                )
+                stored = await store.append(sid, message)
+                acks.send((sid, i, stored.seq))  # acknowledged: its batch committed
+
+        await asyncio.gather(*(lane() for _ in range(width)))
+
+
+def concurrent_append_worker(
+    config: dict[str, Any], session_ids: list[str], label: str, width: int, go: Any, acks: Any
+) -> None:
+    """``width`` concurrent lanes appending ``<label>:<i>`` round-robin over ``session_ids``
+    (so appends share group commits) until killed; reports ``(session, i, seq)`` of each
+    append after it returned."""
+    asyncio.run(_append_concurrently(config, session_ids, label, width, go, acks))
+
+
 async def _hold_write_lock(config: dict[str, Any], session_id: str, report: Any) -> None:
     async with build_store(config, **_worker_options(config)) as store, store._write() as tx:
         # Half an append: the seq is taken, the session row (SQLite: the database) locked.

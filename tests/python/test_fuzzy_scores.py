@@ -11,7 +11,7 @@ from rapidfuzz import fuzz, process
 from rapidfuzz.distance import Indel, Levenshtein
 
 from relay_context import fuzzy
-from relay_context.errors import InputTypeError, InvalidArgumentError
+from relay_context.errors import InputTypeError, InvalidArgumentError, InvalidScoreCutoffError
 
 # (ours, rapidfuzz's, cutoff scale)
 PAIRWISE = [
@@ -19,8 +19,23 @@ PAIRWISE = [
     (fuzzy.token_set_ratio, fuzz.token_set_ratio, 100.0),
     (fuzzy.levenshtein_normalized_similarity, Levenshtein.normalized_similarity, 1.0),
     (fuzzy.indel_normalized_similarity, Indel.normalized_similarity, 1.0),
+    (fuzzy.partial_ratio, fuzz.partial_ratio, 100.0),
+    (fuzzy.token_sort_ratio, fuzz.token_sort_ratio, 100.0),
+    (fuzzy.WRatio, fuzz.WRatio, 100.0),
+    (fuzzy.QRatio, fuzz.QRatio, 100.0),
 ]
-IDS = ["ratio", "token_set_ratio", "levenshtein", "indel"]
+IDS = [
+    "ratio",
+    "token_set_ratio",
+    "levenshtein",
+    "indel",
+    "partial_ratio",
+    "token_sort_ratio",
+    "WRatio",
+    "QRatio",
+]
+PERCENT = [p for p in PAIRWISE if p[2] == 100.0]
+UNIT = [p for p in PAIRWISE if p[2] == 1.0]
 
 # Small alphabets make matches frequent (random full-Unicode pairs share almost nothing).
 SMALL_ALPHABET = "ab c\u00e9\u00ff\u4e2d\U0001f600\t"
@@ -140,13 +155,25 @@ def test_non_str_raises_input_type_error(scorer, bad) -> None:
         scorer("x", bad)
 
 
-@pytest.mark.parametrize(("scorer", "scale"), [(p[0], p[2]) for p in PAIRWISE], ids=IDS)
-def test_bad_cutoffs_raise_invalid_argument(scorer, scale) -> None:
-    for bad in (-0.1, scale + 0.5, float("nan"), float("inf")):
+@pytest.mark.parametrize("scorer", [p[0] for p in UNIT], ids=["levenshtein", "indel"])
+def test_bad_cutoffs_raise_invalid_argument(scorer) -> None:
+    # rapidfuzz raises TypeError there; the error is both.
+    for bad in (-0.1, 1.5, float("inf")):
         with pytest.raises(InvalidArgumentError, match="score_cutoff"):
+            scorer("a", "b", score_cutoff=bad)
+        with pytest.raises(TypeError, match="score_cutoff"):
             scorer("a", "b", score_cutoff=bad)
     with pytest.raises(InputTypeError, match="score_cutoff"):
         scorer("a", "b", score_cutoff="50")
+
+
+@pytest.mark.parametrize(("ours", "theirs"), [(p[0], p[1]) for p in PERCENT])
+def test_fuzz_scorers_take_any_cutoff_as_rapidfuzz(ours, theirs) -> None:
+    for a, b in [("abc", "abc"), ("abc", "abd"), ("new york", "york new"), ("", "x"), ("a b", "")]:
+        for cutoff in (-50.0, -0.1, 100.0, 100.000001, 150.0, float("nan"), float("inf")):
+            assert ours(a, b, score_cutoff=cutoff) == theirs(a, b, score_cutoff=cutoff)
+    with pytest.raises(InputTypeError, match="score_cutoff"):
+        ours("a", "b", score_cutoff="50")
 
 
 # --- batch helpers -------------------------------------------------------------------------------
@@ -156,6 +183,10 @@ SCORER_PAIRS = [
     ("token_set_ratio", fuzz.token_set_ratio, 100.0),
     ("levenshtein_normalized_similarity", Levenshtein.normalized_similarity, 1.0),
     ("indel_normalized_similarity", Indel.normalized_similarity, 1.0),
+    ("partial_ratio", fuzz.partial_ratio, 100.0),
+    ("token_sort_ratio", fuzz.token_sort_ratio, 100.0),
+    ("WRatio", fuzz.WRatio, 100.0),
+    ("QRatio", fuzz.QRatio, 100.0),
 ]
 
 
@@ -195,10 +226,15 @@ def test_scores_on_many_choices_with_threads() -> None:
 def test_extract_equals_rapidfuzz(
     query: str, choices: list[str], limit: int | None, cutoff: float | None
 ) -> None:
-    for name, theirs in (("ratio", fuzz.ratio), ("token_set_ratio", fuzz.token_set_ratio)):
+    for name, theirs, _ in SCORER_PAIRS:
+        if name.endswith("similarity"):
+            continue
         expected = process.extract(query, choices, scorer=theirs, limit=limit, score_cutoff=cutoff)
         got = fuzzy.extract(query, choices, scorer=name, limit=limit, score_cutoff=cutoff)
         assert got == expected
+    # The default scorer is WRatio, as rapidfuzz's.
+    expected = process.extract(query, choices, limit=limit, score_cutoff=cutoff)
+    assert fuzzy.extract(query, choices, limit=limit, score_cutoff=cutoff) == expected
 
 
 def test_batch_argument_errors() -> None:
@@ -209,15 +245,31 @@ def test_batch_argument_errors() -> None:
     with pytest.raises(InputTypeError, match="choices must be a sequence of str"):
         fuzzy.extract("a", "abc")
     with pytest.raises(InputTypeError, match="query must be a str"):
-        fuzzy.extract(None, ["a"])
+        fuzzy.scores(None, ["a"])  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError, match="scorer must be one of"):
-        fuzzy.scores("a", ["b"], scorer="partial_ratio")
+        fuzzy.scores("a", ["b"], scorer="partial_ratio_nope")  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError, match="workers"):
         fuzzy.scores("a", ["b"], workers=0)
     with pytest.raises(InvalidArgumentError, match="limit"):
-        fuzzy.extract("a", ["b"], limit=0)
-    with pytest.raises(InvalidArgumentError, match="score_cutoff"):
+        fuzzy.extract("a", ["b"], limit=-1)
+    with pytest.raises(InvalidScoreCutoffError, match="score_cutoff"):
         fuzzy.scores("a", ["b"], scorer="indel_normalized_similarity", score_cutoff=2)
     assert list(fuzzy.scores("a", [])) == []
     assert fuzzy.scores("a", ["a", "b"]).typecode == "d"
     assert fuzzy.extract("a", []) == []
+
+
+@given(
+    st.one_of(small_text, sentence),
+    st.lists(st.one_of(small_text, sentence), max_size=40),
+    st.one_of(st.none(), st.floats(0.0, 100.0)),
+)
+@settings(max_examples=200)
+def test_token_set_choices_equal_rapidfuzz(
+    query: str, choices: list[str], cutoff: float | None
+) -> None:
+    prepared = fuzzy.TokenSetChoices(choices)
+    assert len(prepared) == len(choices)
+    expected = [fuzz.token_set_ratio(query, c, score_cutoff=cutoff) for c in choices]
+    assert list(prepared.scores(query, score_cutoff=cutoff)) == expected
+    assert list(prepared.scores(query, score_cutoff=cutoff, workers=2)) == expected

@@ -310,10 +310,11 @@ def test_invalid_arguments(atoms: list[Any], budget: int, match: str) -> None:
 @pytest.mark.parametrize(
     ("atoms", "budget", "match"),
     [
-        ("abc", 10, "sequence of Atom or dict"),
-        (None, 10, "sequence of Atom or dict"),
-        ({"id": 1}, 10, "sequence of Atom or dict"),
-        ([("a", 1, 1.0)], 10, "must be an Atom or a dict, not tuple"),
+        ("abc", 10, "sequence of Atom, dict or tuple"),
+        (None, 10, "sequence of Atom, dict or tuple"),
+        ({"id": 1}, 10, "sequence of Atom, dict or tuple"),
+        ([("a", 1)], 10, "must be an Atom, a dict or a tuple"),
+        ([["a", 1, 1.0]], 10, "must be an Atom, a dict or a tuple"),
         ([Atom(1.5, 1, 1.0)], 10, "ids are str or int"),  # type: ignore[arg-type]
         ([Atom(True, 1, 1.0)], 10, "ids are str or int"),
         ([Atom("a", 1.0, 1.0)], 10, "tokens are int"),  # type: ignore[arg-type]

@@ -40,3 +40,15 @@ def select_greedy(
     groups: list[int],
     budget: int,
 ) -> Selection: ...
+
+class AtomLayout:
+    def __init__(self, atom_type: type) -> None: ...
+
+def select_rows(
+    rows: list[object],
+    layout: AtomLayout,
+    budget: int,
+    epsilon: float,
+    exact_state_limit: int,
+    approximate_state_limit: int,
+) -> tuple[Selection, tuple[str | int, ...], tuple[str | int, ...]] | None: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from pydantic import ValidationError
@@ -14,7 +14,7 @@ from relay_context.config.settings import Settings
 from relay_context.errors import RelayError
 
 if TYPE_CHECKING:
-    from relay_context.security.api_keys import ApiKey, ApiKeyStore
+    from relay_context.security.api_keys import ApiKeyStore
 
 _T = TypeVar("_T")
 #: ``UserRole``'s values, spelled out so that ``relay --help`` does not import the JWT and
@@ -56,35 +56,60 @@ def keys() -> None:
 )
 @click.option("--name", default="", help="A label (who or what uses the key).")
 @click.option("--owner", default=None, help="Principal the key acts as (default: the key's id).")
+@click.option("--rpm", type=click.IntRange(min=1), default=None, help="Gateway requests/minute.")
+@click.option("--budget-usd", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--budget-period", type=click.Choice(["day", "month", "lifetime"]), default="month")
+@click.option("--models", default=None, help="Models the key may use: 'gpt-4o,claude-*'.")
 @click.option(
     "--plan",
     default=None,
     help="Handoff relay plan of the key's owner (free, pro, team, ...; HANDOFF_PLANS).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def create(role: str, name: str, owner: str | None, plan: str | None, as_json: bool) -> None:
-    """Create a key and print it. It is shown only this once."""
+def create(
+    role: str,
+    name: str,
+    owner: str | None,
+    rpm: int | None,
+    budget_usd: float | None,
+    budget_period: str,
+    models: str | None,
+    plan: str | None,
+    as_json: bool,
+) -> None:
+    """Create a key and print it. It is shown only this once. --rpm, --budget-usd,
+    --budget-period and --models set its LLM-gateway limits (docs/gateway.md); --plan the
+    handoff relay plan of its owner (docs/handoff.md)."""
     from relay_context.security.auth import UserRole
 
-    async def make(store: ApiKeyStore) -> tuple[ApiKey, str]:
-        if plan is not None:
-            from relay_context.handoff.quotas import Quotas
+    limited = rpm is not None or budget_usd is not None or models is not None
+    handoff_settings = Settings().handoff if plan is not None else None
+    if handoff_settings is not None and plan not in handoff_settings.plans:
+        raise click.BadParameter(f"unknown plan; one of {', '.join(handoff_settings.plans)}")
 
-            settings = Settings().handoff
-            if plan not in settings.plans:  # before the key exists
-                raise click.BadParameter(f"unknown plan; one of {', '.join(settings.plans)}")
-        made = await store.create(role=UserRole(role), name=name, owner=owner)
-        if plan is not None:
+    async def make(store: ApiKeyStore) -> tuple[Any, str, dict[str, object] | None]:
+        record, plaintext = await store.create(role=UserRole(role), name=name, owner=owner)
+        if handoff_settings is not None and plan is not None:
+            from relay_context.handoff.quotas import Quotas
             from relay_context.handoff.schema import HANDOFF_MIGRATIONS
 
             store.database.register("handoff", HANDOFF_MIGRATIONS)
             await store.database.migrate()
-            await Quotas(store.database, settings).set_plan(made[0].owner, plan)
-        return made
+            await Quotas(store.database, handoff_settings).set_plan(record.owner, plan)
+        if not limited:
+            return record, plaintext, None
+        from relay_context.gateway.key_limits import KeyLimits, KeyLimitsStore, parse_models
 
-    record, plaintext = _run(make)
+        limits = KeyLimits(rpm, budget_usd, budget_period, parse_models(models))  # type: ignore[arg-type]
+        await KeyLimitsStore(store.database).set(record.id, limits)
+        return record, plaintext, limits.to_json()
+
+    record, plaintext, gateway_limits = _run(make)
     if as_json:
-        click.echo(json.dumps({**record.to_json(), "key": plaintext, "plan": plan}))
+        extra: dict[str, object] = {"plan": plan} if plan is not None else {}
+        if gateway_limits is not None:
+            extra["gateway_limits"] = gateway_limits
+        click.echo(json.dumps({**record.to_json(), "key": plaintext, **extra}))
         return
     click.echo(plaintext)
     click.echo(

@@ -10,8 +10,10 @@ from relay_context.cli.count import count
 from relay_context.cli.keys import keys
 from relay_context.cli.mcp import mcp
 from relay_context.cli.serve import serve
+from relay_context.cli.setup import setup
 from relay_context.cli.stats import stats
 from relay_context.cli.token import token
+from relay_context.cli.usage import usage
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,3 +29,5 @@ main.add_command(mcp)
 main.add_command(serve)
 main.add_command(stats)
 main.add_command(token)
+main.add_command(setup)
+main.add_command(usage)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import click
 
 from relay_context.config.settings import Settings
@@ -32,6 +34,15 @@ def serve(host: str | None, port: int | None, reload: bool, workers: int) -> Non
         raise click.ClickException(f"invalid settings: {exc}") from exc
     bind_host = host or settings.host
     bind_port = port or settings.port
+    if (
+        settings.gateway.auth == "open"
+        and not settings.gateway.allow_open_remote
+        and not _is_loopback(bind_host)
+    ):
+        raise click.ClickException(
+            f"GATEWAY_AUTH=open on {bind_host} would let anyone reach the LLM gateway with this "
+            "server's provider keys: bind a loopback address, or set GATEWAY_ALLOW_OPEN_REMOTE=true"
+        )
     uvicorn.run(
         "relay_context.main:serve_app",
         factory=True,
@@ -47,3 +58,12 @@ def serve(host: str | None, port: int | None, reload: bool, workers: int) -> Non
         # the graceful-shutdown bound: service/server.py.
         **uvicorn_options(settings),
     )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,6 +1,7 @@
 """Settings that follow a YAML file: limits and the model table reload without a restart.
 
-The file (``CONFIG_FILE``) holds a ``limits`` mapping and a ``models`` table, for example::
+The file (``CONFIG_FILE``) holds a ``limits`` mapping, a ``models`` table and the gateway's
+``gateway:`` section (``docs/gateway.md``), for example::
 
     limits:
       rate_limit_requests: 200
@@ -26,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from relay_context.config.settings import RELOADABLE_FIELDS, Settings
+from relay_context.config.yaml_lines import line_of, top_level_keys
 from relay_context.errors import InvalidArgumentError
 
 log = logging.getLogger(__name__)
@@ -65,17 +67,46 @@ def load_overrides(path: Path) -> dict[str, Any]:
     return overrides
 
 
-def apply_overrides(base: Settings, overrides: dict[str, Any]) -> Settings:
-    """``base`` with ``overrides``, validated like the settings themselves."""
+def apply_overrides(
+    base: Settings, overrides: dict[str, Any], *, source: Path | None = None
+) -> Settings:
+    """``base`` with ``overrides``, validated like the settings themselves; with ``source``
+    (the YAML file they came from) each problem names its line."""
     values = {name: getattr(base, name) for name in type(base).model_fields}
-    values.update(overrides)
+    for name, value in overrides.items():
+        current = values.get(name)
+        # A section (``gateway:``) sets some of its fields; the others keep base's values.
+        values[name] = (
+            {**current.model_dump(), **value}
+            if isinstance(value, dict) and isinstance(current, BaseModel)
+            else value
+        )
     try:
         return type(base).model_validate(values)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise InvalidArgumentError(f"invalid config file values: {problems}") from exc
+        text = _read_text(source)
+        problems = []
+        for e in exc.errors():
+            where = ".".join(str(p) for p in e["loc"])
+            line = _line_for(text, e["loc"]) if text is not None else None
+            problems.append(f"{f'line {line}: ' if line else ''}{where}: {e['msg']}")
+        raise InvalidArgumentError(f"invalid config file values: {'; '.join(problems)}") from exc
+
+
+def _read_text(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+def _line_for(text: str, loc: tuple[str | int, ...]) -> int | None:
+    """A setting is written at the top level or under ``limits:``."""
+    if loc and str(loc[0]).lower() in top_level_keys(text):
+        return line_of(text, loc)
+    return line_of(text, ("limits", *loc))
 
 
 class LiveSettings:
@@ -93,7 +124,7 @@ class LiveSettings:
         if self.path is not None:
             # At start a bad file is an error: the service does not start half-configured.
             self._stamp = self._stat()
-            self._current = apply_overrides(base, load_overrides(self.path))
+            self._current = apply_overrides(base, load_overrides(self.path), source=self.path)
 
     @property
     def current(self) -> Settings:
@@ -127,7 +158,7 @@ class LiveSettings:
             log.error("config file %s disappeared; keeping the last values", self.path)
             return False
         try:
-            new = apply_overrides(self.base, load_overrides(self.path))
+            new = apply_overrides(self.base, load_overrides(self.path), source=self.path)
         except InvalidArgumentError as exc:
             log.error("config file not applied, keeping the last values: %s", exc)
             return False

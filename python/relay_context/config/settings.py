@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from relay_context.config.gateway import GatewaySettings
 from relay_context.config.handoff import HandoffSettings
 
 #: Shortest ``SECRET_KEY`` accepted in production (characters).
@@ -46,6 +47,7 @@ RELOADABLE_FIELDS = frozenset(
         "jwt_expiration_minutes",
         "ttl_seconds",
         "models",
+        "gateway",
     }
 )
 
@@ -105,6 +107,13 @@ class Settings(BaseSettings):
     #: SQLite ``synchronous``: FULL also survives power loss; NORMAL (WAL) survives a crash of
     #: the process but may lose the last commits on power loss.
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "FULL"
+    #: Group commit of appends: concurrent appends (to any sessions) share one transaction and
+    #: one flush to disk, at most this many message rows per transaction (bounds how long one
+    #: batch holds the write lock; 1 commits every append alone).
+    append_batch_max_rows: int = Field(default=512, ge=1, le=100_000)
+    #: How long the group commit waits for more appends before it starts a batch, in seconds.
+    #: 0 adds no latency: a batch is whatever queued while the previous one was committing.
+    append_batch_wait_seconds: float = Field(default=0.0, ge=0, le=1)
     #: ``redis://host:port/db``; unset means in-process caches and rate limits.
     redis_url: str | None = None
     redis_max_connections: int = Field(default=50, ge=1, le=10_000)
@@ -219,6 +228,8 @@ class Settings(BaseSettings):
     # --- LLM providers (used by the gateway) ---------------------------------------------------
     openai_api_key: SecretStr | None = None
     anthropic_api_key: SecretStr | None = None
+    #: The LLM gateway (``config/gateway.py``; its own environment names, YAML ``gateway:``).
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
 
     @classmethod
     def settings_customise_sources(

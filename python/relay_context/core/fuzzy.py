@@ -20,26 +20,38 @@ reaches a threshold (MinHash-LSH candidates, each verified exactly). See docs/fu
 
 from __future__ import annotations
 
+import math
 import os
+import sys
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Literal, NamedTuple, cast
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from typing import Any, Literal, NamedTuple, TypeAlias, cast
 
 from relay_context import _core
 from relay_context.checks import check_int
-from relay_context.errors import InputTypeError, InvalidArgumentError
+from relay_context.core import fuzzy_utils as utils
+from relay_context.core.fuzzy_utils import default_process
+from relay_context.errors import InputTypeError, InvalidArgumentError, InvalidScoreCutoffError
 
 __all__ = [
     "NearDuplicate",
     "NearDuplicateIndex",
+    "QRatio",
     "ScorerName",
+    "TokenSetChoices",
+    "WRatio",
+    "default_process",
     "extract",
+    "extractOne",
     "indel_normalized_similarity",
     "levenshtein_normalized_similarity",
+    "partial_ratio",
     "ratio",
     "scores",
     "shingle_jaccard",
     "token_set_ratio",
+    "token_sort_ratio",
+    "utils",
 ]
 
 _fz = _core.fuzzy
@@ -47,6 +59,10 @@ _fz = _core.fuzzy
 ScorerName = Literal[
     "ratio",
     "token_set_ratio",
+    "partial_ratio",
+    "token_sort_ratio",
+    "WRatio",
+    "QRatio",
     "levenshtein_normalized_similarity",
     "indel_normalized_similarity",
 ]
@@ -54,9 +70,21 @@ ScorerName = Literal[
 _SCORERS: dict[str, _core.fuzzy.Scorer] = {
     "ratio": _fz.Scorer.RATIO,
     "token_set_ratio": _fz.Scorer.TOKEN_SET_RATIO,
+    "partial_ratio": _fz.Scorer.PARTIAL_RATIO,
+    "token_sort_ratio": _fz.Scorer.TOKEN_SORT_RATIO,
+    "WRatio": _fz.Scorer.WRATIO,
+    "QRatio": _fz.Scorer.QRATIO,
     "levenshtein_normalized_similarity": _fz.Scorer.LEVENSHTEIN_NORMALIZED,
     "indel_normalized_similarity": _fz.Scorer.INDEL_NORMALIZED,
 }
+#: Scorers on a 0..1 scale (the others are 0..100).
+_UNIT_SCALE = frozenset({"levenshtein_normalized_similarity", "indel_normalized_similarity"})
+
+Processor: TypeAlias = Callable[[str], str]
+#: A scorer: a name, one of this module's scorer functions (or rapidfuzz's of the same name, run
+#: here in C++), or any callable ``scorer(query, choice, score_cutoff=...) -> float``.
+Scorer: TypeAlias = "ScorerName | Callable[..., float]"
+
 
 #: Defaults of :class:`NearDuplicateIndex` (see docs/fuzzy.md for the recall trade-off).
 DEFAULT_SHINGLE_SIZE = 3
@@ -67,12 +95,22 @@ DEFAULT_THRESHOLD = 0.8
 
 
 def _cutoff(value: object) -> float:
-    # The range is checked by the C++ core (InvalidArgumentError naming the value).
+    # Fuzz scorers take any number (above 100 every score is 0, as in rapidfuzz); the ranges of
+    # the normalised similarities and of extract are checked where they apply.
     if value is None:
         return 0.0
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InputTypeError(f"score_cutoff must be a number or None, not {type(value).__name__}")
     return float(value)
+
+
+def _ranged_cutoff(value: object, top: float) -> float:
+    cutoff = _cutoff(value)
+    if not 0.0 <= cutoff <= top:
+        raise InvalidScoreCutoffError(
+            f"score_cutoff must be a number in [0, {top:g}], got {cutoff!r}"
+        )
+    return cutoff
 
 
 def _threads(workers: object) -> int:
@@ -90,51 +128,157 @@ def _scorer(name: object) -> _core.fuzzy.Scorer:
         ) from None
 
 
-def ratio(s1: str, s2: str, score_cutoff: float | None = None) -> float:
+def _processed(s1: str, s2: str, processor: Processor | None) -> tuple[str, str]:
+    if processor is None:
+        return s1, s2
+    return processor(s1), processor(s2)
+
+
+def ratio(
+    s1: str, s2: str, score_cutoff: float | None = None, *, processor: Processor | None = None
+) -> float:
     """``rapidfuzz.fuzz.ratio``: the Indel normalised similarity x 100, in [0, 100].
 
-    ``score_cutoff`` (0..100): a score below it is returned as 0.
+    ``score_cutoff``: a score below it is returned as 0 (above 100, every score is 0).
+    ``processor`` (e.g. :func:`default_process`) is applied to both texts first.
     """
-    if score_cutoff is None:
+    if score_cutoff is None and processor is None:
         return _fz.ratio(s1, s2, 0.0)
+    s1, s2 = _processed(s1, s2, processor)
     return _fz.ratio(s1, s2, _cutoff(score_cutoff))
 
 
-def token_set_ratio(s1: str, s2: str, score_cutoff: float | None = None) -> float:
+def token_set_ratio(
+    s1: str, s2: str, score_cutoff: float | None = None, *, processor: Processor | None = None
+) -> float:
     """``rapidfuzz.fuzz.token_set_ratio``: compares the word sets (split as ``str.split()``).
 
     100 when one side's words include the other's; 0 when either side has no word.
     """
-    if score_cutoff is None:
-        return _fz.token_set_ratio(s1, s2, 0.0)
+    s1, s2 = _processed(s1, s2, processor)
     return _fz.token_set_ratio(s1, s2, _cutoff(score_cutoff))
 
 
-def levenshtein_normalized_similarity(s1: str, s2: str, score_cutoff: float | None = None) -> float:
+def partial_ratio(
+    s1: str, s2: str, score_cutoff: float | None = None, *, processor: Processor | None = None
+) -> float:
+    """``rapidfuzz.fuzz.partial_ratio``: the best :func:`ratio` of the shorter text against the
+    windows of the longer one (100 when one contains the other)."""
+    s1, s2 = _processed(s1, s2, processor)
+    return _fz.partial_ratio(s1, s2, _cutoff(score_cutoff))
+
+
+def token_sort_ratio(
+    s1: str, s2: str, score_cutoff: float | None = None, *, processor: Processor | None = None
+) -> float:
+    """``rapidfuzz.fuzz.token_sort_ratio``: :func:`ratio` of the words sorted and re-joined."""
+    s1, s2 = _processed(s1, s2, processor)
+    return _fz.token_sort_ratio(s1, s2, _cutoff(score_cutoff))
+
+
+def WRatio(  # noqa: N802 - rapidfuzz's name
+    s1: str, s2: str, score_cutoff: float | None = None, *, processor: Processor | None = None
+) -> float:
+    """``rapidfuzz.fuzz.WRatio``: ratio, token and partial scores weighted by the length ratio
+    (the default scorer of :func:`extract`); 0 when either text is empty."""
+    s1, s2 = _processed(s1, s2, processor)
+    return _fz.WRatio(s1, s2, _cutoff(score_cutoff))
+
+
+def QRatio(  # noqa: N802 - rapidfuzz's name
+    s1: str, s2: str, score_cutoff: float | None = None, *, processor: Processor | None = None
+) -> float:
+    """``rapidfuzz.fuzz.QRatio``: :func:`ratio`, but 0 when either text is empty."""
+    s1, s2 = _processed(s1, s2, processor)
+    return _fz.QRatio(s1, s2, _cutoff(score_cutoff))
+
+
+def levenshtein_normalized_similarity(
+    s1: str, s2: str, score_cutoff: float | None = None, *, processor: Processor | None = None
+) -> float:
     """``rapidfuzz.distance.Levenshtein.normalized_similarity``: 1 - distance / max length.
 
     ``score_cutoff`` (0..1): a similarity below it is returned as 0.
     """
-    if score_cutoff is None:
+    if score_cutoff is None and processor is None:
         return _fz.levenshtein_normalized_similarity(s1, s2, 0.0)
-    return _fz.levenshtein_normalized_similarity(s1, s2, _cutoff(score_cutoff))
+    s1, s2 = _processed(s1, s2, processor)
+    return _fz.levenshtein_normalized_similarity(s1, s2, _ranged_cutoff(score_cutoff, 1.0))
 
 
-def indel_normalized_similarity(s1: str, s2: str, score_cutoff: float | None = None) -> float:
+def indel_normalized_similarity(
+    s1: str, s2: str, score_cutoff: float | None = None, *, processor: Processor | None = None
+) -> float:
     """``rapidfuzz.distance.Indel.normalized_similarity``: 1 - indel distance / total length.
 
     ``score_cutoff`` (0..1): a similarity below it is returned as 0.
     """
-    if score_cutoff is None:
+    if score_cutoff is None and processor is None:
         return _fz.indel_normalized_similarity(s1, s2, 0.0)
-    return _fz.indel_normalized_similarity(s1, s2, _cutoff(score_cutoff))
+    s1, s2 = _processed(s1, s2, processor)
+    return _fz.indel_normalized_similarity(s1, s2, _ranged_cutoff(score_cutoff, 1.0))
+
+
+_BY_FUNCTION: dict[Callable[..., float], str] = {
+    ratio: "ratio",
+    token_set_ratio: "token_set_ratio",
+    partial_ratio: "partial_ratio",
+    token_sort_ratio: "token_sort_ratio",
+    WRatio: "WRatio",
+    QRatio: "QRatio",
+    levenshtein_normalized_similarity: "levenshtein_normalized_similarity",
+    indel_normalized_similarity: "indel_normalized_similarity",
+}
+
+
+def _rapidfuzz_name(scorer: object) -> str | None:
+    # rapidfuzz's own scorers run in C++ here (same scores); it is never imported by Relay.
+    fuzz = sys.modules.get("rapidfuzz.fuzz")
+    if fuzz is not None:
+        for name in ("ratio", "token_set_ratio", "partial_ratio", "token_sort_ratio"):
+            if getattr(fuzz, name, None) is scorer:
+                return name
+        for name in ("WRatio", "QRatio"):
+            if getattr(fuzz, name, None) is scorer:
+                return name
+    distance = sys.modules.get("rapidfuzz.distance")
+    if distance is not None:
+        for module, name in (
+            ("Levenshtein", "levenshtein_normalized_similarity"),
+            ("Indel", "indel_normalized_similarity"),
+        ):
+            sub = getattr(distance, module, None)
+            if sub is not None and getattr(sub, "normalized_similarity", None) is scorer:
+                return name
+    return None
+
+
+def _resolve(scorer: object) -> tuple[str | None, Callable[..., float] | None]:
+    """(name of a C++ scorer, None) or (None, a Python callable)."""
+    if isinstance(scorer, str):
+        _scorer(scorer)
+        return scorer, None
+    if callable(scorer):
+        try:
+            name = _BY_FUNCTION.get(scorer)
+        except TypeError:  # unhashable callable
+            name = None
+        if name is None:
+            name = _rapidfuzz_name(scorer)
+        if name is not None:
+            return name, None
+        return None, cast("Callable[..., float]", scorer)
+    raise InvalidArgumentError(
+        f"scorer must be one of {sorted(_SCORERS)} or a callable, got {scorer!r}"
+    )
 
 
 def scores(
     query: str,
     choices: Sequence[str],
     *,
-    scorer: ScorerName = "ratio",
+    scorer: Scorer = "ratio",
+    processor: Processor | None = None,
     score_cutoff: float | None = None,
     workers: int = 1,
 ) -> array[float]:
@@ -144,47 +288,182 @@ def scores(
     which avoids one float object per choice. The query is preprocessed once; the scoring runs
     without the GIL, on ``workers`` threads (-1: one per core).
     """
-    choices = _choice_list(choices)
-    raw = _fz.score_many(_scorer(scorer), query, choices, _cutoff(score_cutoff), _threads(workers))
+    name, function = _resolve(scorer)
+    texts = _choice_list(choices)
+    if processor is not None:
+        query = processor(query)
+        texts = [processor(text) for text in texts]
     out = array("d")
+    if function is not None:
+        kwargs = {} if score_cutoff is None else {"score_cutoff": score_cutoff}
+        out.extend(float(function(query, text, **kwargs)) for text in texts)
+        return out
+    assert name is not None
+    cutoff = _ranged_cutoff(score_cutoff, 1.0) if name in _UNIT_SCALE else _cutoff(score_cutoff)
+    raw = _fz.score_many(_scorer(name), query, texts, cutoff, _threads(workers))
     out.frombytes(raw)
     return out
 
 
+class TokenSetChoices:
+    """A fixed list of texts scored with :func:`token_set_ratio` against many queries: each
+    text's word set is made once, so a query costs only its own split and the comparisons.
+
+    >>> TokenSetChoices(["new york jets", "dallas"]).scores("jets new york")[0]
+    100.0
+    """
+
+    __slots__ = ("_core",)
+
+    def __init__(self, choices: Sequence[str]) -> None:
+        self._core = _fz.TokenSetChoices(_choice_list(choices))
+
+    def scores(
+        self, query: str, *, score_cutoff: float | None = None, workers: int = 1
+    ) -> array[float]:
+        """``token_set_ratio(query, choice)`` for every choice, in order (as :func:`scores`)."""
+        out = array("d")
+        out.frombytes(self._core.scores(query, _cutoff(score_cutoff), _threads(workers)))
+        return out
+
+    def __len__(self) -> int:
+        return len(self._core)
+
+
+def _is_none(value: object) -> bool:
+    # rapidfuzz skips None and NaN choices (pandas' missing values).
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _keyed(choices: object) -> tuple[Sequence[Any], list[Hashable] | None]:
+    """(values, keys): keys are None for a plain sequence (then keys are the positions)."""
+    items = getattr(choices, "items", None)
+    if callable(items) and not isinstance(choices, (str, bytes)):
+        # A dict or anything dict-like with items(), such as a pandas Series (index labels).
+        pairs = list(items())
+        return [value for _, value in pairs], [key for key, _ in pairs]
+    return _choice_list(choices), None
+
+
+def _present(values: Sequence[Any]) -> tuple[list[int], list[Any]]:
+    """The positions and values of the choices that are not None or NaN."""
+    positions = [i for i, value in enumerate(values) if not _is_none(value)]
+    return positions, [values[i] for i in positions]
+
+
 def extract(
-    query: str,
-    choices: Sequence[str],
+    query: str | None,
+    choices: Sequence[str | None] | Mapping[Any, str | None],
     *,
-    scorer: ScorerName = "ratio",
+    scorer: Scorer = "WRatio",
+    processor: Processor | None = None,
     limit: int | None = 5,
     score_cutoff: float | None = None,
     workers: int = 1,
-) -> list[tuple[str, float, int]]:
-    """The best ``limit`` choices as ``(choice, score, index)``, best first, ties by index.
+) -> list[tuple[str, float, Any]]:
+    """The best ``limit`` choices as ``(choice, score, key)``, best first, ties in choice order:
+    ``rapidfuzz.process.extract``.
 
-    As ``rapidfuzz.process.extract`` with a list of choices: ``limit=None`` returns every choice
-    with ``score >= score_cutoff``.
+    ``choices`` is a sequence (``key`` is the position), a dict (the choice is a value, ``key``
+    its key), or anything with ``items()`` such as a pandas Series (``key`` is the index label).
+    ``None`` and NaN choices are skipped; a ``None`` query gives ``[]``. ``scorer`` is a name, a
+    scorer function of this module (or rapidfuzz's), or any callable; the default is
+    :func:`WRatio`. ``processor`` is applied to the query and to every choice. ``limit=None``
+    returns every choice with ``score >= score_cutoff``; ``limit=0`` returns ``[]``.
     """
-    choices = _choice_list(choices)
-    top = 0 if limit is None else check_int(limit, "limit", minimum=1)
-    found = _fz.extract(
-        _scorer(scorer),
+    if query is None:
+        return []
+    top = None if limit is None else check_int(limit, "limit", minimum=0)
+    if top == 0:
+        return []
+    name, function = _resolve(scorer)
+    if function is None:
+        assert name is not None
+        cutoff = _ranged_cutoff(score_cutoff, 1.0 if name in _UNIT_SCALE else 100.0)
+    else:
+        cutoff = _cutoff(score_cutoff)
+    values, keys = _keyed(choices)
+    positions: list[int] | None = None
+    texts: Sequence[Any] = values
+    if keys is not None or processor is not None or None in values:
+        positions, texts = _present(values)
+    if processor is not None:
+        query = processor(query)
+        texts = [processor(text) for text in texts]
+
+    def run(texts: Sequence[Any]) -> list[tuple[int, float]]:
+        if function is not None:
+            return _extract_python(function, query, texts, score_cutoff, top)
+        assert name is not None
+        hits = _fz.extract(
+            _scorer(name), query, texts, cutoff, top if top else len(texts), _threads(workers)
+        )
+        return [(hit.index, hit.score) for hit in hits]
+
+    try:
+        found = run(texts)
+    except InputTypeError:
+        # NaN choices (pandas' missing values) are found only when a choice is not a str.
+        if positions is not None or not any(map(_is_none, values)):
+            raise
+        positions, texts = _present(values)
+        found = run(texts)
+    out: list[tuple[str, float, Any]] = []
+    for index, score in found:
+        original = index if positions is None else positions[index]
+        key: Any = original if keys is None else keys[original]
+        out.append((values[original], score, key))
+    return out
+
+
+def _extract_python(
+    function: Callable[..., float],
+    query: str,
+    texts: Sequence[str],
+    score_cutoff: float | None,
+    top: int | None,
+) -> list[tuple[int, float]]:
+    kwargs = {} if score_cutoff is None else {"score_cutoff": score_cutoff}
+    cutoff = _cutoff(score_cutoff)
+    scored = []
+    for index, text in enumerate(texts):
+        score = function(query, text, **kwargs)
+        if score >= cutoff:
+            scored.append((index, score))
+    scored.sort(key=lambda hit: -hit[1])  # stable: ties keep choice order
+    return scored if top is None else scored[:top]
+
+
+def extractOne(  # noqa: N802 - rapidfuzz's name
+    query: str | None,
+    choices: Sequence[str | None] | Mapping[Any, str | None],
+    *,
+    scorer: Scorer = "WRatio",
+    processor: Processor | None = None,
+    score_cutoff: float | None = None,
+    workers: int = 1,
+) -> tuple[str, float, Any] | None:
+    """The best choice as ``(choice, score, key)``, or None: ``rapidfuzz.process.extractOne``
+    (same arguments and rules as :func:`extract`)."""
+    best = extract(
         query,
         choices,
-        _cutoff(score_cutoff),
-        top if top else len(choices),
-        _threads(workers),
+        scorer=scorer,
+        processor=processor,
+        limit=1,
+        score_cutoff=score_cutoff,
+        workers=workers,
     )
-    return [(choices[hit.index], hit.score, hit.index) for hit in found]
+    return best[0] if best else None
 
 
-def _choice_list(value: object) -> Sequence[str]:
+def _choice_list(value: object) -> Sequence[Any]:
     # Lists and tuples go to the core as they are (it checks every item is a str).
     if isinstance(value, (list, tuple)):
         return value
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         raise InputTypeError(f"choices must be a sequence of str, not {type(value).__name__}")
-    return cast("list[str]", list(value))
+    return list(value)
 
 
 def shingle_jaccard(s1: str, s2: str, shingle_size: int = DEFAULT_SHINGLE_SIZE) -> float:

@@ -33,7 +33,7 @@ from typing import Any
 
 from relay_context import _core
 from relay_context.checks import check_int
-from relay_context.errors import InputTypeError, InvalidArgumentError
+from relay_context.errors import InputTypeError, InvalidArgumentError, RelayError
 
 AtomId = str | int
 GroupKey = str | int
@@ -65,6 +65,15 @@ class Atom:
     value: float
     pinned: bool = False
     group: GroupKey | None = None
+
+
+#: Where the C++ reader finds Atom's fields (its slots).
+_ATOM_LAYOUT = _core.knapsack.AtomLayout(Atom)
+
+
+#: What ``select`` takes per atom: an Atom, a dict of its fields, or ``(id, tokens, value[,
+#: pinned[, group]])``.
+AtomRow = Atom | Mapping[str, Any] | tuple[Any, ...]
 
 
 class SelectionMethod(str, enum.Enum):
@@ -142,13 +151,19 @@ def _describe(ids: Sequence[object], index: int) -> str:
 def _atom_rows(atoms: object) -> list[Any]:
     if isinstance(atoms, (str, bytes, Mapping)) or not isinstance(atoms, Iterable):
         raise InputTypeError(
-            f"atoms must be a sequence of Atom or dict, not {type(atoms).__name__}"
+            f"atoms must be a sequence of Atom, dict or tuple, not {type(atoms).__name__}"
         )
     return list(atoms)
 
 
+def _row_kind(row: object) -> str:
+    if isinstance(row, tuple):
+        return f"a tuple of {len(row)} items"
+    return type(row).__name__
+
+
 def _split(rows: list[Any]) -> tuple[list[Any], list[Any], list[Any], list[Any], list[Any]]:
-    """Reads the five fields of every atom (Atom instances or dicts)."""
+    """Reads the five fields of every atom (Atom instances, dicts or tuples)."""
     if set(map(type, rows)) == {Atom}:  # the common case, without a per-atom branch
         return (
             [a.id for a in rows],
@@ -186,9 +201,16 @@ def _split(rows: list[Any]) -> tuple[list[Any], list[Any], list[Any], list[Any],
             values.append(atom["value"])
             pinned.append(atom.get("pinned", False))
             groups.append(atom.get("group"))
+        elif isinstance(atom, tuple) and 3 <= len(atom) <= 5:
+            ids.append(atom[0])
+            tokens.append(atom[1])
+            values.append(atom[2])
+            pinned.append(atom[3] if len(atom) > 3 else False)
+            groups.append(atom[4] if len(atom) > 4 else None)
         else:
             raise InputTypeError(
-                f"atom at index {index} must be an Atom or a dict, not {type(atom).__name__}"
+                f"atom at index {index} must be an Atom, a dict or a tuple "
+                f"(id, tokens, value[, pinned[, group]]), not {_row_kind(atom)}"
             )
     return ids, tokens, values, pinned, groups
 
@@ -339,22 +361,51 @@ class KnapsackSelector:
             approximate_state_limit, "approximate_state_limit", minimum=0, maximum=MAX_STATE_LIMIT
         )
 
-    def select(self, atoms: Iterable[Atom | Mapping[str, Any]], budget: int) -> Selection:
+    def select(self, atoms: Iterable[AtomRow], budget: int) -> Selection:
         """The atoms to keep within ``budget`` tokens.
 
-        ``atoms`` is a sequence of :class:`Atom` or of dicts with the keys ``id``, ``tokens``,
-        ``value`` and optionally ``pinned`` and ``group``. Raises
+        ``atoms`` is a sequence of :class:`Atom`, of dicts with the keys ``id``, ``tokens``,
+        ``value`` and optionally ``pinned`` and ``group``, or of tuples ``(id, tokens, value[,
+        pinned[, group]])``, in any mix. Rows of exact types (``str``/``int`` ids and groups,
+        ``int`` tokens, ``float``/``int`` values, ``bool`` pinned) are read in C++ without a
+        Python call per atom. Raises
         :class:`~relay_context.errors.InfeasibleBudgetError` when the pinned atoms (with their
         groups) alone exceed the budget, :class:`~relay_context.errors.InvalidArgumentError` for
         negative tokens or budget, negative/NaN/infinite values, duplicate ids, and
         :class:`~relay_context.errors.InputTypeError` for wrong types.
         """
-        columns = _columns(atoms)
-        return self._solve(columns, _check_budget(budget))
+        rows = _atom_rows(atoms)
+        try:
+            checked_budget = _check_budget(budget)
+        except RelayError:
+            _columns(rows)  # the atoms' errors come first
+            raise
+        # Plain data (Atom, dict, tuple rows of exact types) is read and checked in C++; the
+        # Python path below answers everything else, with its precise errors.
+        fast = _core.knapsack.select_rows(
+            rows,
+            _ATOM_LAYOUT,
+            checked_budget,
+            self.epsilon,
+            self.exact_state_limit,
+            self.approximate_state_limit,
+        )
+        if fast is not None:
+            raw, kept, dropped = fast
+            return Selection(
+                ids=kept,
+                dropped_ids=dropped,
+                total_tokens=raw.total_tokens,
+                total_value=raw.total_value,
+                budget=checked_budget,
+                optimal=raw.optimal,
+                upper_bound=raw.upper_bound,
+                method=_METHODS[raw.method],
+                states=raw.states,
+            )
+        return self._solve(_columns(rows), checked_budget)
 
-    async def select_async(
-        self, atoms: Iterable[Atom | Mapping[str, Any]], budget: int
-    ) -> Selection:
+    async def select_async(self, atoms: Iterable[AtomRow], budget: int) -> Selection:
         """:meth:`select` for event loops: large inputs are solved in a worker thread."""
         rows = _atom_rows(atoms)
         if len(rows) >= ASYNC_OFFLOAD_ATOMS:
@@ -397,7 +448,7 @@ class KnapsackSelector:
         )
         return self._solve(columns, _check_budget(budget))
 
-    def select_greedy(self, atoms: Iterable[Atom | Mapping[str, Any]], budget: int) -> Selection:
+    def select_greedy(self, atoms: Iterable[AtomRow], budget: int) -> Selection:
         """The greedy baseline: atoms by value per token, each kept while it fits.
 
         Same rules (pinned, groups) and errors as :meth:`select`; never better than it.

@@ -8,6 +8,8 @@ import os
 import threading
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 from relay_context import _core
@@ -145,12 +147,41 @@ class TokenCounter:
         self._init(spec, memo_size, model=None)
         return self
 
+    @classmethod
+    def _from_rank_bytes(
+        cls,
+        name: str,
+        family: PatternFamily,
+        ranks: bytes,
+        special_tokens: Mapping[str, int],
+        *,
+        memo_size: int = DEFAULT_MEMO_SIZE,
+    ) -> TokenCounter:
+        """A counter of ranks held in memory (``.tiktoken`` format), not shared or cached."""
+        self = cls.__new__(cls)
+        self._spec = EncodingSpec(
+            name=name,
+            family=family,
+            special_tokens=MappingProxyType(dict(special_tokens)),
+            rank_file=Path(f"<memory:{name}>"),
+        )
+        self._core = _core.tokenizer.BpeTokenizer(
+            ranks, list(special_tokens.items()), _FAMILIES[family], memo_size
+        )
+        self.model = None
+        return self
+
     # --- properties ------------------------------------------------------------------------------
 
     @property
     def name(self) -> str:
         """The encoding's name."""
         return self._spec.name
+
+    @property
+    def family(self) -> PatternFamily:
+        """The encoding's pre-tokenisation pattern family."""
+        return self._spec.family
 
     @property
     def n_vocab(self) -> int:

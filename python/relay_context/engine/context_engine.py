@@ -50,6 +50,7 @@ from relay_context.engine.policies.base import (
     Candidate,
     PolicyContext,
     Summarizer,
+    message_tokens,
 )
 from relay_context.engine.stats import SessionStats
 from relay_context.engine.store import open_store
@@ -70,6 +71,8 @@ log = logging.getLogger(__name__)
 
 #: Sessions whose messages the engine keeps in memory between windows (LRU).
 HISTORY_SESSIONS = 64
+#: Appends of one session remembered while the engine cannot yet add them to its messages.
+PENDING_APPENDS = 4096
 
 
 @dataclass
@@ -78,6 +81,15 @@ class _History:
 
     incarnation: str
     messages: list[StoredMessage]
+    #: The session's revision these messages are exactly (``None``: not known, e.g. read while
+    #: other appends were landing); lets an append made here extend them without a read.
+    revision: int | None = None
+    #: Billed tokens of ``messages`` in the engine's encoding (``None``: not summed yet).
+    tokens: int | None = None
+    #: Appends made here that could not extend ``messages`` yet (revision -> message): the
+    #: session had changed elsewhere, or was forgotten. The next exact read applies them, so
+    #: the engine follows the session again from there without reading them back.
+    pending: dict[int, StoredMessage] = dataclasses.field(default_factory=dict)
 
     @property
     def last_seq(self) -> int:
@@ -129,6 +141,8 @@ class ContextEngine(AsyncResource):
         self._open_lock = asyncio.Lock()
         self._counters: dict[str, TokenCounter] = {}
         self._history: OrderedDict[str, _History] = OrderedDict()
+        #: Sessions whose totals are being caught up by a read (see totals).
+        self._reloading: dict[str, asyncio.Lock] = {}
         self.planner = SessionPlanner(self.counter, lambda: self.settings)
         self._sweeper: asyncio.Task[None] | None = None
         #: Sessions the periodic sweep has purged since the engine opened.
@@ -338,11 +352,65 @@ class ContextEngine(AsyncResource):
     async def _append(
         self, sid: str, message: NewMessage, request_key: str | None
     ) -> tuple[StoredMessage, bool]:
-        if request_key is None:
-            return await self.store.append(sid, message), False
-        return await self.store.append_once(
-            sid, message, request_key=request_key, fingerprint=message.fingerprint()
-        )
+        if request_key is not None:
+            return await self.store.append_once(
+                sid, message, request_key=request_key, fingerprint=message.fingerprint()
+            )
+        stored, version = await self.store.append_with_version(sid, message)
+        # No await since the commit: appends of this process get here in commit order.
+        if version is not None:
+            self._follow(stored, *version)
+        return stored, False
+
+    def _message_cost(self, message: StoredMessage) -> int:
+        """Billed tokens of a message appended here (its content was counted at append)."""
+        content = message.token_counts.get(self.encoding)
+        if content is None:
+            content = self.counter(self.encoding).count(message.content)
+        return message_tokens(self.counter(self.encoding), message, content)
+
+    def _follow(self, stored: StoredMessage, incarnation: str, revision: int) -> None:
+        """Extend the remembered messages of the session by the one just appended, when they
+        are exactly the session before it (same incarnation, the revision just before): the
+        totals after an append then need no read. Otherwise the append waits in ``pending``
+        for the next read of the session to catch up with it."""
+        sid = stored.session_id
+        history = self._history.get(sid)
+        if revision == 1 and stored.seq == 1:  # the first write of a new session
+            self._keep(sid, _History(incarnation, [stored], 1, self._message_cost(stored)))
+        elif (
+            history is not None
+            and history.incarnation == incarnation
+            and history.revision == revision - 1
+            and history.last_seq == stored.seq - 1
+        ):
+            # A new list: the old one may be held by a plan, which compares message lists.
+            tokens = history.tokens
+            self._keep(
+                sid,
+                _History(
+                    incarnation,
+                    [*history.messages, stored],
+                    revision,
+                    None if tokens is None else tokens + self._message_cost(stored),
+                    history.pending,
+                ),
+            )
+        else:
+            if history is None or history.incarnation != incarnation:
+                # Forgotten (LRU) or re-created: an empty entry that the next read fills.
+                history = _History(incarnation, [])
+                self._keep(sid, history)
+            if (history.revision is None or revision > history.revision) and len(
+                history.pending
+            ) < PENDING_APPENDS:
+                history.pending[revision] = stored
+
+    def _keep(self, session_id: str, history: _History) -> None:
+        self._history[session_id] = history
+        self._history.move_to_end(session_id)
+        while len(self._history) > HISTORY_SESSIONS:
+            self._history.popitem(last=False)
 
     async def session(self, session_id: str, *, access: SessionAccess | None = None) -> Session:
         """The live session ``session_id``; ``SessionNotFoundError`` if there is none or
@@ -387,27 +455,62 @@ class ContextEngine(AsyncResource):
         """The session's messages. Messages never change once stored and deletes only remove a
         prefix (``delete_messages(before_seq=)``), so a session read before is brought up to
         date with two small reads: the messages after the last seq seen, and the oldest seq
-        still stored."""
+        still stored. Their billed tokens are kept up to date the same way (for totals)."""
         sid = session.id
         history = self._history.get(sid)
+        tokens: int | None = None
+        # Reads stop at the session's last_seq: the messages are then the session at its
+        # revision (appends landing meanwhile are read next time), which _remember relies on.
         if history is None or history.incarnation != session.incarnation:
-            messages = await self.store.list_messages(sid)
+            messages = await self.store.list_messages(sid, end_seq=session.last_seq)
+        elif history.revision is not None and history.revision == session.revision:
+            messages, tokens = history.messages, history.tokens  # nothing changed since
         else:
             new: list[StoredMessage] = []
             if session.last_seq > history.last_seq:
-                new = await self.store.list_messages(sid, start_seq=history.last_seq + 1)
+                new = await self.store.list_messages(
+                    sid, start_seq=history.last_seq + 1, end_seq=session.last_seq
+                )
             oldest = await self.store.list_messages(sid, limit=1)
             first_seq = oldest[0].seq if oldest else history.last_seq + 1
             messages = [m for m in history.messages if m.seq >= first_seq]
-            messages.extend(m for m in new if m.seq >= first_seq)
-        self._remember(session, messages)
+            added = [m for m in new if m.seq >= first_seq]
+            messages.extend(added)
+            if history.tokens is not None:
+                dropped = history.messages[: len(history.messages) - (len(messages) - len(added))]
+                tokens = (
+                    history.tokens
+                    - sum(self._message_cost(m) for m in dropped)
+                    + sum(self._message_cost(m) for m in added)
+                )
+        self._remember(session, messages, tokens)
         return messages
 
-    def _remember(self, session: Session, messages: list[StoredMessage]) -> None:
-        self._history[session.id] = _History(session.incarnation, messages)
-        self._history.move_to_end(session.id)
-        while len(self._history) > HISTORY_SESSIONS:
-            self._history.popitem(last=False)
+    def _remember(
+        self, session: Session, messages: list[StoredMessage], tokens: int | None = None
+    ) -> None:
+        """Keep ``messages`` as the session's, read with ``session``; then apply the appends made
+        here since, in revision order, as far as they follow on without a gap."""
+        previous = self._history.get(session.id)
+        pending = (
+            previous.pending
+            if previous is not None and previous.incarnation == session.incarnation
+            else {}
+        )
+        # The messages are the session at its revision when they end at its last_seq (reads
+        # stop there; a prefix deleted in between is the one race this does not see).
+        last = messages[-1].seq if messages else 0
+        revision = session.revision if last == session.last_seq and messages else None
+        if revision is not None and pending:
+            applied = list(messages)  # the caller keeps the list it read
+            while (nxt := pending.get(revision + 1)) is not None and nxt.seq == last + 1:
+                applied.append(nxt)
+                if tokens is not None:
+                    tokens += self._message_cost(nxt)
+                revision, last = revision + 1, nxt.seq
+            pending = {r: m for r, m in pending.items() if r > revision}
+            messages = applied
+        self._keep(session.id, _History(session.incarnation, messages, revision, tokens, pending))
 
     async def _with_counts(
         self, session_id: str, messages: list[StoredMessage], encoding: str
@@ -486,8 +589,12 @@ class ContextEngine(AsyncResource):
                 payload = None
             if payload is not None:
                 return ContextWindow.from_json(payload, from_cache=True)
-        messages = await self._with_counts(sid, await self._load(session), encoding)
-        self._remember(session, messages)
+        loaded = await self._load(session)
+        kept = self._history[sid]
+        messages = await self._with_counts(sid, loaded, encoding)
+        if messages is not loaded:  # counts added: keep them (tokens in the engine's encoding
+            # stay; appends applied after the loaded ones are read again next time)
+            self._remember(session, messages, kept.tokens if kept.messages is loaded else None)
         window = await self.build_window(
             sid, messages, budget=limit, model=model_name, policy=chosen_policy, query=query
         )
@@ -610,11 +717,52 @@ class ContextEngine(AsyncResource):
             },
         )
 
-    async def totals(self, session_id: str) -> tuple[int, int]:
+    async def totals(
+        self, session_id: str, *, since: StoredMessage | None = None
+    ) -> tuple[int, int]:
         """``(message_count, total_tokens)`` of the session, as :meth:`stats` reports them but
-        without its compression, drift and near-duplicate work (reads only new messages)."""
-        _, messages, candidates = await self._read_session(session_id)
-        return len(messages), REPLY_PRIMING_TOKENS + sum(c.tokens for c in candidates)
+        without its compression, drift and near-duplicate work (reads only new messages).
+
+        ``since``: a message this engine has just appended. Then the totals may be those of any
+        committed state of the session that includes it, and come from memory (no read) when
+        the engine has followed the session up to it (its own appends, in commit order)."""
+        sid = validate_session_id(session_id)
+        if (found := self._remembered_totals(sid, since)) is not None:
+            return found
+        await self._ready()
+        # One catch-up read per session at a time: the callers waiting here are usually
+        # answered from what it brought back (with their own appends applied to it).
+        lock = self._reloading.setdefault(sid, asyncio.Lock())
+        try:
+            async with lock:
+                if (found := self._remembered_totals(sid, since)) is not None:
+                    return found
+                session = await self.store.get_session(sid)
+                if session is None:
+                    raise SessionNotFoundError(f"no live session {sid!r}")
+                await self._load(session)  # brings the remembered messages and tokens up to date
+                history = self._history[sid]  # the session read, plus this engine's appends since
+                if history.tokens is None:
+                    history.tokens = sum(self._message_cost(m) for m in history.messages)
+                return len(history.messages), REPLY_PRIMING_TOKENS + history.tokens
+        finally:
+            if not lock.locked():
+                self._reloading.pop(sid, None)
+
+    def _remembered_totals(self, sid: str, since: StoredMessage | None) -> tuple[int, int] | None:
+        history = self._history.get(sid)
+        if (
+            since is None
+            or history is None
+            or history.revision is None
+            or not history.messages
+            or history.last_seq < since.seq
+            or since.session_id != sid
+        ):
+            return None
+        if history.tokens is None:
+            history.tokens = sum(self._message_cost(m) for m in history.messages)
+        return len(history.messages), REPLY_PRIMING_TOKENS + history.tokens
 
     # --- streaming -----------------------------------------------------------------------------
     async def subscribe(self, session_id: str, after_seq: int = 0) -> AsyncIterator[StoredMessage]:

@@ -5,4 +5,12 @@ steps of one request in one ordered pipeline (auth, limits and budget, context f
 breaker, provider, usage ledger). It stands on ``core`` (token counts, knapsack), ``security``
 (credentials) and ``persistence`` (the ledger), never on ``service`` or the other products; the
 import contracts in ``pyproject.toml`` hold it there. See ``docs/architecture.md``.
+
+The HTTP layer hands each request to :meth:`Gateway.handle` (the one entry point) as a
+:class:`GatewayCall` and sends back its :class:`GatewayReply`. See ``docs/gateway.md``.
 """
+
+from relay_context.gateway.call import Endpoint, GatewayCall, GatewayReply
+from relay_context.gateway.gateway import Gateway
+
+__all__ = ["Endpoint", "Gateway", "GatewayCall", "GatewayReply"]

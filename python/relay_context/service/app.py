@@ -24,6 +24,7 @@ from relay_context.core.compression import CompressionEngine
 from relay_context.engine.cache import open_cache
 from relay_context.engine.context_engine import ContextEngine
 from relay_context.engine.store import store_for
+from relay_context.gateway import Gateway
 from relay_context.handoff import HandoffRelay
 from relay_context.persistence import database_for
 from relay_context.persistence.redis import redis_client_for
@@ -33,7 +34,7 @@ from relay_context.service.errors import install_error_handlers
 from relay_context.service.metrics import ServiceMetrics
 from relay_context.service.middleware import RequestContextMiddleware
 from relay_context.service.openapi import document_live_limits
-from relay_context.service.routes import context, dashboard, handoff, health, keys, metrics
+from relay_context.service.routes import context, dashboard, gateway, handoff, health, keys, metrics
 from relay_context.service.state import ServiceState, build_limiter, stop_streams_on_signals
 from relay_context.service.telemetry import get_tracer, make_tracer_provider
 
@@ -83,6 +84,17 @@ def build_state(settings: Settings, span_exporter: SpanExporter | None = None) -
             redis_prefix=current.redis_key_prefix,
         ),
     )
+    state.gateway = Gateway(
+        lambda: live.current.gateway,
+        api_keys=state.api_keys,
+        auth=state.auth,
+        registry=state.metrics.registry,
+        redis_url=current.redis_url,
+        redis_key_prefix=current.redis_key_prefix,
+        tracer=state.tracer,
+        database=state.database,
+        redis=redis,
+    )
     live.on_change(state.on_settings_change)
     state.metrics.build_info.info(
         {"version": __version__, "environment": current.environment.value}
@@ -109,6 +121,8 @@ def create_app(
             await state.database.open()  # migrates every registered component
         with state.tracer.start_as_current_span("context.engine.open"):
             await state.engine.open()
+        if state.gateway is not None:
+            await state.gateway.open()
         if state.handoff is not None:
             await state.handoff.open()
         stop_streams_on_signals(state)
@@ -149,6 +163,7 @@ def create_app(
     app.include_router(keys.router)
     app.include_router(context.router)
     app.include_router(dashboard.router)
+    app.include_router(gateway.router)
     app.include_router(handoff.router)
     # Middleware: the last added is the outermost. CORS answers preflights inside the request
     # middleware, so those answers get the request id and the security headers too.

@@ -20,6 +20,9 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from relay_context.gateway.error_shapes import error_bytes
+from relay_context.gateway.errors import RequestBodyTooLargeError
+from relay_context.gateway.wire_formats import WireFormat
 from relay_context.service.errors import error_content, rate_limit_headers
 from relay_context.service.telemetry import request_id_var
 
@@ -59,6 +62,17 @@ _DOCS_HEADERS = (*_SECURITY_HEADER_BYTES, (b"content-security-policy", DOCS_CSP.
 _HSTS_HEADER = (b"strict-transport-security", HSTS.encode())
 
 
+def gateway_format(path: str) -> WireFormat | None:
+    """The API a gateway path speaks (its errors take that shape), ``None`` elsewhere."""
+    if path.startswith("/v1beta/"):
+        return "gemini"
+    if path.startswith("/v1/messages"):
+        return "anthropic"
+    if path.startswith("/v1/"):
+        return "openai"
+    return None
+
+
 class _BodyTooLargeError(Exception):  # internal signal, never leaves the middleware
     pass
 
@@ -84,10 +98,13 @@ class RequestContextMiddleware:
         request_id = incoming_id if _REQUEST_ID.match(incoming_id) else uuid.uuid4().hex
         scope_state: dict[str, Any] = scope.setdefault("state", {})
         scope_state["request_id"] = request_id
+        scope_state["received_at"] = started  # the gateway's x-relay-overhead-ms starts here
         token = request_id_var.set(request_id)
         method = scope["method"]
         path = scope["path"]
-        cap = settings.max_request_bytes
+        wire = gateway_format(path)
+        # LLM requests (long sessions, images) get the gateway's own, larger cap.
+        cap = settings.gateway.max_body_bytes if wire is not None else settings.max_request_bytes
         if path.startswith(HANDOFF_UPLOAD_PATHS):
             cap = max(cap, settings.handoff.max_json_body_bytes, settings.handoff.max_payload_bytes)
         status_holder = {"status": 500, "started": False}
@@ -131,6 +148,8 @@ class RequestContextMiddleware:
         async def send_error(status: int, kind: str, text: str) -> None:
             state.metrics.errors.labels(kind, str(status)).inc()
             body = json.dumps(error_content(kind, text, request_id)).encode()
+            if wire is not None and status == 413:  # the gateway's clients read their own shape
+                body = error_bytes(wire, RequestBodyTooLargeError(text))
             await send_with_headers(
                 {
                     "type": "http.response.start",

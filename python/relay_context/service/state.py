@@ -24,6 +24,7 @@ from relay_context.core.ratelimit import SlidingWindowRateLimiter
 from relay_context.engine.cache import ContextCache
 from relay_context.engine.context_engine import ContextEngine
 from relay_context.engine.store.sql import SqlSessionStore
+from relay_context.gateway import Gateway
 from relay_context.handoff import HandoffRelay
 from relay_context.persistence import Database
 from relay_context.security.api_keys import ApiKeyStore
@@ -66,6 +67,8 @@ class ServiceState:
     retired_limiters: list[SlidingWindowRateLimiter] = field(default_factory=list)
     #: Set when the server is asked to stop: open SSE streams end at once.
     shutting_down: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The LLM gateway (``/v1/*``), built with the state (``build_state``).
+    gateway: Gateway | None = None
     #: The handoff relay (on ``database``, fan-out through ``redis``); the handoff routes use it.
     handoff: HandoffRelay | None = None
 
@@ -110,6 +113,8 @@ class ServiceState:
         if self.redis is not None:
             with contextlib.suppress(Exception):
                 await self.redis.aclose()
+        if self.gateway is not None:
+            await self.gateway.close()
         await self.store.close()
         await self.database.close()
         self.tracer_provider.shutdown()

@@ -85,6 +85,8 @@ class _Static:
         texts = [c.message.content for c in candidates]
         self.short = [i for i, text in enumerate(texts) if text and len(text) < FUZZY_MAX_CHARS]
         self.short_texts = [texts[i] for i in self.short]
+        #: Their word sets, made once: each query then costs only its own split.
+        self.short_scorer = fuzzy.TokenSetChoices(self.short_texts)
         #: role weight * recency (then times relevance and importance, in _values).
         self.weights = [
             ROLE_WEIGHTS[c.message.role] * max(RECENCY_FLOOR, 0.5 ** ((n - 1 - i) / half_life))
@@ -112,7 +114,7 @@ def _values(
     tfidf = relevance(query) if query else [0.0] * len(static.weights)
     if query and static.short:
         # One call into the C++ scorer for all short messages (the query is preprocessed once).
-        fuzzy_scores = fuzzy.scores(query, static.short_texts, scorer="token_set_ratio")
+        fuzzy_scores = static.short_scorer.scores(query)
         for i, score in zip(static.short, fuzzy_scores, strict=True):
             tfidf[i] = max(tfidf[i], score / 100.0)
     return [
@@ -134,15 +136,9 @@ class KnapsackPolicy:
         static = _static(prepared, candidates, ctx)
         tokens, pinned, groups, ids = static.tokens, static.pinned, static.groups, static.ids
         values = _values(static, _relevance(prepared, candidates), ctx.query)
-        solve = functools.partial(
-            self.selector.select_columns,
-            tokens,
-            values,
-            ctx.budget,
-            pinned=pinned,
-            groups=groups,
-            ids=ids,
-        )
+        # Rows of plain data: read and checked in C++ in one pass (no per-column Python checks).
+        rows = list(zip(ids, tokens, values, pinned, groups, strict=True))
+        solve = functools.partial(self.selector.select, rows, ctx.budget)
         # Long sessions are solved in a worker thread (the C++ search runs without the GIL).
         selection = (
             await asyncio.to_thread(solve) if len(tokens) >= ASYNC_OFFLOAD_ATOMS else solve()

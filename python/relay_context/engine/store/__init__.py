@@ -39,6 +39,8 @@ def store_for(
         "cache": cache,
         "default_ttl_seconds": settings.ttl_seconds,
         "max_message_bytes": settings.max_message_bytes,
+        "batch_max_rows": settings.append_batch_max_rows,
+        "batch_wait_seconds": settings.append_batch_wait_seconds,
     }
     owns = database is None
     if database is None:

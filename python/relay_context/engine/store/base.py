@@ -118,6 +118,14 @@ class SessionStore(AsyncResource, abc.ABC):
         (stored,) = await self.append_many(session_id, [message])
         return stored
 
+    async def append_with_version(
+        self, session_id: str, message: NewMessage
+    ) -> tuple[StoredMessage, tuple[str, int] | None]:
+        """:meth:`append`, and the session's ``(incarnation, revision)`` right after it (each
+        append adds one to the revision), or ``None`` when the back-end cannot tell: lets a
+        caller that follows the session know that nothing else changed it in between."""
+        return await self.append(session_id, message), None
+
     @abc.abstractmethod
     async def append_many(
         self, session_id: str, messages: Sequence[NewMessage]

@@ -1,17 +1,18 @@
 """The server back-end: the session store on PostgreSQL
 (:class:`~relay_context.persistence.postgres.PostgresDatabase`, an ``asyncpg`` pool).
 
-Appends are one statement each (see ``_APPEND``), ordered by the row lock the ``UPDATE`` of the
-session row takes (see ``sql.py``); quota-checked session creations of one owner are serialised
-by an advisory lock.
+A batch of appends (the group commit, see ``sql.py``) is one statement (see ``_APPEND_BATCH``),
+ordered by the row locks of the sessions; quota-checked session creations of one owner are
+serialised by an advisory lock.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from relay_context.engine.store.sql import MessageRow, SqlSessionStore
+from relay_context.engine.store.sql import Appended, SqlSessionStore, _AppendItem
 from relay_context.errors import InvalidArgumentError
 from relay_context.persistence.clock import Clock, system_clock
 from relay_context.persistence.postgres import (
@@ -21,24 +22,43 @@ from relay_context.persistence.postgres import (
 )
 from relay_context.persistence.transaction import Transaction
 
-# An append in one statement (one round trip, its own transaction): the UPDATE takes the session
-# row's lock and hands the new last_seq to the INSERT, which numbers the unnested rows after it.
-_APPEND = """
-WITH bumped AS (
-    UPDATE relay_sessions SET last_seq = last_seq + $2, revision = revision + 1,
-        updated_at_us = $3, expires_at_us = $3 + ttl_seconds * 1000000
-    WHERE id = $1 AND expires_at_us > $3
-    RETURNING last_seq
+# A whole batch of appends (any sessions) in one statement: one round trip, one commit.
+# ``counts`` has one row per session (rows n, appends k). ``locked`` takes the session rows' locks
+# in id order (LockRows above the Sort), so two processes' batches cannot deadlock; the UPDATE
+# then reserves n seqs per session (and k revisions), exactly as one append after another would,
+# and hands each session's base seq to the INSERT, which numbers the rows base + ord.
+_APPEND_BATCH = """
+WITH counts AS (
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS c(id, n, k)
+),
+locked AS (
+    SELECT s.id FROM relay_sessions s JOIN counts c ON c.id = s.id
+    WHERE s.expires_at_us > $4 ORDER BY s.id FOR UPDATE OF s
+),
+bumped AS (
+    UPDATE relay_sessions s SET last_seq = s.last_seq + c.n, revision = s.revision + c.k,
+        updated_at_us = $4, expires_at_us = $4 + s.ttl_seconds * 1000000
+    FROM counts c
+    WHERE s.id = c.id AND s.id IN (SELECT id FROM locked) AND s.expires_at_us > $4
+    RETURNING s.id, s.last_seq - c.n AS base_seq, s.revision - c.k AS base_revision,
+              s.incarnation
+),
+inserted AS (
+    INSERT INTO relay_messages (session_id, seq, role, name, tool_call_id, tool_calls, metadata,
+                                token_counts, codec, content_size, content, created_at_us)
+    SELECT m.sid, b.base_seq + m.ord, m.role, m.name, m.tool_call_id, m.tool_calls,
+           m.metadata, m.token_counts, m.codec, m.content_size, m.content, m.created_at_us
+    FROM bumped b
+    JOIN unnest($5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[],
+                $11::text[], $12::text[], $13::text[], $14::bigint[], $15::bytea[],
+                $16::bigint[])
+         AS m(sid, ord, role, name, tool_call_id, tool_calls, metadata, token_counts, codec,
+              content_size, content, created_at_us)
+         ON m.sid = b.id
+    RETURNING 1
 )
-INSERT INTO relay_messages (session_id, seq, role, name, tool_call_id, tool_calls, metadata,
-                            token_counts, codec, content_size, content, created_at_us)
-SELECT $1, bumped.last_seq - $2 + m.ord, m.role, m.name, m.tool_call_id, m.tool_calls,
-       m.metadata, m.token_counts, m.codec, m.content_size, m.content, m.created_at_us
-FROM bumped, unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-                    $10::text[], $11::bigint[], $12::bytea[], $13::bigint[])
-     WITH ORDINALITY AS m(role, name, tool_call_id, tool_calls, metadata, token_counts, codec,
-                          content_size, content, created_at_us, ord)
-RETURNING seq
+SELECT b.id, b.base_seq, b.base_revision, b.incarnation, (SELECT COUNT(*) FROM inserted)
+FROM bumped b
 """
 
 
@@ -93,15 +113,49 @@ class PostgresSessionStore(SqlSessionStore):
         host = self.dsn.partition("@")[2] or self.dsn.partition("://")[2]
         return f"PostgresSessionStore({host!r}, schema={self.schema!r})"
 
-    async def _insert_messages(
-        self, session_id: str, rows: Sequence[MessageRow], now: int
-    ) -> int | None:
-        columns = [list(column) for column in zip(*rows, strict=True)]
+    async def _commit_appends(self, items: Sequence[_AppendItem]) -> list[Appended | None]:
+        # Per session: rows and appends; per row: its session and its place among the
+        # session's rows of this batch (1, 2, ...), so the statement can number it.
+        per_session: dict[str, list[int]] = {}
+        sids: list[str] = []
+        ords: list[int] = []
+        columns: list[list[Any]] = [[] for _ in range(10)]
+        for item in items:
+            count = per_session.setdefault(item.session_id, [0, 0])
+            for row in item.rows:
+                count[0] += 1
+                sids.append(item.session_id)
+                ords.append(count[0])
+                for column, value in zip(columns, row, strict=True):
+                    column.append(value)
+            count[1] += 1
+        ids = list(per_session)
         async with self.database.autocommit() as tx:
-            inserted = await tx.fetch(_APPEND, session_id, len(rows), now, *columns)
-        if not inserted:
-            return None
-        return min(int(r[0]) for r in inserted)
+            bumped = await tx.fetch(
+                _APPEND_BATCH,
+                ids,
+                [per_session[sid][0] for sid in ids],
+                [per_session[sid][1] for sid in ids],
+                self._clock(),
+                sids,
+                ords,
+                *columns,
+            )
+        # id -> [next seq, next revision, incarnation]
+        reserved: dict[str, list[Any]] = {
+            str(r[0]): [int(r[1]) + 1, int(r[2]) + 1, str(r[3])] for r in bumped
+        }
+        results: list[Appended | None] = []
+        for item in items:
+            slot = reserved.get(item.session_id)
+            if slot is None:  # not live
+                results.append(None)
+                continue
+            results.append(Appended(slot[0], slot[2], slot[1]))
+            slot[0] += len(item.rows)
+            slot[1] += 1
+        await asyncio.gather(*(self._invalidate(sid) for sid in reserved))
+        return results
 
     async def _lock_owner(self, tx: Transaction, owner: str) -> None:
         # READ COMMITTED lets two transactions count the owner's sessions before either has

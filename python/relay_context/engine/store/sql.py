@@ -8,7 +8,9 @@ them the same way and tests can drive expiry with a fake clock.
 Ordering of appends: ``UPDATE relay_sessions SET last_seq = last_seq + n ... RETURNING last_seq``
 takes the session row's write lock (PostgreSQL row lock; SQLite runs the transaction under
 ``BEGIN IMMEDIATE``, the database write lock), so concurrent appends to one session are
-serialised and get consecutive, gap-free ``seq`` numbers in commit order.
+serialised and get consecutive, gap-free ``seq`` numbers in commit order. Concurrent appends of
+a process are group-committed (``SqlSessionStore.appender``, see ``_commit_appends``): one
+transaction, one flush to disk, for all of them, each caller answered after the commit.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import json
 import logging
 import secrets
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from relay_context.checks import check_int, validate_name
 from relay_context.engine.cache import ContextCache
@@ -48,6 +51,7 @@ from relay_context.errors import (
 )
 from relay_context.persistence import Database, Migration, Row, Transaction
 from relay_context.persistence.clock import micros_from_utc, utc_from_micros
+from relay_context.persistence.group_commit import GroupCommitter
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +136,23 @@ _MAX_SEQ = 2**62
 MessageRow = tuple[str, str | None, str | None, str | None, str, str, str, int, bytes, int]
 
 
+class Appended(NamedTuple):
+    """Where an append landed: its first seq, and the session's version once it is in."""
+
+    first_seq: int
+    incarnation: str
+    #: The session's revision right after this append (each append adds one).
+    revision: int
+
+
+@dataclass(frozen=True, eq=False)
+class _AppendItem:
+    """One caller's append, waiting for the group commit."""
+
+    session_id: str
+    rows: Sequence[MessageRow]
+
+
 class _KeyTakenError(Exception):
     """Inside an append's transaction: another append already holds its idempotency key."""
 
@@ -171,6 +192,8 @@ class SqlSessionStore(SessionStore):
         default_ttl_seconds: int = 3600,
         max_message_bytes: int = 1_000_000,
         owns_database: bool = True,
+        batch_max_rows: int = 512,
+        batch_wait_seconds: float = 0.0,
     ) -> None:
         self.database = database
         self.codecs = CodecSet(codec, codec_tag, readers=read_codecs)
@@ -179,6 +202,14 @@ class SqlSessionStore(SessionStore):
         self.max_message_bytes = check_int(max_message_bytes, "max_message_bytes", minimum=1)
         #: Whether :meth:`close` closes ``database`` (other components may share it).
         self.owns_database = owns_database
+        # Group commit of appends (see _commit_appends): concurrent appends, to any sessions,
+        # share one write transaction and one flush to disk.
+        self.appender: GroupCommitter[_AppendItem, Appended | None] = GroupCommitter(
+            self._commit_appends,
+            max_weight=check_int(batch_max_rows, "batch_max_rows", minimum=1),
+            wait_seconds=batch_wait_seconds,
+            name="relay-append-commit",
+        )
         database.register("sessions", SESSION_MIGRATIONS)
 
     def _clock(self) -> int:
@@ -196,8 +227,10 @@ class SqlSessionStore(SessionStore):
     # --- life cycle -------------------------------------------------------------------------
     async def open(self) -> None:
         await self.database.open()
+        self.appender.open()
 
     async def close(self) -> None:
+        await self.appender.close()  # what is queued still commits
         if self.owns_database:
             await self.database.close()
 
@@ -474,13 +507,26 @@ class SqlSessionStore(SessionStore):
     async def append_many(
         self, session_id: str, messages: Sequence[NewMessage]
     ) -> list[StoredMessage]:
+        stored, _ = await self._append_many(session_id, messages)
+        return stored
+
+    async def append_with_version(
+        self, session_id: str, message: NewMessage
+    ) -> tuple[StoredMessage, tuple[str, int] | None]:
+        stored, appended = await self._append_many(session_id, [message])
+        assert appended is not None
+        return stored[0], (appended.incarnation, appended.revision)
+
+    async def _append_many(
+        self, session_id: str, messages: Sequence[NewMessage]
+    ) -> tuple[list[StoredMessage], Appended | None]:
         sid = validate_session_id(session_id)
         if isinstance(messages, NewMessage) or not isinstance(messages, Sequence):
             raise InputTypeError(
                 f"messages must be a sequence of NewMessage, got {type(messages).__name__}"
             )
         if not messages:
-            return []
+            return [], None
         now = self._clock()
         rows: list[MessageRow] = []
         for message in messages:
@@ -488,14 +534,14 @@ class SqlSessionStore(SessionStore):
                 raise InputTypeError(f"expected a NewMessage, got {type(message).__name__}")
             row, _ = await self._message_row(message, now)
             rows.append(row)
-        first_seq = await self._insert_messages(sid, rows, now)
-        if first_seq is None:
+        appended = await self._insert_messages(sid, rows, now)
+        if appended is None:
             raise SessionNotFoundError(f"no live session {sid!r}")
-        await self._invalidate(sid)
-        return [
-            self._stored(sid, first_seq + offset, message, row)
+        stored = [
+            self._stored(sid, appended.first_seq + offset, message, row)
             for offset, (message, row) in enumerate(zip(messages, rows, strict=True))
         ]
+        return stored, appended
 
     async def _message_row(
         self, message: NewMessage, now: int | None = None
@@ -614,11 +660,73 @@ class SqlSessionStore(SessionStore):
 
     async def _insert_messages(
         self, session_id: str, rows: Sequence[MessageRow], now: int
-    ) -> int | None:
-        """Give ``rows`` the next seqs of the live session and insert them, in one transaction;
-        the first seq, or ``None`` if the session is not live. Back-ends may do it faster."""
+    ) -> Appended | None:
+        """Give ``rows`` the next seqs of the live session and insert them, committed (in a
+        group commit with other appends); ``None`` if the session is not live."""
+        del now  # the batch takes the time once, when it commits
+        return await self.appender.submit(_AppendItem(session_id, rows), weight=len(rows))
+
+    async def _commit_appends(self, items: Sequence[_AppendItem]) -> list[Appended | None]:
+        """One write transaction for a batch of appends, in the order they were submitted.
+
+        Per session one ``UPDATE`` reserves the seqs of all its appends in the batch (and takes
+        its row lock until commit, which orders the appends exactly as one by one would); the
+        sessions are locked in id order, so batches of two processes on PostgreSQL cannot
+        deadlock. Then one ``executemany`` inserts every row. The result of an append to a
+        session that is not live is ``None`` (its caller raises ``SessionNotFoundError``); the
+        others still commit. Any failure rolls the whole batch back."""
+        per_session: dict[str, list[int]] = {}  # id -> [rows, appends]
+        for item in items:
+            count = per_session.setdefault(item.session_id, [0, 0])
+            count[0] += len(item.rows)
+            count[1] += 1
+        results: list[Appended | None] = [None] * len(items)
         async with self._write() as tx:
-            return await self._insert_rows(tx, session_id, rows, now)
+            now = self._clock()
+            # id -> [next seq, next revision, incarnation]
+            reserved: dict[str, list[Any]] = {}
+            for sid in sorted(per_session):
+                n_rows, n_appends = per_session[sid]
+                bumped = await tx.fetch(
+                    "UPDATE relay_sessions SET last_seq = last_seq + $2,"
+                    " revision = revision + $4, updated_at_us = $3,"
+                    " expires_at_us = $3 + ttl_seconds * 1000000"
+                    " WHERE id = $1 AND expires_at_us > $3"
+                    " RETURNING last_seq, revision, incarnation",
+                    sid,
+                    n_rows,
+                    now,
+                    n_appends,
+                )
+                if bumped:
+                    last_seq, revision, incarnation = bumped[0]
+                    reserved[sid] = [
+                        int(last_seq) - n_rows + 1,
+                        int(revision) - n_appends + 1,
+                        str(incarnation),
+                    ]
+            inserts: list[tuple[Any, ...]] = []
+            for index, item in enumerate(items):
+                slot = reserved.get(item.session_id)
+                if slot is None:
+                    continue
+                first_seq, revision, incarnation = slot
+                inserts.extend(
+                    (item.session_id, first_seq + k, *row) for k, row in enumerate(item.rows)
+                )
+                results[index] = Appended(first_seq, incarnation, revision)
+                slot[0] += len(item.rows)
+                slot[1] += 1
+            if inserts:
+                await tx.executemany(
+                    f"INSERT INTO relay_messages ({_MESSAGE_COLUMNS})"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                    inserts,
+                )
+        # Committed. Windows are dropped once per session of the batch, before anyone is
+        # answered (as a single append would before returning).
+        await asyncio.gather(*(self._invalidate(sid) for sid in reserved))
+        return results
 
     async def _insert_rows(
         self, tx: Transaction, session_id: str, rows: Sequence[MessageRow], now: int

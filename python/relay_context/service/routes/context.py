@@ -175,7 +175,9 @@ async def add_message(
     if created:
         state.metrics.sessions_created.inc()
         await _refresh_session_gauge(state)
-    count, total = await engine.totals(stored.session_id)
+    # The totals of the session with this message in it; from the engine's memory when it
+    # followed the session up to this append (no re-read of the session per append).
+    count, total = await engine.totals(stored.session_id, since=stored)
     return MessageAdded(
         id=stored.seq,
         seq=stored.seq,

@@ -50,4 +50,6 @@ async def health(state: StateDep) -> JSONResponse:
         "checks": checks,
         "uptime_seconds": round(time.monotonic() - state.started_at, 3),
     }
+    if state.gateway is not None:  # an open circuit is the upstream's trouble, not ours: 200
+        body["gateway"] = {"circuits": state.gateway.breaker_states()}
     return JSONResponse(body, status_code=200 if healthy else 503)

@@ -1,0 +1,1 @@
+"""Provider wire formats, each beside the neutral schema: ``openai`` and ``anthropic``."""

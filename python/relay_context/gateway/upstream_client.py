@@ -1,0 +1,157 @@
+"""One pooled ``httpx.AsyncClient`` per upstream (HTTP/1.1, keep-alive, explicit connect /
+read / write / pool timeouts), and one call to it.
+
+A call's non-2xx answer becomes :class:`UpstreamError` (with the upstream's own message and
+``retry-after``); a connection failure, timeout or cut becomes
+:class:`UpstreamUnavailableError`. Nothing here retries: the pipeline decides.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import httpx
+
+from relay_context.gateway.errors import UpstreamError, UpstreamUnavailableError
+from relay_context.gateway.retry_policy import parse_retry_after
+from relay_context.gateway.routing import Provider
+
+#: How long a call may wait to write its body, and for a pooled connection, in seconds.
+WRITE_TIMEOUT_SECONDS = 30.0
+POOL_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    connect_timeout: float
+    read_timeout: float
+    max_connections: int
+
+
+@dataclass
+class UpstreamPool:
+    settings: PoolSettings
+    _clients: dict[str, httpx.AsyncClient] = field(default_factory=dict)
+    _retired: list[httpx.AsyncClient] = field(default_factory=list)
+
+    def reconfigure(self, settings: PoolSettings) -> None:
+        if settings != self.settings:
+            self._retired.extend(self._clients.values())
+            self._clients = {}
+            self.settings = settings
+
+    def client(self, provider: Provider) -> httpx.AsyncClient:
+        client = self._clients.get(provider.base_url)
+        if client is None:
+            s = self.settings
+            client = httpx.AsyncClient(
+                timeout=httpx.Timeout(
+                    connect=s.connect_timeout,
+                    read=s.read_timeout,
+                    write=WRITE_TIMEOUT_SECONDS,
+                    pool=POOL_TIMEOUT_SECONDS,
+                ),
+                limits=httpx.Limits(
+                    max_connections=s.max_connections,
+                    max_keepalive_connections=s.max_connections,
+                    keepalive_expiry=60.0,
+                ),
+                follow_redirects=False,
+                trust_env=False,
+            )
+            self._clients[provider.base_url] = client
+        return client
+
+    async def close(self) -> None:
+        for client in [*self._clients.values(), *self._retired]:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+        self._clients = {}
+        self._retired = []
+
+
+def upstream_error_message(raw: bytes) -> tuple[str, str | None]:
+    """The message and type of an upstream's error body (OpenAI or Anthropic shape)."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        text = raw.decode("utf-8", "replace").strip()
+        return (text[:500] or "upstream error"), None
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("message") or "upstream error"), error.get("type")
+    if isinstance(error, str):
+        return error, None
+    if isinstance(body, dict) and "message" in body:
+        return str(body["message"]), None
+    return "upstream error", None
+
+
+async def call_upstream(
+    pool: UpstreamPool,
+    provider: Provider,
+    path: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    stream: bool,
+) -> httpx.Response:
+    """POST ``body`` to ``provider``'s ``path``; a 2xx response (its body unread when
+    ``stream``; close it), else raises."""
+    client = pool.client(provider)
+    request = client.build_request("POST", provider.base_url + path, content=body, headers=headers)
+    try:
+        response = await client.send(request, stream=True)
+    except httpx.TimeoutException as exc:
+        raise UpstreamUnavailableError(
+            f"upstream {provider.name} timed out ({type(exc).__name__})",
+            provider=provider.name,
+            timeout=True,
+        ) from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamUnavailableError(
+            f"upstream {provider.name} unreachable: {type(exc).__name__}: {exc}",
+            provider=provider.name,
+        ) from exc
+    if response.status_code >= 400:
+        try:
+            raw = await response.aread()
+        except httpx.HTTPError:
+            raw = b""
+        finally:
+            await response.aclose()
+        message, kind = upstream_error_message(raw)
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        ms = parse_retry_after(response.headers.get("retry-after-ms"))
+        if ms is not None:
+            retry_after = ms / 1000
+        raise UpstreamError(
+            message,
+            status=response.status_code,
+            provider=provider.name,
+            retry_after=retry_after,
+            upstream_type=kind,
+        )
+    if not stream:
+        try:
+            await response.aread()
+        except httpx.TimeoutException as exc:
+            raise UpstreamUnavailableError(
+                f"upstream {provider.name} timed out reading the answer",
+                provider=provider.name,
+                timeout=True,
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailableError(
+                f"upstream {provider.name} cut the answer: {type(exc).__name__}",
+                provider=provider.name,
+            ) from exc
+        finally:
+            await response.aclose()
+    return response
+
+
+__all__ = ["PoolSettings", "UpstreamPool", "call_upstream", "upstream_error_message"]
