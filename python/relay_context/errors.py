@@ -162,6 +162,40 @@ class RequestTooLargeError(RelayError, ValueError):
     """A request body larger than ``Settings.max_request_bytes``."""
 
 
+class PayloadNotFoundError(RelayError, LookupError):
+    """No live handoff payload has this id (it never existed, was deleted, or expired)."""
+
+
+class PayloadTooLargeError(RelayError, ValueError):
+    """A handoff payload (or its JSON envelope, or its metadata) larger than its limit."""
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class QuotaExceededError(RelayError):
+    """A push past the monthly pushes or the bytes stored that the caller's plan allows
+    (pulls are never refused). ``details`` says which quota, its limit and the usage."""
+
+    def __init__(self, message: str, *, details: dict[str, object]) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class InvalidChannelError(InvalidArgumentError):
+    """A channel name that is empty, too long, or has characters outside ``[A-Za-z0-9._:-]``."""
+
+
+class SlowConsumerError(RelayError):
+    """A channel subscriber fell further behind than its queue allows and was cut off."""
+
+
+class DecryptionError(RelayError, ValueError):
+    """An end-to-end encrypted payload that the given key cannot open (wrong, missing or
+    malformed key, or a ciphertext that was altered)."""
+
+
 __all__ = [
     "ApiKeyNotFoundError",
     "AuthenticationError",
@@ -169,17 +203,22 @@ __all__ = [
     "ChecksumMismatchError",
     "CompressionError",
     "CorruptFrameError",
+    "DecryptionError",
     "DisallowedSpecialTokenError",
     "EmptyContentError",
     "InfeasibleBudgetError",
     "InputTypeError",
     "InvalidArgumentError",
+    "InvalidChannelError",
     "InvalidScoreCutoffError",
     "InvalidSessionIdError",
     "InvalidUnicodeError",
     "MessageTooLargeError",
     "NotATokenError",
+    "PayloadNotFoundError",
+    "PayloadTooLargeError",
     "PermissionDeniedError",
+    "QuotaExceededError",
     "RankFileError",
     "RateLimitExceededError",
     "RelayError",
@@ -188,6 +227,7 @@ __all__ = [
     "SessionLimitExceededError",
     "SessionNotFoundError",
     "SizeLimitExceededError",
+    "SlowConsumerError",
     "StoreError",
     "TokenizerError",
     "UnknownEncodingError",

@@ -20,6 +20,18 @@ TIMEOUT_SECONDS = 300
 
 #: What each script must print (fragments of its output); a new example needs an entry here.
 EXPECTED_OUTPUT: dict[str, tuple[str, ...]] = {
+    "agent_handoff.py": (
+        "handoff: 82,000 characters became a",
+        "handoff: agent B pulled 82,000 characters",
+        "fan-in: report assembled from 3 sections",
+        "checkpoint: peek says 2000 rows; pulled 2000",
+        "encrypted: pointer carries the key in its fragment: True",
+        "encrypted: decrypted locally: 'the migration plan'",
+        "bridge: 'fix tests' -> 'done: fix tests'",
+        "bridge: 'refactor auth' -> 'done: refactor auth'",
+        "server stopped (exit code 0)",
+        "temporary data removed: True",
+    ),
     "count_and_budget.py": (
         "gpt-4o  o200k_base",
         "gpt-4   cl100k_base",

@@ -62,6 +62,11 @@ def keys() -> None:
 @click.option("--budget-usd", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--budget-period", type=click.Choice(["day", "month", "lifetime"]), default="month")
 @click.option("--models", default=None, help="Models the key may use: 'gpt-4o,claude-*'.")
+@click.option(
+    "--plan",
+    default=None,
+    help="Handoff relay plan of the key's owner (free, pro, team, ...; HANDOFF_PLANS).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def create(
     role: str,
@@ -71,16 +76,28 @@ def create(
     budget_usd: float | None,
     budget_period: str,
     models: str | None,
+    plan: str | None,
     as_json: bool,
 ) -> None:
     """Create a key and print it. It is shown only this once. --rpm, --budget-usd,
-    --budget-period and --models set its LLM-gateway limits (docs/gateway.md)."""
+    --budget-period and --models set its LLM-gateway limits (docs/gateway.md); --plan the
+    handoff relay plan of its owner (docs/handoff.md)."""
     from relay_context.security.auth import UserRole
 
     limited = rpm is not None or budget_usd is not None or models is not None
+    handoff_settings = Settings().handoff if plan is not None else None
+    if handoff_settings is not None and plan not in handoff_settings.plans:
+        raise click.BadParameter(f"unknown plan; one of {', '.join(handoff_settings.plans)}")
 
     async def make(store: ApiKeyStore) -> tuple[Any, str, dict[str, object] | None]:
         record, plaintext = await store.create(role=UserRole(role), name=name, owner=owner)
+        if handoff_settings is not None and plan is not None:
+            from relay_context.handoff.quotas import Quotas
+            from relay_context.handoff.schema import HANDOFF_MIGRATIONS
+
+            store.database.register("handoff", HANDOFF_MIGRATIONS)
+            await store.database.migrate()
+            await Quotas(store.database, handoff_settings).set_plan(record.owner, plan)
         if not limited:
             return record, plaintext, None
         from relay_context.gateway.key_limits import KeyLimits, KeyLimitsStore, parse_models
@@ -91,7 +108,9 @@ def create(
 
     record, plaintext, gateway_limits = _run(make)
     if as_json:
-        extra = {"gateway_limits": gateway_limits} if gateway_limits is not None else {}
+        extra: dict[str, object] = {"plan": plan} if plan is not None else {}
+        if gateway_limits is not None:
+            extra["gateway_limits"] = gateway_limits
         click.echo(json.dumps({**record.to_json(), "key": plaintext, **extra}))
         return
     click.echo(plaintext)

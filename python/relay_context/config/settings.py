@@ -31,6 +31,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from relay_context.config.gateway import GatewaySettings
+from relay_context.config.handoff import HandoffSettings
 
 #: Shortest ``SECRET_KEY`` accepted in production (characters).
 MIN_PRODUCTION_SECRET_LENGTH = 32
@@ -219,6 +220,10 @@ class Settings(BaseSettings):
     dashboard_interval_seconds: float = Field(default=2.0, gt=0, le=3600)
     #: Seconds uvicorn waits for open connections (SSE streams) at shutdown before closing them.
     shutdown_grace_seconds: int = Field(default=5, ge=0, le=600)
+
+    # --- handoff relay -----------------------------------------------------------------------
+    #: The handoff relay's settings (``HANDOFF_*`` variables; see ``config/handoff.py``).
+    handoff: HandoffSettings = Field(default_factory=HandoffSettings)
 
     # --- LLM providers (used by the gateway) ---------------------------------------------------
     openai_api_key: SecretStr | None = None

@@ -25,6 +25,7 @@ from relay_context.engine.cache import open_cache
 from relay_context.engine.context_engine import ContextEngine
 from relay_context.engine.store import store_for
 from relay_context.gateway import Gateway
+from relay_context.handoff import HandoffRelay
 from relay_context.persistence import database_for
 from relay_context.persistence.redis import redis_client_for
 from relay_context.security.api_keys import ApiKeyStore
@@ -33,7 +34,7 @@ from relay_context.service.errors import install_error_handlers
 from relay_context.service.metrics import ServiceMetrics
 from relay_context.service.middleware import RequestContextMiddleware
 from relay_context.service.openapi import document_live_limits
-from relay_context.service.routes import context, dashboard, gateway, health, keys, metrics
+from relay_context.service.routes import context, dashboard, gateway, handoff, health, keys, metrics
 from relay_context.service.state import ServiceState, build_limiter, stop_streams_on_signals
 from relay_context.service.telemetry import get_tracer, make_tracer_provider
 
@@ -75,6 +76,13 @@ def build_state(settings: Settings, span_exporter: SpanExporter | None = None) -
         ),
         cache=cache,
         redis=redis,
+        handoff=HandoffRelay(
+            current.handoff,
+            database=database,
+            data_dir=current.data_dir,
+            redis=redis,
+            redis_prefix=current.redis_key_prefix,
+        ),
     )
     state.gateway = Gateway(
         lambda: live.current.gateway,
@@ -115,6 +123,8 @@ def create_app(
             await state.engine.open()
         if state.gateway is not None:
             await state.gateway.open()
+        if state.handoff is not None:
+            await state.handoff.open()
         stop_streams_on_signals(state)
         try:
             state.metrics.api_keys_active.set(await state.api_keys.count_active())
@@ -154,6 +164,7 @@ def create_app(
     app.include_router(context.router)
     app.include_router(dashboard.router)
     app.include_router(gateway.router)
+    app.include_router(handoff.router)
     # Middleware: the last added is the outermost. CORS answers preflights inside the request
     # middleware, so those answers get the request id and the security headers too.
     if settings.cors_origins:

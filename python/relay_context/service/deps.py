@@ -36,6 +36,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPBearer
 from opentelemetry.trace import Tracer
+from starlette.requests import HTTPConnection
 
 from relay_context.checks import check_text, find_invalid_text
 from relay_context.config.settings import Settings
@@ -48,12 +49,13 @@ from relay_context.errors import (
     RateLimitExceededError,
     SessionNotFoundError,
 )
+from relay_context.handoff import HandoffRelay
 from relay_context.security.auth import Principal, UserRole
 from relay_context.service.metrics import ServiceMetrics
 from relay_context.service.state import ServiceState
 
 
-def state_of(request: Request) -> ServiceState:
+def state_of(request: HTTPConnection) -> ServiceState:
     state: ServiceState = request.app.state.relay
     return state
 
@@ -80,14 +82,22 @@ async def get_engine(request: Request) -> ContextEngine:
     return state_of(request).engine
 
 
+async def get_handoff(request: Request) -> HandoffRelay:
+    relay = state_of(request).handoff
+    if relay is None:  # build_state always makes one; a hand-built state may not
+        raise RuntimeError("this app has no handoff relay")
+    return relay
+
+
 StateDep = Annotated[ServiceState, Depends(get_state)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 TracerDep = Annotated[Tracer, Depends(get_tracer)]
 EngineDep = Annotated[ContextEngine, Depends(get_engine)]
+HandoffDep = Annotated[HandoffRelay, Depends(get_handoff)]
 
 
-async def _charge(request: Request, state: ServiceState, key: str) -> None:
+async def _charge(request: HTTPConnection, state: ServiceState, key: str) -> None:
     allowed, info = await state.limiter.is_allowed(key)
     request.state.rate_limit = info
     state.metrics.rate_limit_remaining.set(info["remaining"])
@@ -103,9 +113,20 @@ async def _charge(request: Request, state: ServiceState, key: str) -> None:
         )
 
 
-async def _authenticate(request: Request, state: ServiceState) -> Principal:
+def has_credentials(request: HTTPConnection) -> bool:
+    return "x-api-key" in request.headers or "authorization" in request.headers
+
+
+async def principal_of_credentials(request: HTTPConnection, state: ServiceState) -> Principal:
+    """The principal of the request's credentials (a WebSocket's too), not rate limited."""
     api_key = request.headers.get("x-api-key")
     authorization = request.headers.get("authorization")
+    if authorization is not None and api_key is None:
+        scheme, _, token = authorization.partition(" ")
+        # ``Authorization: Bearer relay_...`` (how ContextRelay's SDK sends its key) is an API
+        # key; JWTs never start with ``relay_``.
+        if scheme.lower() == "bearer" and token.strip().startswith("relay_"):
+            api_key = token
     if api_key is not None:
         with state.tracer.start_as_current_span("db.api_key.authenticate"):
             principal = await state.api_keys.authenticate(api_key.strip())
@@ -130,7 +151,7 @@ async def authenticate(request: Request) -> Principal:
         return found
     state = state_of(request)
     try:
-        principal = await _authenticate(request, state)
+        principal = await principal_of_credentials(request, state)
     except AuthenticationError:
         method = "api_key" if "x-api-key" in request.headers else "jwt"
         state.metrics.auth_failures.labels(method).inc()
@@ -140,6 +161,12 @@ async def authenticate(request: Request) -> Principal:
     request.state.principal = principal
     await _charge(request, state, f"principal:{principal.id}")
     return principal
+
+
+async def charge_client(request: HTTPConnection) -> None:
+    """Charge the client address one request (callers without credentials, where allowed)."""
+    client = request.client.host if request.client else "unknown"
+    await _charge(request, state_of(request), f"anon:{client}")
 
 
 # Only for the OpenAPI document (``securitySchemes`` and each route's ``security``): they never
@@ -269,6 +296,7 @@ __all__ = [
     "AuthFirstRoute",
     "CurrentPrincipal",
     "EngineDep",
+    "HandoffDep",
     "MetricsDep",
     "RequireRole",
     "SettingsDep",
@@ -276,8 +304,12 @@ __all__ = [
     "TracerDep",
     "WriterPrincipal",
     "authenticate",
+    "charge_client",
+    "get_handoff",
     "get_principal",
     "get_state",
+    "has_credentials",
+    "principal_of_credentials",
     "require_write",
     "session_access",
     "session_quota",

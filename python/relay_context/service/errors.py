@@ -28,16 +28,19 @@ log = logging.getLogger(__name__)
 
 STATUS_BY_ERROR: dict[type[BaseException], int] = {
     e.AuthenticationError: 401,
+    e.QuotaExceededError: 402,
     e.PermissionDeniedError: 403,
     e.SessionLimitExceededError: 403,
     e.SessionNotFoundError: 404,
     e.ApiKeyNotFoundError: 404,
+    e.PayloadNotFoundError: 404,
     e.SessionExistsError: 409,
     # The budget is well-formed, but the session's pinned messages (system prompt, pinned
     # metadata, the latest user turn) do not fit in it: a conflict with the resource's state.
     e.InfeasibleBudgetError: 409,
     e.RequestTooLargeError: 413,
     e.MessageTooLargeError: 413,
+    e.PayloadTooLargeError: 413,
     e.InvalidArgumentError: 422,
     e.InputTypeError: 422,
     e.TokenizerError: 422,
@@ -49,6 +52,7 @@ STATUS_BY_ERROR: dict[type[BaseException], int] = {
 _HTTP_TYPES = {
     400: "bad_request",
     401: "authentication",
+    402: "quota_exceeded",
     403: "permission_denied",
     404: "not_found",
     405: "method_not_allowed",
@@ -137,7 +141,11 @@ async def relay_error_handler(request: Request, exc: Exception) -> JSONResponse:
             message = "internal server error"
         else:
             log.warning("backend unavailable: %s", exc)
-    return error_response(request, status, error_type(exc), message, headers=headers)
+    # An error that carries structured facts (a quota's limit and usage) shows them.
+    details = getattr(exc, "details", None) if status < 500 else None
+    return error_response(
+        request, status, error_type(exc), message, details=details, headers=headers
+    )
 
 
 async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:

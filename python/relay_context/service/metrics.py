@@ -12,6 +12,8 @@ import threading
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from relay_context.service.handoff_metrics import HandoffMetrics
+
 #: Latency buckets, in seconds: 1 ms to 10 s.
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -105,6 +107,8 @@ class ServiceMetrics:
             "relay_auth_failures", "Rejected credentials, by method.", ("method",), registry=r
         )
         self.build_info = Info("relay_build", "Version and environment.", registry=r)
+        # --- handoff relay ---------------------------------------------------------------------
+        self.handoff = HandoffMetrics(r)
         self._cache_lock = threading.Lock()
         self._cache_hits = 0
         self._cache_lookups = 0

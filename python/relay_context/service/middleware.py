@@ -29,6 +29,9 @@ from relay_context.service.telemetry import request_id_var
 log = logging.getLogger("relay_context.service.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+#: Uploads of the handoff relay: their routes cap their bodies themselves, while reading them
+#: (payloads are far larger than the API's other bodies, and stream to disk).
+HANDOFF_UPLOAD_PATHS = ("/push", "/api/v1/handoff")
 
 #: Sent with every response. The interactive docs load Swagger UI's script and style from a CDN,
 #: so their pages get a looser Content-Security-Policy than the API's JSON.
@@ -102,6 +105,8 @@ class RequestContextMiddleware:
         wire = gateway_format(path)
         # LLM requests (long sessions, images) get the gateway's own, larger cap.
         cap = settings.gateway.max_body_bytes if wire is not None else settings.max_request_bytes
+        if path.startswith(HANDOFF_UPLOAD_PATHS):
+            cap = max(cap, settings.handoff.max_json_body_bytes, settings.handoff.max_payload_bytes)
         status_holder = {"status": 500, "started": False}
         too_large = False
         timed_out = False
@@ -113,6 +118,8 @@ class RequestContextMiddleware:
         # The whole body must arrive within this long of the app's first read: a client that
         # trickles a byte now and then cannot hold a request (and its connection) open.
         body_timeout = settings.body_read_timeout_seconds
+        if path.startswith(HANDOFF_UPLOAD_PATHS):  # 25 MB take longer than a JSON message
+            body_timeout = max(body_timeout, settings.handoff.body_read_timeout_seconds)
         body_deadline: float | None = None
 
         extra_headers = list(_DOCS_HEADERS if path.startswith(DOCS_PATHS) else _API_HEADERS)

@@ -25,6 +25,7 @@ from relay_context.engine.cache import ContextCache
 from relay_context.engine.context_engine import ContextEngine
 from relay_context.engine.store.sql import SqlSessionStore
 from relay_context.gateway import Gateway
+from relay_context.handoff import HandoffRelay
 from relay_context.persistence import Database
 from relay_context.security.api_keys import ApiKeyStore
 from relay_context.security.auth import AuthService
@@ -68,6 +69,8 @@ class ServiceState:
     shutting_down: asyncio.Event = field(default_factory=asyncio.Event)
     #: The LLM gateway (``/v1/*``), built with the state (``build_state``).
     gateway: Gateway | None = None
+    #: The handoff relay (on ``database``, fan-out through ``redis``); the handoff routes use it.
+    handoff: HandoffRelay | None = None
 
     @property
     def settings(self) -> Settings:
@@ -101,6 +104,8 @@ class ServiceState:
     async def close(self) -> None:
         self.shutting_down.set()
         await self.engine.close()  # the store, cache and Redis client it was given are ours
+        if self.handoff is not None:
+            await self.handoff.close()
         with contextlib.suppress(Exception):
             await self.cache.close()
         for limiter in [self.limiter, *self.retired_limiters]:

@@ -81,6 +81,10 @@ async def snapshot(state: ServiceState, principal: Principal) -> dict[str, Any]:
     state.metrics.sessions_active.set(active)
     with state.tracer.start_as_current_span("db.count_api_keys"):
         state.metrics.api_keys_active.set(await state.api_keys.count_active())
+    handoff = None
+    if state.handoff is not None:
+        with state.tracer.start_as_current_span("db.handoff.stats"):
+            handoff = (await state.handoff.stats()).to_json()
     used = _sample(state, "relay_context_tokens_used")
     budget = _sample(state, "relay_context_max_tokens")
     failures = sum(
@@ -119,6 +123,8 @@ async def snapshot(state: ServiceState, principal: Principal) -> dict[str, Any]:
             "tokens_saved": int(_sample(state, "relay_compression_saved_tokens_total")),
         },
         "cache": {"hit_rate": _sample(state, "relay_cache_hit_rate")},
+        # Payloads, bytes (as pushed / distinct / stored), dedup savings, live subscribers.
+        "handoff": handoff,
         "drift_score": _sample(state, "relay_context_drift_score"),
         "auth": {
             "jwt_algorithm": settings.jwt_algorithm,

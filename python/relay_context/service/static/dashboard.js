@@ -60,6 +60,14 @@ function render(s) {
   setText("compression-ratio", s.compression.ratio.toFixed(2));
   setText("compression-saved", formatNumber(s.compression.tokens_saved));
   setText("cache-hit-rate", (100 * s.cache.hit_rate).toFixed(1) + "%");
+  if (s.handoff) {
+    setText("handoff-payloads", formatNumber(s.handoff.payloads));
+    setText("handoff-bytes", formatNumber(s.handoff.payload_bytes));
+    setText("handoff-stored", formatNumber(s.handoff.stored_bytes));
+    setText("handoff-dedup", formatNumber(s.handoff.dedup_saved_bytes));
+    setText("handoff-channels", formatNumber(s.handoff.channels));
+    setText("handoff-subscribers", formatNumber(s.handoff.subscribers));
+  }
   setText("auth-jwt", s.auth.jwt_algorithm + " active");
   setText("auth-keys", formatNumber(s.auth.api_keys_active));
   setText("auth-failures", formatNumber(s.auth.failures_total));

@@ -1,0 +1,119 @@
+"""The handoff relay as an MCP server (the official ``mcp`` package, 2.x API), for MCP hosts
+such as Claude Desktop or Claude Code::
+
+    {"mcpServers": {"relay": {"command": "relay", "args": ["mcp"],
+                              "env": {"RELAY_URL": "http://127.0.0.1:8080",
+                                      "RELAY_API_KEY": "relay_..."}}}}
+
+Tools: ``push_context``, ``pull_context``, ``peek_context``, ``publish`` and ``bridge_task``.
+Each calls a relay over HTTP through :class:`~relay_context.handoff_client.HandoffClient`;
+Relay's errors (a missing pointer, a wrong key, an over-size payload) become MCP tool errors
+with their message, not crashes of the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+
+from relay_context.errors import RelayError
+from relay_context.handoff_client.async_client import AsyncHandoffClient
+from relay_context.handoff_client.bridge import AgentBridge
+from relay_context.handoff_client.client import HandoffClient
+
+
+def _text(value: str | bytes) -> str:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ToolError("the payload is binary; pull it with the SDK instead") from None
+    return value
+
+
+def build_server(base_url: str | None = None, api_key: str | None = None) -> MCPServer[Any]:
+    """The MCP server, talking to the relay at ``base_url`` (default ``RELAY_URL``)."""
+    relay = AsyncHandoffClient(base_url, api_key)
+    server: MCPServer[Any] = MCPServer(
+        "relay-handoff",
+        instructions=(
+            "Hand large context to other agents as a short URL: push_context stores text and "
+            "returns a pointer URL; pull_context fetches it; peek_context reads only its "
+            "metadata. Pass the URL, not the text."
+        ),
+    )
+
+    @server.tool()
+    async def push_context(
+        data: str,
+        channel: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        encrypted: bool = False,
+        ttl_seconds: int | None = None,
+    ) -> str:
+        """Store ``data`` and return its pointer URL (with ``#key=...`` when encrypted);
+        subscribers of ``channel`` are told at once."""
+        try:
+            return await relay.push(
+                data, channel=channel, encrypted=encrypted, metadata=metadata, ttl=ttl_seconds
+            )
+        except RelayError as exc:
+            raise ToolError(str(exc)) from exc
+
+    @server.tool()
+    async def pull_context(url: str) -> str:
+        """The payload a pointer URL names (decrypted locally when the URL has a key)."""
+        try:
+            return _text(await relay.pull(url))
+        except RelayError as exc:
+            raise ToolError(str(exc)) from exc
+
+    @server.tool()
+    async def peek_context(url: str) -> str:
+        """The metadata of a pointer URL as JSON, without fetching the payload."""
+        try:
+            return json.dumps(await relay.peek(url))
+        except RelayError as exc:
+            raise ToolError(str(exc)) from exc
+
+    @server.tool()
+    async def publish(channel: str, message: str) -> str:
+        """Signal ``message`` on ``channel`` without a payload; the event's sequence id."""
+        try:
+            return str(await relay.publish(channel, message))
+        except RelayError as exc:
+            raise ToolError(str(exc)) from exc
+
+    @server.tool()
+    async def bridge_task(
+        task: str,
+        task_channel: str = "agent-tasks",
+        done_channel: str = "agent-done",
+        timeout_seconds: float = 300.0,
+    ) -> str:
+        """Hand ``task`` to the worker agent serving ``task_channel`` and wait for its answer
+        on ``done_channel`` (matched by a correlation id)."""
+
+        def run() -> str | bytes:
+            with HandoffClient(relay.base_url, relay.api_key) as sync_relay:
+                bridge = AgentBridge(sync_relay, task_channel, done_channel)
+                return bridge.push_and_wait(task, timeout=timeout_seconds)
+
+        try:
+            return _text(await asyncio.to_thread(run))
+        except (RelayError, TimeoutError) as exc:
+            raise ToolError(str(exc)) from exc
+
+    return server
+
+
+def run_stdio(base_url: str | None = None, api_key: str | None = None) -> None:
+    """Serve MCP over stdin/stdout until the host closes it (``relay mcp``)."""
+    build_server(base_url, api_key).run("stdio")
+
+
+__all__ = ["build_server", "run_stdio"]
