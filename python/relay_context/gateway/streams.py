@@ -15,8 +15,6 @@ import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
-
 from relay_context.gateway.budgets import StreamBudget
 from relay_context.gateway.error_shapes import stream_error_event
 from relay_context.gateway.errors import (
@@ -25,6 +23,7 @@ from relay_context.gateway.errors import (
     UpstreamError,
     UpstreamUnavailableError,
 )
+from relay_context.gateway.http_client import HttpClientError, UpstreamResponse
 from relay_context.gateway.providers.anthropic import messages_response as anthropic_response
 from relay_context.gateway.providers.anthropic.messages_stream import (
     AnthropicStreamDecoder,
@@ -153,7 +152,7 @@ class _GeminiInspector(_Inspector):
 
 
 async def _forward(
-    response: httpx.Response,
+    response: UpstreamResponse,
     fmt: WireFormat,
     provider: str,
     inspector: _Inspector,
@@ -175,7 +174,7 @@ async def _forward(
                 return
             if out:
                 yield b"".join(out)
-    except httpx.HTTPError as exc:
+    except HttpClientError as exc:
         error = _cut(provider, exc)
         yield stream_error_event(fmt, error)
     finally:
@@ -184,7 +183,7 @@ async def _forward(
 
 
 def forward_openai(
-    response: httpx.Response,
+    response: UpstreamResponse,
     *,
     provider: str,
     strip_usage_chunk: bool,
@@ -196,7 +195,7 @@ def forward_openai(
 
 
 def forward_anthropic(
-    response: httpx.Response,
+    response: UpstreamResponse,
     *,
     provider: str,
     on_end: StreamEnd,
@@ -207,7 +206,7 @@ def forward_anthropic(
 
 
 def forward_gemini(
-    response: httpx.Response,
+    response: UpstreamResponse,
     *,
     provider: str,
     on_end: StreamEnd,
@@ -229,7 +228,7 @@ def _gemini_texts(chunk: dict[str, Any]) -> list[str]:
 
 
 async def translate(
-    response: httpx.Response,
+    response: UpstreamResponse,
     *,
     provider: str,
     upstream_format: WireFormat,
@@ -300,7 +299,7 @@ async def translate(
     except UpstreamError as exc:
         error = exc
         yield stream_error_event(client_format, exc)
-    except httpx.HTTPError as exc:
+    except HttpClientError as exc:
         error = _cut(provider, exc)
         yield stream_error_event(client_format, error)
     finally:

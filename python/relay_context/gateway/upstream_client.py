@@ -1,5 +1,5 @@
-"""One pooled ``httpx.AsyncClient`` per upstream (HTTP/1.1, keep-alive, explicit connect /
-read / write / pool timeouts), and one call to it.
+"""One connection pool per upstream (:mod:`relay_context.gateway.http_client`: HTTP/1.1,
+keep-alive, explicit connect / read / pool timeouts), and one call to it.
 
 A call's non-2xx answer becomes :class:`UpstreamError` (with the upstream's own message and
 ``retry-after``); a connection failure, timeout or cut becomes
@@ -13,15 +13,19 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import httpx
-
 from relay_context.gateway.errors import UpstreamError, UpstreamUnavailableError
+from relay_context.gateway.http_client import (
+    TIMEOUT_ERRORS,
+    ConnectionPool,
+    HttpClientError,
+    UpstreamResponse,
+)
 from relay_context.gateway.retry_policy import parse_retry_after
 from relay_context.gateway.routing import Provider
 
-#: How long a call may wait to write its body, and for a pooled connection, in seconds.
-WRITE_TIMEOUT_SECONDS = 30.0
+#: How long a call may wait for a pooled connection, in seconds.
 POOL_TIMEOUT_SECONDS = 30.0
+KEEPALIVE_EXPIRY_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -34,8 +38,8 @@ class PoolSettings:
 @dataclass
 class UpstreamPool:
     settings: PoolSettings
-    _clients: dict[str, httpx.AsyncClient] = field(default_factory=dict)
-    _retired: list[httpx.AsyncClient] = field(default_factory=list)
+    _clients: dict[str, ConnectionPool] = field(default_factory=dict)
+    _retired: list[ConnectionPool] = field(default_factory=list)
 
     def reconfigure(self, settings: PoolSettings) -> None:
         if settings != self.settings:
@@ -43,24 +47,17 @@ class UpstreamPool:
             self._clients = {}
             self.settings = settings
 
-    def client(self, provider: Provider) -> httpx.AsyncClient:
+    def client(self, provider: Provider) -> ConnectionPool:
         client = self._clients.get(provider.base_url)
         if client is None:
             s = self.settings
-            client = httpx.AsyncClient(
-                timeout=httpx.Timeout(
-                    connect=s.connect_timeout,
-                    read=s.read_timeout,
-                    write=WRITE_TIMEOUT_SECONDS,
-                    pool=POOL_TIMEOUT_SECONDS,
-                ),
-                limits=httpx.Limits(
-                    max_connections=s.max_connections,
-                    max_keepalive_connections=s.max_connections,
-                    keepalive_expiry=60.0,
-                ),
-                follow_redirects=False,
-                trust_env=False,
+            client = ConnectionPool(
+                provider.base_url,
+                connect_timeout=s.connect_timeout,
+                read_timeout=s.read_timeout,
+                pool_timeout=POOL_TIMEOUT_SECONDS,
+                max_connections=s.max_connections,
+                keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
             )
             self._clients[provider.base_url] = client
         return client
@@ -98,20 +95,18 @@ async def call_upstream(
     headers: Mapping[str, str],
     *,
     stream: bool,
-) -> httpx.Response:
+) -> UpstreamResponse:
     """POST ``body`` to ``provider``'s ``path``; a 2xx response (its body unread when
     ``stream``; close it), else raises."""
-    client = pool.client(provider)
-    request = client.build_request("POST", provider.base_url + path, content=body, headers=headers)
     try:
-        response = await client.send(request, stream=True)
-    except httpx.TimeoutException as exc:
+        response = await pool.client(provider).post(path, body, headers)
+    except TIMEOUT_ERRORS as exc:
         raise UpstreamUnavailableError(
-            f"upstream {provider.name} timed out ({type(exc).__name__})",
+            f"upstream {provider.name} timed out ({type(exc).__name__}: {exc})",
             provider=provider.name,
             timeout=True,
         ) from exc
-    except httpx.HTTPError as exc:
+    except HttpClientError as exc:
         raise UpstreamUnavailableError(
             f"upstream {provider.name} unreachable: {type(exc).__name__}: {exc}",
             provider=provider.name,
@@ -119,7 +114,7 @@ async def call_upstream(
     if response.status_code >= 400:
         try:
             raw = await response.aread()
-        except httpx.HTTPError:
+        except HttpClientError:
             raw = b""
         finally:
             await response.aclose()
@@ -138,13 +133,13 @@ async def call_upstream(
     if not stream:
         try:
             await response.aread()
-        except httpx.TimeoutException as exc:
+        except TIMEOUT_ERRORS as exc:
             raise UpstreamUnavailableError(
                 f"upstream {provider.name} timed out reading the answer",
                 provider=provider.name,
                 timeout=True,
             ) from exc
-        except httpx.HTTPError as exc:
+        except HttpClientError as exc:
             raise UpstreamUnavailableError(
                 f"upstream {provider.name} cut the answer: {type(exc).__name__}",
                 provider=provider.name,
