@@ -59,6 +59,7 @@ def keys() -> None:
 @click.option(
     "--rpm", type=click.IntRange(1, 10_000_000), default=None, help="Gateway requests/minute."
 )
+@click.option("--tpm", type=click.IntRange(1, 10**12), default=None, help="Gateway tokens/minute.")
 @click.option("--budget-usd", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--budget-period", type=click.Choice(["day", "month", "lifetime"]), default="month")
 @click.option("--models", default=None, help="Models the key may use: 'gpt-4o,claude-*'.")
@@ -73,18 +74,19 @@ def create(
     name: str,
     owner: str | None,
     rpm: int | None,
+    tpm: int | None,
     budget_usd: float | None,
     budget_period: str,
     models: str | None,
     plan: str | None,
     as_json: bool,
 ) -> None:
-    """Create a key and print it. It is shown only this once. --rpm, --budget-usd,
-    --budget-period and --models set its LLM-gateway limits (docs/gateway.md); --plan the
-    handoff relay plan of its owner (docs/handoff.md)."""
+    """Create a key and print it. It is shown only this once. --rpm, --tpm, --budget-usd,
+    --budget-period and --models set its LLM-gateway limits, each counted for this key alone
+    (docs/gateway.md); --plan the handoff relay plan of its owner (docs/handoff.md)."""
     from relay_context.security.auth import UserRole
 
-    limited = rpm is not None or budget_usd is not None or models is not None
+    limited = any(x is not None for x in (rpm, tpm, budget_usd, models))
     handoff_settings = Settings().handoff if plan is not None else None
     if handoff_settings is not None and plan not in handoff_settings.plans:
         raise click.BadParameter(f"unknown plan; one of {', '.join(handoff_settings.plans)}")
@@ -102,7 +104,13 @@ def create(
             return record, plaintext, None
         from relay_context.gateway.key_limits import KeyLimits, KeyLimitsStore, parse_models
 
-        limits = KeyLimits(rpm, budget_usd, budget_period, parse_models(models))  # type: ignore[arg-type]
+        limits = KeyLimits(
+            rpm=rpm,
+            tpm=tpm,
+            budget_usd=budget_usd,
+            budget_period=budget_period,  # type: ignore[arg-type]
+            models=parse_models(models),
+        )
         await KeyLimitsStore(store.database).set(record.id, limits)
         return record, plaintext, limits.to_json()
 

@@ -1,6 +1,7 @@
-"""Spending limits per principal: checked before a call with the exact prompt count and the
-requested output, and enforced while a stream flows (a stream that would cross the budget is
-ended with the protocol's error event, not let finish).
+"""Spending limits per principal (the settings' budgets) and per API key (its own): checked
+before a call with the exact prompt count and the requested output, and enforced while a stream
+flows (a stream that would cross the budget is ended with the protocol's error event, not let
+finish).
 
 Spend is read from the usage ledger (the shared database), so replicas on one PostgreSQL share
 it, up to the ledger's flush delay.
@@ -78,14 +79,20 @@ async def check_budget(
     max_output_tokens: int,
     counter: TokenCounter,
     key_budget: BudgetConfig | None = None,
+    key_id: str | None = None,
 ) -> StreamBudget | None:
     """Refuses a call that would cross the budget (``BudgetExceededError``) — the API key's own
-    (``key_budget``, spent by the key's principal) before the settings' — and returns the guard
-    for its stream, or ``None`` when no budget applies."""
+    (``key_budget``, spent by that key ``key_id`` alone, not by other keys of its owner) before
+    the settings' (spent by the principal) — and returns the guard for its stream, or ``None``
+    when no budget applies."""
     budget = key_budget or budget_for(principal, gs)
     if budget is None:
         return None
-    spent = await ledger.spent(principal, period_start_us(budget.period))
+    spent = await ledger.spent(
+        principal,
+        period_start_us(budget.period),
+        key_id=key_id if key_budget is not None else None,
+    )
     if prices is None:
         if spent >= budget.usd:
             raise exceeded(budget, spent)

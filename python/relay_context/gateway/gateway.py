@@ -20,7 +20,6 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from opentelemetry import trace
 from opentelemetry.trace import Tracer
 from prometheus_client import CollectorRegistry
@@ -51,6 +50,7 @@ from relay_context.gateway.errors import (
     UpstreamError,
     UpstreamUnavailableError,
 )
+from relay_context.gateway.http_client import UpstreamResponse
 from relay_context.gateway.key_limits import KeyLimits, KeyLimitsStore
 from relay_context.gateway.metrics import GatewayMetrics
 from relay_context.gateway.providers.anthropic import endpoint as anthropic_endpoint
@@ -115,6 +115,9 @@ class _Request:
     headers: dict[str, str] = field(default_factory=dict)
     budget: StreamBudget | None = None
     limits: KeyLimits | None = None
+    #: OpenAI's ``x-ratelimit-*`` headers of the tightest request and token limits that
+    #: applied, sent on successful answers too (not only with a 429).
+    rate_headers: dict[str, str] = field(default_factory=dict)
 
     def overhead_ms(self) -> float:
         return max(
@@ -156,8 +159,10 @@ class Gateway(AsyncResource):
         self.ledger = UsageLedger(database)
         self.key_limits = KeyLimitsStore(database)
         self.api_keys = api_keys
-        #: Per-key requests-per-minute limiters, one per distinct limit.
+        #: Per-key requests- and tokens-per-minute limiters, one per distinct limit, counting
+        #: by key id (each key has its own window, whoever owns it).
         self._key_rpm: dict[int, SlidingWindowRateLimiter] = {}
+        self._key_tpm: dict[int, TokensPerMinute] = {}
         #: Work started off a request (token settlement); kept so it is not collected early.
         self._tasks: set[asyncio.Task[None]] = set()
         self.rng = rng or random.Random()
@@ -294,6 +299,31 @@ class Gateway(AsyncResource):
             allowed, info = await limiter.is_allowed(key_id)
             if not allowed:
                 self._refuse_rpm(info)
+            self._note_requests(r, info)
+
+    @staticmethod
+    def _note_requests(r: _Request, info: Any) -> None:
+        """Keeps the request limit with the fewest requests left for the answer's headers."""
+        remaining = max(0, int(info["remaining"]))
+        shown = r.rate_headers.get("x-ratelimit-remaining-requests")
+        if shown is not None and int(shown) <= remaining:
+            return
+        reset = max(0.0, float(info["reset_at"]) - time.time())
+        r.rate_headers["x-ratelimit-limit-requests"] = str(info["limit"])
+        r.rate_headers["x-ratelimit-remaining-requests"] = str(remaining)
+        r.rate_headers["x-ratelimit-reset-requests"] = f"{reset:.3f}s"
+
+    @staticmethod
+    def _note_tokens(r: _Request, limit: int, used: int, now: float) -> None:
+        """Keeps the token limit with the fewest tokens left for the answer's headers."""
+        remaining = max(0, limit - used)
+        shown = r.rate_headers.get("x-ratelimit-remaining-tokens")
+        if shown is not None and int(shown) <= remaining:
+            return
+        reset = TokensPerMinute.seconds_to_reset(now)
+        r.rate_headers["x-ratelimit-limit-tokens"] = str(limit)
+        r.rate_headers["x-ratelimit-remaining-tokens"] = str(remaining)
+        r.rate_headers["x-ratelimit-reset-tokens"] = f"{reset:.3f}s"
 
     def _refuse_rpm(self, info: Any) -> None:
         self.metrics.rate_limit_rejections.labels("rpm").inc()
@@ -307,24 +337,46 @@ class Gateway(AsyncResource):
             },
         )
 
-    async def _check_tpm(self, r: _Request, prompt_tokens: int) -> None:
-        """Charges the exact prompt to the caller's tokens per minute (the output is added when
-        the call is settled)."""
-        if self._tpm is None or r.caller is None:
-            return
-        allowed, retry_after, used = await self._tpm.check(r.caller.principal.id, prompt_tokens)
-        if not allowed:
-            self.metrics.rate_limit_rejections.labels("tpm").inc()
-            raise GatewayRateLimitError(
-                f"Rate limit reached: {self._tpm.limit} tokens per minute ({used} used, this "
-                f"request needs {prompt_tokens})",
-                retry_after=retry_after,
-                headers={
-                    "x-ratelimit-limit-tokens": str(self._tpm.limit),
-                    "x-ratelimit-remaining-tokens": str(max(0, self._tpm.limit - used)),
-                    "x-ratelimit-reset-tokens": f"{retry_after:.0f}s",
-                },
+    def _key_tpm_counter(self, r: _Request) -> tuple[TokensPerMinute, str] | None:
+        """The tokens-per-minute counter of the caller's API key and the key it counts by."""
+        key_id = r.caller.principal.key_id if r.caller is not None else None
+        if key_id is None or r.limits is None or r.limits.tpm is None:
+            return None
+        counter = self._key_tpm.get(r.limits.tpm)
+        if counter is None:
+            counter = TokensPerMinute(
+                r.limits.tpm,
+                self._redis,
+                f"{self._redis_key_prefix}gw:key-tpm:{r.limits.tpm}:",
             )
+            self._key_tpm[r.limits.tpm] = counter
+        return counter, key_id
+
+    async def _check_tpm(self, r: _Request, prompt_tokens: int) -> None:
+        """Charges the exact prompt to the caller's tokens per minute — the API key's own limit
+        and the settings' one per principal — (the output is added when the call is settled)."""
+        counters: list[tuple[TokensPerMinute, str]] = []
+        keyed = self._key_tpm_counter(r)
+        if keyed is not None:
+            counters.append(keyed)
+        if self._tpm is not None and r.caller is not None:
+            counters.append((self._tpm, r.caller.principal.id))
+        for counter, key in counters:
+            now = counter.clock()
+            allowed, retry_after, used = await counter.check(key, prompt_tokens)
+            if not allowed:
+                self.metrics.rate_limit_rejections.labels("tpm").inc()
+                raise GatewayRateLimitError(
+                    f"Rate limit reached: {counter.limit} tokens per minute ({used} used, this "
+                    f"request needs {prompt_tokens})",
+                    retry_after=retry_after,
+                    headers={
+                        "x-ratelimit-limit-tokens": str(counter.limit),
+                        "x-ratelimit-remaining-tokens": str(max(0, counter.limit - used)),
+                        "x-ratelimit-reset-tokens": f"{retry_after:.0f}s",
+                    },
+                )
+            self._note_tokens(r, counter.limit, used, now)
 
     async def set_key_limits(self, key_id: str, limits: KeyLimits) -> None:
         """Sets the gateway limits of an existing key (``ApiKeyNotFoundError`` otherwise)."""
@@ -341,6 +393,7 @@ class Gateway(AsyncResource):
         allowed, info = await self._rpm.is_allowed(r.caller.principal.id)
         if not allowed:
             self._refuse_rpm(info)
+        self._note_requests(r, info)
 
     def _parse(self, r: _Request, body: dict[str, Any]) -> ChatRequest:
         request = wire.parse_request(r.fmt, body, r.model)
@@ -422,6 +475,7 @@ class Gateway(AsyncResource):
                 if r.limits is not None and r.limits.budget_usd is not None
                 else None
             ),
+            key_id=r.caller.principal.key_id,
         )
         changed = fit.kept is not None or fit.truncated > 0
 
@@ -502,7 +556,7 @@ class Gateway(AsyncResource):
         deployments: list[Deployment],
         payload: Callable[[Deployment], _Payload],
         stream: bool,
-    ) -> tuple[httpx.Response, Deployment]:
+    ) -> tuple[UpstreamResponse, Deployment]:
         last: GatewayError | None = None
         skipped: list[float] = []
         for n, d in enumerate(deployments):
@@ -528,7 +582,7 @@ class Gateway(AsyncResource):
 
     async def _attempt(
         self, r: _Request, d: Deployment, p: _Payload, stream: bool
-    ) -> httpx.Response:
+    ) -> UpstreamResponse:
         breaker = self.breakers.get(d.key)
         attempt = 0
         while True:
@@ -586,6 +640,7 @@ class Gateway(AsyncResource):
 
     def _success_headers(self, r: _Request, d: Deployment) -> dict[str, str]:
         headers = dict(r.headers)
+        headers.update(r.rate_headers)
         headers["x-relay-request-id"] = r.call.request_id
         headers["x-relay-model"] = d.upstream_model
         headers["x-relay-provider"] = d.provider.name
@@ -603,6 +658,7 @@ class Gateway(AsyncResource):
         prices = self._prices(resolved, d)
         cost = prices.cost(usage) if prices else 0.0
         principal = r.caller.principal.id if r.caller else "-"
+        key_id = r.caller.principal.key_id if r.caller else None
         self.ledger.record(
             request_id=r.call.request_id,
             principal=principal,
@@ -612,10 +668,14 @@ class Gateway(AsyncResource):
             cost_usd=cost,
             status=status,
             reported=reported,
+            key_id=key_id,
         )
         if self._tpm is not None and r.caller is not None and usage.output_tokens:
             # Settled off the request: the answer is already out.
             self._background(self._tpm.add(r.caller.principal.id, usage.output_tokens))
+        keyed = self._key_tpm_counter(r)
+        if keyed is not None and usage.output_tokens:
+            self._background(keyed[0].add(keyed[1], usage.output_tokens))
         self.metrics.requests.labels(resolved.name, d.provider.name, str(status)).inc()
         self.metrics.cost.labels(resolved.name).inc(cost)
         self.metrics.tokens.labels(resolved.name, "input").inc(usage.input_tokens)
@@ -635,7 +695,7 @@ class Gateway(AsyncResource):
         resolved: ResolvedModel,
         d: Deployment,
         upstream_format: WireFormat,
-        response: httpx.Response,
+        response: UpstreamResponse,
     ) -> GatewayReply:
         content = response.content
         try:
@@ -673,7 +733,7 @@ class Gateway(AsyncResource):
         resolved: ResolvedModel,
         d: Deployment,
         upstream_format: WireFormat,
-        response: httpx.Response,
+        response: UpstreamResponse,
     ) -> GatewayReply:
         def on_end(usage: Usage | None, error: GatewayError | None) -> None:
             if isinstance(error, UpstreamError | UpstreamUnavailableError):

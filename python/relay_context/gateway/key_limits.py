@@ -1,6 +1,7 @@
-"""Gateway limits carried by an API key: requests per minute, a budget, and the models it may
-use (``relay keys create --rpm 60 --budget-usd 25 --budget-period month --models
-'gpt-4o,claude-*'``, or ``PUT /api/v1/gateway/keys/{id}/limits``).
+"""Gateway limits carried by an API key: requests and tokens per minute, a budget, and the models
+it may use (``relay keys create --rpm 60 --tpm 200000 --budget-usd 25 --budget-period month
+--models 'gpt-4o,claude-*'``, or ``PUT /api/v1/gateway/keys/{id}/limits``). Each applies to the
+key itself: two keys of one owner have a window and a spend each.
 
 They live in the gateway's own table, ``relay_gateway_key_limits`` (component
 ``gateway_key_limits`` of the shared database), keyed by the key's id, so the key store itself
@@ -23,6 +24,7 @@ from relay_context.persistence import Database, Migration, Transaction
 CACHE_SECONDS = 5.0
 #: The C++ sliding-window log keeps one timestamp per request: at most this many per minute.
 MAX_KEY_RPM = 10_000_000
+MAX_KEY_TPM = 10**12
 Period = Literal["day", "month", "lifetime"]
 PERIODS = ("day", "month", "lifetime")
 
@@ -42,6 +44,12 @@ KEY_LIMIT_MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        "gateway_key_limits",
+        2,
+        "tokens per minute per API key",
+        ("ALTER TABLE relay_gateway_key_limits ADD COLUMN tpm BIGINT",),
+    ),
 )
 
 
@@ -52,14 +60,16 @@ class KeyLimits:
     budget_period: Period = "month"
     #: ``fnmatch`` patterns of the model names the key may use (``None``: any).
     models: tuple[str, ...] | None = None
+    #: Tokens per minute (prompt counted before the call, output added after it).
+    tpm: int | None = None
 
     def __post_init__(self) -> None:
-        if self.rpm is not None and (
-            not isinstance(self.rpm, int) or not 1 <= self.rpm <= MAX_KEY_RPM
-        ):
-            raise InvalidArgumentError(
-                f"rpm must be an integer in [1, {MAX_KEY_RPM}], got {self.rpm!r}"
-            )
+        for name, value, cap in (("rpm", self.rpm, MAX_KEY_RPM), ("tpm", self.tpm, MAX_KEY_TPM)):
+            # ``type() is int``: a bool is not a limit.
+            if value is not None and (type(value) is not int or not 1 <= value <= cap):
+                raise InvalidArgumentError(
+                    f"{name} must be an integer in [1, {cap}], got {value!r}"
+                )
         if self.budget_usd is not None and not self.budget_usd > 0:
             raise InvalidArgumentError(f"budget_usd must be > 0, got {self.budget_usd!r}")
         if self.budget_period not in PERIODS:
@@ -73,6 +83,7 @@ class KeyLimits:
     def to_json(self) -> dict[str, object]:
         return {
             "rpm": self.rpm,
+            "tpm": self.tpm,
             "budget_usd": self.budget_usd,
             "budget_period": self.budget_period,
             "models": list(self.models) if self.models is not None else None,
@@ -103,12 +114,13 @@ class KeyLimitsStore:
             await tx.execute("DELETE FROM relay_gateway_key_limits WHERE key_id = $1", key_id)
             await tx.execute(
                 "INSERT INTO relay_gateway_key_limits (key_id, rpm, budget_usd, budget_period,"
-                " models) VALUES ($1, $2, $3, $4, $5)",
+                " models, tpm) VALUES ($1, $2, $3, $4, $5, $6)",
                 key_id,
                 limits.rpm,
                 limits.budget_usd,
                 limits.budget_period,
                 json.dumps(list(limits.models)) if limits.models is not None else None,
+                limits.tpm,
             )
         self._cache.pop(key_id, None)
 
@@ -119,21 +131,22 @@ class KeyLimitsStore:
             return cached[0]
         async with self._tx(False) as tx:
             rows = await tx.fetch(
-                "SELECT rpm, budget_usd, budget_period, models FROM relay_gateway_key_limits"
+                "SELECT rpm, budget_usd, budget_period, models, tpm FROM relay_gateway_key_limits"
                 " WHERE key_id = $1",
                 key_id,
             )
         limits = None
         if rows:
-            rpm, budget, period, models = rows[0]
+            rpm, budget, period, models, tpm = rows[0]
             limits = KeyLimits(
-                int(rpm) if rpm is not None else None,
-                float(budget) if budget is not None else None,
-                period,
-                tuple(json.loads(models)) if models is not None else None,
+                rpm=int(rpm) if rpm is not None else None,
+                budget_usd=float(budget) if budget is not None else None,
+                budget_period=period,
+                models=tuple(json.loads(models)) if models is not None else None,
+                tpm=int(tpm) if tpm is not None else None,
             )
         self._cache[key_id] = (limits, now + CACHE_SECONDS)
         return limits
 
 
-__all__ = ["MAX_KEY_RPM", "KeyLimits", "KeyLimitsStore", "parse_models"]
+__all__ = ["MAX_KEY_RPM", "MAX_KEY_TPM", "KeyLimits", "KeyLimitsStore", "parse_models"]

@@ -26,6 +26,11 @@ class TokensPerMinute:
     clock: Callable[[], float] = time.time
     _buckets: dict[tuple[str, int], int] = field(default_factory=dict)
 
+    @staticmethod
+    def seconds_to_reset(now: float) -> float:
+        """Seconds until the current bucket ends (when the window next gives tokens back)."""
+        return WINDOW_SECONDS - now % WINDOW_SECONDS
+
     async def _counts(self, key: str, bucket: int) -> tuple[int, int]:
         if self.redis is None:
             return self._buckets.get((key, bucket - 1), 0), self._buckets.get((key, bucket), 0)

@@ -54,10 +54,19 @@ USAGE_MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX relay_gateway_usage_at ON relay_gateway_usage (at_us)",
         ),
     ),
+    Migration(
+        "gateway_usage",
+        2,
+        "the API key of each call (per-key budgets)",
+        (
+            "ALTER TABLE relay_gateway_usage ADD COLUMN key_id TEXT",
+            "CREATE INDEX relay_gateway_usage_key ON relay_gateway_usage (key_id, at_us)",
+        ),
+    ),
 )
 _COLUMNS = (
     "at_us, request_id, principal, model, deployment, input_tokens, output_tokens,"
-    " cached_input_tokens, cost_usd, status, reported"
+    " cached_input_tokens, cost_usd, status, reported, key_id"
 )
 
 
@@ -75,6 +84,8 @@ class UsageRow:
     status: int
     #: 1 when the usage came from the upstream, 0 when Relay counted it.
     reported: int
+    #: The API key that made the call (``None`` for JWT, passthrough and open callers).
+    key_id: str | None = None
 
 
 class UsageLedger:
@@ -84,6 +95,7 @@ class UsageLedger:
         self._pending: list[UsageRow] = []
         self._flusher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._flushing = asyncio.Lock()
         self._closing = False
 
     # --- writing -------------------------------------------------------------------------------
@@ -99,6 +111,7 @@ class UsageLedger:
         cost_usd: float,
         status: int,
         reported: bool,
+        key_id: str | None = None,
     ) -> UsageRow:
         row = UsageRow(
             int(time.time() * US),
@@ -112,6 +125,7 @@ class UsageLedger:
             cost_usd,
             status,
             int(reported),
+            key_id,
         )
         self._pending.append(row)
         if len(self._pending) >= FLUSH_ROWS:
@@ -134,20 +148,22 @@ class UsageLedger:
                 log.exception("usage ledger: writing %d rows failed", len(self._pending))
 
     async def flush(self) -> None:
-        """Writes the buffered rows (in one transaction)."""
-        if not self._pending:
-            return
-        rows, self._pending = self._pending, []
-        try:
-            async with self._write() as tx:
-                await tx.executemany(
-                    f"INSERT INTO relay_gateway_usage ({_COLUMNS}) VALUES "
-                    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                    [astuple(r) for r in rows],
-                )
-        except BaseException:
-            self._pending[:0] = rows
-            raise
+        """Writes the buffered rows (in one transaction). Serialised, so that a reader that
+        flushes first also waits for the rows the background writer is writing."""
+        async with self._flushing:
+            if not self._pending:
+                return
+            rows, self._pending = self._pending, []
+            try:
+                async with self._write() as tx:
+                    await tx.executemany(
+                        f"INSERT INTO relay_gateway_usage ({_COLUMNS}) VALUES "
+                        "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                        [astuple(r) for r in rows],
+                    )
+            except BaseException:
+                self._pending[:0] = rows
+                raise
 
     async def close(self) -> None:
         self._closing = True
@@ -173,20 +189,23 @@ class UsageLedger:
 
     # --- reading -------------------------------------------------------------------------------
 
-    async def spent(self, principal: str, since_us: int) -> float:
-        """USD spent by ``principal`` since ``since_us`` (every replica's flushed rows, and this
-        process's buffered ones)."""
+    async def spent(self, principal: str, since_us: int, *, key_id: str | None = None) -> float:
+        """USD spent by ``principal`` (or, given ``key_id``, by that API key alone) since
+        ``since_us``: every replica's flushed rows, and this process's buffered ones."""
+        column, value = ("key_id", key_id) if key_id is not None else ("principal", principal)
         async with self._read() as tx:
             rows = await tx.fetch(
-                "SELECT COALESCE(SUM(cost_usd), 0) FROM relay_gateway_usage"
-                " WHERE principal = $1 AND at_us >= $2",
-                principal,
+                f"SELECT COALESCE(SUM(cost_usd), 0) FROM relay_gateway_usage"
+                f" WHERE {column} = $1 AND at_us >= $2",
+                value,
                 since_us,
             )
         total = float(rows[0][0] or 0.0)
-        return total + sum(
-            r.cost_usd for r in self._pending if r.principal == principal and r.at_us >= since_us
-        )
+        if key_id is not None:
+            pending = (r for r in self._pending if r.key_id == key_id)
+        else:
+            pending = (r for r in self._pending if r.principal == principal)
+        return total + sum(r.cost_usd for r in pending if r.at_us >= since_us)
 
     async def report(
         self, *, group_by: str, since: float = 0.0, principal: str | None = None

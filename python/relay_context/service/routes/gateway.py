@@ -19,7 +19,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from relay_context.gateway import Endpoint, GatewayCall
-from relay_context.gateway.key_limits import MAX_KEY_RPM, KeyLimits
+from relay_context.gateway.key_limits import MAX_KEY_RPM, MAX_KEY_TPM, KeyLimits
 from relay_context.service.deps import (
     AdminPrincipal,
     AuthFirstRoute,
@@ -150,12 +150,13 @@ class KeyLimitsBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rpm: int | None = Field(default=None, ge=1, le=MAX_KEY_RPM)
+    tpm: int | None = Field(default=None, ge=1, le=MAX_KEY_TPM)
     budget_usd: float | None = Field(default=None, gt=0)
     budget_period: Literal["day", "month", "lifetime"] = "month"
     #: Model-name patterns the key may use (``claude-*``); ``null``: any.
     models: list[str] | None = None
 
-    @field_validator("rpm", "budget_usd", mode="before")
+    @field_validator("rpm", "tpm", "budget_usd", mode="before")
     @classmethod
     def _not_a_boolean(cls, value: Any) -> Any:
         if isinstance(value, bool):  # ``true`` is not an rpm of 1
@@ -171,10 +172,11 @@ async def put_key_limits(
 ) -> dict[str, Any]:
     assert state.gateway is not None
     limits = KeyLimits(
-        body.rpm,
-        body.budget_usd,
-        body.budget_period,
-        tuple(body.models) if body.models is not None else None,
+        rpm=body.rpm,
+        tpm=body.tpm,
+        budget_usd=body.budget_usd,
+        budget_period=body.budget_period,
+        models=tuple(body.models) if body.models is not None else None,
     )
     await state.gateway.set_key_limits(key_id, limits)
     return {"key_id": key_id, **limits.to_json()}
