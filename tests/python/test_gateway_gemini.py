@@ -175,3 +175,33 @@ def test_errors_in_gemini_shape(rig: GatewayRig) -> None:
     limited = generate(rig, "gemini-2.5-flash", user("x"))
     assert limited.status_code == 429
     assert limited.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
+
+
+def test_stream_without_alt_sse_is_one_json_array(rig: GatewayRig) -> None:
+    """What Google answers to ``streamGenerateContent`` without ``alt=sse`` (and what clients
+    that parse the array, like google-genai's REST transport, expect): ``[{...},{...}]``,
+    streamed element by element — for a Gemini upstream and a translated one."""
+    for model in ("gemini-2.5-flash", "gpt-4o"):
+        pieces: list[bytes] = []
+        with httpx.stream(
+            "POST",
+            f"{rig.url}/v1beta/models/{model}:streamGenerateContent",
+            params={"key": rig.key},
+            json=user("fake:words=12"),
+            timeout=30,
+        ) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("application/json")
+            pieces = list(response.iter_bytes())
+        whole = b"".join(pieces)
+        assert whole.startswith(b"[")
+        assert whole.rstrip().endswith(b"]")
+        assert b"data:" not in whole
+        chunks = json.loads(whole)
+        assert isinstance(chunks, list)
+        assert len(chunks) > 1
+        text = "".join(
+            p.get("text", "") for c in chunks for p in c["candidates"][0]["content"]["parts"]
+        )
+        assert text.startswith("Hello from")
+        assert chunks[-1]["usageMetadata"]["candidatesTokenCount"] > 0

@@ -55,6 +55,7 @@ from relay_context.gateway.key_limits import KeyLimits, KeyLimitsStore
 from relay_context.gateway.metrics import GatewayMetrics
 from relay_context.gateway.providers.anthropic import endpoint as anthropic_endpoint
 from relay_context.gateway.providers.anthropic import messages_request as anthropic_request
+from relay_context.gateway.providers.gemini import json_array_stream as gemini_array
 from relay_context.gateway.providers.openai import chat_response as openai_response
 from relay_context.gateway.providers.openai import endpoint as openai_endpoint
 from relay_context.gateway.retry_policy import RetryPolicy
@@ -772,10 +773,14 @@ class Gateway(AsyncResource):
                 on_end=on_end,
                 budget=r.budget,
             )
+        media_type = "text/event-stream"
+        if r.call.endpoint == "gemini_stream" and gemini_array.wants_json_array(r.call.query):
+            chunks = gemini_array.as_json_array(chunks)
+            media_type = gemini_array.MEDIA_TYPE
         headers = {**self._success_headers(r, d), **SSE_HEADERS}
         headers["x-relay-overhead-ms"] = f"{r.overhead_ms():.3f}"
         self.metrics.overhead.observe(r.overhead_ms() / 1000)
-        return GatewayReply(200, headers, stream=chunks, media_type="text/event-stream")
+        return GatewayReply(200, headers, stream=chunks, media_type=media_type)
 
     async def _count_tokens(
         self, r: _Request, body: dict[str, Any], resolved: ResolvedModel
