@@ -281,3 +281,37 @@ def test_errors_are_anthropic_shaped(rig: GatewayRig) -> None:
     invalid = httpx.post(rig.url + "/v1/messages", content=b"[1,", headers={"x-api-key": rig.key})
     assert invalid.status_code == 400
     assert invalid.json()["type"] == "error"
+
+
+def test_interleaved_parallel_tool_argument_deltas_to_anthropic(rig: GatewayRig) -> None:
+    """An OpenAI-compatible upstream that interleaves the argument deltas of parallel tool
+    calls by index (call 0's piece, call 1's, call 2's, call 0's, ...) still gives each
+    tool_use block all of its own arguments and none of another's, through the SDK's stream
+    accumulator (before: pieces of a call after another had begun were dropped)."""
+    client = anthropic.Anthropic(base_url=rig.url, api_key=rig.key, max_retries=0)
+    with client.messages.stream(
+        model="gpt-4o",
+        max_tokens=100,
+        messages=[{"role": "user", "content": "fake:tools=3 fake:interleave_tools"}],
+        tools=TOOLS,  # type: ignore[arg-type]
+    ) as stream:
+        message = stream.get_final_message()
+    calls = [b for b in message.content if b.type == "tool_use"]
+    assert [c.input for c in calls] == [
+        {"city": city, "unit": "celsius"} for city in ("Paris", "Tokyo", "Lima")
+    ]
+    assert len({c.id for c in calls}) == 3
+    assert message.stop_reason == "tool_use"
+    events = raw_events(
+        rig,
+        {
+            "model": "gpt-4o",
+            "max_tokens": 100,
+            "messages": [{"role": "user", "content": "fake:tools=3 fake:interleave_tools"}],
+            "tools": TOOLS,
+        },
+    )
+    starts = Counter(int(d["index"]) for n, d in events if n == "content_block_start")  # type: ignore[call-overload]
+    stops = Counter(int(d["index"]) for n, d in events if n == "content_block_stop")  # type: ignore[call-overload]
+    assert starts == stops
+    assert set(stops.values()) == {1}

@@ -107,11 +107,31 @@ def chat(body: dict[str, Any], raw: bytes, s: Scenario, seq: int) -> Full | Stre
             c["usage"] = None
         return sse(c)
 
+    def interleaved_tool_chunks() -> Iterator[bytes]:
+        for i, call in enumerate(calls):
+            head = {"index": i, "id": call["id"], "type": "function"}
+            head["function"] = {"name": call["function"]["name"], "arguments": ""}
+            yield chunk({"tool_calls": [head]})
+        pieces = [
+            [a[k : k + 12] for k in range(0, len(a), 12)]
+            for a in (c["function"]["arguments"] for c in calls)
+        ]
+        for step in range(max(map(len, pieces), default=0)):
+            for i, own in enumerate(pieces):
+                if step < len(own):
+                    delta = {"index": i, "function": {"arguments": own[step]}}
+                    yield chunk({"tool_calls": [delta]})
+
     def events() -> Iterator[bytes]:
         yield chunk({"role": "assistant", "content": "", "refusal": None})
         for w in words:
             yield chunk({"content": w})
-        for i, call in enumerate(calls):
+        if s.interleave_tools:
+            yield from interleaved_tool_chunks()
+            calls_left: list[Any] = []
+        else:
+            calls_left = calls
+        for i, call in enumerate(calls_left):
             fn = call["function"]
             yield chunk(
                 {

@@ -27,6 +27,9 @@ class Scenario:
     words: int = 8
     text: str | None = None
     tools: int = 0
+    #: Parallel tool calls whose argument deltas interleave by index (every call's first
+    #: chunk, then one argument piece of each in turn), as some OpenAI-compatible servers send.
+    interleave_tools: bool = False
     thinking: bool = False
     cached: int = 0
     cut_after: int | None = None

@@ -41,9 +41,13 @@ class OpenAIStreamDecoder:
         self._next_index = 0
         self._open: int | None = None
         self._open_kind: str | None = None
-        #: OpenAI tool-call index -> neutral block index.
+        #: OpenAI tool-call index -> neutral block index (calls streamed live).
         self._tool_blocks: dict[int, int] = {}
         self._open_tool: int | None = None
+        #: Calls that began while another one was streaming: OpenAI may interleave argument
+        #: deltas by index, which a sequential protocol (Anthropic's blocks) cannot carry, so
+        #: each is held (id, name, argument pieces) and sent whole once the live one closes.
+        self._held_tools: dict[int, tuple[str, str, list[str]]] = {}
         self._finish: str | None = None
         self._usage: Usage | None = None
         self._finished = False
@@ -54,6 +58,15 @@ class OpenAIStreamDecoder:
             self._open = None
             self._open_kind = None
             self._open_tool = None
+        held, self._held_tools = self._held_tools, {}
+        for position, (call_id, name, pieces) in held.items():
+            block = self._open_block(out, "tool_use", tool_call_id=call_id, tool_name=name)
+            self._tool_blocks[position] = block
+            if pieces:
+                out.append(ToolArgumentsDelta(block, "".join(pieces)))
+            out.append(BlockStop(block))
+            self._open = None
+            self._open_kind = None
 
     def _open_block(self, out: list[StreamEvent], kind: str, **extra: Any) -> int:
         self._close(out)
@@ -89,30 +102,34 @@ class OpenAIStreamDecoder:
                 assert self._open is not None
                 out.append(TextDelta(self._open, content))
             for call in delta.get("tool_calls") or []:
-                position = int(call.get("index", 0))
-                fn = call.get("function") or {}
-                block = self._tool_blocks.get(position)
-                if block is None:
-                    block = self._open_block(
-                        out,
-                        "tool_use",
-                        tool_call_id=str(call.get("id") or f"call_{position}"),
-                        tool_name=str(fn.get("name") or ""),
-                    )
-                    self._tool_blocks[position] = block
-                    self._open_tool = position
-                elif self._open != block:
-                    # Arguments of an earlier call after another began (interleaved): they
-                    # cannot be reopened in a sequential protocol; kept in order of arrival.
-                    pass
-                args = fn.get("arguments")
-                if isinstance(args, str) and args and self._open == block:
-                    out.append(ToolArgumentsDelta(block, args))
+                self._tool_call_delta(out, call)
             finish = choice.get("finish_reason")
             if finish:
                 self._finish = finish
                 self._close(out)
         return out
+
+    def _tool_call_delta(self, out: list[StreamEvent], call: dict[str, Any]) -> None:
+        position = int(call.get("index", 0))
+        fn = call.get("function") or {}
+        args = fn.get("arguments")
+        piece = args if isinstance(args, str) else ""
+        held = self._held_tools.get(position)
+        if held is not None:
+            held[2].append(piece)
+            return
+        block = self._tool_blocks.get(position)
+        if block is None:
+            call_id = str(call.get("id") or f"call_{position}")
+            name = str(fn.get("name") or "")
+            if self._open_tool is not None:  # another call is streaming: hold this one
+                self._held_tools[position] = (call_id, name, [piece])
+                return
+            block = self._open_block(out, "tool_use", tool_call_id=call_id, tool_name=name)
+            self._tool_blocks[position] = block
+            self._open_tool = position
+        if piece and self._open == block:
+            out.append(ToolArgumentsDelta(block, piece))
 
     def finish(self) -> list[StreamEvent]:
         if self._finished:
