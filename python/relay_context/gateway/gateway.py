@@ -748,6 +748,10 @@ class Gateway(AsyncResource):
         self, r: _Request, body: dict[str, Any], resolved: ResolvedModel
     ) -> GatewayReply:
         """``/v1/embeddings`` and ``/v1/responses``: OpenAI-format upstreams only, forwarded."""
+        if r.call.endpoint == "embeddings":
+            v.check_embeddings_input(body)
+        else:
+            v.check_responses_input(body)
         path = (
             openai_endpoint.EMBEDDINGS_PATH
             if r.call.endpoint == "embeddings"
