@@ -240,6 +240,11 @@ class Gateway(AsyncResource):
         """Each deployment's circuit (``closed``, ``open``, ``half_open``), for ``/health``."""
         return self.breakers.states()
 
+    def stats_report(self) -> dict[str, Any]:
+        """``GET /api/v1/gateway/stats`` and the dashboard: :meth:`GatewayStats.snapshot` and
+        each deployment's circuit (``breakers``)."""
+        return {**self.stats.snapshot(), "breakers": self.breaker_states()}
+
     async def handle(self, call: GatewayCall) -> GatewayReply:
         """The answer to one gateway request; never raises for the client's or the upstream's
         errors (they are answers in the client's format)."""

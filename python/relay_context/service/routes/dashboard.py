@@ -24,7 +24,6 @@ from relay_context._version import __version__
 from relay_context.security.auth import Principal
 from relay_context.service.deps import AdminPrincipal, AuthFirstRoute, StateDep
 from relay_context.service.openapi import error_responses, event_stream_responses
-from relay_context.service.routes.gateway import gateway_stats
 from relay_context.service.sse import EventStreamResponse, event_stream, sse_event
 from relay_context.service.state import ServiceState
 
@@ -142,7 +141,7 @@ async def snapshot(state: ServiceState, principal: Principal) -> dict[str, Any]:
         # Payloads, bytes (as pushed / distinct / stored), dedup savings, live subscribers.
         "handoff": handoff,
         # Savings, cache outcomes, spend, breakers and series: GET /api/v1/gateway/stats.
-        "gateway": gateway_stats(state.gateway) if state.gateway is not None else None,
+        "gateway": state.gateway.stats_report() if state.gateway is not None else None,
         "drift_score": _sample(state, "relay_context_drift_score"),
         "auth": {
             "jwt_algorithm": settings.jwt_algorithm,

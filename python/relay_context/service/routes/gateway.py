@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from relay_context.gateway import Endpoint, Gateway, GatewayCall
+from relay_context.gateway import Endpoint, GatewayCall
 from relay_context.gateway.key_limits import MAX_KEY_RPM, KeyLimits
 from relay_context.service.deps import (
     AdminPrincipal,
@@ -187,19 +187,14 @@ async def get_key_limits(key_id: str, admin: AdminPrincipal, state: StateDep) ->
     return {"key_id": key_id, **limits.to_json()}
 
 
-def gateway_stats(gateway: Gateway) -> dict[str, Any]:
-    """What ``GET /api/v1/gateway/stats`` answers (and the dashboard's ``gateway`` figures):
-    this process's totals, cache outcomes, spend per provider and model, the hour and day
-    series (``relay_context.gateway.savings``) and each upstream deployment's circuit."""
-    return {**gateway.stats.snapshot(), "breakers": gateway.breaker_states()}
-
-
 @usage_router.get("/stats", summary="Gateway savings, spend, breakers and time series (admin)")
 async def stats(admin: AdminPrincipal, state: StateDep) -> dict[str, Any]:
+    """This process's totals, cache outcomes, spend per provider and model, the hour and day
+    series (``relay_context.gateway.savings``) and each upstream deployment's circuit."""
     assert state.gateway is not None
-    return gateway_stats(state.gateway)
+    return state.gateway.stats_report()
 
 
 router.include_router(usage_router)
 
-__all__ = ["gateway_stats", "router"]
+__all__ = ["router"]

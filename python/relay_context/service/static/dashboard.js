@@ -153,17 +153,22 @@ function renderBreakers(states) {
 
 // --- charts (uPlot, static/vendor) ------------------------------------------------------------
 
-const PALETTE = ["#3b82f6", "#ef4444", "#22c55e", "#a855f7"];
-// Each chart: the series (field of the stats' series, label); hit rate is derived per bucket.
+const BLUE = "#3b82f6", RED = "#ef4444", GREEN = "#22c55e", PURPLE = "#a855f7";
+// Each chart: the series (field of the stats' series, label, colour); hit rate is derived per
+// bucket and drawn with points, since buckets without lookups are gaps.
 const CHARTS = {
-  requests: { el: "chart-requests", series: [["requests", "Requests"], ["errors", "Errors"]] },
+  requests: {
+    el: "chart-requests", series: [["requests", "Requests", BLUE], ["errors", "Errors", RED]],
+  },
   tokens: {
     el: "chart-tokens",
-    series: [["input_tokens", "Input"], ["output_tokens", "Output"],
-      ["cached_input_tokens", "Cached prefix"]],
+    series: [["input_tokens", "Input", BLUE], ["output_tokens", "Output", PURPLE],
+      ["cached_input_tokens", "Cached prefix", GREEN]],
   },
-  spend: { el: "chart-spend", series: [["cost_usd", "Spent"], ["saved_usd", "Saved"]] },
-  hit_rate: { el: "chart-hit-rate", series: [["hit_rate", "Hit rate"]] },
+  spend: {
+    el: "chart-spend", series: [["cost_usd", "Spent", RED], ["saved_usd", "Saved", GREEN]],
+  },
+  hit_rate: { el: "chart-hit-rate", series: [["hit_rate", "Hit rate", BLUE]], points: true },
 };
 // State the tests read: the stats drawn, the uPlot instances, the range shown.
 const dashboard = { stats: null, charts: {}, range: "hour", builtFor: "" };
@@ -188,8 +193,9 @@ function chartOptions(spec, width) {
   return {
     width,
     height: 180,
-    series: [{}, ...spec.series.map(([, label], i) => ({
-      label, stroke: PALETTE[i], width: 1.5, spanGaps: false, points: { show: false },
+    series: [{}, ...spec.series.map(([, label, stroke]) => ({
+      label, stroke, width: 1.5, spanGaps: false,
+      points: spec.points ? { show: true, size: 6, fill: stroke } : { show: false },
     }))],
     axes: [axis, { ...axis, size: 60 }],
     scales: spec === CHARTS.hit_rate ? { y: { range: [0, 1] } } : {},
