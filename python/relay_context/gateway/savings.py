@@ -20,7 +20,10 @@ It keeps exact totals since start, spend per (provider, model), and two rings of
 bounded whatever the traffic. It also owns the Prometheus counters of issue 11
 (``relay_cache_hits_total{kind}``, ``relay_cache_misses_total``,
 ``relay_coalesced_requests_total``, ``relay_saved_usd_total``,
-``relay_prompt_cache_tokens_total``). The numbers are this process's; Prometheus sums replicas.
+``relay_prompt_cache_tokens_total``). They are registered here and nowhere else (a registry
+refuses a name twice): a cache counts through :meth:`GatewayStats.record_cache`, not through a
+Counter of its own, so the dashboard's figures and ``/metrics`` never disagree. The numbers are
+this process's; Prometheus sums replicas.
 """
 
 from __future__ import annotations
