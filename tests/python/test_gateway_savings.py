@@ -4,7 +4,7 @@ the hour and day rings with a fake clock, bounded memory, and its Prometheus cou
 from __future__ import annotations
 
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter
 
 from relay_context.gateway.costs import Prices
 from relay_context.gateway.savings import MAX_SPEND_ROWS, OTHER, GatewayStats
@@ -157,3 +157,15 @@ def test_spend_rows_are_bounded() -> None:
     other = next(r for r in spend if r["model"] == OTHER)
     assert other["requests"] == 50
     assert sum(r["requests"] for r in spend) == MAX_SPEND_ROWS + 50
+
+
+def test_a_name_registered_elsewhere_first_is_left_to_it(caplog: pytest.LogCaptureFixture) -> None:
+    registry = CollectorRegistry()
+    other = Counter("relay_coalesced_requests", "Someone else's.", registry=registry)
+    stats = GatewayStats(registry)
+    assert "relay_coalesced_requests_total is already registered" in caplog.text
+    stats.record_cache("coalesced", saved_usd=0.25)
+    other.inc(7)
+    assert _value(registry, "relay_coalesced_requests_total") == 7  # theirs is exported
+    assert stats.snapshot()["cache"]["coalesced"] == 1  # ours still counts
+    assert _value(registry, "relay_saved_usd_total") == 0.25

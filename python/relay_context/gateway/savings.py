@@ -20,14 +20,15 @@ It keeps exact totals since start, spend per (provider, model), and two rings of
 bounded whatever the traffic. It also owns the Prometheus counters of issue 11
 (``relay_cache_hits_total{kind}``, ``relay_cache_misses_total``,
 ``relay_coalesced_requests_total``, ``relay_saved_usd_total``,
-``relay_prompt_cache_tokens_total``). They are registered here and nowhere else (a registry
-refuses a name twice): a cache counts through :meth:`GatewayStats.record_cache`, not through a
-Counter of its own, so the dashboard's figures and ``/metrics`` never disagree. The numbers are
-this process's; Prometheus sums replicas.
+``relay_prompt_cache_tokens_total``). They belong here: a cache counts through
+:meth:`GatewayStats.record_cache`, not through a Counter of its own, so the dashboard's figures
+and ``/metrics`` agree (a name another module registered first is left to it, with a
+warning). The numbers are this process's; Prometheus sums replicas.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +39,8 @@ from prometheus_client import CollectorRegistry, Counter
 
 from relay_context.gateway.costs import Prices
 from relay_context.gateway.schema import Usage
+
+log = logging.getLogger(__name__)
 
 CacheOutcome = Literal["exact", "fuzzy", "coalesced", "miss"]
 CACHE_OUTCOMES: tuple[CacheOutcome, ...] = get_args(CacheOutcome)
@@ -65,6 +68,24 @@ _OUTCOME_FIELD: dict[CacheOutcome, str] = {
 #: Distinct (provider, model) pairs kept apart; more are summed under ``OTHER``.
 MAX_SPEND_ROWS = 512
 OTHER = "(other)"
+
+
+def _counter(
+    registry: CollectorRegistry, name: str, documentation: str, labels: tuple[str, ...] = ()
+) -> Counter:
+    """A counter registered in ``registry``, unless another module registered the name first:
+    then that one is exported, this one only counts (a warning names it), and the app still
+    starts."""
+    counter = Counter(name, documentation, labels, registry=None)
+    try:
+        registry.register(counter)
+    except ValueError:
+        log.warning(
+            "%s_total is already registered elsewhere; /metrics shows that one, the gateway's "
+            "stats keep their own count",
+            name,
+        )
+    return counter
 
 
 class _Ring:
@@ -132,30 +153,30 @@ class GatewayStats:
         self._prompt_cache_tokens = 0
         self._spend: dict[tuple[str, str], _Spend] = {}
         r = registry
-        self.cache_hits = Counter(
+        self.cache_hits = _counter(
+            r,
             "relay_cache_hits",
             "Gateway answers served from a cache, by kind (exact, fuzzy).",
             ("kind",),
-            registry=r,
         )
-        self.cache_misses = Counter(
-            "relay_cache_misses", "Gateway cache lookups that found nothing.", registry=r
+        self.cache_misses = _counter(
+            r, "relay_cache_misses", "Gateway cache lookups that found nothing."
         )
-        self.coalesced = Counter(
+        self.coalesced = _counter(
+            r,
             "relay_coalesced_requests",
             "Gateway requests answered by joining an identical request in flight.",
-            registry=r,
         )
-        self.saved_usd = Counter(
+        self.saved_usd = _counter(
+            r,
             "relay_saved_usd",
             "USD not spent upstream: cache hits, coalesced requests and provider prompt-cache "
             "discounts.",
-            registry=r,
         )
-        self.prompt_cache_tokens = Counter(
+        self.prompt_cache_tokens = _counter(
+            r,
             "relay_prompt_cache_tokens",
             "Input tokens the providers read from their prompt cache (cached prefix).",
-            registry=r,
         )
         for kind in ("exact", "fuzzy"):
             self.cache_hits.labels(kind)  # both series exist (at 0) from the start
