@@ -9,7 +9,9 @@ in its own virtual environment, built on first run by ``litellm_peer.py``; the f
 ``openai/*`` upstream) as separate processes, then measures, for the same request body:
 
 * one request at a time, non-streamed and streamed (to the last byte): p50 / p99 latency and the
-  added latency (gateway minus direct), plus Relay's own ``x-relay-overhead-ms``;
+  added latency (gateway minus direct), plus Relay's own ``x-relay-overhead-ms`` and each
+  gateway process's CPU per request (load on a shared machine inflates wall-clock latency far
+  more than CPU time);
 * concurrency 16 and 64 (non-streamed): requests/s, p99 and errors;
 * the ratios Relay vs LiteLLM (added p50, requests/s);
 * Relay's resident memory over a long run (``--requests``, 100,000 by default) at concurrency
@@ -105,6 +107,14 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and its children so far (the gateway's own cost, which the
+    machine's load does not inflate the way it inflates wall-clock latency)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    ticks = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def slope(xs: list[float], ys: list[float]) -> float:
@@ -237,6 +247,7 @@ def main() -> None:
         names = ", ".join(t.name for t in targets)
         print(f"bench_gateway: {names}; load average {os.getloadavg()[0]:.1f}")
         added: dict[tuple[str, bool], float] = {}
+        cpu: dict[tuple[str, bool], float] = {}
         with httpx.Client(timeout=60) as client:
             for t in targets:  # warm up connections and caches
                 sequential(client, t, 50, False)
@@ -248,7 +259,11 @@ def main() -> None:
                 b50, b99 = percentile(base, 0.5), percentile(base, 0.99)
                 print(f"  {label:13s} {'direct':16s} p50 {b50:7.3f} p99 {b99:7.3f}")
                 for t in targets[1:]:
+                    assert t.pid is not None
+                    cpu_before = cpu_seconds(t.pid)
                     lat, overhead = sequential(client, t, n, stream)
+                    cpu_ms = (cpu_seconds(t.pid) - cpu_before) * 1000 / n
+                    cpu[(t.name, stream)] = cpu_ms
                     p50, p99 = percentile(lat, 0.5), percentile(lat, 0.99)
                     added[(t.name, stream)] = p50 - b50
                     extra = (
@@ -258,7 +273,8 @@ def main() -> None:
                     )
                     print(
                         f"  {label:13s} {t.name:16s} p50 {p50:7.3f} p99 {p99:7.3f}"
-                        f" | added p50 {p50 - b50:7.3f} p99 {p99 - b99:7.3f}{extra}"
+                        f" | added p50 {p50 - b50:7.3f} p99 {p99 - b99:7.3f}"
+                        f" | server CPU {cpu_ms:.3f} ms/request{extra}"
                     )
         rps: dict[tuple[str, int], float] = {}
         for concurrency in (16, 64):
@@ -279,6 +295,11 @@ def main() -> None:
                 print(
                     f"  added p50 {label:13s}: relay {ours:.3f} ms, litellm {theirs:.3f} ms,"
                     f" {theirs / max(ours, 1e-3):.1f}x"
+                )
+                ours, theirs = cpu[("relay", stream)], cpu[(peer_name, stream)]
+                print(
+                    f"  server CPU {label:12s}: relay {ours:.3f} ms, litellm {theirs:.3f} ms"
+                    f" per request, {theirs / max(ours, 1e-3):.1f}x"
                 )
             for concurrency in (16, 64):
                 ours, theirs = rps[("relay", concurrency)], rps[(peer_name, concurrency)]
