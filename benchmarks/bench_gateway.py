@@ -175,6 +175,9 @@ async def concurrent(
                 done += 1
                 if on_progress is not None and done % every == 0:
                     on_progress[1].append(rss_kib(on_progress[0]))
+                    if len(on_progress[1]) % 10 == 1:  # a line every 10 %, for long runs
+                        mib = on_progress[1][-1] / 1024
+                        print(f"  memory run: {done} requests, RSS {mib:.1f} MiB", flush=True)
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
