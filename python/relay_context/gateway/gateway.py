@@ -32,7 +32,7 @@ from relay_context.gateway import wire_formats as wire
 from relay_context.gateway.budgets import StreamBudget, check_budget
 from relay_context.gateway.cache.entry import CachedAnswer
 from relay_context.gateway.cache.exact_cache import CacheTicket, ExactCache
-from relay_context.gateway.cache.metrics import cache_metrics
+from relay_context.gateway.cache.metrics import CacheMetrics
 from relay_context.gateway.cache.recording import record_stream
 from relay_context.gateway.cache.replay import stream_events, whole_body
 from relay_context.gateway.call import Endpoint, GatewayCall, GatewayReply
@@ -64,6 +64,7 @@ from relay_context.gateway.providers.openai import chat_response as openai_respo
 from relay_context.gateway.providers.openai import endpoint as openai_endpoint
 from relay_context.gateway.retry_policy import RetryPolicy
 from relay_context.gateway.routing import Deployment, ResolvedModel, RoutingTable
+from relay_context.gateway.savings import GatewayStats
 from relay_context.gateway.schema import ChatRequest, ChatResponse, TextPart, ToolCallPart, Usage
 from relay_context.gateway.streams import (
     forward_anthropic,
@@ -159,6 +160,8 @@ class Gateway(AsyncResource):
         self.tracer = tracer or trace.get_tracer("relay_context.gateway")
         self.authenticator = ClientAuthenticator(api_keys, auth)
         self.metrics = GatewayMetrics(registry)
+        #: Savings and traffic for the dashboard; the caches record their outcomes here.
+        self.stats = GatewayStats(registry)
         self.fitter = ContextFitter()
         self.ledger = UsageLedger(database)
         self.key_limits = KeyLimitsStore(database)
@@ -182,7 +185,7 @@ class Gateway(AsyncResource):
         self._retired_limiters: list[SlidingWindowRateLimiter] = []
         self.cache = ExactCache(
             gs.cache,
-            metrics=cache_metrics(registry),
+            metrics=CacheMetrics(registry),
             redis_url=redis_url,
             redis_key_prefix=redis_key_prefix,
         )
@@ -251,6 +254,11 @@ class Gateway(AsyncResource):
     def breaker_states(self) -> dict[str, str]:
         """Each deployment's circuit (``closed``, ``open``, ``half_open``), for ``/health``."""
         return self.breakers.states()
+
+    def stats_report(self) -> dict[str, Any]:
+        """``GET /api/v1/gateway/stats`` and the dashboard: :meth:`GatewayStats.snapshot` and
+        each deployment's circuit (``breakers``)."""
+        return {**self.stats.snapshot(), "breakers": self.breaker_states()}
 
     async def handle(self, call: GatewayCall) -> GatewayReply:
         """The answer to one gateway request; never raises for the client's or the upstream's
@@ -639,6 +647,14 @@ class Gateway(AsyncResource):
         self.metrics.tokens.labels(resolved.name, "input").inc(usage.input_tokens)
         self.metrics.tokens.labels(resolved.name, "output").inc(usage.output_tokens)
         self.metrics.tokens.labels(resolved.name, "cached_input").inc(usage.cached_input_tokens)
+        self.stats.record_request(
+            provider=d.provider.name,
+            model=resolved.name,
+            status=status,
+            usage=usage,
+            cost_usd=cost,
+            prices=prices,
+        )
         return cost
 
     @staticmethod
@@ -786,8 +802,11 @@ class Gateway(AsyncResource):
         answer = await self.cache.lookup(ticket)
         r.headers["x-relay-cache"] = ticket.status
         if answer is None:
+            if ticket.status == "miss":
+                self.stats.record_cache("miss")
             r.cache = ticket if ticket.may_store else None
             return None
+        self.stats.record_cache("exact", saved_usd=answer.cost_usd)
         return self._cached_reply(r, resolved, body, answer)
 
     def _cached_reply(
@@ -806,8 +825,6 @@ class Gateway(AsyncResource):
             saved_usd=answer.cost_usd,
             cache_hit=True,
         )
-        self.cache.metrics.hits.labels("exact").inc()
-        self.cache.metrics.saved_usd.inc(answer.cost_usd)
         self.metrics.requests.labels(resolved.name, answer.provider, "200").inc()
         headers = dict(r.headers)
         headers["x-relay-request-id"] = r.call.request_id
@@ -882,6 +899,10 @@ class Gateway(AsyncResource):
         self, r: _Request, body: dict[str, Any], resolved: ResolvedModel
     ) -> GatewayReply:
         """``/v1/embeddings`` and ``/v1/responses``: OpenAI-format upstreams only, forwarded."""
+        if r.call.endpoint == "embeddings":
+            v.check_embeddings_input(body)
+        else:
+            v.check_responses_input(body)
         path = (
             openai_endpoint.EMBEDDINGS_PATH
             if r.call.endpoint == "embeddings"
@@ -961,6 +982,7 @@ class Gateway(AsyncResource):
         headers.update({k: v for k, v in r.headers.items() if k.startswith("x-relay-")})
         provider = r.deployment.provider.name if r.deployment else "-"
         self.metrics.requests.labels(r.model or "-", provider, str(err.status)).inc()
+        self.stats.record_refused(err.status)
         if err.status >= 500:
             log.warning("gateway error %d: %s", err.status, err.message)
         return GatewayReply(err.status, headers, error_bytes(r.fmt, err))
