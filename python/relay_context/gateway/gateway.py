@@ -53,6 +53,7 @@ from relay_context.gateway.errors import (
     InvalidRequestError,
     ModelNotAllowedError,
     RequestBodyTooLargeError,
+    RoleNotAllowedError,
     UpstreamError,
     UpstreamUnavailableError,
 )
@@ -79,7 +80,7 @@ from relay_context.gateway.wire_formats import WireFormat
 from relay_context.lifecycle import AsyncResource
 from relay_context.persistence import Database
 from relay_context.security.api_keys import ApiKeyStore
-from relay_context.security.auth import AuthService
+from relay_context.security.auth import AuthService, UserRole
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +270,11 @@ class Gateway(AsyncResource):
             r.caller = await self.authenticator.authenticate(call.headers, gs.auth, call.query)
             if call.endpoint == "models":
                 return self._models(r)
+            if r.caller.principal.role is UserRole.VIEWER:  # viewers read; calls spend
+                raise RoleNotAllowedError(
+                    "this credential has the viewer role, which may list models but not call "
+                    "them; use a key with the user or admin role"
+                )
             if len(call.body) > gs.max_body_bytes:
                 raise RequestBodyTooLargeError(
                     f"request body of {len(call.body)} bytes exceeds the limit of "
