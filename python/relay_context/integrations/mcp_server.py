@@ -13,7 +13,6 @@ with their message, not crashes of the server.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -21,9 +20,8 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 from relay_context.errors import RelayError
+from relay_context.handoff_client.async_bridge import AsyncAgentBridge
 from relay_context.handoff_client.async_client import AsyncHandoffClient
-from relay_context.handoff_client.bridge import AgentBridge
-from relay_context.handoff_client.client import HandoffClient
 
 
 def _text(value: str | bytes) -> str:
@@ -98,13 +96,9 @@ def build_server(base_url: str | None = None, api_key: str | None = None) -> MCP
         """Hand ``task`` to the worker agent serving ``task_channel`` and wait for its answer
         on ``done_channel`` (matched by a correlation id)."""
 
-        def run() -> str | bytes:
-            with HandoffClient(relay.base_url, relay.api_key) as sync_relay:
-                bridge = AgentBridge(sync_relay, task_channel, done_channel)
-                return bridge.push_and_wait(task, timeout=timeout_seconds)
-
+        bridge = AsyncAgentBridge(relay, task_channel, done_channel)
         try:
-            return _text(await asyncio.to_thread(run))
+            return _text(await bridge.push_and_wait(task, timeout=timeout_seconds))
         except (RelayError, TimeoutError) as exc:
             raise ToolError(str(exc)) from exc
 
