@@ -115,6 +115,11 @@ class PayloadStore:
             stored_new_blob=new_blob,
         )
 
+    async def exists(self, tx: Transaction, payload_id: str) -> bool:
+        """Whether a payload row has this id (live or expired but not yet swept)."""
+        rows = await tx.fetch("SELECT 1 FROM relay_handoff_payloads WHERE id = $1", payload_id)
+        return bool(rows)
+
     async def get(self, payload_id: str, now_us: int) -> tuple[PayloadInfo, str] | None:
         """A live payload and its blob's location."""
         async with self.database.read() as tx:
