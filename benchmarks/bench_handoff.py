@@ -91,8 +91,11 @@ def start(args: argparse.Namespace, data_dir: str) -> tuple[subprocess.Popen[byt
             env[name] = value
     if args.database_url:
         env["DATABASE_SCHEMA"] = f"bench_handoff_{os.getpid()}"
+    command = [str(RELAY), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if args.profile:
+        command = [sys.executable, "-m", "cProfile", "-o", args.profile, *command]
     process = subprocess.Popen(
-        [str(RELAY), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        command,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=sys.stderr,
@@ -109,17 +112,20 @@ def start(args: argparse.Namespace, data_dir: str) -> tuple[subprocess.Popen[byt
             time.sleep(0.1)
 
 
-def request_phases(url: str, n: int) -> None:
+def request_phases(url: str, pid: int, n: int) -> None:
     body = (b"The architecture document, section after section. " * 2600)[: 125 * 1024]
     ids: list[str] = []
     with httpx.Client(base_url=url, timeout=30) as c:
         for i in range(20):  # warm-up
             c.post("/api/v1/handoff", content=b"warm %d " % i + body)
         floor = []
+        cpu: dict[str, float] = {}
+        mark = cpu_seconds(pid)
         for _ in range(n):
             t = time.perf_counter()
             c.get("/health").raise_for_status()
             floor.append(time.perf_counter() - t)
+        cpu["health"], mark = cpu_seconds(pid) - mark, cpu_seconds(pid)
         pushes = []
         for i in range(n):
             data = b"%08d" % i + body[8:]
@@ -128,21 +134,29 @@ def request_phases(url: str, n: int) -> None:
             pushes.append(time.perf_counter() - t)
             r.raise_for_status()
             ids.append(r.json()["id"])
+        cpu["push"], mark = cpu_seconds(pid) - mark, cpu_seconds(pid)
         pulls = []
         for payload_id in ids:
             t = time.perf_counter()
             r = c.get(f"/api/v1/handoff/{payload_id}")
             pulls.append(time.perf_counter() - t)
             assert len(r.content) == len(body)
+        cpu["pull"], mark = cpu_seconds(pid) - mark, cpu_seconds(pid)
         peeks = []
         for payload_id in ids:
             t = time.perf_counter()
             c.get(f"/peek/{payload_id}").raise_for_status()
             peeks.append(time.perf_counter() - t)
-    print(f"GET /health   {percentiles(floor)}   (the service's floor, for reference)")
-    print(f"push 125 KB   {percentiles(pushes)}")
-    print(f"pull 125 KB   {percentiles(pulls)}")
-    print(f"peek          {percentiles(peeks)}")
+        cpu["peek"] = cpu_seconds(pid) - mark
+
+    def used(phase: str) -> str:
+        # Server CPU per request: steadier than latency on a shared, loaded machine.
+        return f"   server CPU {cpu[phase] / n * 1000:5.2f} ms/request"
+
+    print(f"GET /health   {percentiles(floor)}{used('health')}   (the service's floor)")
+    print(f"push 125 KB   {percentiles(pushes)}{used('push')}")
+    print(f"pull 125 KB   {percentiles(pulls)}{used('pull')}")
+    print(f"peek          {percentiles(peeks)}{used('peek')}")
 
 
 async def _receipt(subscriber: object, sent: float) -> float:
@@ -218,13 +232,18 @@ def main() -> None:
     parser.add_argument("--big-mb", type=int, default=25)
     parser.add_argument("--database-url")
     parser.add_argument("--redis-url")
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="run the server under cProfile and write its statistics to FILE",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as data_dir:
         process, url = start(args, data_dir)
         try:
             backend = "PostgreSQL" if args.database_url else "SQLite"
             print(f"relay serve on {url} ({backend}{', Redis' if args.redis_url else ''})")
-            request_phases(url, args.requests)
+            request_phases(url, process.pid, args.requests)
             asyncio.run(fanout(url, process.pid, args.subscribers, args.events))
             big_payload(url, process.pid, args.big_mb, compressible=False)
             big_payload(url, process.pid, args.big_mb, compressible=True)

@@ -65,25 +65,28 @@ class PayloadStore:
     ) -> PayloadInfo:
         """Record a payload; stores ``spooled``'s bytes unless the same bytes are stored
         already (then the spool file is discarded and the blob gains a reference)."""
+        reserved = self.blobs.reserve(spooled.sha256)
         rows = await tx.fetch(
             "INSERT INTO relay_handoff_blobs"
             " (sha256, size, stored_size, refs, location, created_at_us)"
-            " VALUES ($1, $2, $3, 1, '', $4)"
+            " VALUES ($1, $2, $3, 1, $4, $5)"
             " ON CONFLICT (sha256) DO UPDATE SET refs = relay_handoff_blobs.refs + 1"
             " RETURNING refs",
             spooled.sha256,
             spooled.size,
             spooled.stored_size,
+            reserved or "",
             now_us,
         )
         new_blob = int(rows[0][0]) == 1
         if new_blob:
-            location = await self.blobs.store(tx, spooled.sha256, spooled.path)
-            await tx.execute(
-                "UPDATE relay_handoff_blobs SET location = $2 WHERE sha256 = $1",
-                spooled.sha256,
-                location,
-            )
+            location = await self.blobs.store(tx, spooled.sha256, spooled.path, reserved)
+            if location != reserved:
+                await tx.execute(
+                    "UPDATE relay_handoff_blobs SET location = $2 WHERE sha256 = $1",
+                    spooled.sha256,
+                    location,
+                )
         else:
             spooled.discard()
         await tx.execute(
