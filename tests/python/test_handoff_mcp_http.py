@@ -117,3 +117,21 @@ def test_mcp_needs_the_services_credentials(service: Any, tmp_path: Path) -> Non
     )
     assert accepted.status_code == 200, accepted.text
     assert accepted.json()["result"]["serverInfo"]["name"] == "relay-handoff"
+
+
+def test_mounting_mcp_leaves_the_services_logging_alone(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    # The mcp package configures the root logger when nothing has; the service must not gain
+    # a second, differently formatted log stream from it.
+    code = (
+        "import logging, sys\n"
+        "from relay_context.config.settings import Settings\n"
+        "from relay_context.service.app import create_app\n"
+        f"app = create_app(Settings(secret_key='k' * 40, data_dir={str(tmp_path)!r}))\n"
+        "assert any(getattr(r, 'path', '') == '/mcp' for r in app.router.routes)\n"
+        "print(logging.getLogger().handlers)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -14,6 +14,7 @@ answers rather than SSE streams (every tool answers once).
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -48,7 +49,16 @@ class McpEndpoint:
     """The ASGI endpoint of ``/mcp``; :meth:`running` wraps the service's lifespan."""
 
     def __init__(self) -> None:
-        server = build_server(client_for=_client_for)
+        # MCPServer's constructor calls logging.basicConfig (a rich handler on the root logger
+        # at INFO) unless the root has a handler; the service logs as JSON on its own loggers
+        # and must not gain one, so the root holds a placeholder meanwhile.
+        root = logging.getLogger()
+        placeholder = logging.NullHandler()
+        root.addHandler(placeholder)
+        try:
+            server = build_server(client_for=_client_for)
+        finally:
+            root.removeHandler(placeholder)
         # Built for its session manager (the SDK's way to mount a server inside another app);
         # the Starlette app it returns is not used: the service routes /mcp itself.
         server.streamable_http_app(
