@@ -39,6 +39,8 @@ SCRIPT = textwrap.dedent(
     secret = push.run(data="classified", encrypted=True)
     out["secret"] = secret
     out["secret_pulled"] = pull.run(url=secret)
+    nobody = crewai_tools(ContextRelay("http://127.0.0.1:9"))[1]
+    out["unreachable"] = nobody.run(url="http://127.0.0.1:9/pull/" + "A" * 32)
     print(json.dumps(out))
     """
 )
@@ -62,6 +64,7 @@ def test_crewai_tools_push_pull_peek(crewai_python: Any, tmp_path: Any) -> None:
         assert "no live payload" in out["missing"]
         assert "#key=" in out["secret"]
         assert out["secret_pulled"] == "classified"
+        assert out["unreachable"].startswith("error: the relay is unreachable")
         # What the crew pushed is an ordinary payload to Relay's own client.
         with ContextRelay(base) as relay:
             assert relay.pull(out["secret"]) == "classified"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 from crewai.tools import BaseTool
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -48,6 +49,8 @@ class _RelayTool(BaseTool):  # type: ignore[misc]
             return str(call())
         except RelayError as exc:
             return f"error: {exc}"
+        except httpx.HTTPError as exc:
+            return f"error: the relay is unreachable: {exc}"
 
 
 class RelayPushTool(_RelayTool):
