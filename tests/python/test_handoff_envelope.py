@@ -118,3 +118,21 @@ async def test_a_large_json_push_is_stored_in_bounded_memory(tmp_path: Path, clo
         assert peak < 8 * chunk, f"peak {peak / 2**20:.1f} MiB for a 20 MiB payload"
         _, stored = await relay.read_all(info.id)
         assert stored == text.encode()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"data": "x", "ttl": NaN}',
+        b'{"data": "x", "ttl": 1e999999}',
+        b'{"data": "x", "ttl": ' + b"9" * 5000 + b"}",
+        b'{"data": "x", "metadata": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"data": "x", "metadata": {"k": "\\ud800"}}',
+        b'{"data": "x", "metadata": {"\\udc00": 1}}',
+    ],
+)
+async def test_the_other_members_are_strict_json(body: bytes) -> None:
+    # As strict as checks.parse_json: no NaN, no out-of-range numbers, bounded nesting, text.
+    for split in (7, 100_000):
+        with pytest.raises(InvalidArgumentError):
+            await _parse(body, split, field_limit=100_000)

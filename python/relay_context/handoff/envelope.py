@@ -8,25 +8,56 @@ for :attr:`EnvelopeParser.fields`, complete once the data is exhausted. Members 
 any order. Each piece of the string is decoded by the C JSON decoder (a piece is cut where no
 escape, surrogate pair or UTF-8 sequence is split), so the parser keeps ``json``'s rules and
 speed: control characters, bad escapes and invalid UTF-8 are malformed JSON; a lone surrogate
-is refused, as it is not text.
+is refused, as it is not text. The other members are as strict as
+:func:`relay_context.checks.parse_json` (no ``NaN``, no out-of-range numbers, bounded nesting).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
-from relay_context.errors import InvalidArgumentError, PayloadTooLargeError
+from relay_context.checks import JSON_MAX_INT_DIGITS, check_json_text
+from relay_context.errors import (
+    InvalidArgumentError,
+    InvalidJsonError,
+    InvalidUnicodeError,
+    PayloadTooLargeError,
+)
 
 _WHITESPACE = re.compile(rb"[ \t\n\r]*")
 _HIGH_SURROGATE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}")
-_DECODER = json.JSONDecoder()
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
-def _malformed(why: str) -> InvalidArgumentError:
-    return InvalidArgumentError(f"the body is not valid JSON: {why}")
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > JSON_MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text)} digits is out of range")
+    return int(text)
+
+
+#: Strict JSON, as ``checks.parse_json`` reads it.
+_DECODER = json.JSONDecoder(
+    parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_bounded_int
+)
+
+
+def _malformed(why: str) -> InvalidJsonError:
+    return InvalidJsonError(f"the body is not valid JSON: {why}")
 
 
 def _starts_escape(raw: bytes | bytearray, index: int) -> bool:
@@ -72,7 +103,7 @@ def _decode(raw: bytes) -> bytes:
     try:
         return str(text).encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidArgumentError('"data" holds a lone surrogate (not UTF-8)') from None
+        raise InvalidUnicodeError('"data" holds a lone surrogate (not UTF-8)') from None
 
 
 class EnvelopeParser:
@@ -134,6 +165,8 @@ class EnvelopeParser:
                 decoded = text[: exc.start].decode("utf-8")  # a sequence cut at the end
             try:
                 value, end = _DECODER.raw_decode(decoded)
+            except RecursionError:
+                raise _malformed("it nests too deeply") from None
             except json.JSONDecodeError as exc:
                 complete = len(text) > self.field_limit or self._ended
                 if complete or not await self._more():
@@ -145,6 +178,8 @@ class EnvelopeParser:
                         ) from None
                     raise _malformed(exc.msg) from None
                 continue
+            except ValueError as exc:  # the number checks
+                raise _malformed(str(exc)) from None
             # A number at the end of the buffer may go on in the next piece.
             if (
                 end == len(decoded)
@@ -153,7 +188,10 @@ class EnvelopeParser:
                 and await self._more()
             ):
                 continue
-            self._position += len(decoded[:end].encode("utf-8"))
+            consumed = decoded[:end].encode("utf-8")
+            self._position += len(consumed)
+            if _SURROGATE_ESCAPE.search(consumed):
+                check_json_text("the request body", value)  # a lone surrogate is not text
             return value
 
     async def _string_pieces(self) -> AsyncIterator[bytes]:
