@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from relay_context.config.gateway import BudgetConfig, GatewaySettings
 from relay_context.core.ratelimit import SlidingWindowRateLimiter
+from relay_context.gateway import prompt_cache
 from relay_context.gateway import validation as v
 from relay_context.gateway import wire_formats as wire
 from relay_context.gateway.budgets import StreamBudget, check_budget
@@ -366,6 +367,11 @@ class Gateway(AsyncResource):
             truncate_threshold=gs.truncate_threshold_tokens,
             truncate_keep=gs.truncate_keep_messages,
             truncate_message_tokens=gs.truncate_message_tokens,
+            stable_step=(
+                max(1, int(gs.context_fit_step_share * resolved.context_window))
+                if gs.context_fit_prefix_stable and resolved.context_window
+                else None
+            ),
         )
         truncated = 0
         if gs.context_policy == "truncate" and r.fmt != "gemini":
@@ -466,8 +472,48 @@ class Gateway(AsyncResource):
                 max_output_tokens=resolved.max_output_tokens,
                 n=n if isinstance(n, int) else 1,
             )
+            self._use_prompt_cache(r, d, out)
             body_bytes = wire.dumps(out)
         return _Payload(target.path, body_bytes, target.headers)
+
+    def _prompt_cache_wanted(self, r: _Request, d: Deployment, body: dict[str, Any]) -> bool:
+        """Whether a body bound for ``d`` gets prompt-cache marks
+        (:mod:`~relay_context.gateway.prompt_cache`): the setting is on, the client set none and
+        the prompt is long enough to be cached at all."""
+        gs = self._gs
+        prompt = r.fit.prompt_tokens if r.fit is not None else 0
+        if d.provider.type == "anthropic":
+            minimum = prompt_cache.min_cacheable_tokens(
+                d.upstream_model, gs.anthropic_cache_min_tokens
+            )
+            return (
+                gs.anthropic_cache_breakpoints
+                and prompt >= minimum
+                and not prompt_cache.has_breakpoints(body)
+            )
+        return (
+            d.provider.type == "openai"
+            and gs.openai_prompt_cache_key
+            and r.caller is not None
+            and prompt >= prompt_cache.OPENAI_MIN_CACHEABLE
+            and "prompt_cache_key" not in body
+        )
+
+    def _use_prompt_cache(self, r: _Request, d: Deployment, out: dict[str, Any]) -> None:
+        """Adds the marks :meth:`_prompt_cache_wanted` asks for to ``out``."""
+        if not self._prompt_cache_wanted(r, d, out):
+            return
+        if d.provider.type == "anthropic":
+            minimum = prompt_cache.min_cacheable_tokens(
+                d.upstream_model, self._gs.anthropic_cache_min_tokens
+            )
+            counter = self.fitter.counter(d.upstream_model)
+            prompt_cache.add_anthropic_breakpoints(out, counter, minimum)
+        else:
+            assert r.caller is not None
+            out["prompt_cache_key"] = prompt_cache.openai_prompt_cache_key(
+                r.caller.principal.id, d.upstream_model, out.get("messages")
+            )
 
     def _forwarded_body(
         self, r: _Request, body: dict[str, Any], changed: bool, request: ChatRequest, d: Deployment
@@ -476,9 +522,10 @@ class Gateway(AsyncResource):
         need_usage = r.fmt == "openai" and request.stream and not request.stream_usage
         # Gemini names the model in the path, not the body.
         same_model = d.upstream_model == r.model or r.fmt == "gemini"
-        if not changed and same_model and not need_usage:
+        marks = self._prompt_cache_wanted(r, d, body)
+        if not changed and same_model and not need_usage and not marks:
             return raw
-        if not changed and same_model and "stream_options" not in body:
+        if not changed and same_model and "stream_options" not in body and not marks:
             end = raw.rstrip().rfind(b"}")
             return raw[:end] + b',"stream_options":{"include_usage":true}}'
         out = dict(body)
@@ -493,6 +540,7 @@ class Gateway(AsyncResource):
                 **(options if isinstance(options, dict) else {}),
                 "include_usage": True,
             }
+        self._use_prompt_cache(r, d, out)
         return json.dumps(out, separators=(",", ":")).encode()
 
     async def _dispatch(
@@ -621,6 +669,14 @@ class Gateway(AsyncResource):
         self.metrics.tokens.labels(resolved.name, "input").inc(usage.input_tokens)
         self.metrics.tokens.labels(resolved.name, "output").inc(usage.output_tokens)
         self.metrics.tokens.labels(resolved.name, "cached_input").inc(usage.cached_input_tokens)
+        if usage.cached_input_tokens:
+            self.metrics.prompt_cache_tokens.labels(resolved.name, "read").inc(
+                usage.cached_input_tokens
+            )
+        if usage.cache_write_tokens:
+            self.metrics.prompt_cache_tokens.labels(resolved.name, "write").inc(
+                usage.cache_write_tokens
+            )
         return cost
 
     @staticmethod

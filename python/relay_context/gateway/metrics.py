@@ -50,6 +50,12 @@ class GatewayMetrics:
             ("model", "kind"),
             registry=r,
         )
+        self.prompt_cache_tokens = Counter(
+            "relay_prompt_cache_tokens",
+            "Prompt tokens the provider's prompt cache served (read) or stored (write), by model.",
+            ("model", "kind"),
+            registry=r,
+        )
         self.breaker_state = Gauge(
             "relay_circuit_breaker_state",
             "Circuit breaker per upstream deployment: 0 closed, 1 half-open, 2 open.",

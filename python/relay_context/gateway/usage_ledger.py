@@ -54,10 +54,19 @@ USAGE_MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX relay_gateway_usage_at ON relay_gateway_usage (at_us)",
         ),
     ),
+    Migration(
+        "gateway_usage",
+        2,
+        "prompt-cache writes in the usage ledger",
+        (
+            "ALTER TABLE relay_gateway_usage"
+            " ADD COLUMN cache_write_tokens BIGINT NOT NULL DEFAULT 0",
+        ),
+    ),
 )
 _COLUMNS = (
     "at_us, request_id, principal, model, deployment, input_tokens, output_tokens,"
-    " cached_input_tokens, cost_usd, status, reported"
+    " cached_input_tokens, cache_write_tokens, cost_usd, status, reported"
 )
 
 
@@ -71,6 +80,8 @@ class UsageRow:
     input_tokens: int
     output_tokens: int
     cached_input_tokens: int
+    #: Input tokens written to the provider's prompt cache (billed at its cache-write price).
+    cache_write_tokens: int
     cost_usd: float
     status: int
     #: 1 when the usage came from the upstream, 0 when Relay counted it.
@@ -109,6 +120,7 @@ class UsageLedger:
             usage.input_tokens,
             usage.output_tokens,
             usage.cached_input_tokens,
+            usage.cache_write_tokens,
             cost_usd,
             status,
             int(reported),
@@ -142,7 +154,7 @@ class UsageLedger:
             async with self._write() as tx:
                 await tx.executemany(
                     f"INSERT INTO relay_gateway_usage ({_COLUMNS}) VALUES "
-                    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                     [astuple(r) for r in rows],
                 )
         except BaseException:
@@ -207,7 +219,8 @@ class UsageLedger:
         async with self._read() as tx:
             rows = await tx.fetch(
                 f"SELECT {column} AS g, COUNT(*), SUM(input_tokens), SUM(output_tokens),"
-                f" SUM(cached_input_tokens), SUM(cost_usd) FROM relay_gateway_usage"
+                f" SUM(cached_input_tokens), SUM(cost_usd), SUM(cache_write_tokens)"
+                f" FROM relay_gateway_usage"
                 f" WHERE {where} GROUP BY g ORDER BY g",
                 *args,
             )
@@ -225,6 +238,7 @@ class UsageLedger:
                     "input_tokens": int(row[2] or 0),
                     "output_tokens": int(row[3] or 0),
                     "cached_input_tokens": int(row[4] or 0),
+                    "cache_write_tokens": int(row[6] or 0),
                     "cost_usd": round(float(row[5] or 0.0), 8),
                 }
             )
