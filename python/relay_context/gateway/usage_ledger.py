@@ -96,6 +96,8 @@ class UsageLedger:
         self._flusher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._closing = False
+        #: One flush at a time, so a read's flush waits for the writer's batch in flight.
+        self._flushing = asyncio.Lock()
 
     # --- writing -------------------------------------------------------------------------------
 
@@ -146,7 +148,12 @@ class UsageLedger:
                 log.exception("usage ledger: writing %d rows failed", len(self._pending))
 
     async def flush(self) -> None:
-        """Writes the buffered rows (in one transaction)."""
+        """Writes the buffered rows (in one transaction); returns once they are written, even
+        when the background writer had taken them."""
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         if not self._pending:
             return
         rows, self._pending = self._pending, []
