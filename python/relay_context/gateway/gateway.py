@@ -33,6 +33,9 @@ from relay_context.gateway import wire_formats as wire
 from relay_context.gateway.budgets import StreamBudget, check_budget
 from relay_context.gateway.cache.entry import CachedAnswer
 from relay_context.gateway.cache.exact_cache import CacheTicket, ExactCache
+from relay_context.gateway.cache.fuzzy_guard import FuzzyContext, FuzzyThresholds
+from relay_context.gateway.cache.fuzzy_index import FuzzyIndex, split_request
+from relay_context.gateway.cache.key import CacheKey
 from relay_context.gateway.cache.metrics import cache_metrics
 from relay_context.gateway.cache.recording import record_stream
 from relay_context.gateway.cache.replay import stream_events, whole_body
@@ -123,6 +126,8 @@ class _Request:
     limits: KeyLimits | None = None
     #: Set when the exact cache looked the request up (a miss to be stored).
     cache: CacheTicket | None = None
+    #: The request as the fuzzy cache indexes it, when that cache is on.
+    fuzzy: tuple[FuzzyContext, str] | None = None
 
     def overhead_ms(self) -> float:
         return max(
@@ -187,6 +192,7 @@ class Gateway(AsyncResource):
             redis_url=redis_url,
             redis_key_prefix=redis_key_prefix,
         )
+        self.fuzzy = FuzzyIndex(max_entries=gs.fuzzy_cache.max_entries)
 
     # --- settings ------------------------------------------------------------------------------
 
@@ -223,6 +229,7 @@ class Gateway(AsyncResource):
                     self._retired_limiters.append(self._rpm)
                 self._rpm = self._rpm_limiter(gs)
             self.cache.configure(gs.cache)
+            self.fuzzy.max_entries = gs.fuzzy_cache.max_entries
             log.info("gateway settings reloaded")
         return gs
 
@@ -729,7 +736,7 @@ class Gateway(AsyncResource):
         if r.cache is not None and response.status_code == 200:
             answer = self._answer(r, d, "whole", usage, cost)
             answer.body = content
-            self._background(self._cache_save(r.cache, answer))
+            self._background(self._cache_save(r.cache, answer, r.fuzzy))
         headers = self._success_headers(r, d)
         headers["x-relay-cost-usd"] = f"{cost:.8f}"
         headers["x-relay-overhead-ms"] = f"{r.overhead_ms():.3f}"
@@ -803,7 +810,7 @@ class Gateway(AsyncResource):
                 usage, _, cost = ended[0]
                 answer = self._answer(r, d, "stream", usage, cost)
                 answer.events = events
-                self._background(self._cache_save(ticket, answer))
+                self._background(self._cache_save(ticket, answer, r.fuzzy))
 
             chunks = record_stream(
                 chunks,
@@ -842,12 +849,52 @@ class Gateway(AsyncResource):
         answer = await self.cache.lookup(ticket)
         r.headers["x-relay-cache"] = ticket.status
         if answer is None:
+            answer = await self._fuzzy_lookup(r, body, upstream, ticket)
+            if answer is not None:
+                return self._cached_reply(r, resolved, body, answer, kind="fuzzy")
             r.cache = ticket if ticket.may_store else None
             return None
         return self._cached_reply(r, resolved, body, answer)
 
+    async def _fuzzy_lookup(
+        self, r: _Request, body: dict[str, Any], upstream: str, ticket: CacheTicket
+    ) -> CachedAnswer | None:
+        """The fuzzy cache (``fuzzy_cache``, off by default; :mod:`.cache.fuzzy_guard`): the
+        entry of a request equal to this one but for a near-identical last user message that
+        the guard accepts, or ``None``. Remembers how to index this request's answer."""
+        fc = self._gs.fuzzy_cache
+        if not fc.enabled or ticket.status == "bypass":
+            return None
+        r.fuzzy = split_request(r.fmt, body, upstream_model=upstream, scope=ticket.key.scope)
+        if r.fuzzy is None or not ticket.may_read:
+            return None
+        found = self.fuzzy.lookup(
+            *r.fuzzy, FuzzyThresholds(fc.min_similarity, fc.max_edits, fc.min_chars)
+        )
+        for reason in found.refused:
+            self.metrics.fuzzy_refusals.labels(reason).inc()
+        if found.match is None:
+            return None
+        entry = CacheTicket(
+            CacheKey(found.match.entry_key, ticket.key.scope), ticket.directives, ticket.ttl_seconds
+        )
+        answer = await self.cache.lookup(entry)
+        if answer is None:  # expired or evicted from the store
+            self.fuzzy.remove(found.match.entry_key)
+            return None
+        r.headers["x-relay-cache"] = "fuzzy-hit"
+        r.headers["x-relay-cache-key"] = found.match.entry_key
+        r.headers["x-relay-fuzzy-similarity"] = f"{found.match.verdict.similarity:.3f}"
+        return answer
+
     def _cached_reply(
-        self, r: _Request, resolved: ResolvedModel, body: dict[str, Any], answer: CachedAnswer
+        self,
+        r: _Request,
+        resolved: ResolvedModel,
+        body: dict[str, Any],
+        answer: CachedAnswer,
+        *,
+        kind: Literal["exact", "fuzzy"] = "exact",
     ) -> GatewayReply:
         """A hit: costs 0 in the ledger, and what the first call cost counts as saved."""
         self.ledger.record(
@@ -862,7 +909,7 @@ class Gateway(AsyncResource):
             saved_usd=answer.cost_usd,
             cache_hit=True,
         )
-        self.cache.metrics.hits.labels("exact").inc()
+        self.cache.metrics.hits.labels(kind).inc()
         self.cache.metrics.saved_usd.inc(answer.cost_usd)
         self.metrics.requests.labels(resolved.name, answer.provider, "200").inc()
         headers = dict(r.headers)
@@ -904,8 +951,14 @@ class Gateway(AsyncResource):
             cost_usd=cost,
         )
 
-    async def _cache_save(self, ticket: CacheTicket, answer: CachedAnswer) -> None:
-        await self.cache.save(ticket, answer)
+    async def _cache_save(
+        self,
+        ticket: CacheTicket,
+        answer: CachedAnswer,
+        fuzzy: tuple[FuzzyContext, str] | None = None,
+    ) -> None:
+        if await self.cache.save(ticket, answer) and fuzzy is not None:
+            self.fuzzy.add(ticket.key.digest, *fuzzy)
 
     async def _count_tokens(
         self, r: _Request, body: dict[str, Any], resolved: ResolvedModel
