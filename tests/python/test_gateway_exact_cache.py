@@ -368,3 +368,20 @@ def test_gemini_entry_answers_both_modes(rig: GatewayRig) -> None:
     ]
     whole = first.json()["candidates"][0]["content"]["parts"][0]["text"]
     assert "".join(texts) == whole
+
+
+def test_team_scope_shares_between_one_owners_keys_only(tmp_path_factory: Any) -> None:
+    with running_gateway(
+        tmp_path_factory.mktemp("gw-team"), cache={"enabled": True, "scope": "team"}
+    ) as team:
+        alice_2 = new_key(team, "alice")  # the rig's own key is alice's too
+        bob = new_key(team, "bob")
+        body = {"model": "gpt-4o", "messages": [{"role": "user", "content": unique("team")}]}
+        first = team.post("/v1/chat/completions", body)
+        assert first.headers["x-relay-cache"] == "miss"
+        wait_for_entry(team, "/v1/chat/completions", body, alice_2)
+        other = httpx.post(
+            team.v1 + "/chat/completions", json=body, headers={"authorization": f"Bearer {bob}"}
+        )
+        assert other.headers["x-relay-cache"] == "miss"
+        assert other.headers["x-relay-cache-key"] != first.headers["x-relay-cache-key"]

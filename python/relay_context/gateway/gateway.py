@@ -36,7 +36,7 @@ from relay_context.gateway.cache.exact_cache import CacheTicket, ExactCache
 from relay_context.gateway.cache.fuzzy_guard import FuzzyContext, FuzzyThresholds
 from relay_context.gateway.cache.fuzzy_index import FuzzyIndex, split_request
 from relay_context.gateway.cache.key import CacheKey
-from relay_context.gateway.cache.metrics import cache_metrics
+from relay_context.gateway.cache.metrics import CacheMetrics
 from relay_context.gateway.cache.recording import record_stream
 from relay_context.gateway.cache.replay import stream_events, whole_body
 from relay_context.gateway.call import Endpoint, GatewayCall, GatewayReply
@@ -68,6 +68,7 @@ from relay_context.gateway.providers.openai import chat_response as openai_respo
 from relay_context.gateway.providers.openai import endpoint as openai_endpoint
 from relay_context.gateway.retry_policy import RetryPolicy
 from relay_context.gateway.routing import Deployment, ResolvedModel, RoutingTable
+from relay_context.gateway.savings import GatewayStats
 from relay_context.gateway.schema import ChatRequest, ChatResponse, TextPart, ToolCallPart, Usage
 from relay_context.gateway.streams import (
     forward_anthropic,
@@ -165,6 +166,8 @@ class Gateway(AsyncResource):
         self.tracer = tracer or trace.get_tracer("relay_context.gateway")
         self.authenticator = ClientAuthenticator(api_keys, auth)
         self.metrics = GatewayMetrics(registry)
+        #: Savings and traffic for the dashboard; the caches record their outcomes here.
+        self.stats = GatewayStats(registry)
         self.fitter = ContextFitter()
         self.ledger = UsageLedger(database)
         self.key_limits = KeyLimitsStore(database)
@@ -188,7 +191,7 @@ class Gateway(AsyncResource):
         self._retired_limiters: list[SlidingWindowRateLimiter] = []
         self.cache = ExactCache(
             gs.cache,
-            metrics=cache_metrics(registry),
+            metrics=CacheMetrics(registry),
             redis_url=redis_url,
             redis_key_prefix=redis_key_prefix,
         )
@@ -259,6 +262,11 @@ class Gateway(AsyncResource):
     def breaker_states(self) -> dict[str, str]:
         """Each deployment's circuit (``closed``, ``open``, ``half_open``), for ``/health``."""
         return self.breakers.states()
+
+    def stats_report(self) -> dict[str, Any]:
+        """``GET /api/v1/gateway/stats`` and the dashboard: :meth:`GatewayStats.snapshot` and
+        each deployment's circuit (``breakers``)."""
+        return {**self.stats.snapshot(), "breakers": self.breaker_states()}
 
     async def handle(self, call: GatewayCall) -> GatewayReply:
         """The answer to one gateway request; never raises for the client's or the upstream's
@@ -694,14 +702,14 @@ class Gateway(AsyncResource):
         self.metrics.tokens.labels(resolved.name, "input").inc(usage.input_tokens)
         self.metrics.tokens.labels(resolved.name, "output").inc(usage.output_tokens)
         self.metrics.tokens.labels(resolved.name, "cached_input").inc(usage.cached_input_tokens)
-        if usage.cached_input_tokens:
-            self.metrics.prompt_cache_tokens.labels(resolved.name, "read").inc(
-                usage.cached_input_tokens
-            )
-        if usage.cache_write_tokens:
-            self.metrics.prompt_cache_tokens.labels(resolved.name, "write").inc(
-                usage.cache_write_tokens
-            )
+        self.stats.record_request(
+            provider=d.provider.name,
+            model=resolved.name,
+            status=status,
+            usage=usage,
+            cost_usd=cost,
+            prices=prices,
+        )
         return cost
 
     @staticmethod
@@ -851,9 +859,13 @@ class Gateway(AsyncResource):
         if answer is None:
             answer = await self._fuzzy_lookup(r, body, upstream, ticket)
             if answer is not None:
-                return self._cached_reply(r, resolved, body, answer, kind="fuzzy")
+                self.stats.record_cache("fuzzy", saved_usd=answer.cost_usd)
+                return self._cached_reply(r, resolved, body, answer)
+            if ticket.status == "miss":
+                self.stats.record_cache("miss")
             r.cache = ticket if ticket.may_store else None
             return None
+        self.stats.record_cache("exact", saved_usd=answer.cost_usd)
         return self._cached_reply(r, resolved, body, answer)
 
     async def _fuzzy_lookup(
@@ -888,13 +900,7 @@ class Gateway(AsyncResource):
         return answer
 
     def _cached_reply(
-        self,
-        r: _Request,
-        resolved: ResolvedModel,
-        body: dict[str, Any],
-        answer: CachedAnswer,
-        *,
-        kind: Literal["exact", "fuzzy"] = "exact",
+        self, r: _Request, resolved: ResolvedModel, body: dict[str, Any], answer: CachedAnswer
     ) -> GatewayReply:
         """A hit: costs 0 in the ledger, and what the first call cost counts as saved."""
         self.ledger.record(
@@ -909,8 +915,6 @@ class Gateway(AsyncResource):
             saved_usd=answer.cost_usd,
             cache_hit=True,
         )
-        self.cache.metrics.hits.labels(kind).inc()
-        self.cache.metrics.saved_usd.inc(answer.cost_usd)
         self.metrics.requests.labels(resolved.name, answer.provider, "200").inc()
         headers = dict(r.headers)
         headers["x-relay-request-id"] = r.call.request_id
@@ -991,6 +995,10 @@ class Gateway(AsyncResource):
         self, r: _Request, body: dict[str, Any], resolved: ResolvedModel
     ) -> GatewayReply:
         """``/v1/embeddings`` and ``/v1/responses``: OpenAI-format upstreams only, forwarded."""
+        if r.call.endpoint == "embeddings":
+            v.check_embeddings_input(body)
+        else:
+            v.check_responses_input(body)
         path = (
             openai_endpoint.EMBEDDINGS_PATH
             if r.call.endpoint == "embeddings"
@@ -1070,6 +1078,7 @@ class Gateway(AsyncResource):
         headers.update({k: v for k, v in r.headers.items() if k.startswith("x-relay-")})
         provider = r.deployment.provider.name if r.deployment else "-"
         self.metrics.requests.labels(r.model or "-", provider, str(err.status)).inc()
+        self.stats.record_refused(err.status)
         if err.status >= 500:
             log.warning("gateway error %d: %s", err.status, err.message)
         return GatewayReply(err.status, headers, error_bytes(r.fmt, err))

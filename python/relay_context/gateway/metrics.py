@@ -50,12 +50,6 @@ class GatewayMetrics:
             ("model", "kind"),
             registry=r,
         )
-        self.prompt_cache_tokens = Counter(
-            "relay_prompt_cache_tokens",
-            "Prompt tokens the provider's prompt cache served (read) or stored (write), by model.",
-            ("model", "kind"),
-            registry=r,
-        )
         self.fuzzy_refusals = Counter(
             "relay_fuzzy_cache_refusals",
             "Near cached requests the fuzzy cache's guard refused, by reason.",

@@ -12,7 +12,6 @@ import threading
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from relay_context.gateway.cache.metrics import cache_metrics
 from relay_context.service.handoff_metrics import HandoffMetrics
 
 #: Latency buckets, in seconds: 1 ms to 10 s.
@@ -68,9 +67,12 @@ class ServiceMetrics:
             "relay_tokens_counted", "Tokens counted by the service.", registry=r
         )
         # --- cache -----------------------------------------------------------------------------
-        # Shared with the gateway's caches: hits by kind, this one's is "context".
-        self.cache_hits = cache_metrics(r).hits.labels("context")
-        self.cache_misses = cache_metrics(r).misses
+        self.cache_hits = Counter(
+            "relay_context_cache_hits", "Context-window cache hits.", registry=r
+        )
+        self.cache_misses = Counter(
+            "relay_context_cache_misses", "Context-window cache misses.", registry=r
+        )
         self.cache_hit_rate = Gauge(
             "relay_cache_hit_rate", "Context cache hits / lookups since start.", registry=r
         )

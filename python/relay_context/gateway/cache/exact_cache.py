@@ -175,7 +175,6 @@ class ExactCache:
     async def lookup(self, ticket: CacheTicket) -> CachedAnswer | None:
         """The fresh entry of the ticket's key, or ``None`` (a miss, or a bypass)."""
         if not ticket.may_read:
-            self.metrics.misses.inc()
             return None
         store = self._live_store(ticket)
         if store is None:
@@ -187,7 +186,6 @@ class ExactCache:
             return None
         answer = decode_answer(data) if data is not None else None
         if answer is None or not answer.fresh(time.time(), ticket.directives.max_age):
-            self.metrics.misses.inc()
             return None
         ticket.status = "hit"
         return answer
