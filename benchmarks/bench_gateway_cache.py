@@ -288,11 +288,131 @@ def run_store(store: str, args: argparse.Namespace) -> dict[str, Any]:
             asyncio.run(sequential(relay_port, key, 100, False))  # warm up
             print(f"  [{store}] measuring", file=sys.stderr, flush=True)
             out: dict[str, Any] = {}
+            if store == "memory":
+                with httpx.Client(timeout=60) as client:
+                    fidelity(client, url, headers, "relay")
             for stream in (False, True):
                 lat, over = asyncio.run(sequential(relay_port, key, args.requests, stream))
                 out["stream" if stream else "whole"] = (lat, over)
             out["load"] = asyncio.run(open_loop(relay_port, key, args.rate, args.seconds))
             return out
+
+
+LITELLM_CONFIG = """model_list:
+  - model_name: "*"
+    litellm_params:
+      model: "openai/*"
+      api_base: "{upstream}"
+      api_key: "sk-fake"
+litellm_settings:
+  telemetry: false
+  cache: true
+  cache_params:
+    type: local
+general_settings:
+  master_key: "sk-litellm-bench"
+  disable_spend_logs: true
+"""
+FIDELITY_BODY = {
+    "model": "gpt-4o-mini",
+    "stream": True,
+    "stream_options": {"include_usage": True},
+    "messages": [{"role": "user", "content": "fidelity fake:tools=2 fake:thinking fake:cached=64"}],
+    "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+}
+
+
+def stream_chunks(client: httpx.Client, url: str, headers: dict[str, str]) -> list[Any]:
+    with client.stream("POST", url, json=FIDELITY_BODY, headers=headers) as response:
+        text = response.read().decode()
+    return [
+        json.loads(e[6:])
+        for e in text.replace("\r\n", "\n").split("\n\n")
+        if e.startswith("data: {")
+    ]
+
+
+def fields(chunks: list[Any]) -> set[str]:
+    """Every field path present in the chunks (``choices.delta.tool_calls.function.arguments``)."""
+    out: set[str] = set()
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if v is not None:
+                    walk(v, f"{path}.{k}" if path else k)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, path)
+        else:
+            out.add(path)
+
+    for chunk in chunks:
+        walk(chunk, "")
+    return out
+
+
+def fidelity(client: httpx.Client, url: str, headers: dict[str, str], name: str) -> None:
+    original = stream_chunks(client, url, headers)
+    time.sleep(0.5)
+    replayed = stream_chunks(client, url, headers)
+    lost = sorted(fields(original) - fields(replayed))
+    strip = {"id", "created", "system_fingerprint"}
+    same = [{k: v for k, v in c.items() if k not in strip} for c in original] == [
+        {k: v for k, v in c.items() if k not in strip} for c in replayed
+    ]
+    print(
+        f"  {name:7s} stream replay: {len(original)} chunks first, {len(replayed)} replayed;"
+        f" fields lost: {lost or 'none'}; chunks equal (ids aside): {same}"
+    )
+
+
+def run_litellm(venv: Path, args: argparse.Namespace) -> None:
+    fake_port, port = free_port(), free_port()
+    fake_url = f"http://127.0.0.1:{fake_port}"
+    url = f"http://127.0.0.1:{port}"
+    base_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENAI", "ANTHROPIC", "LITELLM", "DATABASE_URL", "REDIS"))
+    }
+    with tempfile.TemporaryDirectory() as work:
+        config = Path(work) / "litellm.yaml"
+        config.write_text(LITELLM_CONFIG.format(upstream=fake_url + "/v1"))
+        env = {
+            **base_env,
+            "LITELLM_LOG": "ERROR",
+            "LITELLM_TELEMETRY": "False",
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        }
+        fake_env = {**base_env, "PYTHONPATH": str(REPO / "tests" / "python")}
+        fake_cmd = [sys.executable, "-m", "fake_upstream", "--port", str(fake_port)]
+        cmd = [str(venv / "bin" / "litellm"), "--config", str(config), "--port", str(port)]
+        with (
+            process(fake_cmd, fake_env, fake_url, "/v1/models"),
+            process(cmd, env, url, "/health/liveliness"),
+        ):
+            headers = {"authorization": "Bearer sk-litellm-bench"}
+            with httpx.Client(timeout=60) as client:
+                for n in range(PROMPTS):
+                    client.post(url + "/v1/chat/completions", content=body(n), headers=headers)
+                time.sleep(0.5)
+                before = len(httpx.get(fake_url + "/_fake/requests").json())
+                latencies = []
+                for i in range(args.requests):
+                    started = time.perf_counter()
+                    response = client.post(
+                        url + "/v1/chat/completions", content=body(i % PROMPTS), headers=headers
+                    )
+                    latencies.append((time.perf_counter() - started) * 1000)
+                    assert response.status_code == 200, response.text
+                upstream_calls = len(httpx.get(fake_url + "/_fake/requests").json()) - before
+                print(
+                    f"  litellm whole  one at a time: p50 {percentile(latencies, 0.5):6.3f}"
+                    f" p99 {percentile(latencies, 0.99):6.3f}"
+                    f" | upstream calls during the hits: {upstream_calls}"
+                )
+                fidelity(client, url + "/v1/chat/completions", headers, "litellm")
 
 
 def main() -> None:
@@ -302,6 +422,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--requests", type=int, default=None, help="sequential hits per case")
     parser.add_argument("--stores", default="memory,sqlite,redis")
+    parser.add_argument(
+        "--litellm-venv",
+        default=os.environ.get("RELAY_LITELLM_VENV", str(REPO / "benchmarks" / ".venv-litellm")),
+        help="a virtual environment with litellm[proxy] 1.106.x (skipped if absent)",
+    )
     args = parser.parse_args()
     args.seconds = args.seconds or (2.0 if args.quick else 5.0)
     args.requests = args.requests or (300 if args.quick else 1000)
@@ -322,6 +447,12 @@ def main() -> None:
             f" p99 {load['p99']:6.3f} | overhead p50 {load['overhead_p50']:6.3f}"
             f" p99 {load['overhead_p99']:6.3f} | errors {load['errors']}"
         )
+    venv = Path(args.litellm_venv)
+    if (venv / "bin" / "litellm").exists():
+        print("LiteLLM's in-memory cache (cache_params.type: local), same requests:")
+        run_litellm(venv, args)
+    else:
+        print(f"LiteLLM: no venv at {venv} (see --litellm-venv); not run")
 
 
 if __name__ == "__main__":
