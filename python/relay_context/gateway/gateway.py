@@ -1,6 +1,7 @@
 """The gateway's one entry point, :meth:`Gateway.handle`, and the pipeline of one request, in
-order: auth -> limits -> context fit -> route -> breaker -> provider (retries with backoff and
-jitter while nothing was sent, then fallbacks) -> usage ledger.
+order: auth -> limits -> context fit -> coalescing (identical requests in flight share one
+upstream call) -> route -> breaker -> provider (retries with backoff and jitter while nothing was
+sent, then fallbacks) -> usage ledger.
 
 A request to an upstream of the client's own format is forwarded as it came: the body is
 re-encoded only when Relay changed it (another upstream model name, messages dropped by the
@@ -12,6 +13,7 @@ upstream's, reaches the client in the shape of the API it called.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import random
@@ -33,6 +35,8 @@ from relay_context.gateway.budgets import StreamBudget, check_budget
 from relay_context.gateway.call import Endpoint, GatewayCall, GatewayReply
 from relay_context.gateway.circuit_breaker import STATE_VALUES, BreakerBoard
 from relay_context.gateway.client_auth import Caller, ClientAuthenticator
+from relay_context.gateway.coalescing import Coalescer, LocalCoalescer
+from relay_context.gateway.coalescing_redis import RedisCoalescer
 from relay_context.gateway.context_fit import (
     DEFAULT_RESERVED_OUTPUT,
     ContextFitter,
@@ -115,6 +119,8 @@ class _Request:
     headers: dict[str, str] = field(default_factory=dict)
     budget: StreamBudget | None = None
     limits: KeyLimits | None = None
+    #: Answered from another identical request's upstream call (costs nothing more).
+    coalesced: bool = False
 
     def overhead_ms(self) -> float:
         return max(
@@ -173,6 +179,7 @@ class Gateway(AsyncResource):
         self._rpm: SlidingWindowRateLimiter | None = self._rpm_limiter(gs)
         self._tpm: TokensPerMinute | None = self._tpm_counter(gs)
         self._retired_limiters: list[SlidingWindowRateLimiter] = []
+        self.coalescer: Coalescer = self._coalescer()
 
     # --- settings ------------------------------------------------------------------------------
 
@@ -219,6 +226,7 @@ class Gateway(AsyncResource):
 
     async def close(self) -> None:
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.coalescer.close()
         await self.ledger.close()
         await self.pool.close()
         for limiter in [self._rpm, *self._retired_limiters, *self._key_rpm.values()]:
@@ -428,8 +436,8 @@ class Gateway(AsyncResource):
         def payload(d: Deployment) -> _Payload:
             return self._chat_payload(r, body, changed, request, resolved, d)
 
-        response, deployment = await self._dispatch(
-            r, resolved, deployments, payload, request.stream
+        response, deployment = await self._coalesced_dispatch(
+            r, gs, body, resolved, deployments, payload, request.stream
         )
         upstream_format: WireFormat = deployment.provider.type
         if request.stream:
@@ -494,6 +502,83 @@ class Gateway(AsyncResource):
                 "include_usage": True,
             }
         return json.dumps(out, separators=(",", ":")).encode()
+
+    # --- coalescing: identical requests in flight share one upstream call ---------------------
+
+    def _coalescer(self) -> Coalescer:
+        def max_bytes() -> int:
+            return self._gs.coalesce_max_bytes
+
+        if self._redis is None:
+            return LocalCoalescer(max_bytes)
+        return RedisCoalescer(
+            self._redis,
+            self._redis_key_prefix,
+            max_bytes=max_bytes,
+            lease_seconds=lambda: self._gs.coalesce_lease_seconds,
+        )
+
+    @staticmethod
+    def _coalescing_key(r: _Request, body: dict[str, Any], stream: bool) -> str:
+        """Identical requests of one scope: the caller (and the upstream key it brought), the
+        API called, the model, streamed or not, and the request as the upstream will get it."""
+        assert r.caller is not None
+        upstream_key = r.caller.upstream_key or ""
+        canonical = json.dumps(
+            [
+                1,
+                r.caller.principal.id,
+                hashlib.sha256(upstream_key.encode()).hexdigest(),
+                r.call.endpoint,
+                r.model,
+                stream,
+                r.fit.kept if r.fit else None,
+                body,
+            ],
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    async def _coalesced_dispatch(
+        self,
+        r: _Request,
+        gs: GatewaySettings,
+        body: dict[str, Any],
+        resolved: ResolvedModel,
+        deployments: list[Deployment],
+        payload: Callable[[Deployment], _Payload],
+        stream: bool,
+    ) -> tuple[httpx.Response, Deployment]:
+        """``_dispatch``, shared by the identical requests in flight: the first one's call (run
+        apart from its request) answers every one, each in its own protocol."""
+        if not gs.coalesce:
+            return await self._dispatch(r, resolved, deployments, payload, stream)
+
+        async def start() -> tuple[httpx.Response, str]:
+            response, d = await self._dispatch(r, resolved, deployments, payload, stream)
+            return response, d.key
+
+        waited = time.perf_counter()
+        joined = await self.coalescer.join(
+            self._coalescing_key(r, body, stream), stream=stream, start=start
+        )
+        by_key = {d.key: d for d in resolved.deployments}
+        d = by_key.get(joined.deployment)
+        if d is None:  # another process answered from a deployment this one does not know
+            await joined.response.aclose()
+            raise UpstreamUnavailableError(
+                f"the shared call was answered by unknown deployment {joined.deployment!r}",
+                provider="-",
+            )
+        if not joined.leader:
+            r.coalesced = True
+            r.deployment = d
+            r.upstream_seconds += time.perf_counter() - waited
+            r.headers["x-relay-cache"] = "coalesced"
+            self.metrics.coalesced.inc()
+        return joined.response, d
 
     async def _dispatch(
         self,
@@ -601,7 +686,7 @@ class Gateway(AsyncResource):
                 output_tokens=r.budget.output_tokens if r.budget else 0,
             )
         prices = self._prices(resolved, d)
-        cost = prices.cost(usage) if prices else 0.0
+        cost = prices.cost(usage) if prices and not r.coalesced else 0.0
         principal = r.caller.principal.id if r.caller else "-"
         self.ledger.record(
             request_id=r.call.request_id,
@@ -676,7 +761,8 @@ class Gateway(AsyncResource):
         response: httpx.Response,
     ) -> GatewayReply:
         def on_end(usage: Usage | None, error: GatewayError | None) -> None:
-            if isinstance(error, UpstreamError | UpstreamUnavailableError):
+            # One shared call's failure counts once, for its leader.
+            if isinstance(error, UpstreamError | UpstreamUnavailableError) and not r.coalesced:
                 breaker = self.breakers.get(d.key)
                 breaker.record_failure()
                 self._publish_breaker(d)
