@@ -71,6 +71,17 @@ def openai_stream(rig: GatewayRig, content: str) -> tuple[str, str | None, Any]:
     return text, raw.headers.get("x-relay-cache"), usage
 
 
+def wait_for_waiters(rig: GatewayRig, n: int) -> None:
+    """Until the one call in flight has ``n`` waiters."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        flights = list(rig.gateway.coalescer.flights.values())
+        if flights and flights[0].waiters >= n:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"no call in flight with {n} waiters")
+
+
 def metric(rig: GatewayRig, name: str) -> float:
     for line in httpx.get(rig.url + "/metrics").text.splitlines():
         if line.startswith(name + " "):
@@ -80,7 +91,7 @@ def metric(rig: GatewayRig, name: str) -> float:
 
 def test_concurrent_identical_streams_share_one_upstream_call(rig: GatewayRig) -> None:
     before = metric(rig, "relay_coalesced_requests_total")
-    content = "coalesce-streams fake:latency_ms=300 fake:chunk_delay_ms=10 fake:words=30"
+    content = "coalesce-streams fake:latency_ms=1000 fake:chunk_delay_ms=10 fake:words=30"
     out = together(8, lambda _: openai_stream(rig, content))
     assert calls_with(rig, "coalesce-streams") == 1
     texts = {text for text, _, _ in out}
@@ -95,7 +106,7 @@ def test_concurrent_identical_requests_not_streamed(rig: GatewayRig) -> None:
     def ask(_: int) -> tuple[str, str | None]:
         raw = openai_client(rig).chat.completions.with_raw_response.create(
             model="gpt-4o",
-            messages=[{"role": "user", "content": "coalesce-whole fake:latency_ms=300"}],
+            messages=[{"role": "user", "content": "coalesce-whole fake:latency_ms=1000"}],
         )
         return str(raw.parse().choices[0].message.content), raw.headers.get("x-relay-cache")
 
@@ -110,7 +121,7 @@ def test_anthropic_streams_share_one_call(rig: GatewayRig) -> None:
         with anthropic_client(rig).messages.stream(
             model="claude-sonnet-4-5",
             max_tokens=256,
-            messages=[{"role": "user", "content": "coalesce-anthropic fake:latency_ms=300"}],
+            messages=[{"role": "user", "content": "coalesce-anthropic fake:latency_ms=1000"}],
         ) as stream:
             final = stream.get_final_message()
         return [b.type for b in final.content], final.usage.output_tokens
@@ -166,7 +177,7 @@ def test_leader_disconnect_keeps_followers_going(rig: GatewayRig) -> None:
             next(lines)
         follower = threading.Thread(target=lambda: results.append(openai_stream(rig, content)))
         follower.start()
-        time.sleep(0.15)  # the follower has joined
+        wait_for_waiters(rig, 2)  # the follower has joined
         first.__exit__(None, None, None)  # the leader's client goes away mid-stream
         follower.join(30)
     assert calls_with(rig, "coalesce-leave") == 1
@@ -191,7 +202,8 @@ def test_call_ends_when_nobody_waits(rig: GatewayRig) -> None:
     headers = {"authorization": f"Bearer {rig.key}"}
     coalescer = rig.gateway.coalescer
     with httpx.stream("POST", rig.v1 + "/chat/completions", json=body, headers=headers) as r:
-        next(r.iter_lines())
+        lines = r.iter_lines()  # kept: a dropped iterator would close the connection
+        next(lines)
         assert len(coalescer.flights) == 1
     deadline = time.monotonic() + 3  # the stream alone would last 6 s
     while coalescer.flights and time.monotonic() < deadline:
@@ -207,7 +219,7 @@ def test_upstream_error_reaches_every_waiter_in_its_protocol(rig: GatewayRig) ->
                 messages=[
                     {
                         "role": "user",
-                        "content": "coalesce-err-o fake:status=400 fake:latency_ms=300",
+                        "content": "coalesce-err-o fake:status=400 fake:latency_ms=1000",
                     }
                 ],
                 stream=True,
@@ -222,7 +234,7 @@ def test_upstream_error_reaches_every_waiter_in_its_protocol(rig: GatewayRig) ->
                 messages=[
                     {
                         "role": "user",
-                        "content": "coalesce-err-a fake:status=400 fake:latency_ms=300",
+                        "content": "coalesce-err-a fake:status=400 fake:latency_ms=1000",
                     }
                 ],
             )
@@ -242,7 +254,7 @@ def test_mid_stream_error_reaches_every_waiter_as_its_error_event(rig: GatewayRi
                 messages=[
                     {
                         "role": "user",
-                        "content": "coalesce-cut-o fake:cut_after=4 fake:chunk_delay_ms=60",
+                        "content": "coalesce-cut-o fake:cut_after=4 fake:latency_ms=1000",
                     }
                 ],
                 stream=True,
@@ -259,7 +271,7 @@ def test_mid_stream_error_reaches_every_waiter_as_its_error_event(rig: GatewayRi
                 messages=[
                     {
                         "role": "user",
-                        "content": "coalesce-cut-a fake:cut_after=4 fake:chunk_delay_ms=60",
+                        "content": "coalesce-cut-a fake:cut_after=4 fake:latency_ms=1000",
                     }
                 ],
             ) as stream,
@@ -303,7 +315,7 @@ def test_full_flight_takes_no_joiners_and_coalescing_can_be_off(tmp_path: Path) 
             assert a_rest
         assert calls_with(small, "coalesce-big") == 2
     with running_gateway(tmp_path / "off", coalesce=False) as off:
-        content = "coalesce-off fake:latency_ms=200"
+        content = "coalesce-off fake:latency_ms=1000"
         out = together(4, lambda _: openai_stream(off, content))
         assert calls_with(off, "coalesce-off") == 4
         assert all(cache is None for _, cache, _ in out)

@@ -32,6 +32,7 @@ from relay_context.core.ratelimit import SlidingWindowRateLimiter
 from relay_context.gateway import validation as v
 from relay_context.gateway import wire_formats as wire
 from relay_context.gateway.budgets import StreamBudget, check_budget
+from relay_context.gateway.cache.key import cache_scope, request_cache_key
 from relay_context.gateway.call import Endpoint, GatewayCall, GatewayReply
 from relay_context.gateway.circuit_breaker import STATE_VALUES, BreakerBoard
 from relay_context.gateway.client_auth import Caller, ClientAuthenticator
@@ -519,27 +520,28 @@ class Gateway(AsyncResource):
         )
 
     @staticmethod
-    def _coalescing_key(r: _Request, body: dict[str, Any], stream: bool) -> str:
-        """Identical requests of one scope: the caller (and the upstream key it brought), the
-        API called, the model, streamed or not, and the request as the upstream will get it."""
+    def _coalescing_key(
+        r: _Request, body: dict[str, Any], resolved: ResolvedModel, stream: bool
+    ) -> str:
+        """The exact cache's key of the request (its canonical form and the caller's scope),
+        with what makes the upstream call itself differ: streamed or not, the endpoint, the
+        messages the context fit kept, and the upstream key a passthrough caller brought."""
         assert r.caller is not None
-        upstream_key = r.caller.upstream_key or ""
-        canonical = json.dumps(
-            [
-                1,
-                r.caller.principal.id,
-                hashlib.sha256(upstream_key.encode()).hexdigest(),
-                r.call.endpoint,
-                r.model,
-                stream,
-                r.fit.kept if r.fit else None,
-                body,
-            ],
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
+        cache_key = request_cache_key(
+            r.fmt,
+            body,
+            upstream_model=resolved.name,
+            scope=cache_scope(r.caller.principal, "key"),
         )
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        upstream_key = r.caller.upstream_key or ""
+        parts = [
+            cache_key.digest,
+            r.call.endpoint,
+            "stream" if stream else "whole",
+            json.dumps(r.fit.kept if r.fit else None),
+            hashlib.sha256(upstream_key.encode()).hexdigest(),
+        ]
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
     async def _coalesced_dispatch(
         self,
@@ -562,7 +564,7 @@ class Gateway(AsyncResource):
 
         waited = time.perf_counter()
         joined = await self.coalescer.join(
-            self._coalescing_key(r, body, stream), stream=stream, start=start
+            self._coalescing_key(r, body, resolved, stream), stream=stream, start=start
         )
         by_key = {d.key: d for d in resolved.deployments}
         d = by_key.get(joined.deployment)
