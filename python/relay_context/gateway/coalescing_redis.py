@@ -151,6 +151,7 @@ class RedisCoalescer:
                 await lead(flight, start)
                 return
             # The leader died before answering: try to take over.
+            log.warning("coalescing: the leader of a shared call is gone; taking the call over")
 
     async def _lead(self, flight: Flight, start: Start, lock: str, token: str) -> None:
         """Makes the call, mirroring the flight into the log and renewing the lease."""
