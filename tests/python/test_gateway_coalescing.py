@@ -91,6 +91,7 @@ def metric(rig: GatewayRig, name: str) -> float:
 
 def test_concurrent_identical_streams_share_one_upstream_call(rig: GatewayRig) -> None:
     before = metric(rig, "relay_coalesced_requests_total")
+    stats_before = rig.gateway.stats.snapshot()
     content = "coalesce-streams fake:latency_ms=1000 fake:chunk_delay_ms=10 fake:words=30"
     out = together(8, lambda _: openai_stream(rig, content))
     assert calls_with(rig, "coalesce-streams") == 1
@@ -99,7 +100,15 @@ def test_concurrent_identical_streams_share_one_upstream_call(rig: GatewayRig) -
     assert len(next(iter(texts)).split()) == 30
     assert sorted(str(cache) for _, cache, _ in out) == ["None"] + ["coalesced"] * 7
     assert all(usage is not None and usage.completion_tokens > 0 for _, _, usage in out)
+    deadline = time.monotonic() + 5  # counted when each answer is settled, just after its end
+    while metric(rig, "relay_coalesced_requests_total") - before < 7:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     assert metric(rig, "relay_coalesced_requests_total") - before == 7
+    stats = rig.gateway.stats.snapshot()
+    assert stats["cache"]["coalesced"] - stats_before["cache"]["coalesced"] == 7
+    # What the seven answers would have cost is saved; only the leader's call was paid.
+    assert stats["totals"]["saved_usd"] > stats_before["totals"]["saved_usd"]
 
 
 def test_concurrent_identical_requests_not_streamed(rig: GatewayRig) -> None:

@@ -586,8 +586,7 @@ class Gateway(AsyncResource):
             r.coalesced = True
             r.deployment = d
             r.upstream_seconds += time.perf_counter() - waited
-            r.headers["x-relay-cache"] = "coalesced"
-            self.metrics.coalesced.inc()
+            r.headers["x-relay-cache"] = "coalesced"  # counted when settled (_settle)
         return joined.response, d
 
     async def _dispatch(
@@ -696,7 +695,9 @@ class Gateway(AsyncResource):
                 output_tokens=r.budget.output_tokens if r.budget else 0,
             )
         prices = self._prices(resolved, d)
-        cost = prices.cost(usage) if prices and not r.coalesced else 0.0
+        # A coalesced answer cost nothing: what it would have cost is what it saved.
+        full_cost = prices.cost(usage) if prices else 0.0
+        cost = 0.0 if r.coalesced else full_cost
         principal = r.caller.principal.id if r.caller else "-"
         self.ledger.record(
             request_id=r.call.request_id,
@@ -716,14 +717,17 @@ class Gateway(AsyncResource):
         self.metrics.tokens.labels(resolved.name, "input").inc(usage.input_tokens)
         self.metrics.tokens.labels(resolved.name, "output").inc(usage.output_tokens)
         self.metrics.tokens.labels(resolved.name, "cached_input").inc(usage.cached_input_tokens)
-        self.stats.record_request(
-            provider=d.provider.name,
-            model=resolved.name,
-            status=status,
-            usage=usage,
-            cost_usd=cost,
-            prices=prices,
-        )
+        if r.coalesced:
+            self.stats.record_cache("coalesced", saved_usd=full_cost if status < 400 else 0.0)
+        else:
+            self.stats.record_request(
+                provider=d.provider.name,
+                model=resolved.name,
+                status=status,
+                usage=usage,
+                cost_usd=cost,
+                prices=prices,
+            )
         return cost
 
     @staticmethod

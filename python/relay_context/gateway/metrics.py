@@ -86,11 +86,5 @@ class GatewayMetrics:
             registry=r,
         )
 
-        self.coalesced = Counter(
-            "relay_coalesced_requests",
-            "Requests answered from another identical request's upstream call (in flight).",
-            registry=r,
-        )
-
 
 __all__ = ["GatewayMetrics"]
