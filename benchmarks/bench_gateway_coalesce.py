@@ -10,7 +10,9 @@ coalesces in-flight requests, so each of their clients costs an upstream call). 
 side stays light) and records, per client, when the first body bytes arrived; the fake upstream
 records when each of its streams sent its first event (wall clock, same machine). Printed per
 mode: upstream calls per round, and the first-byte lag of the clients behind the upstream's first
-event (p50 / p99 / max over all rounds), then the ratio of upstream calls.
+event (p50 / p99 / max over all rounds), then the ratio of upstream calls. Last, the multicast
+core alone (``coalescing.Flight`` in this process, no HTTP): how long after a chunk is appended
+each of N waiting readers has it.
 """
 
 from __future__ import annotations
@@ -125,6 +127,32 @@ async def round_of(port: int, key: str, clients: int, content: str) -> list[tupl
     return list(await asyncio.gather(*tasks))
 
 
+async def flight_fanout(readers: int, chunks: int) -> list[float]:
+    """Per chunk and reader: ms from the chunk's append to the reader having it."""
+    from relay_context.gateway.coalescing import Flight, Head
+
+    flight = Flight("bench", stream=True, max_bytes=1 << 30)
+    flight.answer_head(Head(200, (), "bench"))
+    appended: list[float] = []
+    lags: list[float] = []
+
+    async def reader(position: int) -> None:
+        n = 0
+        while await flight.read(position) is not None:
+            lags.append((time.perf_counter() - appended[n]) * 1000)
+            n += 1
+
+    tasks = [asyncio.create_task(reader(flight.join())) for _ in range(readers)]
+    await asyncio.sleep(0)
+    for _ in range(chunks):
+        appended.append(time.perf_counter())
+        await flight.append(b"data: {}\n\n")
+        await asyncio.sleep(0.005)
+    flight.finish()
+    await asyncio.gather(*tasks)
+    return lags
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=100)
@@ -197,6 +225,11 @@ def main() -> None:
             )
         ratio = calls_per_mode["coalescing off"] / calls_per_mode["coalescing"]
         print(f"upstream calls, coalescing off / on: {ratio:.0f}x")
+    lags = asyncio.run(flight_fanout(args.clients, 50))
+    print(
+        f"multicast core alone, {args.clients} readers x 50 chunks: append to read (ms)"
+        f" p50 {percentile(lags, 0.5):.3f} p99 {percentile(lags, 0.99):.3f} max {max(lags):.3f}"
+    )
 
 
 if __name__ == "__main__":
