@@ -98,7 +98,7 @@ def test_concurrent_identical_streams_share_one_upstream_call(rig: GatewayRig) -
     texts = {text for text, _, _ in out}
     assert len(texts) == 1
     assert len(next(iter(texts)).split()) == 30
-    assert sorted(str(cache) for _, cache, _ in out) == ["None"] + ["coalesced"] * 7
+    assert sorted(str(cache) for _, cache, _ in out) == ["bypass"] + ["coalesced"] * 7
     assert all(usage is not None and usage.completion_tokens > 0 for _, _, usage in out)
     deadline = time.monotonic() + 5  # counted when each answer is settled, just after its end
     while metric(rig, "relay_coalesced_requests_total") - before < 7:
@@ -196,7 +196,7 @@ def test_leader_disconnect_keeps_followers_going(rig: GatewayRig) -> None:
     assert usage is not None
     # The same answer as a fresh call of the deterministic fake gets in full.
     fresh, cache_after, _ = openai_stream(rig, content)
-    assert cache_after is None
+    assert cache_after == "bypass"  # the cache is off here
     assert fresh == text
 
 
@@ -317,7 +317,7 @@ def test_full_flight_takes_no_joiners_and_coalescing_can_be_off(tmp_path: Path) 
                 with http.stream(
                     "POST", small.v1 + "/chat/completions", json=body, headers=headers
                 ) as b:
-                    assert "x-relay-cache" not in b.headers  # a call of its own
+                    assert b.headers["x-relay-cache"] == "bypass"  # a call of its own
                     b_text = b.read()
                 a_rest = b"".join(x.encode() for x in lines)
             assert b"[DONE]" in b_text
@@ -327,4 +327,27 @@ def test_full_flight_takes_no_joiners_and_coalescing_can_be_off(tmp_path: Path) 
         content = "coalesce-off fake:latency_ms=1000"
         out = together(4, lambda _: openai_stream(off, content))
         assert calls_with(off, "coalesce-off") == 4
-        assert all(cache is None for _, cache, _ in out)
+        assert all(cache == "bypass" for _, cache, _ in out)
+
+
+def test_with_the_cache_followers_are_coalesced_and_the_leaders_answer_is_stored(
+    tmp_path: Path,
+) -> None:
+    with running_gateway(tmp_path / "cached", cache={"enabled": True}) as cached:
+        content = "coalesce-cached fake:latency_ms=1000 fake:words=12"
+        before = cached.gateway.stats.snapshot()["cache"]
+        out = together(4, lambda _: openai_stream(cached, content))
+        assert calls_with(cached, "coalesce-cached") == 1
+        assert sorted(str(cache) for _, cache, _ in out) == ["coalesced"] * 3 + ["miss"]
+        deadline = time.monotonic() + 5
+        while True:  # the leader's answer is stored just after its end
+            text, cache, _ = openai_stream(cached, content)
+            if cache == "hit" or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert cache == "hit"
+        assert text == out[0][0]
+        assert calls_with(cached, "coalesce-cached") == 1
+        after = cached.gateway.stats.snapshot()["cache"]
+        assert after["misses"] - before["misses"] == 1
+        assert after["coalesced"] - before["coalesced"] == 3
