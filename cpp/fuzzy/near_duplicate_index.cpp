@@ -366,6 +366,39 @@ std::vector<NearDuplicate> NearDuplicateIndex::query(Text text, double threshold
 
 std::vector<std::vector<std::uint32_t>> NearDuplicateIndex::similar_earlier(
     const TextBatch& texts, double threshold) const {
+    return find_earlier(texts, threshold, nullptr);
+}
+
+NearDuplicateIndex::EarlierBatch NearDuplicateIndex::similar_earlier_kept(TextBatch texts,
+                                                                          double threshold) const {
+    EarlierBatch batch;
+    batch.similar = find_earlier(texts, threshold, &batch.signatures);
+    batch.texts = std::move(texts);
+    return batch;
+}
+
+void NearDuplicateIndex::add_from(const EarlierBatch& batch,
+                                  std::span<const std::uint32_t> positions,
+                                  std::span<const std::string> keys) {
+    if (positions.size() != keys.size()) {
+        throw InvalidArgument("add_from needs as many keys as positions, got " +
+                              std::to_string(keys.size()) + " and " +
+                              std::to_string(positions.size()));
+    }
+    for (const std::uint32_t i : positions) {
+        if (i >= batch.texts.size()) {
+            throw InvalidArgument("position " + std::to_string(i) + " is not in the batch of " +
+                                  std::to_string(batch.texts.size()) + " texts");
+        }
+    }
+    const std::unique_lock lock(mutex_);
+    for (std::size_t k = 0; k < keys.size(); ++k) {
+        insert_locked(keys[k], batch.texts[positions[k]], batch.signatures[positions[k]]);
+    }
+}
+
+std::vector<std::vector<std::uint32_t>> NearDuplicateIndex::find_earlier(
+    const TextBatch& texts, double threshold, std::vector<Signature>* signatures) const {
     if (!(threshold > 0.0 && threshold <= 1.0)) {
         throw InvalidArgument("threshold must be in (0, 1], got " + format_number(threshold));
     }
@@ -381,7 +414,7 @@ std::vector<std::vector<std::uint32_t>> NearDuplicateIndex::similar_earlier(
     std::vector<std::uint32_t> candidates;
     for (std::size_t j = 0; j < texts.size(); ++j) {
         shingles[j] = shingle_set(texts[j], options_.shingle_size);
-        const Signature signature = sign_shingles(shingles[j]);
+        Signature signature = sign_shingles(shingles[j]);
         candidates.clear();
         for (std::size_t band = 0; band < bands; ++band) {
             auto& bucket = buckets[band][signature.band_keys[band]];
@@ -394,6 +427,9 @@ std::vector<std::vector<std::uint32_t>> NearDuplicateIndex::similar_earlier(
             if (jaccard(shingles[j], shingles[i]) >= threshold) {
                 out[j].push_back(i);
             }
+        }
+        if (signatures != nullptr) {
+            signatures->push_back(std::move(signature));
         }
     }
     return out;

@@ -265,3 +265,30 @@ def test_similar_earlier_is_query_then_add_in_one_call() -> None:
     assert batched == expected
     assert batched[3] == [0]
     assert batched[5] == [2]
+
+
+def test_add_earlier_stores_what_add_would_without_signing_again() -> None:
+    base = ["the knapsack solver picks messages", "weather in paris today", "an unrelated line"]
+    texts = [*base, base[0] + "!", "weather in paris, today", base[2], "", base[1].upper()]
+    from_batch = NearDuplicateIndex()
+    batch = from_batch.similar_earlier_kept(texts, 0.5)
+    assert len(batch) == len(texts)
+    assert batch.similar == from_batch.similar_earlier(texts, 0.5)
+    assert len(from_batch) == 0  # signing a batch stores nothing
+    chosen = [1, 3, 4, 6]
+    from_batch.add_earlier(batch, [(i, f"k{i}") for i in chosen])
+    one_by_one = NearDuplicateIndex()
+    for i in chosen:
+        one_by_one.add(f"k{i}", texts[i])
+    assert len(from_batch) == len(one_by_one) == len(chosen)
+    for query in [*texts, "paris weather", "knapsack solver"]:
+        assert from_batch.query(query, 0.3) == one_by_one.query(query, 0.3)
+    with pytest.raises(InvalidArgumentError, match="not in the batch"):
+        from_batch.add_earlier(batch, [(len(texts), "x")])
+    with pytest.raises(InvalidArgumentError, match="other options"):
+        NearDuplicateIndex(num_perm=32, bands=8).add_earlier(batch, [(0, "x")])
+    with pytest.raises(InputTypeError, match="pairs"):
+        from_batch.add_earlier(batch, [0])  # type: ignore[list-item]
+    with pytest.raises(InvalidArgumentError, match="lone surrogate"):
+        from_batch.add_earlier(batch, [(0, "\ud800")])
+    assert len(from_batch) == len(chosen)  # nothing half-added
