@@ -31,6 +31,29 @@ constexpr std::uint64_t mix64(std::uint64_t x) noexcept {
     return x;
 }
 
+// Where the compiler can make a copy for AVX2 chosen at load time (GCC's function clones on
+// x86-64), the signing loop below gets one: its 64-bit multiply-adds run four lanes at a time
+// instead of the baseline's two, with the same results.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define RELAY_AVX2_CLONE __attribute__((target_clones("avx2", "default")))
+#else
+#define RELAY_AVX2_CLONE
+#endif
+
+// minima[i] = min over the shingles of permutation i's hash (see sign_shingles).
+RELAY_AVX2_CLONE
+void fold_minima(const std::uint64_t* shingles, std::size_t n, std::uint64_t seed,
+                 const std::uint64_t* mul, const std::uint64_t* add, std::uint32_t* minima,
+                 std::size_t num_perm) {
+    for (std::size_t s = 0; s < n; ++s) {
+        const std::uint64_t x = mix64(shingles[s] ^ seed);
+        for (std::size_t i = 0; i < num_perm; ++i) {
+            const auto h = static_cast<std::uint32_t>((mul[i] * x + add[i]) >> 32U);
+            minima[i] = std::min(minima[i], h);
+        }
+    }
+}
+
 std::uint64_t pack_shingle(Text shingle) noexcept {
     std::uint64_t code = 0;
     for (const char32_t c : shingle) {
@@ -191,13 +214,8 @@ NearDuplicateIndex::Signature NearDuplicateIndex::sign_shingles(
     std::span<const std::uint64_t> shingles) const {
     const std::size_t num_perm = options_.num_perm;
     std::vector<std::uint32_t> minima(num_perm, std::numeric_limits<std::uint32_t>::max());
-    for (const std::uint64_t shingle : shingles) {
-        const std::uint64_t x = mix64(shingle ^ options_.seed);
-        for (std::size_t i = 0; i < num_perm; ++i) {
-            const auto h = static_cast<std::uint32_t>((perm_mul_[i] * x + perm_add_[i]) >> 32U);
-            minima[i] = std::min(minima[i], h);
-        }
-    }
+    fold_minima(shingles.data(), shingles.size(), options_.seed, perm_mul_.data(), perm_add_.data(),
+                minima.data(), num_perm);
     Signature signature;
     signature.band_keys.resize(options_.bands);
     for (std::size_t band = 0; band < options_.bands; ++band) {
