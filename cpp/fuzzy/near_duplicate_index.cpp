@@ -164,6 +164,48 @@ double jaccard(std::span<const std::uint64_t> a, std::span<const std::uint64_t> 
     return static_cast<double>(shared) / static_cast<double>(a.size() + b.size() - shared);
 }
 
+namespace {
+
+// Whether jaccard(a, b) >= threshold (the same double comparison), stopping as soon as the
+// shingles left cannot reach it: the similarity only grows with the shared count, so if even
+// sharing all that is left falls short, so does the true one. Most LSH candidates of a first
+// pass are settled this way before their merge ends.
+bool jaccard_at_least(std::span<const std::uint64_t> a, std::span<const std::uint64_t> b,
+                      double threshold) {
+    if (a.empty() && b.empty()) {
+        return 1.0 >= threshold;
+    }
+    const std::size_t total = a.size() + b.size();
+    auto reaches = [&](std::size_t shared) {
+        return static_cast<double>(shared) / static_cast<double>(total - shared) >= threshold;
+    };
+    if (!reaches(std::min(a.size(), b.size()))) {
+        return false;
+    }
+    constexpr std::size_t kCheckEvery = 32;
+    std::size_t shared = 0;
+    std::size_t i = 0;
+    std::size_t j = 0;
+    std::size_t steps = 0;
+    while (i < a.size() && j < b.size()) {
+        if (a[i] < b[j]) {
+            ++i;
+        } else if (b[j] < a[i]) {
+            ++j;
+        } else {
+            ++shared;
+            ++i;
+            ++j;
+        }
+        if (++steps % kCheckEvery == 0 && !reaches(shared + std::min(a.size() - i, b.size() - j))) {
+            return false;
+        }
+    }
+    return reaches(shared);
+}
+
+}  // namespace
+
 double shingle_jaccard(Text a, Text b, std::size_t shingle_size) {
     if (shingle_size == 0) {
         throw InvalidArgument("shingle_size must be >= 1, got 0");
@@ -442,7 +484,7 @@ std::vector<std::vector<std::uint32_t>> NearDuplicateIndex::find_earlier(
         std::sort(candidates.begin(), candidates.end());
         candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
         for (const std::uint32_t i : candidates) {
-            if (jaccard(shingles[j], shingles[i]) >= threshold) {
+            if (jaccard_at_least(shingles[j], shingles[i], threshold)) {
                 out[j].push_back(i);
             }
         }

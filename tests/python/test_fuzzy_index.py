@@ -292,3 +292,22 @@ def test_add_earlier_stores_what_add_would_without_signing_again() -> None:
     with pytest.raises(InvalidArgumentError, match="lone surrogate"):
         from_batch.add_earlier(batch, [(0, "\ud800")])
     assert len(from_batch) == len(chosen)  # nothing half-added
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    texts=st.lists(st.text(alphabet="abcd ", min_size=0, max_size=120), min_size=2, max_size=25),
+    threshold=st.sampled_from([0.2, 0.5, 0.7, 0.9, 1.0]),
+)
+def test_similar_earlier_equals_query_then_add_near_the_threshold(
+    texts: list[str], threshold: float
+) -> None:
+    """Texts over four letters share most shingles, so many pairs sit near the threshold, where
+    the early stop of the batch's verification must agree with query's exact score."""
+    index = NearDuplicateIndex(num_perm=16, bands=16)  # one row per band: nearly all candidates
+    batched = index.similar_earlier(texts, threshold)
+    expected = []
+    for j, text in enumerate(texts):
+        expected.append(sorted(int(hit.key) for hit in index.query(text, threshold)))
+        index.add(str(j), text)
+    assert batched == expected
