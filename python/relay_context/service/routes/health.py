@@ -1,5 +1,6 @@
 """``GET /health`` (no auth): status, version, environment, each dependency's check with its
-latency, uptime. 503 when a dependency is down."""
+latency, uptime. 503 when a dependency is down. ``GET /health/live``: the process answers at
+all — the liveness probe, which must not fail (and restart the pod) while a dependency is down."""
 
 from __future__ import annotations
 
@@ -53,3 +54,12 @@ async def health(state: StateDep) -> JSONResponse:
     if state.gateway is not None:  # an open circuit is the upstream's trouble, not ours: 200
         body["gateway"] = {"circuits": state.gateway.breaker_states()}
     return JSONResponse(body, status_code=200 if healthy else 503)
+
+
+@router.get("/health/live", summary="Liveness: the process answers")
+async def live(state: StateDep) -> JSONResponse:
+    # No dependency is checked: a database outage makes /health (readiness) fail and takes the
+    # replica out of the load balancer; restarting it would not bring the database back.
+    return JSONResponse(
+        {"status": "alive", "uptime_seconds": round(time.monotonic() - state.started_at, 3)}
+    )
