@@ -23,17 +23,19 @@ import logging
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
 from relay_context.checks import check_int, validate_name
 from relay_context.engine.cache import ContextCache
-from relay_context.engine.codec import CodecSet, ContentCodec
+from relay_context.engine.codec import RAW, CodecSet, ContentCodec
 from relay_context.engine.models import (
     MessageRole,
     NewMessage,
     Session,
     StoredMessage,
     ToolCall,
+    stored_message,
     validate_metadata,
     validate_session_id,
     validate_token_counts,
@@ -122,6 +124,8 @@ _SESSION_COLUMNS = (
     "id, owner, created_at_us, updated_at_us, ttl_seconds, expires_at_us, last_seq, revision,"
     " incarnation, metadata"
 )
+_ROLE_BY_VALUE = {role.value: role for role in MessageRole}
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # utc_from_micros(m) == _EPOCH + m us
 _MESSAGE_COLUMNS = (
     "session_id, seq, role, name, tool_call_id, tool_calls, metadata, token_counts, codec,"
     " content_size, content, created_at_us"
@@ -257,27 +261,50 @@ class SqlSessionStore(SessionStore):
             metadata=json.loads(row[9]),
         )
 
-    def _message(self, row: Row) -> StoredMessage:
-        content = self.codecs.decode(row[8], bytes(row[10]), int(row[9]))
-        try:
-            text = content.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise StoreError(
-                f"message {row[0]}#{row[1]} is not UTF-8 after decoding: {exc}"
-            ) from None
-        tool_calls = json.loads(row[5]) if row[5] is not None else []
-        return StoredMessage._from_storage(
-            session_id=row[0],
-            seq=int(row[1]),
-            role=MessageRole(row[2]),
-            content=text,
-            name=row[3],
-            tool_call_id=row[4],
-            tool_calls=tuple(ToolCall.from_openai(c) for c in tool_calls),
-            metadata=json.loads(row[6]),
-            token_counts=json.loads(row[7]),
-            created_at=utc_from_micros(int(row[11])),
-        )
+    def _messages(self, rows: Sequence[Row]) -> list[StoredMessage]:
+        """The messages of ``rows`` in one pass: the lookups are hoisted out of the loop and the
+        common stored forms (no tool calls, empty metadata, uncompressed content) are read
+        without a JSON parse or a codec call, since a session's first window decodes all of
+        its rows."""
+        decode = self.codecs.decode
+        loads = json.loads
+        role_of = _ROLE_BY_VALUE
+        from_call = ToolCall.from_openai
+        make = stored_message
+        epoch = _EPOCH
+        micros = timedelta
+        out: list[StoredMessage] = []
+        append = out.append
+        for row in rows:
+            blob = row[10]
+            size = int(row[9])
+            if row[8] == RAW and len(blob) == size:
+                content = bytes(blob)
+            else:
+                content = decode(row[8], bytes(blob), size)
+            try:
+                text = content.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise StoreError(
+                    f"message {row[0]}#{row[1]} is not UTF-8 after decoding: {exc}"
+                ) from None
+            calls = row[5]
+            metadata = row[6]
+            append(
+                make(
+                    row[0],
+                    int(row[1]),
+                    role_of[row[2]],
+                    text,
+                    epoch + micros(microseconds=int(row[11])),
+                    row[3],
+                    row[4],
+                    () if calls is None else tuple(from_call(c) for c in loads(calls)),
+                    {} if metadata == "{}" else loads(metadata),
+                    loads(row[7]),
+                )
+            )
+        return out
 
     async def _invalidate(self, *session_ids: str) -> None:
         """Drop cached windows after a committed write. A failure only costs memory: cache
@@ -791,7 +818,7 @@ class SqlSessionStore(SessionStore):
                 await self._require_live(tx, sid)
         if newest:
             rows.reverse()
-        return [self._message(r) for r in rows]
+        return self._messages(rows)
 
     async def delete_messages(self, session_id: str, *, before_seq: int) -> int:
         sid = validate_session_id(session_id)
