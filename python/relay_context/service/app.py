@@ -30,6 +30,7 @@ from relay_context.persistence import database_for
 from relay_context.persistence.redis import redis_client_for
 from relay_context.security.api_keys import ApiKeyStore
 from relay_context.security.auth import AuthService
+from relay_context.service.append_fast_path import AppendFastPath
 from relay_context.service.errors import install_error_handlers
 from relay_context.service.metrics import ServiceMetrics
 from relay_context.service.middleware import RequestContextMiddleware
@@ -165,8 +166,11 @@ def create_app(
     app.include_router(dashboard.router)
     app.include_router(gateway.router)
     app.include_router(handoff.router)
-    # Middleware: the last added is the outermost. CORS answers preflights inside the request
+    # Middleware: the last added is the outermost. Appends skip FastAPI's routing and
+    # dependency resolution (service/append_fast_path.py), inside CORS and the request
+    # middleware like every route. CORS answers preflights inside the request
     # middleware, so those answers get the request id and the security headers too.
+    app.add_middleware(AppendFastPath)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
