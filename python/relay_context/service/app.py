@@ -37,7 +37,7 @@ from relay_context.service.middleware import RequestContextMiddleware
 from relay_context.service.openapi import document_live_limits
 from relay_context.service.routes import context, dashboard, gateway, handoff, health, keys, metrics
 from relay_context.service.state import ServiceState, build_limiter, stop_streams_on_signals
-from relay_context.service.telemetry import get_tracer, make_tracer_provider
+from relay_context.service.telemetry import exports_spans, get_tracer, make_tracer_provider
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def build_state(settings: Settings, span_exporter: SpanExporter | None = None) -
         limiter=build_limiter(current),
         metrics=ServiceMetrics(),
         tracer_provider=provider,
-        tracer=get_tracer(provider),
+        tracer=get_tracer(provider, recording=exports_spans(current, span_exporter)),
         engine=ContextEngine(
             current, compression=compression, store=store, cache=cache, redis=redis
         ),
