@@ -8,10 +8,19 @@ One place decides what "an int of at least N" means, so that every public functi
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from collections.abc import Mapping
 from numbers import Integral
+from typing import Any
 
-from relay_context.errors import InputTypeError, InvalidArgumentError, InvalidUnicodeError
+from relay_context.errors import (
+    InputTypeError,
+    InvalidArgumentError,
+    InvalidJsonError,
+    InvalidUnicodeError,
+)
 
 
 def check_int(
@@ -122,12 +131,62 @@ def check_json_text(what: str, value: object) -> None:
     check_text(f"the key {where}" if is_key else where, text)
 
 
+#: Longest integer literal :func:`parse_json` accepts, in digits (Python refuses past 4,300).
+JSON_MAX_INT_DIGITS = 1_000
+# A \uD800-\uDFFF escape is the only way a lone surrogate gets into parsed JSON.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {preview(text)} is out of range")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > JSON_MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text)} digits is out of range")
+    return int(text)
+
+
+def parse_json(raw: bytes | str, what: str = "the request body") -> Any:
+    """``raw`` parsed as strict JSON, or :class:`~relay_context.errors.InvalidJsonError` saying
+    why not; a string holding a lone surrogate is an
+    :class:`~relay_context.errors.InvalidUnicodeError` naming where it is."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidJsonError(f"{what} is not valid UTF-8 (byte {exc.start})") from None
+    try:
+        value = json.loads(
+            text,
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            parse_int=_bounded_int,
+        )
+    except RecursionError:  # the C scanner stops at the interpreter's recursion limit (~1,000)
+        raise InvalidJsonError(f"{what} nests too deeply") from None
+    except ValueError as exc:  # json.JSONDecodeError, and the number checks above
+        raise InvalidJsonError(f"{what} is not valid JSON: {exc}") from None
+    if _SURROGATE_ESCAPE.search(data):
+        check_json_text(what, value)
+    return value
+
+
 __all__ = [
+    "JSON_MAX_INT_DIGITS",
     "NAME_MAX_LENGTH",
     "check_int",
     "check_json_text",
     "check_text",
     "find_invalid_text",
+    "parse_json",
     "preview",
     "validate_name",
 ]

@@ -100,6 +100,11 @@ class InvalidUnicodeError(InvalidArgumentError):
     ``"\\ud800"``): it has no UTF-8 form, so it can be neither stored nor counted."""
 
 
+class InvalidJsonError(InvalidArgumentError):
+    """A body or header that is not strict JSON (RFC 8259): not UTF-8, a syntax error, ``NaN`` or
+    ``Infinity``, a number no float or bounded integer holds, or nesting deeper than the limit."""
+
+
 class UnknownRoleError(InvalidArgumentError):
     """A message role other than ``system``, ``user``, ``assistant`` or ``tool``."""
 

@@ -95,7 +95,7 @@ def test_bad_input(client: httpx.Client) -> None:
     assert_error(
         client.post("/push", content=b"{not json", headers={"content-type": "application/json"}),
         422,
-        "invalid_argument",
+        "invalid_json",
     )
     assert_error(client.post("/push", json={"data": 5}), 422, "invalid_argument")
     assert_error(

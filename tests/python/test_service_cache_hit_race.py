@@ -81,5 +81,5 @@ def test_cache_hits_are_reported_per_request(
     ]
     assert len(reported) == REQUESTS
     assert (reported.count(True), reported.count(False)) == (hits, misses)
-    assert samples["relay_cache_hits_total"] == hits
-    assert samples["relay_cache_misses_total"] == misses
+    assert samples["relay_context_cache_hits_total"] == hits
+    assert samples["relay_context_cache_misses_total"] == misses

@@ -209,7 +209,7 @@ def test_metrics_after_traffic(server: Server) -> None:
     assert samples["relay_tokens_counted_total"] > 0
     assert samples["relay_sessions_active"] >= 1
     assert samples["relay_sessions_created_total"] >= 1
-    assert samples["relay_cache_hits_total"] >= 1
+    assert samples["relay_context_cache_hits_total"] >= 1
     assert 0 < samples["relay_cache_hit_rate"] < 1
     assert samples["relay_compression_ratio"] == pytest.approx(
         built["total_tokens"] / built["tokens_used"]

@@ -84,7 +84,7 @@ def test_windows_are_cached_in_redis_for_every_process(
     again = second.client.get(f"{CONTEXT}/cached", headers=ADMIN, params=params).json()
     assert again == built
     samples = metric_samples(second.client.get("/metrics").text)
-    assert samples["relay_cache_hits_total"] >= 1
+    assert samples["relay_context_cache_hits_total"] >= 1
     assert samples["relay_context_tokens_used"] == built["tokens_used"]
     # A write on the first process makes the cached window stale for both.
     post_message(first.client, ADMIN, "cached", "and one more")

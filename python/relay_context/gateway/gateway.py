@@ -59,6 +59,7 @@ from relay_context.gateway.providers.openai import chat_response as openai_respo
 from relay_context.gateway.providers.openai import endpoint as openai_endpoint
 from relay_context.gateway.retry_policy import RetryPolicy
 from relay_context.gateway.routing import Deployment, ResolvedModel, RoutingTable
+from relay_context.gateway.savings import GatewayStats
 from relay_context.gateway.schema import ChatRequest, ChatResponse, TextPart, ToolCallPart, Usage
 from relay_context.gateway.streams import (
     forward_anthropic,
@@ -152,6 +153,8 @@ class Gateway(AsyncResource):
         self.tracer = tracer or trace.get_tracer("relay_context.gateway")
         self.authenticator = ClientAuthenticator(api_keys, auth)
         self.metrics = GatewayMetrics(registry)
+        #: Savings and traffic for the dashboard; the caches record their outcomes here.
+        self.stats = GatewayStats(registry)
         self.fitter = ContextFitter()
         self.ledger = UsageLedger(database)
         self.key_limits = KeyLimitsStore(database)
@@ -236,6 +239,11 @@ class Gateway(AsyncResource):
     def breaker_states(self) -> dict[str, str]:
         """Each deployment's circuit (``closed``, ``open``, ``half_open``), for ``/health``."""
         return self.breakers.states()
+
+    def stats_report(self) -> dict[str, Any]:
+        """``GET /api/v1/gateway/stats`` and the dashboard: :meth:`GatewayStats.snapshot` and
+        each deployment's circuit (``breakers``)."""
+        return {**self.stats.snapshot(), "breakers": self.breaker_states()}
 
     async def handle(self, call: GatewayCall) -> GatewayReply:
         """The answer to one gateway request; never raises for the client's or the upstream's
@@ -621,6 +629,14 @@ class Gateway(AsyncResource):
         self.metrics.tokens.labels(resolved.name, "input").inc(usage.input_tokens)
         self.metrics.tokens.labels(resolved.name, "output").inc(usage.output_tokens)
         self.metrics.tokens.labels(resolved.name, "cached_input").inc(usage.cached_input_tokens)
+        self.stats.record_request(
+            provider=d.provider.name,
+            model=resolved.name,
+            status=status,
+            usage=usage,
+            cost_usd=cost,
+            prices=prices,
+        )
         return cost
 
     @staticmethod
@@ -748,6 +764,10 @@ class Gateway(AsyncResource):
         self, r: _Request, body: dict[str, Any], resolved: ResolvedModel
     ) -> GatewayReply:
         """``/v1/embeddings`` and ``/v1/responses``: OpenAI-format upstreams only, forwarded."""
+        if r.call.endpoint == "embeddings":
+            v.check_embeddings_input(body)
+        else:
+            v.check_responses_input(body)
         path = (
             openai_endpoint.EMBEDDINGS_PATH
             if r.call.endpoint == "embeddings"
@@ -827,6 +847,7 @@ class Gateway(AsyncResource):
         headers.update({k: v for k, v in r.headers.items() if k.startswith("x-relay-")})
         provider = r.deployment.provider.name if r.deployment else "-"
         self.metrics.requests.labels(r.model or "-", provider, str(err.status)).inc()
+        self.stats.record_refused(err.status)
         if err.status >= 500:
             log.warning("gateway error %d: %s", err.status, err.message)
         return GatewayReply(err.status, headers, error_bytes(r.fmt, err))

@@ -2,23 +2,59 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from relay_context.checks import parse_json
+from relay_context.errors import InvalidArgumentError
 from relay_context.gateway.errors import InvalidRequestError
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
-    """The body as a JSON object; 400 for anything else (as the providers answer it)."""
+    """The body as a JSON object; 400 for anything else (as the providers answer it): not
+    strict JSON (``NaN``, out-of-range numbers, deep nesting, invalid UTF-8) or a lone
+    surrogate in a string, which no upstream could be sent."""
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequestError(
-            f"We could not parse the JSON body of your request: {exc}"
-        ) from exc
+        body = parse_json(raw)
+    except InvalidArgumentError as exc:
+        message = f"We could not parse the JSON body of your request: {exc}"
+        raise InvalidRequestError(message) from None
     if not isinstance(body, dict):
         raise InvalidRequestError("the request body must be a JSON object")
     return body
+
+
+def _is_token_list(value: object) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(t, int) and not isinstance(t, bool) for t in value
+    )
+
+
+def check_embeddings_input(body: dict[str, Any]) -> None:
+    """``input`` of ``/v1/embeddings``: a string, or a non-empty array of strings, of token ids,
+    or of arrays of token ids (OpenAI's accepted forms)."""
+    value = body.get("input")
+    ok = isinstance(value, str) or (
+        isinstance(value, list)
+        and bool(value)
+        and (
+            all(isinstance(v, str) for v in value)
+            or _is_token_list(value)
+            or all(_is_token_list(v) for v in value)
+        )
+    )
+    if not ok:
+        raise InvalidRequestError(
+            "'input' is required and must be a string, an array of strings, an array of token "
+            "ids or an array of arrays of token ids",
+            param="input",
+        )
+
+
+def check_responses_input(body: dict[str, Any]) -> None:
+    """``input`` of ``/v1/responses``, when given: a string or an array of input items."""
+    value = body.get("input")
+    if value is not None and not isinstance(value, str | list):
+        raise InvalidRequestError("'input' must be a string or an array", param="input")
 
 
 def need_str(body: dict[str, Any], key: str, where: str = "") -> str:
@@ -78,6 +114,8 @@ def need_dict(value: Any, where: str) -> dict[str, Any]:
 
 
 __all__ = [
+    "check_embeddings_input",
+    "check_responses_input",
     "need_dict",
     "need_list",
     "need_str",

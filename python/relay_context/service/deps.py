@@ -26,7 +26,6 @@ principal see: another principal's session is a 404, never a 403) and :func:`ses
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
@@ -241,7 +240,7 @@ async def _json_body(request: Request) -> Any:
         return None
     try:
         return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # JSONDecodeError, invalid UTF-8, an over-long integer
         return None
 
 

@@ -67,8 +67,12 @@ class ServiceMetrics:
             "relay_tokens_counted", "Tokens counted by the service.", registry=r
         )
         # --- cache -----------------------------------------------------------------------------
-        self.cache_hits = Counter("relay_cache_hits", "Context cache hits.", registry=r)
-        self.cache_misses = Counter("relay_cache_misses", "Context cache misses.", registry=r)
+        self.cache_hits = Counter(
+            "relay_context_cache_hits", "Context-window cache hits.", registry=r
+        )
+        self.cache_misses = Counter(
+            "relay_context_cache_misses", "Context-window cache misses.", registry=r
+        )
         self.cache_hit_rate = Gauge(
             "relay_cache_hit_rate", "Context cache hits / lookups since start.", registry=r
         )

@@ -118,9 +118,13 @@ class RequestContextMiddleware:
         # The whole body must arrive within this long of the app's first read: a client that
         # trickles a byte now and then cannot hold a request (and its connection) open.
         body_timeout = settings.body_read_timeout_seconds
+        # However long a whole body may take, a pause this long between two of its chunks ends
+        # it: an upload may take minutes, a stalled (slowloris) one may not.
+        stall_timeout = settings.body_read_timeout_seconds
         if path.startswith(HANDOFF_UPLOAD_PATHS):  # 25 MB take longer than a JSON message
             body_timeout = max(body_timeout, settings.handoff.body_read_timeout_seconds)
         body_deadline: float | None = None
+        stalled = False
 
         extra_headers = list(_DOCS_HEADERS if path.startswith(DOCS_PATHS) else _API_HEADERS)
         if settings.environment.value == "production":
@@ -163,16 +167,18 @@ class RequestContextMiddleware:
             await send({"type": "http.response.body", "body": body})
 
         async def capped_receive() -> Message:
-            nonlocal received, too_large, timed_out, body_done, body_deadline
+            nonlocal received, too_large, timed_out, body_done, body_deadline, stalled
             if body_done:  # after the body: waiting for the disconnect (SSE), no deadline
                 return await receive()
             loop = asyncio.get_running_loop()
             if body_deadline is None:
                 body_deadline = loop.time() + body_timeout
+            left = body_deadline - loop.time()
             try:
-                message = await asyncio.wait_for(receive(), max(0.0, body_deadline - loop.time()))
+                message = await asyncio.wait_for(receive(), max(0.0, min(left, stall_timeout)))
             except asyncio.TimeoutError:
                 timed_out = True
+                stalled = left > stall_timeout
                 raise _BodyTimeoutError from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
@@ -239,7 +245,10 @@ class RequestContextMiddleware:
                 await send_error(
                     408,
                     "request_timeout",
-                    f"the request body did not arrive within {body_timeout:g} s "
+                    f"no bytes of the request body arrived for {stall_timeout:g} s "
+                    "(body_read_timeout_seconds)"
+                    if stalled
+                    else f"the request body did not arrive within {body_timeout:g} s "
                     "(body_read_timeout_seconds)",
                 )
         finally:

@@ -38,11 +38,16 @@ _STATIC = {
     "": ("dashboard.html", "text/html; charset=utf-8"),
     "app.js": ("dashboard.js", "text/javascript; charset=utf-8"),
     "style.css": ("dashboard.css", "text/css; charset=utf-8"),
+    # The charting library, uPlot from npm as published (static/vendor/README.md).
+    "vendor/uplot.js": ("vendor/uplot.iife.min.js", "text/javascript; charset=utf-8"),
+    "vendor/uplot.css": ("vendor/uplot.min.css", "text/css; charset=utf-8"),
 }
 
 
 def _asset(name: str) -> bytes:
-    return resources.files("relay_context.service").joinpath("static").joinpath(name).read_bytes()
+    return (
+        resources.files("relay_context.service").joinpath("static", *name.split("/")).read_bytes()
+    )
 
 
 def _static_response(key: str) -> Response:
@@ -65,6 +70,16 @@ async def dashboard_script() -> Response:
 @router.get("/dashboard/style.css", include_in_schema=False)
 async def dashboard_style() -> Response:
     return _static_response("style.css")
+
+
+@router.get("/dashboard/vendor/uplot.js", include_in_schema=False)
+async def dashboard_chart_script() -> Response:
+    return _static_response("vendor/uplot.js")
+
+
+@router.get("/dashboard/vendor/uplot.css", include_in_schema=False)
+async def dashboard_chart_style() -> Response:
+    return _static_response("vendor/uplot.css")
 
 
 def _sample(state: ServiceState, name: str) -> float:
@@ -125,6 +140,8 @@ async def snapshot(state: ServiceState, principal: Principal) -> dict[str, Any]:
         "cache": {"hit_rate": _sample(state, "relay_cache_hit_rate")},
         # Payloads, bytes (as pushed / distinct / stored), dedup savings, live subscribers.
         "handoff": handoff,
+        # Savings, cache outcomes, spend, breakers and series: GET /api/v1/gateway/stats.
+        "gateway": state.gateway.stats_report() if state.gateway is not None else None,
         "drift_score": _sample(state, "relay_context_drift_score"),
         "auth": {
             "jwt_algorithm": settings.jwt_algorithm,

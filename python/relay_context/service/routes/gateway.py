@@ -187,6 +187,14 @@ async def get_key_limits(key_id: str, admin: AdminPrincipal, state: StateDep) ->
     return {"key_id": key_id, **limits.to_json()}
 
 
+@usage_router.get("/stats", summary="Gateway savings, spend, breakers and time series (admin)")
+async def stats(admin: AdminPrincipal, state: StateDep) -> dict[str, Any]:
+    """This process's totals, cache outcomes, spend per provider and model, the hour and day
+    series (``relay_context.gateway.savings``) and each upstream deployment's circuit."""
+    assert state.gateway is not None
+    return state.gateway.stats_report()
+
+
 router.include_router(usage_router)
 
 __all__ = ["router"]

@@ -35,6 +35,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from relay_context.checks import parse_json
 from relay_context.errors import (
     AuthenticationError,
     InvalidArgumentError,
@@ -199,10 +200,7 @@ def _refuse_declared_oversize(
 
 
 def _parse_json_push(body: bytes) -> dict[str, Any]:
-    try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidArgumentError(f"the body is not valid JSON: {exc}") from None
+    doc = parse_json(body)
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), str):
         raise InvalidArgumentError('the body must be a JSON object with a string "data"')
     for name, kind in (("channel", str), ("metadata", dict), ("ttl", int)):
@@ -321,10 +319,7 @@ async def peek(
 def _signal(body: bytes) -> object:
     if not body:
         return None
-    try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidArgumentError(f"the body is not valid JSON: {exc}") from None
+    doc = parse_json(body)
     if isinstance(doc, dict) and set(doc) == {"message"}:
         return doc["message"]
     return doc
@@ -535,10 +530,7 @@ async def channel_events(
 def _metadata_header(value: str | None) -> dict[str, Any] | None:
     if value is None:
         return None
-    try:
-        doc = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise InvalidArgumentError(f"X-Relay-Metadata is not valid JSON: {exc}") from None
+    doc = parse_json(value, "X-Relay-Metadata")
     if not isinstance(doc, dict):
         raise InvalidArgumentError("X-Relay-Metadata must be a JSON object")
     return doc

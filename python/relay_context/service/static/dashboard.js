@@ -5,6 +5,7 @@
 "use strict";
 
 const STORAGE_KEY = "relay.dashboard.credential";
+const THEME_KEY = "relay.dashboard.theme";
 const STREAM_URL = "/api/v1/dashboard/stream";
 
 function credentialFromFragment() {
@@ -68,6 +69,7 @@ function render(s) {
     setText("handoff-channels", formatNumber(s.handoff.channels));
     setText("handoff-subscribers", formatNumber(s.handoff.subscribers));
   }
+  if (s.gateway) renderGateway(s.gateway);
   setText("auth-jwt", s.auth.jwt_algorithm + " active");
   setText("auth-keys", formatNumber(s.auth.api_keys_active));
   setText("auth-failures", formatNumber(s.auth.failures_total));
@@ -75,6 +77,185 @@ function render(s) {
   setText("version", s.version);
   setText("backends", s.backends.database + (s.backends.redis ? " + redis" : ""));
   setText("updated", s.time);
+}
+
+// --- the gateway panels (GET /api/v1/gateway/stats, also the snapshot's "gateway") ----------
+
+function formatUsd(n) {
+  return Number(n).toFixed(6);
+}
+
+function formatRate(r) {
+  return (100 * r).toFixed(1) + "%";
+}
+
+function renderGateway(g) {
+  setText("gw-saved-usd", formatUsd(g.totals.saved_usd));
+  setText("gw-cost-usd", formatUsd(g.totals.cost_usd));
+  setText("gw-requests", formatNumber(g.totals.requests));
+  setText("gw-errors", formatNumber(g.totals.errors));
+  setText("gw-exact-rate", formatRate(g.cache.exact_hit_rate));
+  setText("gw-exact-hits", formatNumber(g.cache.exact_hits));
+  setText("gw-fuzzy-rate", formatRate(g.cache.fuzzy_hit_rate));
+  setText("gw-fuzzy-hits", formatNumber(g.cache.fuzzy_hits));
+  setText("gw-coalesced", formatNumber(g.cache.coalesced));
+  setText("gw-misses", formatNumber(g.cache.misses));
+  setText("gw-lookups", formatNumber(g.cache.lookups));
+  setText("gw-prompt-cache-tokens", formatNumber(g.totals.prompt_cache_tokens));
+  setText("gw-input-tokens", formatNumber(g.totals.input_tokens));
+  setText("gw-output-tokens", formatNumber(g.totals.output_tokens));
+  renderSpend(g.spend);
+  renderBreakers(g.breakers);
+  dashboard.stats = g;
+  renderCharts();
+}
+
+function cell(row, text) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  row.appendChild(td);
+}
+
+function renderSpend(rows) {
+  const body = document.getElementById("gw-spend");
+  const fresh = rows.map((r) => {
+    const tr = document.createElement("tr");
+    tr.dataset.provider = r.provider;
+    tr.dataset.model = r.model;
+    cell(tr, r.provider);
+    cell(tr, r.model);
+    cell(tr, formatNumber(r.requests));
+    cell(tr, formatNumber(r.input_tokens));
+    cell(tr, formatNumber(r.output_tokens));
+    cell(tr, formatNumber(r.cached_input_tokens));
+    cell(tr, formatUsd(r.cost_usd));
+    return tr;
+  });
+  body.replaceChildren(...fresh);
+}
+
+function renderBreakers(states) {
+  const list = document.getElementById("gw-breakers");
+  const names = Object.keys(states).sort();
+  if (!names.length) return;
+  list.replaceChildren(...names.map((name) => {
+    const li = document.createElement("li");
+    li.dataset.upstream = name;
+    const label = document.createElement("span");
+    label.textContent = name;
+    const state = document.createElement("strong");
+    state.dataset.breaker = states[name];
+    state.textContent = states[name].replace("_", "-");
+    li.append(label, state);
+    return li;
+  }));
+}
+
+// --- charts (uPlot, static/vendor) ------------------------------------------------------------
+
+const BLUE = "#3b82f6", RED = "#ef4444", GREEN = "#22c55e", PURPLE = "#a855f7";
+// Each chart: the series (field of the stats' series, label, colour); hit rate is derived per
+// bucket and drawn with points, since buckets without lookups are gaps.
+const CHARTS = {
+  requests: {
+    el: "chart-requests", series: [["requests", "Requests", BLUE], ["errors", "Errors", RED]],
+  },
+  tokens: {
+    el: "chart-tokens",
+    series: [["input_tokens", "Input", BLUE], ["output_tokens", "Output", PURPLE],
+      ["cached_input_tokens", "Cached prefix", GREEN]],
+  },
+  spend: {
+    el: "chart-spend", series: [["cost_usd", "Spent", RED], ["saved_usd", "Saved", GREEN]],
+  },
+  hit_rate: { el: "chart-hit-rate", series: [["hit_rate", "Hit rate", BLUE]], points: true },
+};
+// State the tests read: the stats drawn, the uPlot instances, the range shown.
+const dashboard = { stats: null, charts: {}, range: "hour", builtFor: "" };
+window.relayDashboard = dashboard;
+
+function seriesColumn(points, field) {
+  if (field !== "hit_rate") return points[field];
+  return points.t.map((_, i) => {
+    const hits = points.exact_hits[i] + points.fuzzy_hits[i];
+    const lookups = hits + points.coalesced[i] + points.misses[i];
+    return lookups ? hits / lookups : null;
+  });
+}
+
+function cssVar(name) {
+  return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+}
+
+function chartOptions(spec, width) {
+  const axis = { stroke: cssVar("--fg"), grid: { stroke: cssVar("--grid") },
+    ticks: { stroke: cssVar("--grid") } };
+  return {
+    width,
+    height: 180,
+    series: [{}, ...spec.series.map(([, label, stroke]) => ({
+      label, stroke, width: 1.5, spanGaps: false,
+      points: spec.points ? { show: true, size: 6, fill: stroke } : { show: false },
+    }))],
+    axes: [axis, { ...axis, size: 60 }],
+    scales: spec === CHARTS.hit_rate ? { y: { range: [0, 1] } } : {},
+    legend: { show: true },
+  };
+}
+
+function renderCharts() {
+  const g = dashboard.stats;
+  if (!g || typeof uPlot === "undefined") return;
+  const points = g.series[dashboard.range];
+  // Rebuilt when the range or the theme changes (colours are fixed when a chart is built).
+  const key = dashboard.range + "/" + effectiveTheme();
+  for (const [name, spec] of Object.entries(CHARTS)) {
+    const data = [points.t, ...spec.series.map(([field]) => seriesColumn(points, field))];
+    let chart = dashboard.charts[name];
+    if (chart && dashboard.builtFor !== key) {
+      chart.destroy();
+      chart = null;
+    }
+    if (!chart) {
+      const el = document.getElementById(spec.el);
+      const width = Math.max(300, el.clientWidth || 400);
+      chart = new uPlot(chartOptions(spec, width), data, el);
+      dashboard.charts[name] = chart;
+    } else {
+      chart.setData(data);
+    }
+  }
+  dashboard.builtFor = key;
+}
+
+// --- theme: the system's (prefers-color-scheme) until the toggle picks one ----------------------
+
+const darkQuery = window.matchMedia("(prefers-color-scheme: dark)");
+
+function effectiveTheme() {
+  return document.documentElement.dataset.theme || (darkQuery.matches ? "dark" : "light");
+}
+
+function applyTheme(theme) {
+  if (theme) document.documentElement.dataset.theme = theme;
+  else delete document.documentElement.dataset.theme;
+  setText("theme-name", effectiveTheme() + (theme ? "" : " (system)"));
+  renderCharts();
+}
+
+function setUpTheme() {
+  const stored = localStorage.getItem(THEME_KEY);
+  applyTheme(stored === "dark" || stored === "light" ? stored : null);
+  document.getElementById("theme-toggle").addEventListener("click", () => {
+    const next = effectiveTheme() === "dark" ? "light" : "dark";
+    localStorage.setItem(THEME_KEY, next);
+    applyTheme(next);
+  });
+  darkQuery.addEventListener("change", () => applyTheme(document.documentElement.dataset.theme));
+  document.getElementById("chart-range").addEventListener("change", (event) => {
+    dashboard.range = event.target.value;
+    renderCharts();
+  });
 }
 
 // Parses one SSE block ("field: value" lines); returns {event, data} or null for comments.
@@ -124,6 +305,7 @@ async function follow(credential) {
 }
 
 async function run() {
+  setUpTheme();
   const form = document.getElementById("login");
   let credential = credentialFromFragment();
   form.addEventListener("submit", (event) => {
