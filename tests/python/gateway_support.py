@@ -76,6 +76,7 @@ def running_gateway(
     *,
     config_file: Path | None = None,
     span_exporter: Any = None,
+    relay_settings: dict[str, Any] | None = None,
     **gateway_overrides: Any,
 ) -> Iterator[GatewayRig]:
     fake = upstream or FakeUpstream(required_key=UPSTREAM_KEY)
@@ -88,6 +89,7 @@ def running_gateway(
             config_file=config_file,
             config_reload_interval_seconds=0,
             gateway=gateway_settings(upstream_url, **gateway_overrides),
+            **(relay_settings or {}),
         )
         app = create_app(settings, span_exporter=span_exporter)
         with serve_in_thread(app) as url:

@@ -26,6 +26,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from relay_context.config.gateway_cache import CacheConfig
+
 ProviderType = Literal["openai", "anthropic", "gemini"]
 #: Providers that exist without configuration (``default`` is ``LLM_PROVIDER_URL``'s).
 BUILT_IN_PROVIDERS = ("openai", "anthropic", "gemini", "default")
@@ -248,6 +250,10 @@ class GatewaySettings(BaseSettings):
     models: dict[str, ModelConfig] = Field(
         default_factory=dict, validation_alias=AliasChoices("gateway_models", "models")
     )
+    #: The exact response cache (``config/gateway_cache.py``).
+    cache: CacheConfig = Field(
+        default_factory=CacheConfig, validation_alias=AliasChoices("gateway_cache", "cache")
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -291,7 +297,7 @@ class _PrefixedTables(PydanticBaseSettingsSource):
     variables (``MODELS`` is Relay's own model table): the gateway's tables come from
     ``GATEWAY_MODELS`` and the like, or from the YAML section."""
 
-    PLAIN = frozenset({"models", "providers", "budgets"})
+    PLAIN = frozenset({"models", "providers", "budgets", "cache"})
 
     def __init__(self, settings_cls: type[BaseSettings], inner: PydanticBaseSettingsSource) -> None:
         super().__init__(settings_cls)

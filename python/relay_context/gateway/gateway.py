@@ -16,9 +16,9 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from opentelemetry import trace
@@ -30,6 +30,11 @@ from relay_context.core.ratelimit import SlidingWindowRateLimiter
 from relay_context.gateway import validation as v
 from relay_context.gateway import wire_formats as wire
 from relay_context.gateway.budgets import StreamBudget, check_budget
+from relay_context.gateway.cache.entry import CachedAnswer
+from relay_context.gateway.cache.exact_cache import CacheTicket, ExactCache
+from relay_context.gateway.cache.metrics import CacheMetrics
+from relay_context.gateway.cache.recording import record_stream
+from relay_context.gateway.cache.replay import stream_events, whole_body
 from relay_context.gateway.call import Endpoint, GatewayCall, GatewayReply
 from relay_context.gateway.circuit_breaker import STATE_VALUES, BreakerBoard
 from relay_context.gateway.client_auth import Caller, ClientAuthenticator
@@ -116,6 +121,8 @@ class _Request:
     headers: dict[str, str] = field(default_factory=dict)
     budget: StreamBudget | None = None
     limits: KeyLimits | None = None
+    #: Set when the exact cache looked the request up (a miss to be stored).
+    cache: CacheTicket | None = None
 
     def overhead_ms(self) -> float:
         return max(
@@ -176,6 +183,12 @@ class Gateway(AsyncResource):
         self._rpm: SlidingWindowRateLimiter | None = self._rpm_limiter(gs)
         self._tpm: TokensPerMinute | None = self._tpm_counter(gs)
         self._retired_limiters: list[SlidingWindowRateLimiter] = []
+        self.cache = ExactCache(
+            gs.cache,
+            metrics=CacheMetrics(registry),
+            redis_url=redis_url,
+            redis_key_prefix=redis_key_prefix,
+        )
 
     # --- settings ------------------------------------------------------------------------------
 
@@ -211,6 +224,7 @@ class Gateway(AsyncResource):
                 if self._rpm is not None:
                     self._retired_limiters.append(self._rpm)
                 self._rpm = self._rpm_limiter(gs)
+            self.cache.configure(gs.cache)
             log.info("gateway settings reloaded")
         return gs
 
@@ -224,6 +238,7 @@ class Gateway(AsyncResource):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.ledger.close()
         await self.pool.close()
+        await self.cache.close()
         for limiter in [self._rpm, *self._retired_limiters, *self._key_rpm.values()]:
             if limiter is not None:
                 limiter.close()
@@ -410,6 +425,9 @@ class Gateway(AsyncResource):
     async def _chat(
         self, r: _Request, gs: GatewaySettings, body: dict[str, Any], resolved: ResolvedModel
     ) -> GatewayReply:
+        cached = await self._cache_lookup(r, body, resolved)
+        if cached is not None:
+            return cached
         deployments = resolved.ordered(self.rng)
         body, request, fit = self._fit(r, gs, body, resolved, deployments[0])
         r.fit = fit
@@ -668,6 +686,10 @@ class Gateway(AsyncResource):
                 neutral.usage = self._counted_usage(r, d, neutral)
             content = wire.dumps(wire.emit_response(r.fmt, neutral, r.model))
         cost = self._settle(r, resolved, d, usage, response.status_code)
+        if r.cache is not None and response.status_code == 200:
+            answer = self._answer(r, d, "whole", usage, cost)
+            answer.body = content
+            self._background(self._cache_save(r.cache, answer))
         headers = self._success_headers(r, d)
         headers["x-relay-cost-usd"] = f"{cost:.8f}"
         headers["x-relay-overhead-ms"] = f"{r.overhead_ms():.3f}"
@@ -691,20 +713,25 @@ class Gateway(AsyncResource):
         upstream_format: WireFormat,
         response: httpx.Response,
     ) -> GatewayReply:
+        ended: list[tuple[Usage | None, GatewayError | None, float]] = []
+        # A stream to cache keeps OpenAI's usage chunk (hidden from a client that did not ask).
+        recording = r.cache is not None and r.cache.may_store
+
         def on_end(usage: Usage | None, error: GatewayError | None) -> None:
             if isinstance(error, UpstreamError | UpstreamUnavailableError):
                 breaker = self.breakers.get(d.key)
                 breaker.record_failure()
                 self._publish_breaker(d)
                 log.warning("stream from %s ended by an error: %s", d.key, error)
-            self._settle(r, resolved, d, usage, 200 if error is None else error.status)
+            cost = self._settle(r, resolved, d, usage, 200 if error is None else error.status)
+            ended.append((usage, error, cost))
 
         prompt = r.fit.prompt_tokens if r.fit else 0
         if upstream_format == r.fmt == "openai":
             chunks = forward_openai(
                 response,
                 provider=d.provider.name,
-                strip_usage_chunk=not request.stream_usage,
+                strip_usage_chunk=not request.stream_usage and not recording,
                 on_end=on_end,
                 budget=r.budget,
             )
@@ -724,14 +751,122 @@ class Gateway(AsyncResource):
                 client_format=r.fmt,
                 model=r.model,
                 prompt_tokens=prompt,
-                include_usage=request.stream_usage,
+                include_usage=request.stream_usage or recording,
                 on_end=on_end,
                 budget=r.budget,
+            )
+        if recording:
+            assert r.cache is not None
+            ticket = r.cache
+
+            def complete(events: list[bytes]) -> None:
+                usage, _, cost = ended[0]
+                answer = self._answer(r, d, "stream", usage, cost)
+                answer.events = events
+                self._background(self._cache_save(ticket, answer))
+
+            chunks = record_stream(
+                chunks,
+                hide_openai_usage=r.fmt == "openai" and not request.stream_usage,
+                failed=lambda: not ended or ended[0][1] is not None,
+                on_complete=complete,
             )
         headers = {**self._success_headers(r, d), **SSE_HEADERS}
         headers["x-relay-overhead-ms"] = f"{r.overhead_ms():.3f}"
         self.metrics.overhead.observe(r.overhead_ms() / 1000)
         return GatewayReply(200, headers, stream=chunks, media_type="text/event-stream")
+
+    # --- the exact cache (gateway/cache/) -------------------------------------------------------
+
+    async def _cache_lookup(
+        self, r: _Request, body: dict[str, Any], resolved: ResolvedModel
+    ) -> GatewayReply | None:
+        """The answer from the exact cache, or ``None`` (then ``r.cache`` holds the ticket the
+        upstream's answer is stored under). Sets ``x-relay-cache`` and ``x-relay-cache-key``."""
+        assert r.caller is not None
+        upstream = "|".join(
+            sorted({f"{d.provider.name}/{d.upstream_model}" for d in resolved.deployments})
+        )
+        ticket = self.cache.ticket(
+            principal=r.caller.principal,
+            family=r.fmt,
+            model=resolved.name,
+            upstream_model=upstream,
+            body=body,
+            headers=r.call.headers,
+        )
+        if ticket is None:
+            r.headers["x-relay-cache"] = "bypass"
+            return None
+        r.headers["x-relay-cache-key"] = ticket.key.digest
+        answer = await self.cache.lookup(ticket)
+        r.headers["x-relay-cache"] = ticket.status
+        if answer is None:
+            if ticket.status == "miss":
+                self.stats.record_cache("miss")
+            r.cache = ticket if ticket.may_store else None
+            return None
+        self.stats.record_cache("exact", saved_usd=answer.cost_usd)
+        return self._cached_reply(r, resolved, body, answer)
+
+    def _cached_reply(
+        self, r: _Request, resolved: ResolvedModel, body: dict[str, Any], answer: CachedAnswer
+    ) -> GatewayReply:
+        """A hit: costs 0 in the ledger, and what the first call cost counts as saved."""
+        self.ledger.record(
+            request_id=r.call.request_id,
+            principal=r.caller.principal.id if r.caller else "-",
+            model=resolved.name,
+            deployment=answer.deployment,
+            usage=answer.usage,
+            cost_usd=0.0,
+            status=200,
+            reported=True,
+            saved_usd=answer.cost_usd,
+            cache_hit=True,
+        )
+        self.metrics.requests.labels(resolved.name, answer.provider, "200").inc()
+        headers = dict(r.headers)
+        headers["x-relay-request-id"] = r.call.request_id
+        headers["x-relay-model"] = answer.upstream_model
+        headers["x-relay-provider"] = answer.provider
+        headers["x-relay-cost-usd"] = "0.00000000"
+        headers["x-relay-saved-usd"] = f"{answer.cost_usd:.8f}"
+        headers["x-relay-overhead-ms"] = f"{r.overhead_ms():.3f}"
+        self.metrics.overhead.observe(r.overhead_ms() / 1000)
+        if body.get("stream") is True or r.call.endpoint == "gemini_stream":
+            options = body.get("stream_options")
+            include_usage = isinstance(options, dict) and options.get("include_usage") is True
+            replay = b"".join(stream_events(answer, include_usage=include_usage))
+            return GatewayReply(
+                200,
+                {**headers, **SSE_HEADERS},
+                stream=_one_write(replay),
+                media_type="text/event-stream",
+            )
+        return GatewayReply(200, headers, whole_body(answer))
+
+    def _answer(
+        self,
+        r: _Request,
+        d: Deployment,
+        kind: Literal["whole", "stream"],
+        usage: Usage | None,
+        cost: float,
+    ) -> CachedAnswer:
+        return CachedAnswer(
+            family=r.fmt,
+            kind=kind,
+            model=r.model,
+            upstream_model=d.upstream_model,
+            provider=d.provider.name,
+            deployment=d.key,
+            usage=usage or Usage(input_tokens=r.fit.prompt_tokens if r.fit else 0),
+            cost_usd=cost,
+        )
+
+    async def _cache_save(self, ticket: CacheTicket, answer: CachedAnswer) -> None:
+        await self.cache.save(ticket, answer)
 
     async def _count_tokens(
         self, r: _Request, body: dict[str, Any], resolved: ResolvedModel
@@ -851,6 +986,10 @@ class Gateway(AsyncResource):
         if err.status >= 500:
             log.warning("gateway error %d: %s", err.status, err.message)
         return GatewayReply(err.status, headers, error_bytes(r.fmt, err))
+
+
+async def _one_write(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 def _openai_family_usage(content: bytes) -> Usage | None:

@@ -54,10 +54,20 @@ USAGE_MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX relay_gateway_usage_at ON relay_gateway_usage (at_us)",
         ),
     ),
+    Migration(
+        "gateway_usage",
+        2,
+        "answers from the exact cache: their saved cost",
+        (
+            "ALTER TABLE relay_gateway_usage"
+            " ADD COLUMN saved_usd DOUBLE PRECISION NOT NULL DEFAULT 0",
+            "ALTER TABLE relay_gateway_usage ADD COLUMN cache_hit INTEGER NOT NULL DEFAULT 0",
+        ),
+    ),
 )
 _COLUMNS = (
     "at_us, request_id, principal, model, deployment, input_tokens, output_tokens,"
-    " cached_input_tokens, cost_usd, status, reported"
+    " cached_input_tokens, cost_usd, status, reported, saved_usd, cache_hit"
 )
 
 
@@ -75,6 +85,9 @@ class UsageRow:
     status: int
     #: 1 when the usage came from the upstream, 0 when Relay counted it.
     reported: int
+    #: An answer from the cache costs 0 and saves what its first call cost.
+    saved_usd: float = 0.0
+    cache_hit: int = 0
 
 
 class UsageLedger:
@@ -99,6 +112,8 @@ class UsageLedger:
         cost_usd: float,
         status: int,
         reported: bool,
+        saved_usd: float = 0.0,
+        cache_hit: bool = False,
     ) -> UsageRow:
         row = UsageRow(
             int(time.time() * US),
@@ -112,6 +127,8 @@ class UsageLedger:
             cost_usd,
             status,
             int(reported),
+            saved_usd,
+            int(cache_hit),
         )
         self._pending.append(row)
         if len(self._pending) >= FLUSH_ROWS:
@@ -142,7 +159,7 @@ class UsageLedger:
             async with self._write() as tx:
                 await tx.executemany(
                     f"INSERT INTO relay_gateway_usage ({_COLUMNS}) VALUES "
-                    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                     [astuple(r) for r in rows],
                 )
         except BaseException:
@@ -207,7 +224,8 @@ class UsageLedger:
         async with self._read() as tx:
             rows = await tx.fetch(
                 f"SELECT {column} AS g, COUNT(*), SUM(input_tokens), SUM(output_tokens),"
-                f" SUM(cached_input_tokens), SUM(cost_usd) FROM relay_gateway_usage"
+                f" SUM(cached_input_tokens), SUM(cost_usd), SUM(saved_usd), SUM(cache_hit)"
+                f" FROM relay_gateway_usage"
                 f" WHERE {where} GROUP BY g ORDER BY g",
                 *args,
             )
@@ -226,6 +244,8 @@ class UsageLedger:
                     "output_tokens": int(row[3] or 0),
                     "cached_input_tokens": int(row[4] or 0),
                     "cost_usd": round(float(row[5] or 0.0), 8),
+                    "saved_usd": round(float(row[6] or 0.0), 8),
+                    "cache_hits": int(row[7] or 0),
                 }
             )
         return out

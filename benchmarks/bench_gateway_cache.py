@@ -1,0 +1,459 @@
+"""Exact-cache hit latency of the gateway, per store: in process, SQLite (sealed), Redis.
+
+    python benchmarks/bench_gateway_cache.py [--quick] [--rate 1000] [--seconds 5]
+
+For each store, starts the project's fake upstream and ``relay serve`` (keys auth, the fake as
+OPENAI_BASE_URL, ``GATEWAY_CACHE`` turning the cache on with that store; Redis is a throwaway
+``redis-server`` on a free port), fills the cache with one answer per distinct prompt, then:
+
+* one request at a time: p50 / p99 latency of a hit (to the last byte), non-streamed and
+  streamed, and Relay's own ``x-relay-overhead-ms`` for them;
+* an open-loop load of ``--rate`` hits per second for ``--seconds`` (each request due on a
+  fixed schedule, latency counted from when it was due, over 32 keep-alive connections):
+  achieved rate, p50 / p99 latency, errors.
+
+The load generator is a minimal asyncio HTTP/1.1 client on the same machine as the server, so
+its own cost is part of every figure; the server-side ``x-relay-overhead-ms`` is beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+RELAY = Path(sys.executable).parent / "relay"
+PROMPTS = 64
+
+
+def body(n: int, stream: bool = False) -> bytes:
+    return json.dumps(
+        {
+            "model": "gpt-4o-mini",
+            "stream": stream,
+            "messages": [
+                {"role": "system", "content": "You are a helpful coding assistant."},
+                {"role": "user", "content": f"Explain context windows, variant {n}. fake:words=60"},
+            ],
+        }
+    ).encode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_up(url: str, path: str) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url + path, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not start")
+
+
+@contextmanager
+def process(args: list[str], env: dict[str, str], url: str | None, probe: str) -> Iterator[None]:
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        try:
+            if url is not None:
+                try:
+                    wait_up(url, probe)
+                except RuntimeError:
+                    log.seek(0)
+                    raise RuntimeError(f"{args[0]} did not start: {log.read()[-2000:]!r}") from None
+            yield
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed")
+    port = free_port()
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    with process(args, dict(os.environ), None, ""):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+class RawConnection:
+    """One keep-alive HTTP/1.1 connection speaking just enough HTTP for this benchmark: the load
+    generator must cost far less than the server it measures (httpx's pool does not at 1k/s on
+    this machine)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> RawConnection:
+        reader, writer = await asyncio.open_connection(host, port)
+        return cls(reader, writer)
+
+    async def post(self, head: bytes, content: bytes) -> tuple[int, dict[str, str], bytes]:
+        self.writer.write(head + str(len(content)).encode() + b"\r\n\r\n" + content)
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        lines = raw.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            if ":" in line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        if headers.get("transfer-encoding") == "chunked":
+            parts = []
+            while True:
+                size = int((await self.reader.readuntil(b"\r\n")).strip(), 16)
+                data = await self.reader.readexactly(size + 2)
+                if size == 0:
+                    break
+                parts.append(data[:-2])
+            return status, headers, b"".join(parts)
+        return status, headers, await self.reader.readexactly(int(headers["content-length"]))
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def request_head(port: int, key: str) -> bytes:
+    return (
+        f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
+        f"authorization: Bearer {key}\r\ncontent-type: application/json\r\n"
+        "content-length: "
+    ).encode()
+
+
+def check_hit(status: int, headers: dict[str, str]) -> None:
+    if status != 200 or headers.get("x-relay-cache") != "hit":
+        raise RuntimeError(f"not a hit: {status} {headers}")
+
+
+async def sequential(port: int, key: str, n: int, stream: bool) -> tuple[list[float], list[float]]:
+    conn = await RawConnection.open("127.0.0.1", port)
+    head = request_head(port, key)
+    latencies: list[float] = []
+    overheads: list[float] = []
+    try:
+        for i in range(n):
+            content = body(i % PROMPTS, stream)
+            started = time.perf_counter()
+            status, headers, _ = await conn.post(head, content)
+            latencies.append((time.perf_counter() - started) * 1000)
+            check_hit(status, headers)
+            overheads.append(float(headers["x-relay-overhead-ms"]))
+    finally:
+        conn.close()
+    return latencies, overheads
+
+
+async def open_loop(port: int, key: str, rate: float, seconds: float) -> dict[str, float]:
+    """Requests due on a fixed schedule of ``rate`` per second, over a pool of connections;
+    latency counts from the moment each was due (a late send is the server's delay too)."""
+    total = int(rate * seconds)
+    head = request_head(port, key)
+    bodies = [body(n) for n in range(PROMPTS)]
+    latencies: list[float] = []
+    overheads: list[float] = []
+    errors = 0
+    next_request = 0
+    connections = [await RawConnection.open("127.0.0.1", port) for _ in range(32)]
+    start = time.perf_counter() + 0.05
+
+    async def worker(conn: RawConnection) -> None:
+        nonlocal next_request, errors
+        while next_request < total:
+            n = next_request
+            next_request += 1
+            due = start + n / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            try:
+                status, headers, _ = await conn.post(head, bodies[n % PROMPTS])
+            except (OSError, asyncio.IncompleteReadError):
+                errors += 1
+                return
+            latencies.append((time.perf_counter() - due) * 1000)
+            if status != 200 or headers.get("x-relay-cache") != "hit":
+                errors += 1
+            else:
+                overheads.append(float(headers["x-relay-overhead-ms"]))
+
+    await asyncio.gather(*(worker(c) for c in connections))
+    elapsed = time.perf_counter() - start
+    for c in connections:
+        c.close()
+    return {
+        "rate": total / elapsed,
+        "p50": percentile(latencies, 0.5),
+        "p99": percentile(latencies, 0.99),
+        "overhead_p50": percentile(overheads, 0.5),
+        "overhead_p99": percentile(overheads, 0.99),
+        "errors": errors,
+    }
+
+
+def run_store(store: str, args: argparse.Namespace) -> dict[str, Any]:
+    fake_port, relay_port = free_port(), free_port()
+    fake_url = f"http://127.0.0.1:{fake_port}"
+    relay_url = f"http://127.0.0.1:{relay_port}"
+    with (
+        tempfile.TemporaryDirectory() as data,
+        redis_server() if store == "redis" else nullcontext(None) as redis_url,
+    ):
+        cache: dict[str, Any] = {"enabled": True, "ttl_seconds": 3600}
+        if store == "sqlite":
+            cache |= {
+                "persist": True,
+                "path": str(Path(data) / "cache.sqlite3"),
+                "encryption_keys": [base64.b64encode(os.urandom(32)).decode()],
+            }
+        base_env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("OPENAI", "ANTHROPIC", "REDIS", "GATEWAY"))
+        }
+        relay_env = {
+            **base_env,
+            "DATA_DIR": data,
+            "SECRET_KEY": "bench-secret-0123456789abcdef-0123456789abcdef",
+            "LOG_LEVEL": "WARNING",
+            "RATE_LIMIT_REQUESTS": "10000000",
+            "OPENAI_BASE_URL": fake_url + "/v1",
+            "OPENAI_API_KEY": "sk-fake",
+            "GATEWAY_CACHE": json.dumps(cache),
+        }
+        if redis_url:
+            relay_env["REDIS_URL"] = redis_url
+        created = subprocess.run(
+            [str(RELAY), "keys", "create", "--role", "user", "--json"],
+            env=relay_env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        key = json.loads(created.stdout)["key"]
+        fake_env = {**base_env, "PYTHONPATH": str(REPO / "tests" / "python")}
+        fake_cmd = [sys.executable, "-m", "fake_upstream", "--port", str(fake_port), "--no-record"]
+        relay_cmd = [str(RELAY), "serve", "--port", str(relay_port)]
+        with (
+            process(fake_cmd, fake_env, fake_url, "/v1/models"),
+            process(relay_cmd, relay_env, relay_url, "/health"),
+        ):
+            url = relay_url + "/v1/chat/completions"
+            headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+            print(f"  [{store}] servers up; filling", file=sys.stderr, flush=True)
+            with httpx.Client(timeout=60) as client:
+                for stream in (False, True):  # fill: one miss per prompt, then wait for it
+                    for n in range(PROMPTS):
+                        client.post(url, content=body(n, stream), headers=headers)
+                time.sleep(0.5)
+            asyncio.run(sequential(relay_port, key, 100, False))  # warm up
+            print(f"  [{store}] measuring", file=sys.stderr, flush=True)
+            out: dict[str, Any] = {}
+            if store == "memory":
+                with httpx.Client(timeout=60) as client:
+                    fidelity(client, url, headers, "relay")
+            for stream in (False, True):
+                lat, over = asyncio.run(sequential(relay_port, key, args.requests, stream))
+                out["stream" if stream else "whole"] = (lat, over)
+            out["load"] = asyncio.run(open_loop(relay_port, key, args.rate, args.seconds))
+            return out
+
+
+LITELLM_CONFIG = """model_list:
+  - model_name: "*"
+    litellm_params:
+      model: "openai/*"
+      api_base: "{upstream}"
+      api_key: "sk-fake"
+litellm_settings:
+  telemetry: false
+  cache: true
+  cache_params:
+    type: local
+general_settings:
+  master_key: "sk-litellm-bench"
+  disable_spend_logs: true
+"""
+FIDELITY_BODY = {
+    "model": "gpt-4o-mini",
+    "stream": True,
+    "stream_options": {"include_usage": True},
+    "messages": [{"role": "user", "content": "fidelity fake:tools=2 fake:thinking fake:cached=64"}],
+    "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+}
+
+
+def stream_chunks(client: httpx.Client, url: str, headers: dict[str, str]) -> list[Any]:
+    with client.stream("POST", url, json=FIDELITY_BODY, headers=headers) as response:
+        text = response.read().decode()
+    return [
+        json.loads(e[6:])
+        for e in text.replace("\r\n", "\n").split("\n\n")
+        if e.startswith("data: {")
+    ]
+
+
+def fields(chunks: list[Any]) -> set[str]:
+    """Every field path present in the chunks (``choices.delta.tool_calls.function.arguments``)."""
+    out: set[str] = set()
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if v is not None:
+                    walk(v, f"{path}.{k}" if path else k)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, path)
+        else:
+            out.add(path)
+
+    for chunk in chunks:
+        walk(chunk, "")
+    return out
+
+
+def fidelity(client: httpx.Client, url: str, headers: dict[str, str], name: str) -> None:
+    original = stream_chunks(client, url, headers)
+    time.sleep(0.5)
+    replayed = stream_chunks(client, url, headers)
+    lost = sorted(fields(original) - fields(replayed))
+    strip = {"id", "created", "system_fingerprint"}
+    same = [{k: v for k, v in c.items() if k not in strip} for c in original] == [
+        {k: v for k, v in c.items() if k not in strip} for c in replayed
+    ]
+    print(
+        f"  {name:7s} stream replay: {len(original)} chunks first, {len(replayed)} replayed;"
+        f" fields lost: {lost or 'none'}; chunks equal (ids aside): {same}"
+    )
+
+
+def run_litellm(venv: Path, args: argparse.Namespace) -> None:
+    fake_port, port = free_port(), free_port()
+    fake_url = f"http://127.0.0.1:{fake_port}"
+    url = f"http://127.0.0.1:{port}"
+    base_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENAI", "ANTHROPIC", "LITELLM", "DATABASE_URL", "REDIS"))
+    }
+    with tempfile.TemporaryDirectory() as work:
+        config = Path(work) / "litellm.yaml"
+        config.write_text(LITELLM_CONFIG.format(upstream=fake_url + "/v1"))
+        env = {
+            **base_env,
+            "LITELLM_LOG": "ERROR",
+            "LITELLM_TELEMETRY": "False",
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        }
+        fake_env = {**base_env, "PYTHONPATH": str(REPO / "tests" / "python")}
+        fake_cmd = [sys.executable, "-m", "fake_upstream", "--port", str(fake_port)]
+        cmd = [str(venv / "bin" / "litellm"), "--config", str(config), "--port", str(port)]
+        with (
+            process(fake_cmd, fake_env, fake_url, "/v1/models"),
+            process(cmd, env, url, "/health/liveliness"),
+        ):
+            headers = {"authorization": "Bearer sk-litellm-bench"}
+            with httpx.Client(timeout=60) as client:
+                for n in range(PROMPTS):
+                    client.post(url + "/v1/chat/completions", content=body(n), headers=headers)
+                time.sleep(0.5)
+                before = len(httpx.get(fake_url + "/_fake/requests").json())
+                latencies = []
+                for i in range(args.requests):
+                    started = time.perf_counter()
+                    response = client.post(
+                        url + "/v1/chat/completions", content=body(i % PROMPTS), headers=headers
+                    )
+                    latencies.append((time.perf_counter() - started) * 1000)
+                    assert response.status_code == 200, response.text
+                upstream_calls = len(httpx.get(fake_url + "/_fake/requests").json()) - before
+                print(
+                    f"  litellm whole  one at a time: p50 {percentile(latencies, 0.5):6.3f}"
+                    f" p99 {percentile(latencies, 0.99):6.3f}"
+                    f" | upstream calls during the hits: {upstream_calls}"
+                )
+                fidelity(client, url + "/v1/chat/completions", headers, "litellm")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rate", type=float, default=1000.0, help="hits per second (open loop)")
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--requests", type=int, default=None, help="sequential hits per case")
+    parser.add_argument("--stores", default="memory,sqlite,redis")
+    parser.add_argument(
+        "--litellm-venv",
+        default=os.environ.get("RELAY_LITELLM_VENV", str(REPO / "benchmarks" / ".venv-litellm")),
+        help="a virtual environment with litellm[proxy] 1.106.x (skipped if absent)",
+    )
+    args = parser.parse_args()
+    args.seconds = args.seconds or (2.0 if args.quick else 5.0)
+    args.requests = args.requests or (300 if args.quick else 1000)
+    print(f"exact-cache hits, {args.requests} one at a time; then {args.rate:.0f}/s open loop")
+    print(f"for {args.seconds:.0f} s (ms; client latency to the last byte | x-relay-overhead-ms)")
+    for store in args.stores.split(","):
+        result = run_store(store, args)
+        for mode in ("whole", "stream"):
+            lat, over = result[mode]
+            print(
+                f"  {store:7s} {mode:6s} one at a time: p50 {percentile(lat, 0.5):6.3f}"
+                f" p99 {percentile(lat, 0.99):6.3f} | overhead p50 {percentile(over, 0.5):6.3f}"
+                f" p99 {percentile(over, 0.99):6.3f}"
+            )
+        load = result["load"]
+        print(
+            f"  {store:7s} whole  at {load['rate']:6.0f}/s:   p50 {load['p50']:6.3f}"
+            f" p99 {load['p99']:6.3f} | overhead p50 {load['overhead_p50']:6.3f}"
+            f" p99 {load['overhead_p99']:6.3f} | errors {load['errors']}"
+        )
+    venv = Path(args.litellm_venv)
+    if (venv / "bin" / "litellm").exists():
+        print("LiteLLM's in-memory cache (cache_params.type: local), same requests:")
+        run_litellm(venv, args)
+    else:
+        print(f"LiteLLM: no venv at {venv} (see --litellm-venv); not run")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Gateway response caches."""

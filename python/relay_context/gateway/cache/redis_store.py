@@ -1,0 +1,70 @@
+"""Entries in Redis (the app's ``REDIS_URL``), shared by every replica.
+
+Every call has a deadline (the connect and socket timeouts, and an overall one around each
+command), so a Redis that is down or stalled costs a request at most that long; the failure is
+a :class:`CacheStoreUnavailableError` and the cache applies its outage policy. Values are
+sealed like the SQLite store's when encryption keys are set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from relay_context.gateway.cache.sealing import Sealer
+from relay_context.gateway.cache.store import CacheStoreUnavailableError
+
+
+class RedisStore:
+    name = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key_prefix: str,
+        connect_timeout: float,
+        socket_timeout: float,
+        sealer: Sealer | None = None,
+    ) -> None:
+        self.key_prefix = key_prefix
+        self.sealer = sealer
+        self.deadline = connect_timeout + socket_timeout
+        self._redis = aioredis.Redis.from_url(
+            url,
+            socket_connect_timeout=connect_timeout,
+            socket_timeout=socket_timeout,
+            retry_on_timeout=False,
+        )
+
+    async def get(self, entry_id: str) -> bytes | None:
+        try:
+            value = await asyncio.wait_for(
+                self._redis.get(self.key_prefix + entry_id), self.deadline
+            )
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            raise CacheStoreUnavailableError(f"redis cache: {type(exc).__name__}") from exc
+        if value is None:
+            return None
+        data = bytes(value)
+        return self.sealer.open(entry_id, data) if self.sealer is not None else data
+
+    async def put(self, entry_id: str, value: bytes, ttl_seconds: float) -> None:
+        data = self.sealer.seal(entry_id, value) if self.sealer is not None else value
+        try:
+            await asyncio.wait_for(
+                self._redis.set(
+                    self.key_prefix + entry_id, data, px=max(1, int(ttl_seconds * 1000))
+                ),
+                self.deadline,
+            )
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            raise CacheStoreUnavailableError(f"redis cache: {type(exc).__name__}") from exc
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+__all__ = ["RedisStore"]
