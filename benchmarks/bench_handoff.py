@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -44,6 +45,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+#: Figures of the current run, by name (milliseconds), for the side-by-side table.
+FIGURES: dict[str, float] = {}
+
+
+def p99(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))] * 1000
 
 
 def percentiles(samples: list[float]) -> str:
@@ -75,7 +85,29 @@ def reset_peak(pid: int) -> bool:
         return False
 
 
-def start(args: argparse.Namespace, data_dir: str) -> tuple[subprocess.Popen[bytes], str]:
+_SITECUSTOMIZE = """
+import sys
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__.lower()]
+sys.path.insert(0, {path!r})
+"""
+
+
+def baseline_env(source: Path, scratch: Path) -> dict[str, str]:
+    """Run the server from another checkout's ``python/`` (the built C++ extension copied in):
+    the editable install's import hook is dropped so that tree's package wins."""
+    import relay_context._core as core
+
+    package = source / "python" / "relay_context"
+    shutil.copy2(core.__file__, package / Path(str(core.__file__)).name)
+    site = scratch / "baseline-site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(_SITECUSTOMIZE.format(path=str(source / "python")))
+    return {"PYTHONPATH": str(site)}
+
+
+def start(
+    args: argparse.Namespace, data_dir: str, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {
         **os.environ,
@@ -85,14 +117,18 @@ def start(args: argparse.Namespace, data_dir: str) -> tuple[subprocess.Popen[byt
         "RATE_LIMIT_REQUESTS": "1000000",
         "LOG_LEVEL": "WARNING",
         "SECRET_KEY": "bench-secret-key-0123456789abcdef-0123456789",
+        **(extra_env or {}),
     }
     for name, value in (("DATABASE_URL", args.database_url), ("REDIS_URL", args.redis_url)):
         if value:
             env[name] = value
     if args.database_url:
         env["DATABASE_SCHEMA"] = f"bench_handoff_{os.getpid()}"
+    command = [str(RELAY), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if args.profile:
+        command = [sys.executable, "-m", "cProfile", "-o", args.profile, *command]
     process = subprocess.Popen(
-        [str(RELAY), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        command,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=sys.stderr,
@@ -109,17 +145,20 @@ def start(args: argparse.Namespace, data_dir: str) -> tuple[subprocess.Popen[byt
             time.sleep(0.1)
 
 
-def request_phases(url: str, n: int) -> None:
+def request_phases(url: str, pid: int, n: int) -> None:
     body = (b"The architecture document, section after section. " * 2600)[: 125 * 1024]
     ids: list[str] = []
     with httpx.Client(base_url=url, timeout=30) as c:
         for i in range(20):  # warm-up
             c.post("/api/v1/handoff", content=b"warm %d " % i + body)
         floor = []
+        cpu: dict[str, float] = {}
+        mark = cpu_seconds(pid)
         for _ in range(n):
             t = time.perf_counter()
             c.get("/health").raise_for_status()
             floor.append(time.perf_counter() - t)
+        cpu["health"], mark = cpu_seconds(pid) - mark, cpu_seconds(pid)
         pushes = []
         for i in range(n):
             data = b"%08d" % i + body[8:]
@@ -128,21 +167,33 @@ def request_phases(url: str, n: int) -> None:
             pushes.append(time.perf_counter() - t)
             r.raise_for_status()
             ids.append(r.json()["id"])
+        cpu["push"], mark = cpu_seconds(pid) - mark, cpu_seconds(pid)
         pulls = []
         for payload_id in ids:
             t = time.perf_counter()
             r = c.get(f"/api/v1/handoff/{payload_id}")
             pulls.append(time.perf_counter() - t)
             assert len(r.content) == len(body)
+        cpu["pull"], mark = cpu_seconds(pid) - mark, cpu_seconds(pid)
         peeks = []
         for payload_id in ids:
             t = time.perf_counter()
             c.get(f"/peek/{payload_id}").raise_for_status()
             peeks.append(time.perf_counter() - t)
-    print(f"GET /health   {percentiles(floor)}   (the service's floor, for reference)")
-    print(f"push 125 KB   {percentiles(pushes)}")
-    print(f"pull 125 KB   {percentiles(pulls)}")
-    print(f"peek          {percentiles(peeks)}")
+        cpu["peek"] = cpu_seconds(pid) - mark
+
+    def used(phase: str) -> str:
+        # Server CPU per request: steadier than latency on a shared, loaded machine.
+        return f"   server CPU {cpu[phase] / n * 1000:5.2f} ms/request"
+
+    for name, samples in (("push", pushes), ("pull", pulls), ("peek", peeks)):
+        FIGURES[f"{name} p50"] = statistics.median(samples) * 1000
+        FIGURES[f"{name} p99"] = p99(samples)
+        FIGURES[f"{name} server CPU"] = cpu[name] / n * 1000
+    print(f"GET /health   {percentiles(floor)}{used('health')}   (the service's floor)")
+    print(f"push 125 KB   {percentiles(pushes)}{used('push')}")
+    print(f"pull 125 KB   {percentiles(pulls)}{used('pull')}")
+    print(f"peek          {percentiles(peeks)}{used('peek')}")
 
 
 async def _receipt(subscriber: object, sent: float) -> float:
@@ -169,6 +220,9 @@ async def fanout(url: str, pid: int, subscribers: int, events: int) -> None:
     cpu = (cpu_seconds(pid) - cpu_before) / events
     for s in sockets:
         await s.close()
+    FIGURES["fan-out p50"] = statistics.median(latencies) * 1000
+    FIGURES["fan-out p99"] = p99(latencies)
+    FIGURES["fan-out server CPU"] = cpu * 1000
     print(f"fan-out to {subscribers:3d} {percentiles(latencies)}")
     print(f"fan-out server CPU per event (publish + {subscribers} frames): {cpu * 1000:.2f} ms")
 
@@ -202,6 +256,7 @@ def big_payload(url: str, pid: int, megabytes: int, *, compressible: bool) -> No
     assert received == size, received
     growth = peak_rss_kib(pid) - before
     kind = "repetitive" if compressible else "random"
+    FIGURES[f"{megabytes} MB {kind} RSS growth (MiB)"] = growth / 1024
     print(
         f"{megabytes} MB {kind} push {pushed * 1000:.0f} ms, pull {pulled * 1000:.0f} ms; "
         f"server peak RSS grew {growth / 1024:.1f} MiB "
@@ -218,13 +273,48 @@ def main() -> None:
     parser.add_argument("--big-mb", type=int, default=25)
     parser.add_argument("--database-url")
     parser.add_argument("--redis-url")
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="run the server under cProfile and write its statistics to FILE",
+    )
+    parser.add_argument(
+        "--baseline-source",
+        type=Path,
+        metavar="DIR",
+        help="also run every phase against the server of another checkout (e.g. the commit "
+        "before a change: git archive COMMIT python | tar -x -C DIR), side by side",
+    )
     args = parser.parse_args()
+    runs: list[tuple[str, dict[str, float]]] = []
+    with tempfile.TemporaryDirectory() as scratch:
+        sources = [("current", None)]
+        if args.baseline_source:
+            sources.insert(0, ("baseline", baseline_env(args.baseline_source, Path(scratch))))
+        for label, extra_env in sources:
+            print(f"--- {label}")
+            FIGURES.clear()
+            run_suite(args, extra_env)
+            runs.append((label, dict(FIGURES)))
+    if len(runs) == 2:
+        (_, before), (_, after) = runs
+        print("\n--- side by side (ms unless noted; ratio = baseline / current)")
+        for name, value in after.items():
+            old = before.get(name)
+            ratio = f"{old / value:5.2f}x" if old and value else "   -"
+            print(
+                f"{name:34s} baseline {old if old is not None else float('nan'):9.2f}   "
+                f"current {value:9.2f}   {ratio}"
+            )
+
+
+def run_suite(args: argparse.Namespace, extra_env: dict[str, str] | None) -> None:
     with tempfile.TemporaryDirectory() as data_dir:
-        process, url = start(args, data_dir)
+        process, url = start(args, data_dir, extra_env)
         try:
             backend = "PostgreSQL" if args.database_url else "SQLite"
             print(f"relay serve on {url} ({backend}{', Redis' if args.redis_url else ''})")
-            request_phases(url, args.requests)
+            request_phases(url, process.pid, args.requests)
             asyncio.run(fanout(url, process.pid, args.subscribers, args.events))
             big_payload(url, process.pid, args.big_mb, compressible=False)
             big_payload(url, process.pid, args.big_mb, compressible=True)

@@ -179,6 +179,10 @@ class PayloadTooLargeError(RelayError, ValueError):
         self.limit = limit
 
 
+class PayloadIdTakenError(RelayError, ValueError):
+    """A push proposed a payload id (``X-Relay-Payload-Id``) that is already in use."""
+
+
 class QuotaExceededError(RelayError):
     """A push past the monthly pushes or the bytes stored that the caller's plan allows
     (pulls are never refused). ``details`` says which quota, its limit and the usage."""
@@ -220,6 +224,7 @@ __all__ = [
     "InvalidUnicodeError",
     "MessageTooLargeError",
     "NotATokenError",
+    "PayloadIdTakenError",
     "PayloadNotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",

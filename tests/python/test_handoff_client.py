@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import threading
 from typing import Any
@@ -13,7 +14,13 @@ import pytest
 
 from handoff_support import handoff_service, handoff_settings
 from relay_context.errors import DecryptionError, PayloadNotFoundError
-from relay_context.handoff_client import AgentBridge, AsyncHandoffClient, HandoffClient, crypto
+from relay_context.handoff_client import (
+    AgentBridge,
+    AsyncAgentBridge,
+    AsyncHandoffClient,
+    HandoffClient,
+    crypto,
+)
 from relay_context.handoff_client.pointers import Pointer
 
 
@@ -89,17 +96,109 @@ def test_fernet_payloads_of_the_contextrelay_sdk(relay: HandoffClient) -> None:
 def test_chunked_aes_gcm_detects_tampering() -> None:
     key = crypto.generate_key()
     data = os.urandom(3 * crypto.DEFAULT_CHUNK_BYTES)  # an exact multiple of the chunk size
-    sealed = crypto.encrypt(key, data)
-    assert crypto.decrypt(key, sealed) == data
-    decryptor = crypto.Decryptor(key)
+    payload_id = crypto.new_payload_id()
+    sealed = crypto.encrypt(key, data, payload_id=payload_id)
+    assert crypto.decrypt(key, sealed, payload_id) == data
+    decryptor = crypto.Decryptor(key, payload_id)
     pieces = [decryptor.feed(sealed[i : i + 1000]) for i in range(0, len(sealed), 1000)]
     assert b"".join(pieces) + decryptor.finish() == data
     with pytest.raises(DecryptionError):  # the last chunk dropped
-        crypto.decrypt(key, sealed[: -(crypto.DEFAULT_CHUNK_BYTES + crypto.TAG_BYTES)])
+        crypto.decrypt(key, sealed[: -(crypto.DEFAULT_CHUNK_BYTES + crypto.TAG_BYTES)], payload_id)
     flipped = bytearray(sealed)
     flipped[100] ^= 1
     with pytest.raises(DecryptionError):
-        crypto.decrypt(key, bytes(flipped))
+        crypto.decrypt(key, bytes(flipped), payload_id)
+
+
+def test_the_payload_id_is_bound_as_associated_data() -> None:
+    key = crypto.generate_key()
+    payload_id = crypto.new_payload_id()
+    sealed = crypto.encrypt(key, b"for one payload only", payload_id=payload_id)
+    assert sealed[:4] == b"RLY2"
+    with pytest.raises(DecryptionError, match="wrong key, or the ciphertext was altered"):
+        crypto.decrypt(key, sealed, crypto.new_payload_id())  # the same bytes under another id
+    with pytest.raises(DecryptionError, match="needs the id"):
+        crypto.decrypt(key, sealed)
+    with pytest.raises(DecryptionError, match="not a payload id"):
+        crypto.decrypt(key, sealed, "short")
+    with pytest.raises(DecryptionError, match="wrong key"):
+        crypto.decrypt(crypto.generate_key(), sealed, payload_id)
+
+
+def _first_format(key: bytes, plaintext: bytes, chunk_bytes: int = 1024) -> bytes:
+    """The chunked AES-GCM of the first clients (``RLY1``: the AAD is the header alone),
+    written out here from its specification, as such payloads are stored today."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    prefix = os.urandom(7)
+    header = b"RLY1" + chunk_bytes.to_bytes(4, "big") + prefix
+    pieces = [plaintext[i : i + chunk_bytes] for i in range(0, len(plaintext), chunk_bytes)]
+    pieces = pieces or [b""]
+    out = [header]
+    for index, piece in enumerate(pieces):
+        last = index == len(pieces) - 1
+        nonce = prefix + index.to_bytes(4, "big") + (b"\x01" if last else b"\x00")
+        out.append(AESGCM(key).encrypt(nonce, piece, header))
+    return b"".join(out)
+
+
+def test_payloads_of_the_first_format_still_open(relay: HandoffClient, service: Any) -> None:
+    key = crypto.generate_key()
+    text = "stored before the id was bound " * 200
+    raw = httpx.post(
+        f"{service[0]}/api/v1/handoff",
+        params={"encrypted": "true"},
+        content=_first_format(key, text.encode()),
+        headers={"Content-Type": crypto.ENCRYPTED_TEXT},
+    )
+    assert raw.status_code == 201, raw.text
+    url = Pointer.parse(raw.json()["url"]).with_key(crypto.key_to_text(key))
+    assert relay.pull(url) == text
+    target = io.BytesIO()
+    assert relay.pull_to(url, target) == len(text.encode())
+    assert target.getvalue() == text.encode()
+    with pytest.raises(DecryptionError):
+        relay.pull(Pointer.parse(url).with_key(crypto.key_to_text(crypto.generate_key())))
+
+
+def test_a_ciphertext_moved_to_another_id_does_not_open(relay: HandoffClient, service: Any) -> None:
+    url = relay.push("bound to its id", encrypted=True)
+    pointer = Pointer.parse(url)
+    stored = httpx.get(f"{service[0]}/api/v1/handoff/{pointer.id}")
+    assert stored.content[:4] == b"RLY2"
+    # The same bytes pushed again (by the server, or anyone who holds them) under a new id.
+    copy = httpx.post(
+        f"{service[0]}/api/v1/handoff",
+        params={"encrypted": "true"},
+        content=stored.content,
+        headers={"Content-Type": stored.headers["content-type"]},
+    ).json()
+    assert copy["id"] != pointer.id
+    moved = Pointer.parse(copy["url"]).with_key(pointer.key or "")
+    with pytest.raises(DecryptionError):
+        relay.pull(moved)
+    with pytest.raises(DecryptionError):
+        relay.pull_to(moved, io.BytesIO())
+    assert relay.pull(url) == "bound to its id"
+
+
+def test_a_proposed_id_is_checked(service: Any) -> None:
+    proposed = crypto.new_payload_id()
+    first = httpx.post(
+        f"{service[0]}/api/v1/handoff", content=b"x", headers={"X-Relay-Payload-Id": proposed}
+    )
+    assert first.status_code == 201
+    assert first.json()["id"] == proposed
+    again = httpx.post(
+        f"{service[0]}/api/v1/handoff", content=b"y", headers={"X-Relay-Payload-Id": proposed}
+    )
+    assert again.status_code == 409
+    assert again.json()["error"]["type"] == "payload_id_taken"
+    assert httpx.get(f"{service[0]}/api/v1/handoff/{proposed}").content == b"x"
+    bad = httpx.post(
+        f"{service[0]}/api/v1/handoff", content=b"z", headers={"X-Relay-Payload-Id": "short"}
+    )
+    assert bad.status_code == 422
 
 
 async def test_async_client(service: Any) -> None:
@@ -158,6 +257,67 @@ def test_agent_bridge_concurrent_callers_get_their_own_answers(service: Any) -> 
         stop.set()
         serving.join(timeout=10)
         worker_relay.close()
+
+
+async def test_async_agent_bridge_concurrent_callers_get_their_own_answers(service: Any) -> None:
+    base = service[0]
+
+    async def slow_answer(task: str | bytes) -> str:
+        # Every caller is subscribed to the done channel before the first answer goes out, so
+        # each sees the others' answers first: only the correlation id tells them apart.
+        await asyncio.sleep(0.3)
+        return f"answer to {task!r}"
+
+    async with AsyncHandoffClient(base) as worker_relay:
+        ready = asyncio.Event()
+        worker = asyncio.create_task(
+            AsyncAgentBridge(worker_relay, "abridge-tasks", "abridge-done").serve(
+                slow_answer, max_tasks=3, ready=ready
+            )
+        )
+        await asyncio.wait_for(ready.wait(), 10)
+
+        async def call(i: int) -> str | bytes:
+            async with AsyncHandoffClient(base) as mine:
+                bridge = AsyncAgentBridge(mine, "abridge-tasks", "abridge-done")
+                return await bridge.push_and_wait(f"task {i}", timeout=30)
+
+        results = await asyncio.gather(*(call(i) for i in range(3)))
+        assert results == [f"answer to 'task {i}'" for i in range(3)]
+        assert await asyncio.wait_for(worker, 10) == 3
+        # Nobody answers: a clear TimeoutError, not a hang.
+        with pytest.raises(TimeoutError, match=r"within 0\.3 s"):
+            await AsyncAgentBridge(worker_relay, "abridge-none", "abridge-void").push_and_wait(
+                "anyone?", timeout=0.3
+            )
+
+
+def test_the_documented_names_import_from_the_handoff_package() -> None:
+    import subprocess
+    import sys
+
+    # The issue's import line loads the client only: no server module, driver or web stack.
+    code = (
+        "import sys\n"
+        "from relay_context.handoff import ContextRelay, AsyncContextRelay, AgentBridge, "
+        "AsyncAgentBridge\n"
+        "import relay_context.handoff_client as c\n"
+        "assert ContextRelay is c.ContextRelay and AsyncContextRelay is c.AsyncContextRelay\n"
+        "assert AgentBridge is c.AgentBridge and AsyncAgentBridge is c.AsyncAgentBridge\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('fastapi', 'starlette', "
+        "'uvicorn', 'asyncpg', 'aiosqlite', 'redis') or m.startswith(('relay_context.service', "
+        "'relay_context.handoff.', 'relay_context.persistence', 'relay_context.engine', "
+        "'relay_context.security'))]\n"
+        "print(bad); assert not bad\n"
+        "from relay_context.handoff import HandoffRelay\n"
+        "assert HandoffRelay.__module__ == 'relay_context.handoff.relay'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    import relay_context.handoff as handoff
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        handoff.nope  # noqa: B018
+    assert {"ContextRelay", "HandoffRelay"} <= set(dir(handoff))
 
 
 def test_the_client_imports_no_server_code() -> None:

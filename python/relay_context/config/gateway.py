@@ -112,6 +112,24 @@ class BudgetConfig(BaseModel):
     period: Literal["day", "month", "lifetime"] = "month"
 
 
+class FuzzyCacheConfig(BaseModel):
+    """The fuzzy cache (off by default): a request equal to a cached one but for a
+    near-identical last user message may be answered from it when the guard agrees. Only these
+    settings loosen the thresholds; no request header can."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    #: Normalised Levenshtein similarity the two messages need at least.
+    min_similarity: float = Field(default=0.9, ge=0.5, le=1.0)
+    #: Characters that may differ at most (after normalisation).
+    max_edits: int = Field(default=8, ge=0, le=64)
+    #: Shorter messages are never fuzzy-matched.
+    min_chars: int = Field(default=16, ge=1)
+    #: Texts the fuzzy index holds at most (oldest evicted first).
+    max_entries: int = Field(default=100_000, ge=1)
+
+
 class GatewaySettings(BaseSettings):
     """The gateway's settings (environment names in the module docstring)."""
 
@@ -153,6 +171,49 @@ class GatewaySettings(BaseSettings):
         default=20_000,
         ge=16,
         validation_alias=AliasChoices("gateway_truncate_message_tokens", "truncate_message_tokens"),
+    )
+
+    #: ``fit``: cut old messages in steps of this share of the window, on boundaries that stay
+    #: put as the conversation grows, so the kept prefix is byte-identical (and the provider's
+    #: prompt cache keeps hitting) until the next step; off = the knapsack alone.
+    context_fit_prefix_stable: bool = Field(
+        default=True,
+        validation_alias=AliasChoices(
+            "gateway_context_fit_prefix_stable", "context_fit_prefix_stable"
+        ),
+    )
+    context_fit_step_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        validation_alias=AliasChoices("gateway_context_fit_step_share", "context_fit_step_share"),
+    )
+    #: Anthropic upstreams: add ``cache_control`` breakpoints on the stable prefix when the
+    #: client set none.
+    anthropic_cache_breakpoints: bool = Field(
+        default=True,
+        validation_alias=AliasChoices(
+            "gateway_anthropic_cache_breakpoints", "anthropic_cache_breakpoints"
+        ),
+    )
+    #: Minimum cacheable prompt tokens per Anthropic model name prefix (longest prefix wins),
+    #: over the shipped table.
+    anthropic_cache_min_tokens: dict[str, int] = Field(
+        default_factory=dict,
+        validation_alias=AliasChoices(
+            "gateway_anthropic_cache_min_tokens", "anthropic_cache_min_tokens"
+        ),
+    )
+    #: OpenAI-format upstreams: send a ``prompt_cache_key`` derived from the caller and the
+    #: conversation when the client set none.
+    openai_prompt_cache_key: bool = Field(
+        default=True,
+        validation_alias=AliasChoices("gateway_openai_prompt_cache_key", "openai_prompt_cache_key"),
+    )
+
+    fuzzy_cache: FuzzyCacheConfig = Field(
+        default_factory=FuzzyCacheConfig,
+        validation_alias=AliasChoices("gateway_fuzzy_cache", "fuzzy_cache"),
     )
 
     openai_api_key: SecretStr | None = None

@@ -56,9 +56,9 @@ class HandoffSettings(BaseSettings):
     #: the body is read.
     max_payload_bytes: int = Field(default=25 * MIB, ge=1)
     #: Largest JSON envelope (``POST /push`` with ``{"data": ...}``): JSON escapes text (up to 6
-    #: bytes per character), so the envelope may be larger than the payload it carries. The
-    #: envelope is parsed in memory, so this bounds what one JSON push may hold; raw bodies
-    #: stream and never count against it.
+    #: bytes per character), so the envelope may be larger than the payload it carries (whose
+    #: own cap, ``max_payload_bytes``, applies too). The envelope is parsed as it streams in
+    #: (the data goes to the spool piece by piece); raw bodies never count against this.
     max_json_body_bytes: int = Field(default=2 * 25 * MIB + MIB, ge=1)
     #: How long an upload's whole body may take to arrive (the service's
     #: ``body_read_timeout_seconds`` is meant for small JSON bodies).

@@ -13,6 +13,9 @@ estimate). OpenAI-format messages are counted by OpenAI's chat rule
   and marked ``[...content truncated]``; past ``truncate_threshold_tokens`` only the system
   prompt and the last ``truncate_keep_messages`` messages stay.
 * ``fit`` (default): when the prompt does not fit the window minus the reserved output, the
+  oldest messages are cut prefix-stably (:func:`_stable_cut`: at fixed boundaries
+  ``stable_step`` tokens apart, so the kept prefix stays byte-identical for many turns and the
+  provider's prompt cache keeps hitting); when no boundary fits, or without ``stable_step``, the
   knapsack (:class:`~relay_context.core.knapsack.KnapsackSelector`) keeps the most valuable
   messages (value = tokens, halved every :data:`RECENCY_HALF_LIFE` messages of age) with the
   system prompt and the latest user turn pinned.
@@ -77,6 +80,9 @@ class FitLimits:
     truncate_threshold: int
     truncate_keep: int
     truncate_message_tokens: int
+    #: ``fit``: cut the oldest messages on boundaries this many tokens apart (prefix-stable
+    #: fitting); ``None``: the knapsack alone.
+    stable_step: int | None = None
 
 
 def _openai_strings(m: dict[str, Any]) -> tuple[list[str], int]:
@@ -260,6 +266,14 @@ class ContextFitter:
             budget = window - limits.reserved_output - fixed
             if sum(per_message.values()) <= budget:
                 return unchanged
+            stable = (
+                _stable_cut(order, per_message, pinned, groups, request, budget, limits.stable_step)
+                if limits.stable_step
+                else None
+            )
+            if stable is not None:
+                prompt = fixed + sum(per_message[i] for i in stable)
+                return FitResult(prompt, stable, len(order) - len(stable), truncated, policy, total)
             n = len(order)
             atoms = [
                 Atom(
@@ -301,6 +315,63 @@ class ContextFitter:
             last_user = request.messages[-1].source_index
         pinned.update(m.source_index for m in request.messages if m.source_index >= last_user)
         return pinned
+
+
+def _stable_cut(
+    order: list[int],
+    per_message: dict[int, int],
+    pinned: set[int],
+    groups: dict[int, str],
+    request: ChatRequest,
+    budget: int,
+    step: int,
+) -> tuple[int, ...] | None:
+    """Prefix-stable fitting: the messages kept when the oldest are cut at the first boundary
+    that makes the rest fit, among boundaries ``step`` tokens apart (counted from the
+    conversation's start); ``None`` when no such boundary exists.
+
+    A boundary is the first user message at or after each multiple of ``step`` tokens of
+    conversation; as later turns only append, the boundaries stay where they were, so the kept
+    prefix is the same request after request until the conversation has grown by about
+    ``step`` tokens and the cut moves to the next boundary. A cut never parts a tool call from
+    its results, and never enters the pinned latest turn; pinned system messages stay."""
+    role = {m.source_index: m.role for m in request.messages}
+    # A turn starts at a user's own words, never at a tool result.
+    turn_starts = {
+        m.source_index
+        for m in request.messages
+        if m.role == "user"
+        and any(isinstance(p, TextPart | ImagePart) for p in m.parts)
+        and not any(isinstance(p, ToolResultPart) for p in m.parts)
+    }
+    members: dict[str, list[int]] = {}
+    for index, group in groups.items():
+        members.setdefault(group, []).append(index)
+    # Indices a cut before would part a tool call from its results.
+    inside = {k for g in members.values() for k in range(min(g) + 1, max(g) + 1)}
+    movable = [i for i in order if i in role]  # OpenAI's system messages are not in there
+    movable_set = set(movable)
+    staying = [i for i in order if i not in movable_set]  # system messages
+    fixed_pinned = sum(per_message[i] for i in staying)
+    last_allowed = min((i for i in movable if i in pinned), default=None)
+    suffix = [0] * (len(movable) + 1)
+    for pos in range(len(movable) - 1, -1, -1):
+        suffix[pos] = suffix[pos + 1] + per_message[movable[pos]]
+    cumulative = 0
+    next_boundary = step
+    for pos, index in enumerate(movable):
+        if last_allowed is not None and index > last_allowed:
+            break
+        valid = (
+            pos > 0 and index in turn_starts and index not in inside and cumulative >= next_boundary
+        )
+        if valid:
+            next_boundary = (cumulative // step + 1) * step
+            if fixed_pinned + suffix[pos] <= budget:
+                kept = {*movable[pos:], *staying}
+                return tuple(i for i in order if i in kept)
+        cumulative += per_message[index]
+    return None
 
 
 def _tool_groups(messages: list[Message]) -> dict[int, str]:

@@ -73,6 +73,14 @@ class ModelNotAllowedError(GatewayError):
     code = "model_not_allowed"
 
 
+class RoleNotAllowedError(GatewayError):
+    """A VIEWER credential asked for a call that reaches an upstream (and spends): 403."""
+
+    status: int = 403
+    kind: ErrorKind = "permission"
+    code = "permission_denied"
+
+
 class ModelNotFoundError(GatewayError, LookupError):
     """No route serves this model name (404 ``model_not_found``)."""
 
@@ -182,6 +190,7 @@ __all__ = [
     "ModelNotAllowedError",
     "ModelNotFoundError",
     "RequestBodyTooLargeError",
+    "RoleNotAllowedError",
     "UpstreamError",
     "UpstreamUnavailableError",
 ]

@@ -27,11 +27,15 @@ from prometheus_client import CollectorRegistry
 
 from relay_context.config.gateway import BudgetConfig, GatewaySettings
 from relay_context.core.ratelimit import SlidingWindowRateLimiter
+from relay_context.gateway import prompt_cache
 from relay_context.gateway import validation as v
 from relay_context.gateway import wire_formats as wire
 from relay_context.gateway.budgets import StreamBudget, check_budget
 from relay_context.gateway.cache.entry import CachedAnswer
 from relay_context.gateway.cache.exact_cache import CacheTicket, ExactCache
+from relay_context.gateway.cache.fuzzy_guard import FuzzyContext, FuzzyThresholds
+from relay_context.gateway.cache.fuzzy_index import FuzzyIndex, split_request
+from relay_context.gateway.cache.key import CacheKey
 from relay_context.gateway.cache.metrics import CacheMetrics
 from relay_context.gateway.cache.recording import record_stream
 from relay_context.gateway.cache.replay import stream_events, whole_body
@@ -53,6 +57,7 @@ from relay_context.gateway.errors import (
     InvalidRequestError,
     ModelNotAllowedError,
     RequestBodyTooLargeError,
+    RoleNotAllowedError,
     UpstreamError,
     UpstreamUnavailableError,
 )
@@ -79,7 +84,7 @@ from relay_context.gateway.wire_formats import WireFormat
 from relay_context.lifecycle import AsyncResource
 from relay_context.persistence import Database
 from relay_context.security.api_keys import ApiKeyStore
-from relay_context.security.auth import AuthService
+from relay_context.security.auth import AuthService, UserRole
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +128,8 @@ class _Request:
     limits: KeyLimits | None = None
     #: Set when the exact cache looked the request up (a miss to be stored).
     cache: CacheTicket | None = None
+    #: The request as the fuzzy cache indexes it, when that cache is on.
+    fuzzy: tuple[FuzzyContext, str] | None = None
 
     def overhead_ms(self) -> float:
         return max(
@@ -189,6 +196,7 @@ class Gateway(AsyncResource):
             redis_url=redis_url,
             redis_key_prefix=redis_key_prefix,
         )
+        self.fuzzy = FuzzyIndex(max_entries=gs.fuzzy_cache.max_entries)
 
     # --- settings ------------------------------------------------------------------------------
 
@@ -225,6 +233,7 @@ class Gateway(AsyncResource):
                     self._retired_limiters.append(self._rpm)
                 self._rpm = self._rpm_limiter(gs)
             self.cache.configure(gs.cache)
+            self.fuzzy.max_entries = gs.fuzzy_cache.max_entries
             log.info("gateway settings reloaded")
         return gs
 
@@ -269,6 +278,11 @@ class Gateway(AsyncResource):
             r.caller = await self.authenticator.authenticate(call.headers, gs.auth, call.query)
             if call.endpoint == "models":
                 return self._models(r)
+            if r.caller.principal.role is UserRole.VIEWER:  # viewers read; calls spend
+                raise RoleNotAllowedError(
+                    "this credential has the viewer role, which may list models but not call "
+                    "them; use a key with the user or admin role"
+                )
             if len(call.body) > gs.max_body_bytes:
                 raise RequestBodyTooLargeError(
                     f"request body of {len(call.body)} bytes exceeds the limit of "
@@ -389,6 +403,11 @@ class Gateway(AsyncResource):
             truncate_threshold=gs.truncate_threshold_tokens,
             truncate_keep=gs.truncate_keep_messages,
             truncate_message_tokens=gs.truncate_message_tokens,
+            stable_step=(
+                max(1, int(gs.context_fit_step_share * resolved.context_window))
+                if gs.context_fit_prefix_stable and resolved.context_window
+                else None
+            ),
         )
         truncated = 0
         if gs.context_policy == "truncate" and r.fmt != "gemini":
@@ -492,8 +511,48 @@ class Gateway(AsyncResource):
                 max_output_tokens=resolved.max_output_tokens,
                 n=n if isinstance(n, int) else 1,
             )
+            self._use_prompt_cache(r, d, out)
             body_bytes = wire.dumps(out)
         return _Payload(target.path, body_bytes, target.headers)
+
+    def _prompt_cache_wanted(self, r: _Request, d: Deployment, body: dict[str, Any]) -> bool:
+        """Whether a body bound for ``d`` gets prompt-cache marks
+        (:mod:`~relay_context.gateway.prompt_cache`): the setting is on, the client set none and
+        the prompt is long enough to be cached at all."""
+        gs = self._gs
+        prompt = r.fit.prompt_tokens if r.fit is not None else 0
+        if d.provider.type == "anthropic":
+            minimum = prompt_cache.min_cacheable_tokens(
+                d.upstream_model, gs.anthropic_cache_min_tokens
+            )
+            return (
+                gs.anthropic_cache_breakpoints
+                and prompt >= minimum
+                and not prompt_cache.has_breakpoints(body)
+            )
+        return (
+            d.provider.type == "openai"
+            and gs.openai_prompt_cache_key
+            and r.caller is not None
+            and prompt >= prompt_cache.OPENAI_MIN_CACHEABLE
+            and "prompt_cache_key" not in body
+        )
+
+    def _use_prompt_cache(self, r: _Request, d: Deployment, out: dict[str, Any]) -> None:
+        """Adds the marks :meth:`_prompt_cache_wanted` asks for to ``out``."""
+        if not self._prompt_cache_wanted(r, d, out):
+            return
+        if d.provider.type == "anthropic":
+            minimum = prompt_cache.min_cacheable_tokens(
+                d.upstream_model, self._gs.anthropic_cache_min_tokens
+            )
+            counter = self.fitter.counter(d.upstream_model)
+            prompt_cache.add_anthropic_breakpoints(out, counter, minimum)
+        else:
+            assert r.caller is not None
+            out["prompt_cache_key"] = prompt_cache.openai_prompt_cache_key(
+                r.caller.principal.id, d.upstream_model, out.get("messages")
+            )
 
     def _forwarded_body(
         self, r: _Request, body: dict[str, Any], changed: bool, request: ChatRequest, d: Deployment
@@ -502,9 +561,10 @@ class Gateway(AsyncResource):
         need_usage = r.fmt == "openai" and request.stream and not request.stream_usage
         # Gemini names the model in the path, not the body.
         same_model = d.upstream_model == r.model or r.fmt == "gemini"
-        if not changed and same_model and not need_usage:
+        marks = self._prompt_cache_wanted(r, d, body)
+        if not changed and same_model and not need_usage and not marks:
             return raw
-        if not changed and same_model and "stream_options" not in body:
+        if not changed and same_model and "stream_options" not in body and not marks:
             end = raw.rstrip().rfind(b"}")
             return raw[:end] + b',"stream_options":{"include_usage":true}}'
         out = dict(body)
@@ -519,6 +579,7 @@ class Gateway(AsyncResource):
                 **(options if isinstance(options, dict) else {}),
                 "include_usage": True,
             }
+        self._use_prompt_cache(r, d, out)
         return json.dumps(out, separators=(",", ":")).encode()
 
     async def _dispatch(
@@ -689,7 +750,7 @@ class Gateway(AsyncResource):
         if r.cache is not None and response.status_code == 200:
             answer = self._answer(r, d, "whole", usage, cost)
             answer.body = content
-            self._background(self._cache_save(r.cache, answer))
+            self._background(self._cache_save(r.cache, answer, r.fuzzy))
         headers = self._success_headers(r, d)
         headers["x-relay-cost-usd"] = f"{cost:.8f}"
         headers["x-relay-overhead-ms"] = f"{r.overhead_ms():.3f}"
@@ -763,7 +824,7 @@ class Gateway(AsyncResource):
                 usage, _, cost = ended[0]
                 answer = self._answer(r, d, "stream", usage, cost)
                 answer.events = events
-                self._background(self._cache_save(ticket, answer))
+                self._background(self._cache_save(ticket, answer, r.fuzzy))
 
             chunks = record_stream(
                 chunks,
@@ -802,12 +863,47 @@ class Gateway(AsyncResource):
         answer = await self.cache.lookup(ticket)
         r.headers["x-relay-cache"] = ticket.status
         if answer is None:
+            answer = await self._fuzzy_lookup(r, body, upstream, ticket)
+            if answer is not None:
+                self.stats.record_cache("fuzzy", saved_usd=answer.cost_usd)
+                return self._cached_reply(r, resolved, body, answer)
             if ticket.status == "miss":
                 self.stats.record_cache("miss")
             r.cache = ticket if ticket.may_store else None
             return None
         self.stats.record_cache("exact", saved_usd=answer.cost_usd)
         return self._cached_reply(r, resolved, body, answer)
+
+    async def _fuzzy_lookup(
+        self, r: _Request, body: dict[str, Any], upstream: str, ticket: CacheTicket
+    ) -> CachedAnswer | None:
+        """The fuzzy cache (``fuzzy_cache``, off by default; :mod:`.cache.fuzzy_guard`): the
+        entry of a request equal to this one but for a near-identical last user message that
+        the guard accepts, or ``None``. Remembers how to index this request's answer."""
+        fc = self._gs.fuzzy_cache
+        if not fc.enabled or ticket.status == "bypass":
+            return None
+        r.fuzzy = split_request(r.fmt, body, upstream_model=upstream, scope=ticket.key.scope)
+        if r.fuzzy is None or not ticket.may_read:
+            return None
+        found = self.fuzzy.lookup(
+            *r.fuzzy, FuzzyThresholds(fc.min_similarity, fc.max_edits, fc.min_chars)
+        )
+        for reason in found.refused:
+            self.metrics.fuzzy_refusals.labels(reason).inc()
+        if found.match is None:
+            return None
+        entry = CacheTicket(
+            CacheKey(found.match.entry_key, ticket.key.scope), ticket.directives, ticket.ttl_seconds
+        )
+        answer = await self.cache.lookup(entry)
+        if answer is None:  # expired or evicted from the store
+            self.fuzzy.remove(found.match.entry_key)
+            return None
+        r.headers["x-relay-cache"] = "fuzzy-hit"
+        r.headers["x-relay-cache-key"] = found.match.entry_key
+        r.headers["x-relay-fuzzy-similarity"] = f"{found.match.verdict.similarity:.3f}"
+        return answer
 
     def _cached_reply(
         self, r: _Request, resolved: ResolvedModel, body: dict[str, Any], answer: CachedAnswer
@@ -865,8 +961,14 @@ class Gateway(AsyncResource):
             cost_usd=cost,
         )
 
-    async def _cache_save(self, ticket: CacheTicket, answer: CachedAnswer) -> None:
-        await self.cache.save(ticket, answer)
+    async def _cache_save(
+        self,
+        ticket: CacheTicket,
+        answer: CachedAnswer,
+        fuzzy: tuple[FuzzyContext, str] | None = None,
+    ) -> None:
+        if await self.cache.save(ticket, answer) and fuzzy is not None:
+            self.fuzzy.add(ticket.key.digest, *fuzzy)
 
     async def _count_tokens(
         self, r: _Request, body: dict[str, Any], resolved: ResolvedModel

@@ -50,6 +50,12 @@ class GatewayMetrics:
             ("model", "kind"),
             registry=r,
         )
+        self.fuzzy_refusals = Counter(
+            "relay_fuzzy_cache_refusals",
+            "Near cached requests the fuzzy cache's guard refused, by reason.",
+            ("reason",),
+            registry=r,
+        )
         self.breaker_state = Gauge(
             "relay_circuit_breaker_state",
             "Circuit breaker per upstream deployment: 0 closed, 1 half-open, 2 open.",

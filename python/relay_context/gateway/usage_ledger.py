@@ -64,10 +64,19 @@ USAGE_MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE relay_gateway_usage ADD COLUMN cache_hit INTEGER NOT NULL DEFAULT 0",
         ),
     ),
+    Migration(
+        "gateway_usage",
+        3,
+        "prompt-cache writes in the usage ledger",
+        (
+            "ALTER TABLE relay_gateway_usage"
+            " ADD COLUMN cache_write_tokens BIGINT NOT NULL DEFAULT 0",
+        ),
+    ),
 )
 _COLUMNS = (
     "at_us, request_id, principal, model, deployment, input_tokens, output_tokens,"
-    " cached_input_tokens, cost_usd, status, reported, saved_usd, cache_hit"
+    " cached_input_tokens, cache_write_tokens, cost_usd, status, reported, saved_usd, cache_hit"
 )
 
 
@@ -81,6 +90,8 @@ class UsageRow:
     input_tokens: int
     output_tokens: int
     cached_input_tokens: int
+    #: Input tokens written to the provider's prompt cache (billed at its cache-write price).
+    cache_write_tokens: int
     cost_usd: float
     status: int
     #: 1 when the usage came from the upstream, 0 when Relay counted it.
@@ -98,6 +109,8 @@ class UsageLedger:
         self._flusher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._closing = False
+        #: One flush at a time, so a read's flush waits for the writer's batch in flight.
+        self._flushing = asyncio.Lock()
 
     # --- writing -------------------------------------------------------------------------------
 
@@ -124,6 +137,7 @@ class UsageLedger:
             usage.input_tokens,
             usage.output_tokens,
             usage.cached_input_tokens,
+            usage.cache_write_tokens,
             cost_usd,
             status,
             int(reported),
@@ -151,7 +165,12 @@ class UsageLedger:
                 log.exception("usage ledger: writing %d rows failed", len(self._pending))
 
     async def flush(self) -> None:
-        """Writes the buffered rows (in one transaction)."""
+        """Writes the buffered rows (in one transaction); returns once they are written, even
+        when the background writer had taken them."""
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         if not self._pending:
             return
         rows, self._pending = self._pending, []
@@ -159,7 +178,7 @@ class UsageLedger:
             async with self._write() as tx:
                 await tx.executemany(
                     f"INSERT INTO relay_gateway_usage ({_COLUMNS}) VALUES "
-                    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
                     [astuple(r) for r in rows],
                 )
         except BaseException:
@@ -224,7 +243,8 @@ class UsageLedger:
         async with self._read() as tx:
             rows = await tx.fetch(
                 f"SELECT {column} AS g, COUNT(*), SUM(input_tokens), SUM(output_tokens),"
-                f" SUM(cached_input_tokens), SUM(cost_usd), SUM(saved_usd), SUM(cache_hit)"
+                f" SUM(cached_input_tokens), SUM(cost_usd), SUM(saved_usd), SUM(cache_hit),"
+                f" SUM(cache_write_tokens)"
                 f" FROM relay_gateway_usage"
                 f" WHERE {where} GROUP BY g ORDER BY g",
                 *args,
@@ -243,6 +263,7 @@ class UsageLedger:
                     "input_tokens": int(row[2] or 0),
                     "output_tokens": int(row[3] or 0),
                     "cached_input_tokens": int(row[4] or 0),
+                    "cache_write_tokens": int(row[8] or 0),
                     "cost_usd": round(float(row[5] or 0.0), 8),
                     "saved_usd": round(float(row[6] or 0.0), 8),
                     "cache_hits": int(row[7] or 0),

@@ -25,7 +25,10 @@ class DatabaseBlobStore:
         self.database = database
         self.chunk_bytes = chunk_bytes
 
-    async def store(self, tx: Transaction, sha256: str, spool: Path) -> str:
+    def reserve(self, sha256: str) -> None:
+        return None  # the location is the chunk count, known once stored
+
+    async def store(self, tx: Transaction, sha256: str, spool: Path, reserved: str | None) -> str:
         count = 0
         try:
             with spool.open("rb") as handle:

@@ -17,8 +17,14 @@ from relay_context.persistence import Transaction
 
 
 class BlobStore(Protocol):
-    async def store(self, tx: Transaction, sha256: str, spool: Path) -> str:
-        """Keep the compressed bytes in ``spool`` (the file is consumed); their location."""
+    def reserve(self, sha256: str) -> str | None:
+        """The location a new copy will have, if the store can name it before it is stored
+        (then the blob's row is written with it at once, one statement fewer)."""
+        ...
+
+    async def store(self, tx: Transaction, sha256: str, spool: Path, reserved: str | None) -> str:
+        """Keep the compressed bytes in ``spool`` (the file is consumed) at ``reserved`` if
+        given (what :meth:`reserve` said); their location."""
         ...
 
     async def remove(self, tx: Transaction, sha256: str, location: str) -> Callable[[], None]:

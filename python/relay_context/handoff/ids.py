@@ -13,6 +13,9 @@ from relay_context.errors import InvalidArgumentError, InvalidChannelError
 
 PAYLOAD_ID_BYTES = 24
 _PAYLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+#: What a client may propose: exactly the shape of a new id (a client that encrypts binds the
+#: id into its ciphertext, so it must know the id before it sends the bytes).
+_PROPOSED_ID = re.compile(r"^[A-Za-z0-9_-]{32}$")
 _CHANNEL = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -23,6 +26,14 @@ def new_payload_id() -> str:
 def is_payload_id(value: str) -> bool:
     """Whether ``value`` could be an id (a malformed one is answered as a missing one)."""
     return bool(_PAYLOAD_ID.match(value))
+
+
+def validate_proposed_id(value: object) -> str:
+    if not isinstance(value, str) or not _PROPOSED_ID.match(value):
+        raise InvalidArgumentError(
+            "a proposed payload id must be 32 characters of URL-safe base64 (24 random bytes)"
+        )
+    return value
 
 
 def validate_channel(name: object) -> str:
@@ -50,5 +61,6 @@ __all__ = [
     "is_payload_id",
     "new_payload_id",
     "validate_channel",
+    "validate_proposed_id",
     "validate_ttl",
 ]

@@ -27,6 +27,7 @@ from relay_context.core.compression import DEFAULT_MAX_DECOMPRESSED_SIZE, Compre
 from relay_context.errors import (
     InputTypeError,
     InvalidArgumentError,
+    PayloadIdTakenError,
     PayloadNotFoundError,
     PayloadTooLargeError,
 )
@@ -34,12 +35,19 @@ from relay_context.handoff.blob_files import FileBlobStore
 from relay_context.handoff.blob_rows import DatabaseBlobStore
 from relay_context.handoff.blobs import BlobStore
 from relay_context.handoff.channels import ChannelLog
+from relay_context.handoff.envelope import EnvelopeParser
 from relay_context.handoff.fanout import Fanout
-from relay_context.handoff.ids import is_payload_id, new_payload_id, validate_channel, validate_ttl
+from relay_context.handoff.ids import (
+    is_payload_id,
+    new_payload_id,
+    validate_channel,
+    validate_proposed_id,
+    validate_ttl,
+)
 from relay_context.handoff.models import ChannelEvent, HandoffStats, PayloadInfo
 from relay_context.handoff.quotas import Quotas, Usage
 from relay_context.handoff.schema import HANDOFF_MIGRATIONS
-from relay_context.handoff.spool import spool
+from relay_context.handoff.spool import Spooled, spool
 from relay_context.handoff.store import PayloadStore
 from relay_context.handoff.subscription import Subscription
 from relay_context.lifecycle import AsyncResource
@@ -53,6 +61,8 @@ READ_BYTES = 64 * 1024
 #: The smallest such step (a zstd block header and an RLE byte: at most a few 128 KiB blocks).
 MIN_READ_STEP = 16
 FIRST_READ_STEP = 64
+#: The content type of text pushed in ContextRelay's JSON envelope.
+TEXT_UTF8 = "text/plain; charset=utf-8"
 
 
 async def _one(data: bytes) -> AsyncIterator[bytes]:
@@ -148,12 +158,19 @@ class HandoffRelay(AsyncResource):
         encrypted: bool = False,
         owner: str | None = None,
         plan: str | None = None,
+        payload_id: str | None = None,
     ) -> tuple[PayloadInfo, ChannelEvent | None]:
         """Store ``body`` (bytes, or chunks as they arrive); its facts, and the channel event
         when ``channel`` is given (committed with the payload, then fanned out).
 
         With ``owner`` and ``plan`` (the plan of owners who have none of their own), the push is
-        counted against the owner's quotas and refused past them (``QuotaExceededError``)."""
+        counted against the owner's quotas and refused past them (``QuotaExceededError``).
+
+        ``payload_id`` is one the client proposes (an end-to-end encrypted payload is bound to
+        its id, so the client draws it first); one already in use is refused
+        (``PayloadIdTakenError``)."""
+        if payload_id is not None:
+            validate_proposed_id(payload_id)
         if channel is not None:
             validate_channel(channel)
         ttl = validate_ttl(
@@ -166,23 +183,108 @@ class HandoffRelay(AsyncResource):
             raise InvalidArgumentError("content type must be 1-255 characters")
         if isinstance(body, bytes | bytearray | memoryview):
             body = _one(bytes(body))
-        spooled = await spool(
+        spooled = await self._spool(body, self.limit(encrypted))
+        return await self._commit(
+            spooled,
+            content_type=content_type,
+            metadata=metadata,
+            metadata_json=metadata_json,
+            channel=channel,
+            ttl=ttl,
+            encrypted=encrypted,
+            owner=owner,
+            plan=plan,
+            payload_id=payload_id,
+        )
+
+    async def push_envelope(
+        self,
+        body: AsyncIterable[bytes],
+        *,
+        owner: str | None = None,
+        plan: str | None = None,
+    ) -> tuple[PayloadInfo, ChannelEvent | None]:
+        """:meth:`push` of ContextRelay's JSON envelope ``{"data", "channel"?, "metadata"?,
+        "ttl"?, "encrypted"?}``, parsed as it streams in: the data goes to the spool piece by
+        piece (never whole in memory), the other members are checked once it has ended."""
+        parser = EnvelopeParser(
+            field_limit=self.settings.max_metadata_bytes, piece_bytes=self.settings.chunk_bytes
+        )
+        # The cap of an encrypted push is the larger; which applies is known at the end.
+        spooled = await self._spool(parser.data(body), self.limit(True))
+        try:
+            fields = parser.fields
+            encrypted = fields.get("encrypted") is True
+            for name, kind in (("channel", str), ("metadata", dict), ("ttl", int)):
+                value = fields.get(name)
+                if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+                    raise InvalidArgumentError(f'"{name}" must be a {kind.__name__}')
+            limit = self.limit(encrypted)
+            if spooled.size > limit:
+                raise PayloadTooLargeError(
+                    f"payload larger than the limit of {limit} bytes", limit=limit
+                )
+            channel = fields.get("channel")
+            if channel is not None:
+                validate_channel(channel)
+            ttl = validate_ttl(
+                fields.get("ttl"),
+                default=self.settings.default_ttl_seconds,
+                maximum=self.settings.max_ttl_seconds,
+            )
+            metadata, metadata_json = self._metadata_json(fields.get("metadata"))
+        except BaseException:
+            spooled.discard()
+            raise
+        return await self._commit(
+            spooled,
+            content_type=TEXT_UTF8,
+            metadata=metadata,
+            metadata_json=metadata_json,
+            channel=channel,
+            ttl=ttl,
+            encrypted=encrypted,
+            owner=owner,
+            plan=plan,
+            payload_id=None,
+        )
+
+    async def _spool(self, body: AsyncIterable[bytes], limit: int) -> Spooled:
+        return await spool(
             body,
             directory=self.spool_dir,
             compression=self.compression,
-            limit=self.limit(encrypted),
+            limit=limit,
             chunk_bytes=self.settings.chunk_bytes,
         )
+
+    async def _commit(
+        self,
+        spooled: Spooled,
+        *,
+        content_type: str,
+        metadata: dict[str, Any],
+        metadata_json: str,
+        channel: str | None,
+        ttl: int,
+        encrypted: bool,
+        owner: str | None,
+        plan: str | None,
+        payload_id: str | None,
+    ) -> tuple[PayloadInfo, ChannelEvent | None]:
+        """Record a spooled payload (and its channel event) in one transaction, then fan out."""
         try:
             now = self.clock()
             async with self.database.write() as tx:
+                if payload_id is not None and await self.store.exists(tx, payload_id):
+                    raise PayloadIdTakenError(f"payload id {payload_id!r} is already in use")
                 if owner is not None and plan is not None:
                     await self.quotas.charge_push(
                         tx, owner, size=spooled.size, now_us=now, default_plan=plan
                     )
                 info = await self.store.add(
                     tx,
-                    payload_id=new_payload_id(),
+                    payload_id=payload_id or new_payload_id(),
                     spooled=spooled,
                     content_type=content_type,
                     encrypted=encrypted,

@@ -65,25 +65,28 @@ class PayloadStore:
     ) -> PayloadInfo:
         """Record a payload; stores ``spooled``'s bytes unless the same bytes are stored
         already (then the spool file is discarded and the blob gains a reference)."""
+        reserved = self.blobs.reserve(spooled.sha256)
         rows = await tx.fetch(
             "INSERT INTO relay_handoff_blobs"
             " (sha256, size, stored_size, refs, location, created_at_us)"
-            " VALUES ($1, $2, $3, 1, '', $4)"
+            " VALUES ($1, $2, $3, 1, $4, $5)"
             " ON CONFLICT (sha256) DO UPDATE SET refs = relay_handoff_blobs.refs + 1"
             " RETURNING refs",
             spooled.sha256,
             spooled.size,
             spooled.stored_size,
+            reserved or "",
             now_us,
         )
         new_blob = int(rows[0][0]) == 1
         if new_blob:
-            location = await self.blobs.store(tx, spooled.sha256, spooled.path)
-            await tx.execute(
-                "UPDATE relay_handoff_blobs SET location = $2 WHERE sha256 = $1",
-                spooled.sha256,
-                location,
-            )
+            location = await self.blobs.store(tx, spooled.sha256, spooled.path, reserved)
+            if location != reserved:
+                await tx.execute(
+                    "UPDATE relay_handoff_blobs SET location = $2 WHERE sha256 = $1",
+                    spooled.sha256,
+                    location,
+                )
         else:
             spooled.discard()
         await tx.execute(
@@ -114,6 +117,11 @@ class PayloadStore:
             expires_at_us=expires_at_us,
             stored_new_blob=new_blob,
         )
+
+    async def exists(self, tx: Transaction, payload_id: str) -> bool:
+        """Whether a payload row has this id (live or expired but not yet swept)."""
+        rows = await tx.fetch("SELECT 1 FROM relay_handoff_payloads WHERE id = $1", payload_id)
+        return bool(rows)
 
     async def get(self, payload_id: str, now_us: int) -> tuple[PayloadInfo, str] | None:
         """A live payload and its blob's location."""

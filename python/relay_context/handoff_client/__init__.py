@@ -1,5 +1,6 @@
 """The handoff relay's client SDK: push, pull, peek, publish and subscribe over HTTP and
-WebSocket, end-to-end encryption (the key only in the URL fragment), and ``AgentBridge``.
+WebSocket, end-to-end encryption (the key only in the URL fragment), and ``AgentBridge``
+(``AsyncAgentBridge``).
 
 It imports no server code (the import contract in ``pyproject.toml`` keeps it so): only
 ``httpx``, ``websockets``, ``cryptography`` and Relay's base errors. Names load on first use.
@@ -13,6 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from relay_context.handoff_client.async_bridge import AsyncAgentBridge
     from relay_context.handoff_client.async_client import (
         AsyncContextRelay,
         AsyncHandoffClient,
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 
 _NAMES = {
     "AgentBridge": "bridge",
+    "AsyncAgentBridge": "async_bridge",
     "AsyncContextRelay": "async_client",
     "AsyncHandoffClient": "async_client",
     "ChannelMessage": "protocol",
@@ -40,6 +43,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AgentBridge",
+    "AsyncAgentBridge",
     "AsyncContextRelay",
     "AsyncHandoffClient",
     "ChannelMessage",

@@ -182,7 +182,9 @@ class AsyncHandoffClient:
                 headers=prepared.headers,
             )
         )
-        url = str(response.json()["url"])
+        answer = response.json()
+        protocol.check_stored_under(answer, prepared.payload_id)
+        url = str(answer["url"])
         if prepared.fragment_key is None:
             return url
         return Pointer.parse(url).with_key(prepared.fragment_key)
@@ -196,6 +198,7 @@ class AsyncHandoffClient:
             response.headers.get("content-type", ""),
             pointer.key,
             response.headers.get("x-relay-encrypted") == "true",
+            pointer.id,
         )
 
     async def push_file(
@@ -213,8 +216,10 @@ class AsyncHandoffClient:
         params: dict[str, str] = {}
         headers = {"Content-Type": content_type}
         key: bytes | None = None
+        payload_id = crypto.new_payload_id()
         if encrypted:
             key = crypto.generate_key()
+            headers[protocol.PAYLOAD_ID_HEADER] = payload_id
             headers["Content-Type"] = crypto.ENCRYPTED_BYTES
             params["encrypted"] = "true"
         if channel is not None:
@@ -229,7 +234,11 @@ class AsyncHandoffClient:
             try:
                 plain = iter(lambda: handle.read(chunk_bytes), b"")
                 pieces = (
-                    crypto.encrypt_chunks(key, plain, chunk_bytes=chunk_bytes) if key else plain
+                    crypto.encrypt_chunks(
+                        key, plain, payload_id=payload_id, chunk_bytes=chunk_bytes
+                    )
+                    if key
+                    else plain
                 )
                 while True:
                     piece = await asyncio.to_thread(next, pieces, b"")
@@ -244,7 +253,9 @@ class AsyncHandoffClient:
                 f"{self.base_url}/api/v1/handoff", content=body(), params=params, headers=headers
             )
         )
-        url = str(response.json()["url"])
+        answer = response.json()
+        protocol.check_stored_under(answer, payload_id if key is not None else None)
+        url = str(answer["url"])
         return url if key is None else Pointer.parse(url).with_key(crypto.key_to_text(key))
 
     async def pull_to(self, url: str, path: str | os.PathLike[str]) -> int:
@@ -257,7 +268,7 @@ class AsyncHandoffClient:
                 self._check(r)
             kind = r.headers.get("content-type", "")
             decryptor = (
-                crypto.Decryptor(crypto.key_from_text(pointer.key))
+                crypto.Decryptor(crypto.key_from_text(pointer.key), pointer.id)
                 if pointer.key and kind.startswith("application/vnd.relay.e2e")
                 else None
             )

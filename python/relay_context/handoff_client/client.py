@@ -212,7 +212,9 @@ class HandoffClient:
                 headers=prepared.headers,
             )
         )
-        url = str(response.json()["url"])
+        answer = response.json()
+        protocol.check_stored_under(answer, prepared.payload_id)
+        url = str(answer["url"])
         if prepared.fragment_key is None:
             return url
         return Pointer.parse(url).with_key(prepared.fragment_key)
@@ -226,6 +228,7 @@ class HandoffClient:
             response.headers.get("content-type", ""),
             pointer.key,
             response.headers.get("x-relay-encrypted") == "true",
+            pointer.id,
         )
 
     def push_file(
@@ -248,10 +251,15 @@ class HandoffClient:
             params: dict[str, str] = {}
             headers = {"Content-Type": content_type}
             fragment: str | None = None
+            payload_id: str | None = None
             if encrypted:
                 key = crypto.generate_key()
                 fragment = crypto.key_to_text(key)
-                pieces = crypto.encrypt_chunks(key, pieces, chunk_bytes=chunk_bytes)
+                payload_id = crypto.new_payload_id()
+                pieces = crypto.encrypt_chunks(
+                    key, pieces, payload_id=payload_id, chunk_bytes=chunk_bytes
+                )
+                headers[protocol.PAYLOAD_ID_HEADER] = payload_id
                 headers["Content-Type"] = crypto.ENCRYPTED_BYTES
                 params["encrypted"] = "true"
             if channel is not None:
@@ -271,7 +279,9 @@ class HandoffClient:
         finally:
             if handle is not source:
                 handle.close()
-        url = str(response.json()["url"])
+        answer = response.json()
+        protocol.check_stored_under(answer, payload_id)
+        url = str(answer["url"])
         return url if fragment is None else Pointer.parse(url).with_key(fragment)
 
     def pull_to(self, url: str, target: str | os.PathLike[str] | BinaryIO) -> int:
@@ -287,7 +297,7 @@ class HandoffClient:
                     r.read()
                     self._check(r)
                 decryptor = (
-                    crypto.Decryptor(crypto.key_from_text(pointer.key))
+                    crypto.Decryptor(crypto.key_from_text(pointer.key), pointer.id)
                     if (
                         pointer.key
                         and r.headers.get("content-type", "").startswith(

@@ -3,16 +3,19 @@
 Default scheme, AES-256-GCM in chunks (the STREAM construction), so a 25 MB payload encrypts
 and decrypts in bounded memory and a reordered, dropped or truncated chunk fails::
 
-    header  = b"RLY1" | chunk_size (u32 BE) | nonce_prefix (7 random bytes)
-    chunk i = AES-GCM(key, nonce = nonce_prefix | i (u32 BE) | last (1 byte), aad = header)
+    header  = b"RLY2" | chunk_size (u32 BE) | nonce_prefix (7 random bytes)
+    chunk i = AES-GCM(key, nonce = nonce_prefix | i (u32 BE) | last (1 byte),
+                      aad = header | payload_id (ASCII))
+
+The payload id is bound as associated data, so a ciphertext copied under another id (by the
+server or anyone holding the bytes) does not open there. The id must exist before the bytes
+are encrypted: the client draws it (:func:`new_payload_id`, 192 random bits like the server's)
+and proposes it with the push (``X-Relay-Payload-Id``); the server stores the payload under it
+or refuses. Payloads stored by earlier clients (``b"RLY1"``, ``aad = header``) still open.
 
 The key (32 random bytes, fresh per push) travels in the URL fragment, ``#key=<base64url>``,
 which HTTP clients never send. Payloads of ContextRelay's SDK (Fernet tokens, ``#key=<Fernet
 key>``) are read too, and :func:`fernet_encrypt` writes them for that SDK to read.
-
-The server's payload id is not bound into the AAD: the id is assigned after the bytes are
-encrypted and sent (one round trip). A fresh random key per payload gives the same guarantee
-that matters (a ciphertext cannot be opened as another payload's), since no two share a key.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import base64
 import binascii
 import json
 import os
+import re
+import secrets
 import struct
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -31,7 +36,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from relay_context.errors import DecryptionError
 
-MAGIC = b"RLY1"
+MAGIC = b"RLY2"
+#: The first format: the same chunks, but the AAD is the header alone (no payload id).
+MAGIC_V1 = b"RLY1"
+PAYLOAD_ID_BYTES = 24
+_PAYLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{32}$")
 KEY_BYTES = 32
 TAG_BYTES = 16
 NONCE_PREFIX_BYTES = 7
@@ -44,6 +53,21 @@ ENCRYPTED_BYTES = "application/vnd.relay.e2e; kind=bytes"
 
 def generate_key() -> bytes:
     return os.urandom(KEY_BYTES)
+
+
+def new_payload_id() -> str:
+    """A payload id for the client to propose (24 random bytes, URL-safe base64: 32 chars)."""
+    return secrets.token_urlsafe(PAYLOAD_ID_BYTES)
+
+
+def _associated_data(header: bytes, payload_id: str | None) -> bytes:
+    if header[: len(MAGIC)] == MAGIC_V1:
+        return header
+    if payload_id is None:
+        raise DecryptionError("the payload is bound to its id: decrypting it needs the id")
+    if not _PAYLOAD_ID.match(payload_id):
+        raise DecryptionError(f"{payload_id!r} is not a payload id")
+    return header + payload_id.encode("ascii")
 
 
 def key_to_text(key: bytes) -> str:
@@ -66,12 +90,18 @@ def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
 
 
 def encrypt_chunks(
-    key: bytes, plaintext: Iterable[bytes], *, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    key: bytes,
+    plaintext: Iterable[bytes],
+    *,
+    payload_id: str,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> Iterator[bytes]:
-    """The ciphertext of ``plaintext`` (any split), yielded chunk by chunk."""
+    """The ciphertext of ``plaintext`` (any split) for the payload ``payload_id``, yielded
+    chunk by chunk."""
     aead = AESGCM(key)
     prefix = os.urandom(NONCE_PREFIX_BYTES)
     header = MAGIC + struct.pack(">I", chunk_bytes) + prefix
+    aad = _associated_data(header, payload_id)
     yield header
     buffer = b""
     index = 0
@@ -79,22 +109,29 @@ def encrypt_chunks(
         buffer += piece
         # Hold the last full chunk back: only the end of input says which chunk is last.
         while len(buffer) > chunk_bytes:
-            yield aead.encrypt(_nonce(prefix, index, False), buffer[:chunk_bytes], header)
+            yield aead.encrypt(_nonce(prefix, index, False), buffer[:chunk_bytes], aad)
             buffer = buffer[chunk_bytes:]
             index += 1
-    yield aead.encrypt(_nonce(prefix, index, True), buffer, header)
+    yield aead.encrypt(_nonce(prefix, index, True), buffer, aad)
 
 
-def encrypt(key: bytes, plaintext: bytes, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> bytes:
-    return b"".join(encrypt_chunks(key, [plaintext], chunk_bytes=chunk_bytes))
+def encrypt(
+    key: bytes, plaintext: bytes, *, payload_id: str, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+) -> bytes:
+    return b"".join(
+        encrypt_chunks(key, [plaintext], payload_id=payload_id, chunk_bytes=chunk_bytes)
+    )
 
 
 class Decryptor:
-    """Incremental decryption: ``feed`` ciphertext (any split), then ``finish``."""
+    """Incremental decryption of the payload ``payload_id``: ``feed`` ciphertext (any split),
+    then ``finish``."""
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, payload_id: str | None = None) -> None:
         self._aead = AESGCM(key)
+        self._payload_id = payload_id
         self._header: bytes | None = None
+        self._aad = b""
         self._prefix = b""
         self._sealed = 0
         self._buffer = b""
@@ -103,7 +140,7 @@ class Decryptor:
     def _open(self, sealed: bytes, last: bool) -> bytes:
         assert self._header is not None
         try:
-            return self._aead.decrypt(_nonce(self._prefix, self._index, last), sealed, self._header)
+            return self._aead.decrypt(_nonce(self._prefix, self._index, last), sealed, self._aad)
         except InvalidTag:
             raise DecryptionError(
                 "cannot decrypt the payload: wrong key, or the ciphertext was altered"
@@ -115,8 +152,9 @@ class Decryptor:
             if len(self._buffer) < HEADER_BYTES:
                 return b""
             header = self._buffer[:HEADER_BYTES]
-            if header[: len(MAGIC)] != MAGIC:
+            if not is_relay_ciphertext(header):
                 raise DecryptionError("not a Relay end-to-end encrypted payload")
+            self._aad = _associated_data(header, self._payload_id)
             (chunk_bytes,) = struct.unpack(">I", header[len(MAGIC) : len(MAGIC) + 4])
             self._header = header
             self._prefix = header[len(MAGIC) + 4 :]
@@ -135,13 +173,14 @@ class Decryptor:
         return self._open(self._buffer, True)
 
 
-def decrypt(key: bytes, ciphertext: bytes) -> bytes:
-    decryptor = Decryptor(key)
+def decrypt(key: bytes, ciphertext: bytes, payload_id: str | None = None) -> bytes:
+    """The plaintext of the payload ``payload_id`` (needed unless it is of the first format)."""
+    decryptor = Decryptor(key, payload_id)
     return decryptor.feed(ciphertext) + decryptor.finish()
 
 
 def is_relay_ciphertext(data: bytes) -> bool:
-    return data[: len(MAGIC)] == MAGIC
+    return data[: len(MAGIC)] in (MAGIC, MAGIC_V1)
 
 
 # --- ContextRelay's Fernet payloads ---------------------------------------------------------------
@@ -208,4 +247,5 @@ __all__ = [
     "key_from_text",
     "key_to_text",
     "looks_like_fernet",
+    "new_payload_id",
 ]

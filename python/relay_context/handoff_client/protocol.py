@@ -87,6 +87,8 @@ class PreparedPush:
     params: dict[str, str]
     headers: dict[str, str]
     fragment_key: str | None
+    #: The id the client proposes (AES-GCM binds it into the ciphertext), or ``None``.
+    payload_id: str | None = None
 
 
 def prepare_push(
@@ -120,7 +122,8 @@ def prepare_push(
     elif encrypted:
         key = crypto.generate_key()
         fragment = crypto.key_to_text(key)
-        raw = crypto.encrypt(key, raw)
+        payload_id = crypto.new_payload_id()
+        raw = crypto.encrypt(key, raw, payload_id=payload_id)
         kind = crypto.ENCRYPTED_TEXT if is_text else crypto.ENCRYPTED_BYTES
         params["encrypted"] = "true"
         if encrypt_metadata and metadata:
@@ -132,16 +135,37 @@ def prepare_push(
     headers = {"Content-Type": kind}
     if metadata:
         headers["X-Relay-Metadata"] = json.dumps(metadata, separators=(",", ":"))
-    return PreparedPush(raw, params, headers, fragment)
+    proposed = None
+    if encrypted and encrypted != "fernet":
+        proposed = payload_id
+        headers[PAYLOAD_ID_HEADER] = payload_id
+    return PreparedPush(raw, params, headers, fragment, proposed)
 
 
-def open_payload(body: bytes, content_type: str, key: str | None, encrypted: bool) -> str | bytes:
-    """The payload as pushed: decrypted with ``key`` when it is encrypted; text as ``str``."""
+#: The header a client proposes its payload's id in (``POST /api/v1/handoff``).
+PAYLOAD_ID_HEADER = "X-Relay-Payload-Id"
+
+
+def check_stored_under(answer: dict[str, Any], payload_id: str | None) -> None:
+    """An AES-GCM payload is bound to the id it was encrypted for: the server must have stored
+    it under that id (a server that ignores the proposal would hand out an unopenable URL)."""
+    if payload_id is not None and answer.get("id") != payload_id:
+        raise RelayError(
+            f"the server stored the encrypted payload as {answer.get('id')!r}, not under the "
+            f"proposed id {payload_id!r} it is bound to (a Relay server too old for it?)"
+        )
+
+
+def open_payload(
+    body: bytes, content_type: str, key: str | None, encrypted: bool, payload_id: str
+) -> str | bytes:
+    """The payload ``payload_id`` as pushed: decrypted with ``key`` when it is encrypted; text
+    as ``str``."""
     kind = content_type.lower()
     if crypto.is_relay_ciphertext(body) and kind.startswith("application/vnd.relay.e2e"):
         if not key:
             raise DecryptionError("the payload is end-to-end encrypted; the URL has no #key=")
-        plain = crypto.decrypt(crypto.key_from_text(key), body)
+        plain = crypto.decrypt(crypto.key_from_text(key), body, payload_id)
         return plain.decode("utf-8") if "kind=text" in kind else plain
     if key and crypto.looks_like_fernet(body):
         return crypto.fernet_decrypt(key, body).decode("utf-8")

@@ -9,21 +9,25 @@ Tools: ``push_context``, ``pull_context``, ``peek_context``, ``publish`` and ``b
 Each calls a relay over HTTP through :class:`~relay_context.handoff_client.HandoffClient`;
 Relay's errors (a missing pointer, a wrong key, an over-size payload) become MCP tool errors
 with their message, not crashes of the server.
+
+The service mounts the same tools over streamable HTTP at ``/mcp``
+(:mod:`relay_context.service.mcp_http`); there ``client_for`` gives each tool call a client
+that carries the calling request's own credentials.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 from relay_context.errors import RelayError
+from relay_context.handoff_client.async_bridge import AsyncAgentBridge
 from relay_context.handoff_client.async_client import AsyncHandoffClient
-from relay_context.handoff_client.bridge import AgentBridge
-from relay_context.handoff_client.client import HandoffClient
 
 
 def _text(value: str | bytes) -> str:
@@ -35,9 +39,32 @@ def _text(value: str | bytes) -> str:
     return value
 
 
-def build_server(base_url: str | None = None, api_key: str | None = None) -> MCPServer[Any]:
-    """The MCP server, talking to the relay at ``base_url`` (default ``RELAY_URL``)."""
-    relay = AsyncHandoffClient(base_url, api_key)
+#: A client for one tool call, from its MCP context (the HTTP request's credentials).
+ClientFactory = Callable[[Context[Any, Any]], AsyncHandoffClient]
+
+
+def build_server(
+    base_url: str | None = None,
+    api_key: str | None = None,
+    *,
+    client_for: ClientFactory | None = None,
+) -> MCPServer[Any]:
+    """The MCP server, talking to the relay at ``base_url`` (default ``RELAY_URL``), or, given
+    ``client_for``, through the client it makes for each tool call (closed after the call)."""
+    shared = AsyncHandoffClient(base_url, api_key) if client_for is None else None
+
+    @contextlib.asynccontextmanager
+    async def relay_for(ctx: Context[Any, Any]) -> AsyncIterator[AsyncHandoffClient]:
+        if shared is not None:
+            yield shared
+            return
+        assert client_for is not None
+        client = client_for(ctx)
+        try:
+            yield client
+        finally:
+            await client.aclose()
+
     server: MCPServer[Any] = MCPServer(
         "relay-handoff",
         instructions=(
@@ -54,37 +81,42 @@ def build_server(base_url: str | None = None, api_key: str | None = None) -> MCP
         metadata: dict[str, Any] | None = None,
         encrypted: bool = False,
         ttl_seconds: int | None = None,
+        ctx: Context[Any, Any] | None = None,
     ) -> str:
         """Store ``data`` and return its pointer URL (with ``#key=...`` when encrypted);
         subscribers of ``channel`` are told at once."""
         try:
-            return await relay.push(
-                data, channel=channel, encrypted=encrypted, metadata=metadata, ttl=ttl_seconds
-            )
+            async with relay_for(ctx) as relay:  # type: ignore[arg-type]
+                return await relay.push(
+                    data, channel=channel, encrypted=encrypted, metadata=metadata, ttl=ttl_seconds
+                )
         except RelayError as exc:
             raise ToolError(str(exc)) from exc
 
     @server.tool()
-    async def pull_context(url: str) -> str:
+    async def pull_context(url: str, ctx: Context[Any, Any] | None = None) -> str:
         """The payload a pointer URL names (decrypted locally when the URL has a key)."""
         try:
-            return _text(await relay.pull(url))
+            async with relay_for(ctx) as relay:  # type: ignore[arg-type]
+                return _text(await relay.pull(url))
         except RelayError as exc:
             raise ToolError(str(exc)) from exc
 
     @server.tool()
-    async def peek_context(url: str) -> str:
+    async def peek_context(url: str, ctx: Context[Any, Any] | None = None) -> str:
         """The metadata of a pointer URL as JSON, without fetching the payload."""
         try:
-            return json.dumps(await relay.peek(url))
+            async with relay_for(ctx) as relay:  # type: ignore[arg-type]
+                return json.dumps(await relay.peek(url))
         except RelayError as exc:
             raise ToolError(str(exc)) from exc
 
     @server.tool()
-    async def publish(channel: str, message: str) -> str:
+    async def publish(channel: str, message: str, ctx: Context[Any, Any] | None = None) -> str:
         """Signal ``message`` on ``channel`` without a payload; the event's sequence id."""
         try:
-            return str(await relay.publish(channel, message))
+            async with relay_for(ctx) as relay:  # type: ignore[arg-type]
+                return str(await relay.publish(channel, message))
         except RelayError as exc:
             raise ToolError(str(exc)) from exc
 
@@ -94,17 +126,15 @@ def build_server(base_url: str | None = None, api_key: str | None = None) -> MCP
         task_channel: str = "agent-tasks",
         done_channel: str = "agent-done",
         timeout_seconds: float = 300.0,
+        ctx: Context[Any, Any] | None = None,
     ) -> str:
         """Hand ``task`` to the worker agent serving ``task_channel`` and wait for its answer
         on ``done_channel`` (matched by a correlation id)."""
 
-        def run() -> str | bytes:
-            with HandoffClient(relay.base_url, relay.api_key) as sync_relay:
-                bridge = AgentBridge(sync_relay, task_channel, done_channel)
-                return bridge.push_and_wait(task, timeout=timeout_seconds)
-
         try:
-            return _text(await asyncio.to_thread(run))
+            async with relay_for(ctx) as relay:  # type: ignore[arg-type]
+                bridge = AsyncAgentBridge(relay, task_channel, done_channel)
+                return _text(await bridge.push_and_wait(task, timeout=timeout_seconds))
         except (RelayError, TimeoutError) as exc:
             raise ToolError(str(exc)) from exc
 

@@ -8,14 +8,16 @@ closes everything at shutdown. Routers: ``routes/health.py``, ``routes/metrics.p
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Route
 
 from relay_context._version import __version__
 from relay_context.config.live import LiveSettings
@@ -38,6 +40,9 @@ from relay_context.service.openapi import document_live_limits
 from relay_context.service.routes import context, dashboard, gateway, handoff, health, keys, metrics
 from relay_context.service.state import ServiceState, build_limiter, stop_streams_on_signals
 from relay_context.service.telemetry import exports_spans, get_tracer, make_tracer_provider
+
+if TYPE_CHECKING:
+    from relay_context.service.mcp_http import McpEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +109,16 @@ def build_state(settings: Settings, span_exporter: SpanExporter | None = None) -
     return state
 
 
+def _mcp_endpoint(state: ServiceState) -> McpEndpoint | None:
+    """The handoff relay's MCP server at ``/mcp`` (streamable HTTP), when the relay is on and
+    the ``mcp`` extra is installed; ``None`` otherwise."""
+    if state.handoff is None or importlib.util.find_spec("mcp") is None:
+        return None
+    from relay_context.service.mcp_http import McpEndpoint
+
+    return McpEndpoint()
+
+
 def create_app(
     settings: Settings | None = None, *, span_exporter: SpanExporter | None = None
 ) -> FastAPI:
@@ -115,6 +130,7 @@ def create_app(
     if settings is None:
         settings = Settings()
     state = build_state(settings, span_exporter)
+    mcp = _mcp_endpoint(state)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -138,7 +154,10 @@ def create_app(
                     "redis": bool(settings.redis_url),
                 },
             )
-            yield
+            async with AsyncExitStack() as extras:
+                if mcp is not None:  # the MCP session manager runs while the service does
+                    await extras.enter_async_context(mcp.running())
+                yield
         finally:
             await state.close()
 
@@ -166,6 +185,13 @@ def create_app(
     app.include_router(dashboard.router)
     app.include_router(gateway.router)
     app.include_router(handoff.router)
+    if mcp is not None:
+        from relay_context.service.mcp_http import PATH
+
+        # An ASGI endpoint (not a request handler): Starlette passes it the raw scope.
+        app.router.routes.append(
+            Route(PATH, endpoint=mcp, methods=["GET", "POST", "DELETE"], include_in_schema=False)
+        )
     # Middleware: the last added is the outermost. Appends skip FastAPI's routing and
     # dependency resolution (service/append_fast_path.py), inside CORS and the request
     # middleware like every route. CORS answers preflights inside the request

@@ -34,6 +34,7 @@ STATUS_BY_ERROR: dict[type[BaseException], int] = {
     e.SessionNotFoundError: 404,
     e.ApiKeyNotFoundError: 404,
     e.PayloadNotFoundError: 404,
+    e.PayloadIdTakenError: 409,
     e.SessionExistsError: 409,
     # The budget is well-formed, but the session's pinned messages (system prompt, pinned
     # metadata, the latest user turn) do not fit in it: a conflict with the resource's state.

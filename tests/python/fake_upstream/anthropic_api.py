@@ -59,9 +59,11 @@ def messages(body: dict[str, Any], raw: bytes, s: Scenario, seq: int) -> Full | 
             }
         )
     output = len(words) + 10 * s.tools + (8 if s.thinking else 0)
+    # Anthropic's input_tokens are the ones neither read from nor written to the cache.
+    fresh = max(1, prompt - s.cached - s.cache_write)
     usage = {
-        "input_tokens": prompt,
-        "cache_creation_input_tokens": 0,
+        "input_tokens": fresh,
+        "cache_creation_input_tokens": s.cache_write,
         "cache_read_input_tokens": s.cached,
         "output_tokens": output,
     }
@@ -127,8 +129,8 @@ def messages(body: dict[str, Any], raw: bytes, s: Scenario, seq: int) -> Full | 
         if not s.no_usage:
             final_usage.update(
                 {
-                    "input_tokens": prompt,
-                    "cache_creation_input_tokens": 0,
+                    "input_tokens": fresh,
+                    "cache_creation_input_tokens": s.cache_write,
                     "cache_read_input_tokens": s.cached,
                 }
             )

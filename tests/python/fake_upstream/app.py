@@ -13,12 +13,14 @@ import json
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import anthropic_api, gemini_api, openai_api
+from .prompt_cache import FakePromptCache
 from .replies import Full, Stream
 from .scenario import Scenario
+from .words import estimate_tokens
 
 Receive = Callable[[], Any]
 Send = Callable[[dict[str, Any]], Any]
@@ -58,12 +60,16 @@ class FakeUpstream:
     script: deque[Scenario] = field(default_factory=deque)
     requests: list[RecordedRequest] = field(default_factory=list)
     record: bool = True
+    #: Reports cached prompt tokens when a prefix repeats (see :mod:`.prompt_cache`).
+    prompt_cache: FakePromptCache | None = field(default_factory=FakePromptCache)
     _seq: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reset(self) -> None:
         self.script.clear()
         self.requests.clear()
+        if self.prompt_cache is not None:
+            self.prompt_cache.clear()
 
     def push(self, *scenarios: Scenario | dict[str, Any]) -> None:
         for s in scenarios:
@@ -149,11 +155,25 @@ class FakeUpstream:
                 send, scenario.status, error_body(scenario.status, scenario.error_message), extra
             )
             return
+        if self.prompt_cache is not None and not scenario.cached and isinstance(parsed, dict):
+            scenario = self._cached_tokens(path, parsed, body, scenario)
         reply = handler(parsed, body, scenario, seq)
         if isinstance(reply, Full):
             await _send_json(send, reply.status, reply.body, reply.headers)
             return
         await self._stream(reply, scenario, send)
+
+    def _cached_tokens(
+        self, path: str, parsed: dict[str, Any], body: bytes, scenario: Scenario
+    ) -> Scenario:
+        assert self.prompt_cache is not None
+        prompt = estimate_tokens(body)
+        if path == "/v1/messages":
+            read, write = self.prompt_cache.anthropic(parsed, prompt)
+            return replace(scenario, cached=read, cache_write=write)
+        if path == "/v1/chat/completions":
+            return replace(scenario, cached=self.prompt_cache.openai(parsed, prompt))
+        return scenario
 
     async def _gemini(
         self,

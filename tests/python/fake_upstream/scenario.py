@@ -5,8 +5,9 @@ A scenario comes from (first match wins) the fake's script (``POST /_fake/script
 written anywhere in the request body, such as a user message saying
 ``"fake:tools=2 fake:latency_ms=30"``. Directives: ``status=429``, ``retry_after=1``,
 ``latency_ms=20``, ``chunk_delay_ms=5``, ``words=12``, ``text=Hello`` (one word), ``tools=2``
-(parallel tool calls), ``thinking``, ``cached=100``, ``cut_after=3`` (close the connection after
-that many SSE events), ``hang`` (never answer), ``stop=max_tokens``, ``no_usage``.
+(parallel tool calls), ``thinking``, ``cached=100`` (else the fake's prompt cache says),
+``cut_after=3`` (close the connection after that many SSE events), ``hang`` (never answer),
+``stop=max_tokens``, ``no_usage``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class Scenario:
     tools: int = 0
     thinking: bool = False
     cached: int = 0
+    #: Anthropic ``cache_creation_input_tokens`` (set by the fake's prompt cache).
+    cache_write: int = 0
     cut_after: int | None = None
     hang: bool = False
     stop: str | None = None

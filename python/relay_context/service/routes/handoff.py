@@ -11,8 +11,9 @@ ContextRelay's Worker protocol, so its published SDK works unchanged:
   the same events as Server-Sent Events (``Last-Event-ID`` resumes).
 
 Relay's own: ``POST /api/v1/handoff`` (any bytes, streamed in: ``?channel=&ttl=&encrypted=``,
-metadata as JSON in ``X-Relay-Metadata``), ``GET /api/v1/handoff/{id}`` (the bytes, streamed
-out), ``GET /api/v1/handoff/{id}/info``, ``DELETE /api/v1/handoff/{id}``,
+metadata as JSON in ``X-Relay-Metadata``, the client's own id in ``X-Relay-Payload-Id``: an
+encrypting client binds the id into its ciphertext), ``GET /api/v1/handoff/{id}`` (the bytes,
+streamed out), ``GET /api/v1/handoff/{id}/info``, ``DELETE /api/v1/handoff/{id}``,
 ``POST /api/v1/handoff/publish/{channel}``, ``GET /api/v1/handoff/stats``.
 
 ``HANDOFF_AUTH=keys`` takes the credentials of the rest of the service (also an API key as
@@ -199,15 +200,17 @@ def _refuse_declared_oversize(
         raise PayloadTooLargeError(f"payload larger than the limit of {limit} bytes", limit=limit)
 
 
-def _parse_json_push(body: bytes) -> dict[str, Any]:
-    doc = parse_json(body)
-    if not isinstance(doc, dict) or not isinstance(doc.get("data"), str):
-        raise InvalidArgumentError('the body must be a JSON object with a string "data"')
-    for name, kind in (("channel", str), ("metadata", dict), ("ttl", int)):
-        value = doc.get(name)
-        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-            raise InvalidArgumentError(f'"{name}" must be a {kind.__name__}')
-    return doc
+async def _stream_capped(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The body as it arrives, refused with 413 as soon as it passes ``limit``."""
+    declared = _declared_length(request)
+    if declared is not None and declared > limit:
+        raise PayloadTooLargeError(f"request body larger than {limit} bytes", limit=limit)
+    size = 0
+    async for piece in request.stream():
+        size += len(piece)
+        if size > limit:
+            raise PayloadTooLargeError(f"request body larger than {limit} bytes", limit=limit)
+        yield piece
 
 
 def _push_answer(request: Request, info: PayloadInfo, event: ChannelEvent | None) -> dict[str, Any]:
@@ -229,19 +232,10 @@ async def push(request: Request, caller: Caller, relay: HandoffDep) -> JSONRespo
     owner, plan = _writer(request, caller)
     content_type = request.headers.get("content-type", "")
     if content_type.split(";", 1)[0].strip().lower() == "application/json":
-        doc = _parse_json_push(await _read_capped(request, relay.settings.max_json_body_bytes))
-        try:
-            data = doc["data"].encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidArgumentError('"data" holds a lone surrogate (not UTF-8)') from None
+        # Parsed as it streams in: the data goes to the spool piece by piece.
         async with _span(request, "push"):
-            info, event = await relay.push(
-                data,
-                content_type=TEXT_UTF8,
-                metadata=doc.get("metadata"),
-                channel=doc.get("channel"),
-                ttl_seconds=doc.get("ttl"),
-                encrypted=doc.get("encrypted") is True,
+            info, event = await relay.push_envelope(
+                _stream_capped(request, relay.settings.max_json_body_bytes),
                 owner=owner,
                 plan=plan,
             )
@@ -582,6 +576,7 @@ async def usage(
             ),
         },
         402: {"description": "Over the plan's quota (details say which)", "model": ErrorResponse},
+        409: {"description": "The proposed payload id is in use", "model": ErrorResponse},
     },
     openapi_extra={
         "requestBody": {
@@ -603,7 +598,9 @@ async def push_bytes(
     encrypted: Annotated[bool, Query()] = False,
 ) -> JSONResponse:
     """The body is stored as it arrives (its ``Content-Type`` is kept); metadata, if any, is a
-    JSON object in the ``X-Relay-Metadata`` header."""
+    JSON object in the ``X-Relay-Metadata`` header. ``X-Relay-Payload-Id`` proposes the id
+    (32 characters of URL-safe base64; 409 if in use): an end-to-end encrypting client binds
+    the id into its ciphertext, so it draws the id before it sends the bytes."""
     x_relay_metadata = request.headers.get("x-relay-metadata")
     owner, plan = _writer(request, caller)
     _refuse_declared_oversize(request, relay)
@@ -617,6 +614,9 @@ async def push_bytes(
             encrypted=encrypted,
             owner=owner,
             plan=plan,
+            # Read here rather than declared as a parameter: a fuzzer replaying one generated id
+            # would meet 409 after the first push (the relay checks its shape: 422).
+            payload_id=request.headers.get("x-relay-payload-id"),
         )
     _served(request, "push", info)
     return JSONResponse(_push_answer(request, info, event), status_code=201)
