@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
 import logging
@@ -155,6 +156,50 @@ class _AppendItem:
 
     session_id: str
     rows: Sequence[MessageRow]
+    #: Append only if the session is this principal's (``None``: whoever owns it).
+    owner: str | None = None
+
+
+class BatchPlan(NamedTuple):
+    """What a group commit writes: per session ``[rows, appends, owner]`` (``owner``: the
+    owner the session must have, or ``None``), and which items take part (an item refused by
+    its owner check does not: its result is ``None``)."""
+
+    per_session: dict[str, list[Any]]
+    kept: list[bool]
+
+
+def sessions_with_mixed_owners(items: Sequence[_AppendItem]) -> list[str]:
+    """Sessions whose appends in a batch ask for different owners (rare: a principal and an
+    administrator appending at once); their owner is read before the batch is planned."""
+    asked: dict[str, set[str | None]] = {}
+    for item in items:
+        asked.setdefault(item.session_id, set()).add(item.owner)
+    return sorted(sid for sid, owners in asked.items() if len(owners) > 1)
+
+
+def plan_batch(items: Sequence[_AppendItem], owner_of: Mapping[str, str | None]) -> BatchPlan:
+    """The sessions and rows of a batch. ``owner_of``: the owners read of the sessions in
+    :func:`sessions_with_mixed_owners` (``None``: not live); their appends are checked here,
+    every other session's in the ``UPDATE`` that reserves its seqs."""
+    per_session: dict[str, list[Any]] = {}
+    kept: list[bool] = []
+    for item in items:
+        sid = item.session_id
+        if sid in owner_of:
+            seen = owner_of[sid]
+            ok = seen is not None and (item.owner is None or item.owner == seen)
+            kept.append(ok)
+            if not ok:
+                continue
+            required = seen
+        else:
+            kept.append(True)
+            required = item.owner
+        count = per_session.setdefault(sid, [0, 0, required])
+        count[0] += len(item.rows)
+        count[1] += 1
+    return BatchPlan(per_session, kept)
 
 
 class _KeyTakenError(Exception):
@@ -175,6 +220,32 @@ def validate_request_key(key: object) -> str:
             " without spaces"
         )
     return key
+
+
+#: Sessions whose seqs one ``UPDATE`` of a group commit reserves (4 parameters each: far
+#: below SQLite's 32,766 parameters per statement).
+_SESSIONS_PER_UPDATE = 1000
+
+
+@functools.lru_cache(maxsize=64)
+def _bump_sessions_sql(sessions: int) -> str:
+    """An ``UPDATE`` that reserves ``n`` seqs and ``k`` revisions for each of ``sessions`` live
+    sessions, parameters ``$1`` (now), then ``(id, n, k, owner)`` per session (``owner``: the
+    owner it must have, or NULL); returns, per session bumped, ``id, last_seq, revision,
+    incarnation`` (after the bump). A session another principal owns is left as it is, exactly
+    as a missing one: its appends' ownership needs no read of its own."""
+    values = ", ".join(
+        f"(${4 * i + 2}, ${4 * i + 3}, ${4 * i + 4}, ${4 * i + 5})" for i in range(sessions)
+    )
+    return (
+        "UPDATE relay_sessions SET last_seq = last_seq + c.n, revision = revision + c.k,"
+        " updated_at_us = $1, expires_at_us = $1 + ttl_seconds * 1000000"
+        " FROM (SELECT column1 AS sid, column2 AS n, column3 AS k, column4 AS o"
+        f" FROM (VALUES {values})) AS c"
+        " WHERE relay_sessions.id = c.sid AND relay_sessions.expires_at_us > $1"
+        " AND (c.o IS NULL OR relay_sessions.owner = c.o)"
+        " RETURNING id, last_seq, revision, incarnation"
+    )
 
 
 def _json(value: Any) -> str:
@@ -538,14 +609,16 @@ class SqlSessionStore(SessionStore):
         return stored
 
     async def append_with_version(
-        self, session_id: str, message: NewMessage
+        self, session_id: str, message: NewMessage, *, owner: str | None = None
     ) -> tuple[StoredMessage, tuple[str, int] | None]:
-        stored, appended = await self._append_many(session_id, [message])
+        if owner is not None:
+            validate_name("owner", owner)
+        stored, appended = await self._append_many(session_id, [message], owner=owner)
         assert appended is not None
         return stored[0], (appended.incarnation, appended.revision)
 
     async def _append_many(
-        self, session_id: str, messages: Sequence[NewMessage]
+        self, session_id: str, messages: Sequence[NewMessage], *, owner: str | None = None
     ) -> tuple[list[StoredMessage], Appended | None]:
         sid = validate_session_id(session_id)
         if isinstance(messages, NewMessage) or not isinstance(messages, Sequence):
@@ -561,7 +634,7 @@ class SqlSessionStore(SessionStore):
                 raise InputTypeError(f"expected a NewMessage, got {type(message).__name__}")
             row, _ = await self._message_row(message, now)
             rows.append(row)
-        appended = await self._insert_messages(sid, rows, now)
+        appended = await self._insert_messages(sid, rows, now, owner)
         if appended is None:
             raise SessionNotFoundError(f"no live session {sid!r}")
         stored = [
@@ -686,47 +759,48 @@ class SqlSessionStore(SessionStore):
         return self._stored(sid, first_seq, message, row)
 
     async def _insert_messages(
-        self, session_id: str, rows: Sequence[MessageRow], now: int
+        self, session_id: str, rows: Sequence[MessageRow], now: int, owner: str | None = None
     ) -> Appended | None:
         """Give ``rows`` the next seqs of the live session and insert them, committed (in a
-        group commit with other appends); ``None`` if the session is not live."""
+        group commit with other appends); ``None`` if the session is not live (or, with
+        ``owner``, not owned by it)."""
         del now  # the batch takes the time once, when it commits
-        return await self.appender.submit(_AppendItem(session_id, rows), weight=len(rows))
+        item = _AppendItem(session_id, rows, owner)
+        return await self.appender.submit(item, weight=len(rows))
 
     async def _commit_appends(self, items: Sequence[_AppendItem]) -> list[Appended | None]:
         """One write transaction for a batch of appends, in the order they were submitted.
 
-        Per session one ``UPDATE`` reserves the seqs of all its appends in the batch (and takes
-        its row lock until commit, which orders the appends exactly as one by one would); the
-        sessions are locked in id order, so batches of two processes on PostgreSQL cannot
-        deadlock. Then one ``executemany`` inserts every row. The result of an append to a
+        One ``UPDATE`` (per up to ``_SESSIONS_PER_UPDATE`` sessions) reserves the seqs of all
+        appends in the batch, per session as many as its appends have rows (the write lock,
+        held until commit, orders the appends exactly as one by one would); one statement
+        instead of one per session, since each statement is a round trip to the database's
+        thread. Then one ``executemany`` inserts every row. The result of an append to a
         session that is not live is ``None`` (its caller raises ``SessionNotFoundError``); the
         others still commit. Any failure rolls the whole batch back."""
-        per_session: dict[str, list[int]] = {}  # id -> [rows, appends]
-        for item in items:
-            count = per_session.setdefault(item.session_id, [0, 0])
-            count[0] += len(item.rows)
-            count[1] += 1
         results: list[Appended | None] = [None] * len(items)
         async with self._write() as tx:
             now = self._clock()
+            owner_of: dict[str, str | None] = {}
+            for sid in sessions_with_mixed_owners(items):
+                rows = await tx.fetch(
+                    "SELECT owner FROM relay_sessions WHERE id = $1 AND expires_at_us > $2",
+                    sid,
+                    now,
+                )
+                owner_of[sid] = str(rows[0][0]) if rows else None
+            per_session, kept = plan_batch(items, owner_of)
             # id -> [next seq, next revision, incarnation]
             reserved: dict[str, list[Any]] = {}
-            for sid in sorted(per_session):
-                n_rows, n_appends = per_session[sid]
-                bumped = await tx.fetch(
-                    "UPDATE relay_sessions SET last_seq = last_seq + $2,"
-                    " revision = revision + $4, updated_at_us = $3,"
-                    " expires_at_us = $3 + ttl_seconds * 1000000"
-                    " WHERE id = $1 AND expires_at_us > $3"
-                    " RETURNING last_seq, revision, incarnation",
-                    sid,
-                    n_rows,
-                    now,
-                    n_appends,
-                )
-                if bumped:
-                    last_seq, revision, incarnation = bumped[0]
+            sids = sorted(per_session)
+            for start in range(0, len(sids), _SESSIONS_PER_UPDATE):
+                chunk = sids[start : start + _SESSIONS_PER_UPDATE]
+                args: list[Any] = [now]
+                for sid in chunk:
+                    args += [sid, *per_session[sid]]
+                for row in await tx.fetch(_bump_sessions_sql(len(chunk)), *args):
+                    sid, last_seq, revision, incarnation = row
+                    n_rows, n_appends, _ = per_session[sid]
                     reserved[sid] = [
                         int(last_seq) - n_rows + 1,
                         int(revision) - n_appends + 1,
@@ -735,7 +809,7 @@ class SqlSessionStore(SessionStore):
             inserts: list[tuple[Any, ...]] = []
             for index, item in enumerate(items):
                 slot = reserved.get(item.session_id)
-                if slot is None:
+                if slot is None or not kept[index]:
                     continue
                 first_seq, revision, incarnation = slot
                 inserts.extend(
