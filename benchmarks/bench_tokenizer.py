@@ -17,6 +17,7 @@ import itertools
 import os
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable
 from functools import partial
@@ -120,6 +121,35 @@ def per_script(name: str, reps: int, min_chars: int) -> None:
         f"{t_tik / t_cnt:>6.2f}x"
     )
     print(f"lowest ratio: {worst[0]:.2f}x ({worst[1]})")
+    # The rows above repeat each section ~60 times, so Relay's per-thread piece cache answers
+    # almost every piece after the first copy. Each section once, on a new thread (an empty
+    # piece cache), shows the speed where pieces are seen for the first time.
+    once = "".join(corpus.scripts().values())
+    n = len(tik.encode_ordinary(once))
+    cold: list[list[float]] = [[], []]
+    for _ in range(reps):
+        for fn, ts in zip((tik.encode_ordinary, relay.encode_ordinary), cold, strict=True):
+            ts.append(cpu_on_new_thread(fn, once))
+    t_tik, t_enc = (statistics.median(ts) for ts in cold)
+    print(
+        f"{'each section once':<24} {len(once):>7} {n / t_tik / 1e6:>9.2f} {n / t_enc / 1e6:>9.2f} "
+        f"{t_tik / t_enc:>6.2f}x   (a new thread per run: empty piece cache)"
+    )
+
+
+def cpu_on_new_thread(fn: Callable[[str], object], text: str) -> float:
+    """The CPU time of ``fn(text)`` run on a new thread (whose piece cache is empty)."""
+    took: list[float] = []
+
+    def run() -> None:
+        t0 = time.thread_time()
+        fn(text)
+        took.append(time.thread_time() - t0)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join()
+    return took[0]
 
 
 def main() -> None:

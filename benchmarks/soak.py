@@ -381,6 +381,12 @@ def main() -> None:
     parser.add_argument("--max-in-flight", type=int, default=128)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
+        "--cache-bytes",
+        type=int,
+        default=4 * 1024 * 1024,
+        help="the response cache's memory bound (reached early, so that a full cache is measured)",
+    )
+    parser.add_argument(
         "--warmup", type=float, default=0.25, help="share of the samples before the slope counts"
     )
     parser.add_argument("--json", type=Path, default=None, help="write the report here too")
@@ -413,7 +419,7 @@ def main() -> None:
             GATEWAY_RPM="0",
             # The response cache on, with a small memory bound so that the run reaches it early:
             # a full cache must stay flat, not grow.
-            GATEWAY_CACHE=json.dumps({"enabled": True, "memory_max_bytes": 4 * 1024 * 1024}),
+            GATEWAY_CACHE=json.dumps({"enabled": True, "memory_max_bytes": args.cache_bytes}),
         )
         created = subprocess.run(
             [str(RELAY), "keys", "create", "--role", "admin", "--name", "soak", "--json"],

@@ -54,6 +54,17 @@ struct NearDuplicate {
 
 class NearDuplicateIndex {
   public:
+    struct Signature {
+        std::vector<std::uint32_t> band_keys;
+    };
+    // What similar_earlier() found for a batch, with the texts and their signatures kept, so
+    // that the ones chosen afterwards are added (add_from) without being signed again.
+    struct EarlierBatch {
+        TextBatch texts;
+        std::vector<Signature> signatures;
+        std::vector<std::vector<std::uint32_t>> similar;  // as similar_earlier() returns
+    };
+
     // Throws relay::InvalidArgument on options out of range.
     explicit NearDuplicateIndex(NearDuplicateOptions options = {});
 
@@ -74,6 +85,11 @@ class NearDuplicateIndex {
     // is "query, then add" over a sequence, with each text shingled and signed once.
     [[nodiscard]] std::vector<std::vector<std::uint32_t>> similar_earlier(const TextBatch& texts,
                                                                           double threshold) const;
+    // similar_earlier() of `texts`, keeping them and their signatures for add_from().
+    [[nodiscard]] EarlierBatch similar_earlier_kept(TextBatch texts, double threshold) const;
+    // add() of batch.texts[positions[i]] under keys[i] for each i, with the kept signatures.
+    void add_from(const EarlierBatch& batch, std::span<const std::uint32_t> positions,
+                  std::span<const std::string> keys);
 
     [[nodiscard]] std::size_t size() const;
     [[nodiscard]] bool contains(std::string_view key) const;
@@ -81,9 +97,6 @@ class NearDuplicateIndex {
     [[nodiscard]] std::size_t rows() const noexcept { return rows_; }
 
   private:
-    struct Signature {
-        std::vector<std::uint32_t> band_keys;
-    };
     struct Entry {
         std::string key;
         std::string text_utf8;  // UTF-8 (any code point, lone surrogates included)
@@ -92,6 +105,8 @@ class NearDuplicateIndex {
 
     [[nodiscard]] Signature sign(Text text) const;
     [[nodiscard]] Signature sign_shingles(std::span<const std::uint64_t> shingles) const;
+    [[nodiscard]] std::vector<std::vector<std::uint32_t>> find_earlier(
+        const TextBatch& texts, double threshold, std::vector<Signature>* signatures) const;
     void insert_locked(std::string key, Text text, const Signature& signature);
     void link(std::uint32_t id);
     void unlink(std::uint32_t id);

@@ -116,6 +116,13 @@ void register_fuzzy(py::module_& m) {
         .def_readonly("key", &fz::NearDuplicate::key)
         .def_readonly("score", &fz::NearDuplicate::score);
 
+    py::class_<fz::NearDuplicateIndex::EarlierBatch>(m, "EarlierBatch")
+        .def_property_readonly(
+            "similar",
+            [](const fz::NearDuplicateIndex::EarlierBatch& self) { return self.similar; })
+        .def("__len__",
+             [](const fz::NearDuplicateIndex::EarlierBatch& self) { return self.texts.size(); });
+
     py::class_<fz::NearDuplicateIndex>(m, "NearDuplicateIndex")
         .def(py::init([](std::size_t shingle_size, std::size_t num_perm, std::size_t bands,
                          std::uint64_t seed) {
@@ -151,6 +158,24 @@ void register_fuzzy(py::module_& m) {
                 return without_gil([&] { return self.similar_earlier(batch, threshold); });
             },
             py::arg("texts"), py::arg("threshold"))
+        .def(
+            "similar_earlier_kept",
+            [](const fz::NearDuplicateIndex& self, py::handle texts, double threshold) {
+                auto batch = to_text_batch<fz::TextBatch>(texts, "texts", "every text");
+                // Safe: the texts are C++ copies; the index is not touched.
+                return without_gil(
+                    [&] { return self.similar_earlier_kept(std::move(batch), threshold); });
+            },
+            py::arg("texts"), py::arg("threshold"))
+        .def(
+            "add_from",
+            [](fz::NearDuplicateIndex& self, const fz::NearDuplicateIndex::EarlierBatch& batch,
+               const std::vector<std::uint32_t>& positions, const std::vector<std::string>& keys) {
+                // Safe: positions and keys are C++ copies, the batch is immutable while Python
+                // holds it (no method changes it); the index has its own lock.
+                without_gil([&] { self.add_from(batch, positions, keys); });
+            },
+            py::arg("batch"), py::arg("positions"), py::arg("keys"))
         .def(
             "remove",
             [](fz::NearDuplicateIndex& self, const std::string& key) {

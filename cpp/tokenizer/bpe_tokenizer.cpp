@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <functional>
@@ -18,6 +19,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <thread>
 #include <type_traits>
 
@@ -196,28 +198,61 @@ class CountMemo {
     std::uint64_t misses_ = 0;
 };
 
-// Per-thread direct-mapped cache of short pieces -> ids for one tokenizer. Natural text repeats
-// its pieces (Zipf), so most lookups hit this small, hot table instead of the large vocabulary
-// map, and repeated non-token pieces skip the merge.
+// Per-thread direct-mapped cache of pieces -> ids for one tokenizer. Natural text repeats its
+// pieces (Zipf), so most lookups hit this table instead of the vocabulary map, and repeated
+// non-token pieces skip the merge. Scripts written without spaces (Thai, Lao, Khmer, CJK) make
+// long pieces, and scripts the vocabulary has few merges for (Georgian, Armenian, Ethiopic in
+// cl100k) many ids per piece, so entries are variable-sized: a slot points into two arenas
+// (bytes, ids). When an arena is full the whole cache starts over (an epoch), which bounds the
+// memory (~2.4 MB per thread and tokenizer) without per-entry bookkeeping.
 struct PieceCache {
-    static constexpr std::size_t kSlots = 16384;  // a power of two; 1.5 MB of 96-byte slots
-    static constexpr std::size_t kMaxBytes = 38;
-    static constexpr std::size_t kMaxIds = 12;  // scripts with few merges have ~1 id per 2 bytes
+    static constexpr std::size_t kSlots = 16384;  // a power of two
+    static constexpr std::size_t kMaxBytes = 512;
+    static constexpr std::size_t kByteArena = std::size_t{1} << 20U;
+    static constexpr std::size_t kIdArena = std::size_t{1} << 18U;
     struct Slot {
         std::uint64_t hash = 0;
-        std::uint8_t len = 0;  // 0 = empty (pieces are never empty)
-        std::uint8_t n_ids = 0;
-        std::array<char, kMaxBytes> bytes{};
-        std::array<Rank, kMaxIds> ids{};
+        std::uint32_t bytes_at = 0;
+        std::uint32_t ids_at = 0;
+        std::uint16_t len = 0;  // 0 = empty (pieces are never empty)
+        std::uint16_t n_ids = 0;
     };
-    std::vector<Slot> slots = std::vector<Slot>(kSlots);
-};
+    // calloc/malloc, not vectors: a new thread's cache costs no 2.4 MB memset, and pages are
+    // only touched as entries fill them (all-zero slots are empty).
+    struct Free {
+        void operator()(void* p) const noexcept { std::free(p); }
+    };
+    template <class T>
+    static std::unique_ptr<T[], Free> allocate(std::size_t n, bool zeroed) {
+        void* p = zeroed ? std::calloc(n, sizeof(T)) : std::malloc(n * sizeof(T));
+        if (p == nullptr) {
+            throw std::bad_alloc();
+        }
+        return std::unique_ptr<T[], Free>(static_cast<T*>(p));
+    }
+    std::unique_ptr<Slot[], Free> slots = allocate<Slot>(kSlots, true);
+    std::unique_ptr<char[], Free> bytes = allocate<char>(kByteArena, false);
+    std::unique_ptr<Rank[], Free> ids = allocate<Rank>(kIdArena, false);
+    std::size_t bytes_used = 0;
+    std::size_t ids_used = 0;
 
-// Ids of one short piece, collected before they go to the real sink and the cache.
-struct SmallSink {
-    std::array<Rank, PieceCache::kMaxBytes> ids{};
-    std::size_t n = 0;
-    void push(Rank r) { ids[n++] = r; }
+    void store(Slot& slot, std::uint64_t hash, std::string_view piece, const Rank* id,
+               std::size_t n_ids) {
+        if (bytes_used + piece.size() > kByteArena || ids_used + n_ids > kIdArena) {
+            std::fill(slots.get(), slots.get() + kSlots, Slot{});
+            bytes_used = 0;
+            ids_used = 0;
+        }
+        slot.hash = hash;
+        slot.bytes_at = static_cast<std::uint32_t>(bytes_used);
+        slot.ids_at = static_cast<std::uint32_t>(ids_used);
+        slot.len = static_cast<std::uint16_t>(piece.size());
+        slot.n_ids = static_cast<std::uint16_t>(n_ids);
+        std::copy(piece.begin(), piece.end(), bytes.get() + bytes_used);
+        std::copy_n(id, n_ids, ids.get() + ids_used);
+        bytes_used += piece.size();
+        ids_used += n_ids;
+    }
 };
 
 std::atomic<std::uint64_t> g_next_instance_id{1};
@@ -225,11 +260,13 @@ std::atomic<std::uint64_t> g_next_instance_id{1};
 struct VectorSink {
     std::vector<Rank>* out;
     void push(Rank r) const { out->push_back(r); }
+    void push_n(const Rank* r, std::size_t n) const { out->insert(out->end(), r, r + n); }
 };
 
 struct CountSink {
     std::size_t n = 0;
     void push(Rank /*r*/) { ++n; }
+    void push_n(const Rank* /*r*/, std::size_t k) { n += k; }
 };
 
 }  // namespace
@@ -539,24 +576,16 @@ struct BpeTokenizer::Impl {
         const std::uint64_t hash = XXH3_64bits(piece.data(), piece.size());
         PieceCache::Slot& slot = cache.slots[hash & (PieceCache::kSlots - 1)];
         if (slot.hash == hash && slot.len == piece.size() &&
-            BytesEq{}(std::string_view(slot.bytes.data(), slot.len), piece)) {
-            for (std::size_t k = 0; k < slot.n_ids; ++k) {
-                sink.push(slot.ids[k]);
-            }
+            BytesEq{}(std::string_view(cache.bytes.get() + slot.bytes_at, slot.len), piece)) {
+            sink.push_n(cache.ids.get() + slot.ids_at, slot.n_ids);
             return;
         }
-        SmallSink small;
-        encode_piece(piece, small);
-        for (std::size_t k = 0; k < small.n; ++k) {
-            sink.push(small.ids[k]);
-        }
-        if (small.n <= PieceCache::kMaxIds) {
-            slot.hash = hash;
-            slot.len = static_cast<std::uint8_t>(piece.size());
-            slot.n_ids = static_cast<std::uint8_t>(small.n);
-            std::copy(piece.begin(), piece.end(), slot.bytes.begin());
-            std::copy_n(small.ids.begin(), small.n, slot.ids.begin());
-        }
+        thread_local std::vector<Rank> fresh;
+        fresh.clear();
+        VectorSink into{&fresh};
+        encode_piece(piece, into);
+        sink.push_n(fresh.data(), fresh.size());
+        cache.store(slot, hash, piece, fresh.data(), fresh.size());
     }
 
     // Encodes one haystack (text between special tokens) ordinarily.

@@ -63,6 +63,11 @@ struct Ch {
 
 inline bool is_cont(unsigned char b) { return (b & 0xC0U) == 0x80U; }
 
+// Whether `b` is one of the 26 letters from `first` ('A' or 'a').
+inline bool ascii_in(unsigned char b, unsigned char first) {
+    return static_cast<unsigned>(b) - static_cast<unsigned>(first) < 26U;
+}
+
 // Decodes the UTF-8 character at `p` (`avail` >= 1 bytes readable). An invalid or truncated
 // sequence yields one byte of class "other".
 inline Ch decode(const unsigned char* p, std::size_t avail) {
@@ -338,6 +343,23 @@ std::size_t o200k_suffix(const Scanner& sc, std::size_t end) {
 // match; W+ then takes its longest run. Returns the end or kNpos.
 std::size_t o200k_match_a(const Scanner& sc, std::size_t s) {
     const std::size_t n = sc.size();
+    // ASCII fast path: among ASCII only A-Z are U and only a-z are W (and none both), so U* is
+    // the run of capitals and W+ the run of small letters after it. A non-ASCII character where
+    // the capitals end leaves the general path below to decide.
+    std::size_t caps = s;
+    while (caps < n && ascii_in(sc.byte(caps), 'A')) {
+        ++caps;
+    }
+    if (caps == n || sc.byte(caps) < 0x80U) {
+        std::size_t small = caps;
+        while (small < n && ascii_in(sc.byte(small), 'a')) {
+            ++small;
+        }
+        if (small == caps) {
+            return kNpos;  // no W after the capitals, and none among them
+        }
+        return o200k_suffix(sc, small < n && sc.byte(small) >= 0x80U ? sc.run(small, kW) : small);
+    }
     std::size_t p = s;
     std::size_t last_w_end = kNpos;
     while (p < n) {

@@ -265,3 +265,49 @@ def test_similar_earlier_is_query_then_add_in_one_call() -> None:
     assert batched == expected
     assert batched[3] == [0]
     assert batched[5] == [2]
+
+
+def test_add_earlier_stores_what_add_would_without_signing_again() -> None:
+    base = ["the knapsack solver picks messages", "weather in paris today", "an unrelated line"]
+    texts = [*base, base[0] + "!", "weather in paris, today", base[2], "", base[1].upper()]
+    from_batch = NearDuplicateIndex()
+    batch = from_batch.similar_earlier_kept(texts, 0.5)
+    assert len(batch) == len(texts)
+    assert batch.similar == from_batch.similar_earlier(texts, 0.5)
+    assert len(from_batch) == 0  # signing a batch stores nothing
+    chosen = [1, 3, 4, 6]
+    from_batch.add_earlier(batch, [(i, f"k{i}") for i in chosen])
+    one_by_one = NearDuplicateIndex()
+    for i in chosen:
+        one_by_one.add(f"k{i}", texts[i])
+    assert len(from_batch) == len(one_by_one) == len(chosen)
+    for query in [*texts, "paris weather", "knapsack solver"]:
+        assert from_batch.query(query, 0.3) == one_by_one.query(query, 0.3)
+    with pytest.raises(InvalidArgumentError, match="not in the batch"):
+        from_batch.add_earlier(batch, [(len(texts), "x")])
+    with pytest.raises(InvalidArgumentError, match="other options"):
+        NearDuplicateIndex(num_perm=32, bands=8).add_earlier(batch, [(0, "x")])
+    with pytest.raises(InputTypeError, match="pairs"):
+        from_batch.add_earlier(batch, [0])  # type: ignore[list-item]
+    with pytest.raises(InvalidArgumentError, match="lone surrogate"):
+        from_batch.add_earlier(batch, [(0, "\ud800")])
+    assert len(from_batch) == len(chosen)  # nothing half-added
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    texts=st.lists(st.text(alphabet="abcd ", min_size=0, max_size=120), min_size=2, max_size=25),
+    threshold=st.sampled_from([0.2, 0.5, 0.7, 0.9, 1.0]),
+)
+def test_similar_earlier_equals_query_then_add_near_the_threshold(
+    texts: list[str], threshold: float
+) -> None:
+    """Texts over four letters share most shingles, so many pairs sit near the threshold, where
+    the early stop of the batch's verification must agree with query's exact score."""
+    index = NearDuplicateIndex(num_perm=16, bands=16)  # one row per band: nearly all candidates
+    batched = index.similar_earlier(texts, threshold)
+    expected = []
+    for j, text in enumerate(texts):
+        expected.append(sorted(int(hit.key) for hit in index.query(text, threshold)))
+        index.add(str(j), text)
+    assert batched == expected

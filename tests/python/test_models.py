@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import string
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -16,6 +18,7 @@ from relay_context.engine.models import (
     StoredMessage,
     ToolCall,
     micros_from_utc,
+    stored_message,
     utc_from_micros,
     validate_session_id,
 )
@@ -228,3 +231,26 @@ def test_session_validation_and_cache_version() -> None:
         Session("s-1", "", NOW, NOW, 3600, later)
     with pytest.raises(InvalidArgumentError, match="ttl_seconds must be >= 1"):
         Session("s-1", "alice", NOW, NOW, 0, later)
+
+
+def test_stored_message_from_fields_equals_the_validated_constructor() -> None:
+    """The positional row decoder sets every field (a field added to StoredMessage and not to
+    it would fail here) and builds what the constructor builds."""
+    at = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
+    calls = (ToolCall(id="c1", name="lookup", arguments='{"q": 1}'),)
+    values: dict[str, Any] = {
+        "session_id": "s-1",
+        "seq": 7,
+        "role": MessageRole.ASSISTANT,
+        "content": "hello",
+        "created_at": at,
+        "name": "bot",
+        "tool_call_id": None,
+        "tool_calls": calls,
+        "metadata": {"pinned": True},
+        "token_counts": {"o200k_base": 1},
+    }
+    assert [f.name for f in dataclasses.fields(StoredMessage)] == list(values)
+    built = stored_message(*values.values())
+    assert built == StoredMessage(**values)
+    assert dataclasses.asdict(built) == dataclasses.asdict(StoredMessage(**values))

@@ -31,6 +31,9 @@ def test_two_minutes_of_mixed_traffic_keep_memory_flat(tmp_path: Path) -> None:
             "5",
             "--warmup",
             "0.5",
+            # Full within the warm-up even at the few requests/s of a loaded machine.
+            "--cache-bytes",
+            "262144",
             "--json",
             str(out),
         ],

@@ -77,6 +77,60 @@ async def test_an_append_to_a_missing_session_fails_alone(store: SqlSessionStore
     assert await store.count_messages("live") == 20
 
 
+async def test_an_owner_checked_append_leaves_another_principals_session_alone(
+    store: SqlSessionStore,
+) -> None:
+    await store.create_session("bobs", "bob")
+    before = await store.get_session("bobs")
+    try:
+        await store.append_with_version("bobs", msg("intruder"), owner="alice")
+    except SessionNotFoundError:
+        pass
+    else:
+        raise AssertionError("alice appended to bob's session")
+    # Nothing stored, and the session not even touched (its TTL did not restart).
+    assert await store.list_messages("bobs") == []
+    assert await store.get_session("bobs") == before
+    stored, version = await store.append_with_version("bobs", msg("mine"), owner="bob")
+    assert stored.seq == 1
+    assert version is not None
+    assert version[1] == 1
+
+
+async def test_mixed_owner_checks_in_one_batch_keep_submission_order(
+    store: SqlSessionStore,
+) -> None:
+    """The owner, an administrator (no owner check) and an intruder append to one session at
+    once: the intruder's appends are refused alone; the others get consecutive seqs in the
+    order they were submitted."""
+    await store.create_session("shared", "alice")
+    await store.create_session("other", "carol")
+    owners = ["alice", None, "mallory"]
+    results = await asyncio.gather(
+        *(
+            store.append_with_version(
+                "shared" if i % 4 else "other", msg(f"m{i}"), owner=owners[i % 3]
+            )
+            for i in range(60)
+        ),
+        return_exceptions=True,
+    )
+    expected_shared = [i for i in range(60) if i % 4 and owners[i % 3] in ("alice", None)]
+    expected_other = [i for i in range(60) if not i % 4 and owners[i % 3] is None]
+    for i, result in enumerate(results):
+        allowed = i in expected_shared or i in expected_other
+        assert isinstance(result, SessionNotFoundError) != allowed, (i, result)
+    shared = await store.list_messages("shared")
+    assert [m.content for m in shared] == [f"m{i}" for i in expected_shared]
+    assert [m.seq for m in shared] == list(range(1, len(expected_shared) + 1))
+    other = await store.list_messages("other")
+    assert [m.content for m in other] == [f"m{i}" for i in expected_other]
+    session = await store.get_session("shared")
+    assert session is not None
+    assert session.revision == len(expected_shared)
+    assert store.appender.batches < 60
+
+
 async def test_a_failing_batch_acknowledges_nobody_and_leaves_no_gap(
     store: SqlSessionStore,
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 import tiktoken
 from hypothesis import given, settings
@@ -106,3 +108,30 @@ def test_decode_matches_tiktoken(pair: tuple[TokenCounter, tiktoken.Encoding]) -
         assert relay.decode(ids) == oracle.decode(ids)
         # Partial UTF-8 (a prefix of the ids) decodes lossily, like tiktoken.
         assert relay.decode(ids[: len(ids) // 2]) == oracle.decode(ids[: len(ids) // 2])
+
+
+def test_piece_cache_keeps_ids_exact_across_refills(
+    pair: tuple[TokenCounter, tiktoken.Encoding],
+) -> None:
+    """Long pieces with many ids (unspaced Thai, Georgian in cl100k) go through the piece cache;
+    over a megabyte of distinct pieces makes it start over several times mid-text, and the text
+    encoded again (now mostly hits, also after the restarts) keeps tiktoken's ids."""
+    relay, oracle = pair
+    rng = random.Random(13)
+    alphabets = [
+        [chr(c) for c in range(0x0E01, 0x0E2F)],  # Thai consonants
+        [chr(c) for c in range(0x10D0, 0x10F1)],  # Georgian
+        [chr(c) for c in range(0x1200, 0x1248)],  # Ethiopic
+    ]
+    words = []
+    for _ in range(12_000):
+        alphabet = rng.choice(alphabets)
+        words.append("".join(rng.choices(alphabet, k=rng.randint(6, 85))))
+    text = " ".join(words)
+    assert len(text.encode()) > 1_200_000  # more than the cache's 1 MiB of piece bytes
+    want = oracle.encode_ordinary(text)
+    assert relay.encode_ordinary(text) == want
+    assert relay.encode_ordinary(text) == want
+    assert relay.count(text) == len(want)
+    repeated = " ".join(words[:300]) * 3
+    assert relay.encode_ordinary(repeated) == oracle.encode_ordinary(repeated)

@@ -305,6 +305,26 @@ class GatewaySettings(BaseSettings):
         default_factory=dict, validation_alias=AliasChoices("gateway_budgets", "budgets")
     )
 
+    #: In-flight coalescing: concurrent identical requests share one upstream call.
+    coalesce: bool = Field(
+        default=True, validation_alias=AliasChoices("gateway_coalesce", "coalesce")
+    )
+    #: Bytes of one shared answer kept for late joiners; past it the call takes no new joiners
+    #: and its first chunks are dropped once every waiter has them (a slow one holds the call).
+    coalesce_max_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        validation_alias=AliasChoices("gateway_coalesce_max_bytes", "coalesce_max_bytes"),
+    )
+    #: With Redis: the leader's lease on a shared call; a follower takes over a call whose
+    #: lease ran out without an answer (a dead leader).
+    coalesce_lease_seconds: float = Field(
+        default=5.0,
+        gt=0.2,
+        le=300,
+        validation_alias=AliasChoices("gateway_coalesce_lease_seconds", "coalesce_lease_seconds"),
+    )
+
     providers: dict[str, ProviderConfig] = Field(
         default_factory=dict, validation_alias=AliasChoices("gateway_providers", "providers")
     )

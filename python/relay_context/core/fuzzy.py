@@ -34,6 +34,7 @@ from relay_context.core.fuzzy_utils import default_process
 from relay_context.errors import InputTypeError, InvalidArgumentError, InvalidScoreCutoffError
 
 __all__ = [
+    "EarlierTexts",
     "NearDuplicate",
     "NearDuplicateIndex",
     "QRatio",
@@ -504,6 +505,24 @@ def _threshold(value: object) -> float:
     return float(value)  # the range (0, 1] is checked by the core
 
 
+class EarlierTexts:
+    """Texts signed by :meth:`NearDuplicateIndex.similar_earlier_kept`: ``similar[j]`` are the
+    positions of the earlier texts similar to text ``j`` (as :meth:`~NearDuplicateIndex.
+    similar_earlier` returns them); the signatures are kept for
+    :meth:`~NearDuplicateIndex.add_earlier`."""
+
+    __slots__ = ("_core", "options", "similar")
+
+    def __init__(self, core: _fz.EarlierBatch, options: tuple[int, int, int, int]) -> None:
+        self._core = core
+        #: (shingle_size, num_perm, bands, seed) of the index that signed the texts.
+        self.options = options
+        self.similar: list[list[int]] = core.similar
+
+    def __len__(self) -> int:
+        return len(self._core)
+
+
 class NearDuplicateIndex:
     """Finds stored texts similar to a query: MinHash-LSH candidates, verified exactly.
 
@@ -589,6 +608,40 @@ class NearDuplicateIndex:
         were they stored, ascending: "query, then add" over a sequence in one call, each text
         hashed once. The index's options are used; its entries are neither read nor changed."""
         return self._core.similar_earlier(list(texts), _threshold(threshold))
+
+    def similar_earlier_kept(
+        self, texts: Sequence[str], threshold: float = DEFAULT_THRESHOLD
+    ) -> EarlierTexts:
+        """:meth:`similar_earlier`, keeping the texts and their MinHash signatures so that the
+        ones chosen afterwards go in with :meth:`add_earlier` without being hashed again."""
+        core = self._core.similar_earlier_kept(list(texts), _threshold(threshold))
+        return EarlierTexts(core, (self.shingle_size, self.num_perm, self.bands, self.seed))
+
+    def add_earlier(self, batch: EarlierTexts, items: Iterable[tuple[int, str]]) -> None:
+        """Stores ``batch``'s text at each position under its key (``(position, key)`` pairs),
+        as :meth:`add` would, from the signatures made by :meth:`similar_earlier_kept` (with the
+        same options: an index of other options raises ``InvalidArgumentError``)."""
+        if batch.options != (self.shingle_size, self.num_perm, self.bands, self.seed):
+            raise InvalidArgumentError("the batch was made by an index with other options")
+        pairs = list(items)
+        for item in pairs:
+            if type(item) is not tuple or len(item) != 2:
+                raise InputTypeError(f"items must be (position, key) pairs, got {item!r}")
+        positions = [p for p, _ in pairs]
+        keys = [k for _, k in pairs]
+        # One pass of cheap checks (a first window adds hundreds): ints >= 0, encodable keys.
+        if not all(type(p) is int for p in positions):
+            bad = next(p for p in positions if type(p) is not int)
+            raise InputTypeError(f"position must be an int, not {type(bad).__name__}")
+        if positions and min(positions) < 0:
+            raise InvalidArgumentError(f"position must be >= 0, got {min(positions)}")
+        if positions and max(positions) >= len(batch):
+            raise InvalidArgumentError(
+                f"position {max(positions)} is not in the batch of {len(batch)} texts"
+            )
+        if not all(type(k) is str and k.isascii() for k in keys):
+            keys = [_check_key(k) for k in keys]
+        self._core.add_from(batch._core, positions, keys)
 
     def clear(self) -> None:
         """Removes every entry."""

@@ -322,41 +322,47 @@ class ContextEngine(AsyncResource):
         draft.check_size(self.store.max_message_bytes)  # before spending time counting it
         owner_name = owner or (access.principal if access is not None else None)
         owner_name = owner_name or self.settings.default_owner
-        if access is not None or max_owned is not None:
-            # Ownership and quota are settled before the tokens are counted.
+        # The append itself checks that the session is the principal's (a session it may not
+        # see is refused as a missing one, in the same statement): no read of the session
+        # first. Keyed appends read it, since their key lookup comes before the append.
+        required_owner = access.principal if access is not None and not access.sees_all else None
+        if request_key is not None and (access is not None or max_owned is not None):
             session = await self.store.get_session(sid)
             if session is None:
-                # Atomic: when two principals race for a new id, one creates the session and
-                # the other gets it back as it is (owned by the first: not visible to it). The
-                # quota is checked in the same database transaction.
-                session = await self.store.ensure_session(
-                    sid, owner_name, ttl_seconds=ttl_seconds, max_owned=max_owned
-                )
+                session = await self._create(sid, owner_name, ttl_seconds, max_owned)
             _visible(access, session, sid)
         counts = {
             e: await self.counter(e).count_tokens(draft.content) for e in self.counted_encodings
         }
         message = draft.with_token_counts(counts)
         try:
-            stored, replayed = await self._append(sid, message, request_key)
-        except SessionNotFoundError:  # no session yet, or it expired since it was read
-            session = await self.store.ensure_session(
-                sid, owner_name, ttl_seconds=ttl_seconds, max_owned=max_owned
-            )
+            stored, replayed = await self._append(sid, message, request_key, required_owner)
+        except SessionNotFoundError:  # no session yet, expired, or another principal's
+            session = await self._create(sid, owner_name, ttl_seconds, max_owned)
             _visible(access, session, sid)
-            stored, replayed = await self._append(sid, message, request_key)
+            stored, replayed = await self._append(sid, message, request_key, required_owner)
         if not replayed:
             await bus.publish(stored)
         return stored
 
+    async def _create(
+        self, sid: str, owner: str, ttl_seconds: int | None, max_owned: int | None
+    ) -> Session:
+        # Atomic: when two principals race for a new id, one creates the session and the
+        # other gets it back as it is (owned by the first: not visible to it). The quota is
+        # checked in the same database transaction.
+        return await self.store.ensure_session(
+            sid, owner, ttl_seconds=ttl_seconds, max_owned=max_owned
+        )
+
     async def _append(
-        self, sid: str, message: NewMessage, request_key: str | None
+        self, sid: str, message: NewMessage, request_key: str | None, owner: str | None
     ) -> tuple[StoredMessage, bool]:
-        if request_key is not None:
+        if request_key is not None:  # ownership was checked by the caller
             return await self.store.append_once(
                 sid, message, request_key=request_key, fingerprint=message.fingerprint()
             )
-        stored, version = await self.store.append_with_version(sid, message)
+        stored, version = await self.store.append_with_version(sid, message, owner=owner)
         # No await since the commit: appends of this process get here in commit order.
         if version is not None:
             self._follow(stored, *version)

@@ -97,7 +97,9 @@ class NearDuplicateTracker:
             if not chosen:
                 continue
             texts = [c.message.content for c in chosen]
-            similar = self._indexes[role].similar_earlier(texts, CANDIDATE_JACCARD)
+            # Each text is signed once: the survivors go into the index from the same batch.
+            batch = self._indexes[role].similar_earlier_kept(texts, CANDIDATE_JACCARD)
+            similar = batch.similar
             live: dict[int, str] = {}  # position -> text of what the index would hold
             exact: dict[str, int] = {}
             for j, (c, text) in enumerate(zip(chosen, texts, strict=True)):
@@ -120,7 +122,7 @@ class NearDuplicateTracker:
                     live[j] = text
                     exact[text] = j
             keys = {i: str(chosen[i].seq) for i in live}
-            self._indexes[role].add_many([(keys[i], t) for i, t in live.items()])
+            self._indexes[role].add_earlier(batch, keys.items())
             self._texts.update((keys[i], t) for i, t in live.items())
             self._exact[role].update((t, keys[i]) for t, i in exact.items())
 

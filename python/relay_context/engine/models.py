@@ -323,6 +323,52 @@ class StoredMessage:
         )
 
 
+_SET_STORED = tuple(
+    StoredMessage.__dict__[name].__set__  # the slots' own setters: past the frozen __setattr__
+    for name in (
+        "session_id",
+        "seq",
+        "role",
+        "content",
+        "created_at",
+        "name",
+        "tool_call_id",
+        "tool_calls",
+        "metadata",
+        "token_counts",
+    )
+)
+
+
+def stored_message(
+    session_id: str,
+    seq: int,
+    role: MessageRole,
+    content: str,
+    created_at: datetime,
+    name: str | None,
+    tool_call_id: str | None,
+    tool_calls: tuple[ToolCall, ...],
+    metadata: Mapping[str, Any],
+    token_counts: Mapping[str, int],
+) -> StoredMessage:
+    """``StoredMessage._from_storage`` with positional fields, for decoding many rows: no
+    keyword dict and no per-field lookups (the values were validated when written)."""
+    message = object.__new__(StoredMessage)
+    (s_sid, s_seq, s_role, s_content, s_at, s_name, s_call, s_calls, s_meta, s_counts) = _SET_STORED
+    s_sid(message, session_id)
+    s_seq(message, seq)
+    s_role(message, role)
+    s_content(message, content)
+    s_at(message, created_at)
+    s_name(message, name)
+    s_call(message, tool_call_id)
+    s_calls(message, tool_calls)
+    s_meta(message, metadata)
+    s_counts(message, token_counts)
+    return message
+
+
 def openai_message(
     role: MessageRole,
     content: str,
@@ -410,6 +456,7 @@ __all__ = [
     "ToolCall",
     "micros_from_utc",
     "openai_message",
+    "stored_message",
     "utc_from_micros",
     "validate_name",
     "validate_session_id",

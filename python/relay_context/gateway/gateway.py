@@ -1,6 +1,7 @@
 """The gateway's one entry point, :meth:`Gateway.handle`, and the pipeline of one request, in
-order: auth -> limits -> context fit -> route -> breaker -> provider (retries with backoff and
-jitter while nothing was sent, then fallbacks) -> usage ledger.
+order: auth -> limits -> context fit -> coalescing (identical requests in flight share one
+upstream call) -> route -> breaker -> provider (retries with backoff and jitter while nothing was
+sent, then fallbacks) -> usage ledger.
 
 A request to an upstream of the client's own format is forwarded as it came: the body is
 re-encoded only when Relay changed it (another upstream model name, messages dropped by the
@@ -12,6 +13,7 @@ upstream's, reaches the client in the shape of the API it called.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import random
@@ -34,13 +36,15 @@ from relay_context.gateway.cache.entry import CachedAnswer
 from relay_context.gateway.cache.exact_cache import CacheTicket, ExactCache
 from relay_context.gateway.cache.fuzzy_guard import FuzzyContext, FuzzyThresholds
 from relay_context.gateway.cache.fuzzy_index import FuzzyIndex, split_request
-from relay_context.gateway.cache.key import CacheKey
+from relay_context.gateway.cache.key import CacheKey, cache_scope, request_cache_key
 from relay_context.gateway.cache.metrics import CacheMetrics
 from relay_context.gateway.cache.recording import record_stream
 from relay_context.gateway.cache.replay import stream_events, whole_body
 from relay_context.gateway.call import Endpoint, GatewayCall, GatewayReply
 from relay_context.gateway.circuit_breaker import STATE_VALUES, BreakerBoard
 from relay_context.gateway.client_auth import Caller, ClientAuthenticator
+from relay_context.gateway.coalescing import Coalescer, LocalCoalescer
+from relay_context.gateway.coalescing_redis import RedisCoalescer
 from relay_context.gateway.context_fit import (
     DEFAULT_RESERVED_OUTPUT,
     ContextFitter,
@@ -134,6 +138,10 @@ class _Request:
     cache: CacheTicket | None = None
     #: The request as the fuzzy cache indexes it, when that cache is on.
     fuzzy: tuple[FuzzyContext, str] | None = None
+    #: Answered from another identical request's upstream call (costs nothing more).
+    coalesced: bool = False
+    #: The exact cache missed: counted as a miss once it is known not to be coalesced.
+    cache_missed: bool = False
 
     def overhead_ms(self) -> float:
         return max(
@@ -203,6 +211,7 @@ class Gateway(AsyncResource):
             redis_key_prefix=redis_key_prefix,
         )
         self.fuzzy = FuzzyIndex(max_entries=gs.fuzzy_cache.max_entries)
+        self.coalescer: Coalescer = self._coalescer()
 
     # --- settings ------------------------------------------------------------------------------
 
@@ -251,6 +260,7 @@ class Gateway(AsyncResource):
 
     async def close(self) -> None:
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.coalescer.close()
         await self.ledger.close()
         await self.pool.close()
         await self.cache.close()
@@ -528,8 +538,8 @@ class Gateway(AsyncResource):
         def payload(d: Deployment) -> _Payload:
             return self._chat_payload(r, body, changed, request, resolved, d)
 
-        response, deployment = await self._dispatch(
-            r, resolved, deployments, payload, request.stream
+        response, deployment = await self._coalesced_dispatch(
+            r, gs, body, resolved, deployments, payload, request.stream
         )
         upstream_format: WireFormat = deployment.provider.type
         if request.stream:
@@ -636,6 +646,93 @@ class Gateway(AsyncResource):
             }
         self._use_prompt_cache(r, d, out)
         return json.dumps(out, separators=(",", ":")).encode()
+
+    # --- coalescing: identical requests in flight share one upstream call ---------------------
+
+    def _coalescer(self) -> Coalescer:
+        def max_bytes() -> int:
+            return self._gs.coalesce_max_bytes
+
+        if self._redis is None:
+            return LocalCoalescer(max_bytes)
+        return RedisCoalescer(
+            self._redis,
+            self._redis_key_prefix,
+            max_bytes=max_bytes,
+            lease_seconds=lambda: self._gs.coalesce_lease_seconds,
+        )
+
+    @staticmethod
+    def _coalescing_key(
+        r: _Request,
+        gs: GatewaySettings,
+        body: dict[str, Any],
+        resolved: ResolvedModel,
+        stream: bool,
+    ) -> str:
+        """The exact cache's key of the request (its canonical form and the caller's scope),
+        with what makes the upstream call itself differ: streamed or not, the endpoint, the
+        messages the context fit kept, and the upstream key a passthrough caller brought."""
+        assert r.caller is not None
+        cache_key = request_cache_key(
+            r.fmt,
+            body,
+            upstream_model=resolved.name,
+            scope=cache_scope(r.caller.principal, gs.cache.scope),
+        )
+        upstream_key = r.caller.upstream_key or ""
+        parts = [
+            cache_key.digest,
+            r.call.endpoint,
+            "stream" if stream else "whole",
+            json.dumps(r.fit.kept if r.fit else None),
+            hashlib.sha256(upstream_key.encode()).hexdigest(),
+        ]
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+    async def _coalesced_dispatch(
+        self,
+        r: _Request,
+        gs: GatewaySettings,
+        body: dict[str, Any],
+        resolved: ResolvedModel,
+        deployments: list[Deployment],
+        payload: Callable[[Deployment], _Payload],
+        stream: bool,
+    ) -> tuple[httpx.Response, Deployment]:
+        """``_dispatch``, shared by the identical requests in flight: the first one's call (run
+        apart from its request) answers every one, each in its own protocol."""
+        if not gs.coalesce:
+            if r.cache_missed:
+                self.stats.record_cache("miss")
+            return await self._dispatch(r, resolved, deployments, payload, stream)
+
+        async def start() -> tuple[httpx.Response, str]:
+            # A cache miss is this request's outcome only if it leads (else: coalesced).
+            if r.cache_missed:
+                self.stats.record_cache("miss")
+            response, d = await self._dispatch(r, resolved, deployments, payload, stream)
+            return response, d.key
+
+        waited = time.perf_counter()
+        joined = await self.coalescer.join(
+            self._coalescing_key(r, gs, body, resolved, stream), stream=stream, start=start
+        )
+        by_key = {d.key: d for d in resolved.deployments}
+        d = by_key.get(joined.deployment)
+        if d is None:  # another process answered from a deployment this one does not know
+            await joined.response.aclose()
+            raise UpstreamUnavailableError(
+                f"the shared call was answered by unknown deployment {joined.deployment!r}",
+                provider="-",
+            )
+        if not joined.leader:
+            r.coalesced = True
+            r.cache = None  # the leader's answer is the one stored
+            r.deployment = d
+            r.upstream_seconds += time.perf_counter() - waited
+            r.headers["x-relay-cache"] = "coalesced"  # counted when settled (_settle)
+        return joined.response, d
 
     async def _dispatch(
         self,
@@ -744,7 +841,9 @@ class Gateway(AsyncResource):
                 output_tokens=r.budget.output_tokens if r.budget else 0,
             )
         prices = self._prices(resolved, d)
-        cost = prices.cost(usage) if prices else 0.0
+        # A coalesced answer cost nothing: what it would have cost is what it saved.
+        full_cost = prices.cost(usage) if prices else 0.0
+        cost = 0.0 if r.coalesced else full_cost
         principal = r.caller.principal.id if r.caller else "-"
         key_id = r.caller.principal.key_id if r.caller else None
         self.ledger.record(
@@ -769,14 +868,17 @@ class Gateway(AsyncResource):
         self.metrics.tokens.labels(resolved.name, "input").inc(usage.input_tokens)
         self.metrics.tokens.labels(resolved.name, "output").inc(usage.output_tokens)
         self.metrics.tokens.labels(resolved.name, "cached_input").inc(usage.cached_input_tokens)
-        self.stats.record_request(
-            provider=d.provider.name,
-            model=resolved.name,
-            status=status,
-            usage=usage,
-            cost_usd=cost,
-            prices=prices,
-        )
+        if r.coalesced:
+            self.stats.record_cache("coalesced", saved_usd=full_cost if status < 400 else 0.0)
+        else:
+            self.stats.record_request(
+                provider=d.provider.name,
+                model=resolved.name,
+                status=status,
+                usage=usage,
+                cost_usd=cost,
+                prices=prices,
+            )
         return cost
 
     @staticmethod
@@ -840,7 +942,8 @@ class Gateway(AsyncResource):
         recording = r.cache is not None and r.cache.may_store
 
         def on_end(usage: Usage | None, error: GatewayError | None) -> None:
-            if isinstance(error, UpstreamError | UpstreamUnavailableError):
+            # One shared call's failure counts once, for its leader.
+            if isinstance(error, UpstreamError | UpstreamUnavailableError) and not r.coalesced:
                 breaker = self.breakers.get(d.key)
                 breaker.record_failure()
                 self._publish_breaker(d)
@@ -932,8 +1035,7 @@ class Gateway(AsyncResource):
             if answer is not None:
                 self.stats.record_cache("fuzzy", saved_usd=answer.cost_usd)
                 return self._cached_reply(r, resolved, body, answer)
-            if ticket.status == "miss":
-                self.stats.record_cache("miss")
+            r.cache_missed = ticket.status == "miss"
             r.cache = ticket if ticket.may_store else None
             return None
         self.stats.record_cache("exact", saved_usd=answer.cost_usd)

@@ -32,13 +32,14 @@ from relay_context.persistence import database_for
 from relay_context.persistence.redis import redis_client_for
 from relay_context.security.api_keys import ApiKeyStore
 from relay_context.security.auth import AuthService
+from relay_context.service.append_fast_path import AppendFastPath
 from relay_context.service.errors import install_error_handlers
 from relay_context.service.metrics import ServiceMetrics
 from relay_context.service.middleware import RequestContextMiddleware
 from relay_context.service.openapi import document_live_limits
 from relay_context.service.routes import context, dashboard, gateway, handoff, health, keys, metrics
 from relay_context.service.state import ServiceState, build_limiter, stop_streams_on_signals
-from relay_context.service.telemetry import get_tracer, make_tracer_provider
+from relay_context.service.telemetry import exports_spans, get_tracer, make_tracer_provider
 
 if TYPE_CHECKING:
     from relay_context.service.mcp_http import McpEndpoint
@@ -75,7 +76,7 @@ def build_state(settings: Settings, span_exporter: SpanExporter | None = None) -
         limiter=build_limiter(current),
         metrics=ServiceMetrics(),
         tracer_provider=provider,
-        tracer=get_tracer(provider),
+        tracer=get_tracer(provider, recording=exports_spans(current, span_exporter)),
         engine=ContextEngine(
             current, compression=compression, store=store, cache=cache, redis=redis
         ),
@@ -191,8 +192,11 @@ def create_app(
         app.router.routes.append(
             Route(PATH, endpoint=mcp, methods=["GET", "POST", "DELETE"], include_in_schema=False)
         )
-    # Middleware: the last added is the outermost. CORS answers preflights inside the request
+    # Middleware: the last added is the outermost. Appends skip FastAPI's routing and
+    # dependency resolution (service/append_fast_path.py), inside CORS and the request
+    # middleware like every route. CORS answers preflights inside the request
     # middleware, so those answers get the request id and the security headers too.
+    app.add_middleware(AppendFastPath)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

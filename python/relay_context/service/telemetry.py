@@ -16,6 +16,7 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
@@ -62,8 +63,17 @@ def make_tracer_provider(
     return provider
 
 
-def get_tracer(provider: TracerProvider) -> Tracer:
+def get_tracer(provider: TracerProvider, *, recording: bool = True) -> Tracer:
+    """The service's tracer. ``recording=False`` (no exporter configured): a no-op tracer, since
+    a span nobody exports still costs its ids, sampling and attributes on every request."""
+    if not recording:
+        return trace.NoOpTracer()
     return provider.get_tracer(TRACER_NAME, __version__)
+
+
+def exports_spans(settings: Settings, span_exporter: SpanExporter | None = None) -> bool:
+    """Whether :func:`make_tracer_provider` gives spans anywhere to go."""
+    return bool(settings.otel_exporter_otlp_endpoint) or span_exporter is not None
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -112,6 +122,7 @@ def configure_logging(level: str) -> None:
 __all__ = [
     "JsonLogFormatter",
     "configure_logging",
+    "exports_spans",
     "get_tracer",
     "make_tracer_provider",
     "request_id_var",

@@ -3,7 +3,8 @@
 Routes: ``POST /v1/chat/completions``, ``/v1/embeddings``, ``/v1/responses`` (OpenAI shapes),
 ``POST /v1/messages``, ``/v1/messages/count_tokens`` (Anthropic shapes), ``GET /v1/models``.
 Control: ``POST /_fake/script`` (a JSON list of scenarios for the next requests),
-``GET /_fake/requests`` (what was received), ``POST /_fake/reset``.
+``GET /_fake/requests`` (what was received), ``GET /_fake/stats`` (calls answered and when each
+stream's first event left, wall clock), ``POST /_fake/reset``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -62,6 +64,9 @@ class FakeUpstream:
     record: bool = True
     #: Reports cached prompt tokens when a prefix repeats (see :mod:`.prompt_cache`).
     prompt_cache: FakePromptCache | None = field(default_factory=FakePromptCache)
+    #: ``time.time()`` just before each stream's first event was sent (kept with ``record``
+    #: off too: benchmarks compare their clients' first bytes with it).
+    first_event_at: list[float] = field(default_factory=list)
     _seq: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -70,6 +75,7 @@ class FakeUpstream:
         self.requests.clear()
         if self.prompt_cache is not None:
             self.prompt_cache.clear()
+        self.first_event_at.clear()
 
     def push(self, *scenarios: Scenario | dict[str, Any]) -> None:
         for s in scenarios:
@@ -230,6 +236,8 @@ class FakeUpstream:
                 raise ConnectionCutError
             if delay:
                 await asyncio.sleep(delay)
+            if n == 0:
+                self.first_event_at.append(time.time())
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -244,6 +252,10 @@ class FakeUpstream:
                 for r in self.requests
             ]
             await _send_json(send, 200, {"requests": out})
+        elif path == "/_fake/stats":
+            await _send_json(
+                send, 200, {"calls": self._seq, "first_event_at": list(self.first_event_at)}
+            )
         elif path == "/_fake/reset":
             self.reset()
             await _send_json(send, 200, {"reset": True})

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from relay_context.engine.models import NewMessage, Session, StoredMessage
+from relay_context.errors import SessionNotFoundError
 from relay_context.lifecycle import AsyncResource
 
 
@@ -119,11 +120,19 @@ class SessionStore(AsyncResource, abc.ABC):
         return stored
 
     async def append_with_version(
-        self, session_id: str, message: NewMessage
+        self, session_id: str, message: NewMessage, *, owner: str | None = None
     ) -> tuple[StoredMessage, tuple[str, int] | None]:
         """:meth:`append`, and the session's ``(incarnation, revision)`` right after it (each
         append adds one to the revision), or ``None`` when the back-end cannot tell: lets a
-        caller that follows the session know that nothing else changed it in between."""
+        caller that follows the session know that nothing else changed it in between.
+
+        ``owner``: append only to a session ``owner`` owns; another's session raises
+        :class:`~relay_context.errors.SessionNotFoundError`, as a missing one. (The SQL stores
+        check it in the append's own statement; this default reads the session first.)"""
+        if owner is not None:
+            session = await self.get_session(session_id)
+            if session is None or session.owner != owner:
+                raise SessionNotFoundError(f"no live session {session_id!r}")
         return await self.append(session_id, message), None
 
     @abc.abstractmethod

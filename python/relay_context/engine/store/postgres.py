@@ -12,7 +12,13 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from relay_context.engine.store.sql import Appended, SqlSessionStore, _AppendItem
+from relay_context.engine.store.sql import (
+    Appended,
+    SqlSessionStore,
+    _AppendItem,
+    plan_batch,
+    sessions_with_mixed_owners,
+)
 from relay_context.errors import InvalidArgumentError
 from relay_context.persistence.clock import Clock, system_clock
 from relay_context.persistence.postgres import (
@@ -26,14 +32,16 @@ from relay_context.persistence.transaction import Transaction
 # ``counts`` has one row per session (rows n, appends k). ``locked`` takes the session rows' locks
 # in id order (LockRows above the Sort), so two processes' batches cannot deadlock; the UPDATE
 # then reserves n seqs per session (and k revisions), exactly as one append after another would,
-# and hands each session's base seq to the INSERT, which numbers the rows base + ord.
+# and hands each session's base seq to the INSERT, which numbers the rows base + ord. A session
+# whose owner is not ``o`` (when given) is neither locked nor bumped: as if it were not live.
 _APPEND_BATCH = """
 WITH counts AS (
-    SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS c(id, n, k)
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $17::text[]) AS c(id, n, k, o)
 ),
 locked AS (
     SELECT s.id FROM relay_sessions s JOIN counts c ON c.id = s.id
-    WHERE s.expires_at_us > $4 ORDER BY s.id FOR UPDATE OF s
+    WHERE s.expires_at_us > $4 AND (c.o IS NULL OR s.owner = c.o)
+    ORDER BY s.id FOR UPDATE OF s
 ),
 bumped AS (
     UPDATE relay_sessions s SET last_seq = s.last_seq + c.n, revision = s.revision + c.k,
@@ -116,19 +124,32 @@ class PostgresSessionStore(SqlSessionStore):
     async def _commit_appends(self, items: Sequence[_AppendItem]) -> list[Appended | None]:
         # Per session: rows and appends; per row: its session and its place among the
         # session's rows of this batch (1, 2, ...), so the statement can number it.
-        per_session: dict[str, list[int]] = {}
+        owner_of: dict[str, str | None] = {}
+        mixed = sessions_with_mixed_owners(items)
+        if mixed:
+            async with self.database.read() as tx:
+                rows = await tx.fetch(
+                    "SELECT id, owner FROM relay_sessions WHERE id = ANY($1::text[])"
+                    " AND expires_at_us > $2",
+                    mixed,
+                    self._clock(),
+                )
+            found = {str(r[0]): str(r[1]) for r in rows}
+            owner_of = {sid: found.get(sid) for sid in mixed}
+        per_session, kept = plan_batch(items, owner_of)
         sids: list[str] = []
         ords: list[int] = []
         columns: list[list[Any]] = [[] for _ in range(10)]
-        for item in items:
-            count = per_session.setdefault(item.session_id, [0, 0])
+        numbered: dict[str, int] = {}
+        for item, keep in zip(items, kept, strict=True):
+            if not keep:
+                continue
             for row in item.rows:
-                count[0] += 1
+                ordinal = numbered[item.session_id] = numbered.get(item.session_id, 0) + 1
                 sids.append(item.session_id)
-                ords.append(count[0])
+                ords.append(ordinal)
                 for column, value in zip(columns, row, strict=True):
                     column.append(value)
-            count[1] += 1
         ids = list(per_session)
         async with self.database.autocommit() as tx:
             bumped = await tx.fetch(
@@ -140,15 +161,16 @@ class PostgresSessionStore(SqlSessionStore):
                 sids,
                 ords,
                 *columns,
+                [per_session[sid][2] for sid in ids],
             )
         # id -> [next seq, next revision, incarnation]
         reserved: dict[str, list[Any]] = {
             str(r[0]): [int(r[1]) + 1, int(r[2]) + 1, str(r[3])] for r in bumped
         }
         results: list[Appended | None] = []
-        for item in items:
+        for item, keep in zip(items, kept, strict=True):
             slot = reserved.get(item.session_id)
-            if slot is None:  # not live
+            if slot is None or not keep:  # not live, or not the owner's
                 results.append(None)
                 continue
             results.append(Appended(slot[0], slot[2], slot[1]))

@@ -17,23 +17,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
 import logging
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
 from relay_context.checks import check_int, validate_name
 from relay_context.engine.cache import ContextCache
-from relay_context.engine.codec import CodecSet, ContentCodec
+from relay_context.engine.codec import RAW, CodecSet, ContentCodec
 from relay_context.engine.models import (
     MessageRole,
     NewMessage,
     Session,
     StoredMessage,
     ToolCall,
+    stored_message,
     validate_metadata,
     validate_session_id,
     validate_token_counts,
@@ -122,6 +125,8 @@ _SESSION_COLUMNS = (
     "id, owner, created_at_us, updated_at_us, ttl_seconds, expires_at_us, last_seq, revision,"
     " incarnation, metadata"
 )
+_ROLE_BY_VALUE = {role.value: role for role in MessageRole}
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # utc_from_micros(m) == _EPOCH + m us
 _MESSAGE_COLUMNS = (
     "session_id, seq, role, name, tool_call_id, tool_calls, metadata, token_counts, codec,"
     " content_size, content, created_at_us"
@@ -151,6 +156,50 @@ class _AppendItem:
 
     session_id: str
     rows: Sequence[MessageRow]
+    #: Append only if the session is this principal's (``None``: whoever owns it).
+    owner: str | None = None
+
+
+class BatchPlan(NamedTuple):
+    """What a group commit writes: per session ``[rows, appends, owner]`` (``owner``: the
+    owner the session must have, or ``None``), and which items take part (an item refused by
+    its owner check does not: its result is ``None``)."""
+
+    per_session: dict[str, list[Any]]
+    kept: list[bool]
+
+
+def sessions_with_mixed_owners(items: Sequence[_AppendItem]) -> list[str]:
+    """Sessions whose appends in a batch ask for different owners (rare: a principal and an
+    administrator appending at once); their owner is read before the batch is planned."""
+    asked: dict[str, set[str | None]] = {}
+    for item in items:
+        asked.setdefault(item.session_id, set()).add(item.owner)
+    return sorted(sid for sid, owners in asked.items() if len(owners) > 1)
+
+
+def plan_batch(items: Sequence[_AppendItem], owner_of: Mapping[str, str | None]) -> BatchPlan:
+    """The sessions and rows of a batch. ``owner_of``: the owners read of the sessions in
+    :func:`sessions_with_mixed_owners` (``None``: not live); their appends are checked here,
+    every other session's in the ``UPDATE`` that reserves its seqs."""
+    per_session: dict[str, list[Any]] = {}
+    kept: list[bool] = []
+    for item in items:
+        sid = item.session_id
+        if sid in owner_of:
+            seen = owner_of[sid]
+            ok = seen is not None and (item.owner is None or item.owner == seen)
+            kept.append(ok)
+            if not ok:
+                continue
+            required = seen
+        else:
+            kept.append(True)
+            required = item.owner
+        count = per_session.setdefault(sid, [0, 0, required])
+        count[0] += len(item.rows)
+        count[1] += 1
+    return BatchPlan(per_session, kept)
 
 
 class _KeyTakenError(Exception):
@@ -171,6 +220,32 @@ def validate_request_key(key: object) -> str:
             " without spaces"
         )
     return key
+
+
+#: Sessions whose seqs one ``UPDATE`` of a group commit reserves (4 parameters each: far
+#: below SQLite's 32,766 parameters per statement).
+_SESSIONS_PER_UPDATE = 1000
+
+
+@functools.lru_cache(maxsize=64)
+def _bump_sessions_sql(sessions: int) -> str:
+    """An ``UPDATE`` that reserves ``n`` seqs and ``k`` revisions for each of ``sessions`` live
+    sessions, parameters ``$1`` (now), then ``(id, n, k, owner)`` per session (``owner``: the
+    owner it must have, or NULL); returns, per session bumped, ``id, last_seq, revision,
+    incarnation`` (after the bump). A session another principal owns is left as it is, exactly
+    as a missing one: its appends' ownership needs no read of its own."""
+    values = ", ".join(
+        f"(${4 * i + 2}, ${4 * i + 3}, ${4 * i + 4}, ${4 * i + 5})" for i in range(sessions)
+    )
+    return (
+        "UPDATE relay_sessions SET last_seq = last_seq + c.n, revision = revision + c.k,"
+        " updated_at_us = $1, expires_at_us = $1 + ttl_seconds * 1000000"
+        " FROM (SELECT column1 AS sid, column2 AS n, column3 AS k, column4 AS o"
+        f" FROM (VALUES {values})) AS c"
+        " WHERE relay_sessions.id = c.sid AND relay_sessions.expires_at_us > $1"
+        " AND (c.o IS NULL OR relay_sessions.owner = c.o)"
+        " RETURNING id, last_seq, revision, incarnation"
+    )
 
 
 def _json(value: Any) -> str:
@@ -257,27 +332,50 @@ class SqlSessionStore(SessionStore):
             metadata=json.loads(row[9]),
         )
 
-    def _message(self, row: Row) -> StoredMessage:
-        content = self.codecs.decode(row[8], bytes(row[10]), int(row[9]))
-        try:
-            text = content.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise StoreError(
-                f"message {row[0]}#{row[1]} is not UTF-8 after decoding: {exc}"
-            ) from None
-        tool_calls = json.loads(row[5]) if row[5] is not None else []
-        return StoredMessage._from_storage(
-            session_id=row[0],
-            seq=int(row[1]),
-            role=MessageRole(row[2]),
-            content=text,
-            name=row[3],
-            tool_call_id=row[4],
-            tool_calls=tuple(ToolCall.from_openai(c) for c in tool_calls),
-            metadata=json.loads(row[6]),
-            token_counts=json.loads(row[7]),
-            created_at=utc_from_micros(int(row[11])),
-        )
+    def _messages(self, rows: Sequence[Row]) -> list[StoredMessage]:
+        """The messages of ``rows`` in one pass: the lookups are hoisted out of the loop and the
+        common stored forms (no tool calls, empty metadata, uncompressed content) are read
+        without a JSON parse or a codec call, since a session's first window decodes all of
+        its rows."""
+        decode = self.codecs.decode
+        loads = json.loads
+        role_of = _ROLE_BY_VALUE
+        from_call = ToolCall.from_openai
+        make = stored_message
+        epoch = _EPOCH
+        micros = timedelta
+        out: list[StoredMessage] = []
+        append = out.append
+        for row in rows:
+            blob = row[10]
+            size = int(row[9])
+            if row[8] == RAW and len(blob) == size:
+                content = bytes(blob)
+            else:
+                content = decode(row[8], bytes(blob), size)
+            try:
+                text = content.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise StoreError(
+                    f"message {row[0]}#{row[1]} is not UTF-8 after decoding: {exc}"
+                ) from None
+            calls = row[5]
+            metadata = row[6]
+            append(
+                make(
+                    row[0],
+                    int(row[1]),
+                    role_of[row[2]],
+                    text,
+                    epoch + micros(microseconds=int(row[11])),
+                    row[3],
+                    row[4],
+                    () if calls is None else tuple(from_call(c) for c in loads(calls)),
+                    {} if metadata == "{}" else loads(metadata),
+                    loads(row[7]),
+                )
+            )
+        return out
 
     async def _invalidate(self, *session_ids: str) -> None:
         """Drop cached windows after a committed write. A failure only costs memory: cache
@@ -511,14 +609,16 @@ class SqlSessionStore(SessionStore):
         return stored
 
     async def append_with_version(
-        self, session_id: str, message: NewMessage
+        self, session_id: str, message: NewMessage, *, owner: str | None = None
     ) -> tuple[StoredMessage, tuple[str, int] | None]:
-        stored, appended = await self._append_many(session_id, [message])
+        if owner is not None:
+            validate_name("owner", owner)
+        stored, appended = await self._append_many(session_id, [message], owner=owner)
         assert appended is not None
         return stored[0], (appended.incarnation, appended.revision)
 
     async def _append_many(
-        self, session_id: str, messages: Sequence[NewMessage]
+        self, session_id: str, messages: Sequence[NewMessage], *, owner: str | None = None
     ) -> tuple[list[StoredMessage], Appended | None]:
         sid = validate_session_id(session_id)
         if isinstance(messages, NewMessage) or not isinstance(messages, Sequence):
@@ -534,7 +634,7 @@ class SqlSessionStore(SessionStore):
                 raise InputTypeError(f"expected a NewMessage, got {type(message).__name__}")
             row, _ = await self._message_row(message, now)
             rows.append(row)
-        appended = await self._insert_messages(sid, rows, now)
+        appended = await self._insert_messages(sid, rows, now, owner)
         if appended is None:
             raise SessionNotFoundError(f"no live session {sid!r}")
         stored = [
@@ -659,47 +759,48 @@ class SqlSessionStore(SessionStore):
         return self._stored(sid, first_seq, message, row)
 
     async def _insert_messages(
-        self, session_id: str, rows: Sequence[MessageRow], now: int
+        self, session_id: str, rows: Sequence[MessageRow], now: int, owner: str | None = None
     ) -> Appended | None:
         """Give ``rows`` the next seqs of the live session and insert them, committed (in a
-        group commit with other appends); ``None`` if the session is not live."""
+        group commit with other appends); ``None`` if the session is not live (or, with
+        ``owner``, not owned by it)."""
         del now  # the batch takes the time once, when it commits
-        return await self.appender.submit(_AppendItem(session_id, rows), weight=len(rows))
+        item = _AppendItem(session_id, rows, owner)
+        return await self.appender.submit(item, weight=len(rows))
 
     async def _commit_appends(self, items: Sequence[_AppendItem]) -> list[Appended | None]:
         """One write transaction for a batch of appends, in the order they were submitted.
 
-        Per session one ``UPDATE`` reserves the seqs of all its appends in the batch (and takes
-        its row lock until commit, which orders the appends exactly as one by one would); the
-        sessions are locked in id order, so batches of two processes on PostgreSQL cannot
-        deadlock. Then one ``executemany`` inserts every row. The result of an append to a
+        One ``UPDATE`` (per up to ``_SESSIONS_PER_UPDATE`` sessions) reserves the seqs of all
+        appends in the batch, per session as many as its appends have rows (the write lock,
+        held until commit, orders the appends exactly as one by one would); one statement
+        instead of one per session, since each statement is a round trip to the database's
+        thread. Then one ``executemany`` inserts every row. The result of an append to a
         session that is not live is ``None`` (its caller raises ``SessionNotFoundError``); the
         others still commit. Any failure rolls the whole batch back."""
-        per_session: dict[str, list[int]] = {}  # id -> [rows, appends]
-        for item in items:
-            count = per_session.setdefault(item.session_id, [0, 0])
-            count[0] += len(item.rows)
-            count[1] += 1
         results: list[Appended | None] = [None] * len(items)
         async with self._write() as tx:
             now = self._clock()
+            owner_of: dict[str, str | None] = {}
+            for sid in sessions_with_mixed_owners(items):
+                rows = await tx.fetch(
+                    "SELECT owner FROM relay_sessions WHERE id = $1 AND expires_at_us > $2",
+                    sid,
+                    now,
+                )
+                owner_of[sid] = str(rows[0][0]) if rows else None
+            per_session, kept = plan_batch(items, owner_of)
             # id -> [next seq, next revision, incarnation]
             reserved: dict[str, list[Any]] = {}
-            for sid in sorted(per_session):
-                n_rows, n_appends = per_session[sid]
-                bumped = await tx.fetch(
-                    "UPDATE relay_sessions SET last_seq = last_seq + $2,"
-                    " revision = revision + $4, updated_at_us = $3,"
-                    " expires_at_us = $3 + ttl_seconds * 1000000"
-                    " WHERE id = $1 AND expires_at_us > $3"
-                    " RETURNING last_seq, revision, incarnation",
-                    sid,
-                    n_rows,
-                    now,
-                    n_appends,
-                )
-                if bumped:
-                    last_seq, revision, incarnation = bumped[0]
+            sids = sorted(per_session)
+            for start in range(0, len(sids), _SESSIONS_PER_UPDATE):
+                chunk = sids[start : start + _SESSIONS_PER_UPDATE]
+                args: list[Any] = [now]
+                for sid in chunk:
+                    args += [sid, *per_session[sid]]
+                for row in await tx.fetch(_bump_sessions_sql(len(chunk)), *args):
+                    sid, last_seq, revision, incarnation = row
+                    n_rows, n_appends, _ = per_session[sid]
                     reserved[sid] = [
                         int(last_seq) - n_rows + 1,
                         int(revision) - n_appends + 1,
@@ -708,7 +809,7 @@ class SqlSessionStore(SessionStore):
             inserts: list[tuple[Any, ...]] = []
             for index, item in enumerate(items):
                 slot = reserved.get(item.session_id)
-                if slot is None:
+                if slot is None or not kept[index]:
                     continue
                 first_seq, revision, incarnation = slot
                 inserts.extend(
@@ -791,7 +892,7 @@ class SqlSessionStore(SessionStore):
                 await self._require_live(tx, sid)
         if newest:
             rows.reverse()
-        return [self._message(r) for r in rows]
+        return self._messages(rows)
 
     async def delete_messages(self, session_id: str, *, before_seq: int) -> int:
         sid = validate_session_id(session_id)

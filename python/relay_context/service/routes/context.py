@@ -61,6 +61,8 @@ router = APIRouter(
 #: A session id in a path (documented with the pattern ``validate_session_id`` enforces; the
 #: check itself stays there, so a bad id is the typed ``invalid_session_id``).
 SessionIdPath = Annotated[str, Path(json_schema_extra=SESSION_ID_SCHEMA)]
+#: The longest ``Idempotency-Key`` header the route takes (longer ones are a 422).
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
 
 
 class MessageIn(BaseModel):
@@ -144,11 +146,19 @@ async def add_message(
         str | None,
         Header(
             alias="Idempotency-Key",
-            max_length=255,
+            max_length=IDEMPOTENCY_KEY_MAX_LENGTH,
             description="Retrying with the same key returns the first answer, stores nothing new",
         ),
     ] = None,
 ) -> MessageAdded:
+    return await append_message(state, principal, body, idempotency_key)
+
+
+async def append_message(
+    state: ServiceState, principal: Principal, body: MessageIn, idempotency_key: str | None
+) -> MessageAdded:
+    """``POST /messages`` after its request was authenticated and validated (shared by the
+    route and by :class:`~relay_context.service.append_fast_path.AppendFastPath`)."""
     require_write(principal)
     engine = state.engine
     with state.tracer.start_as_current_span("tokens.count") as span:

@@ -1,0 +1,342 @@
+"""In-flight coalescing: concurrent identical requests (one key) share one upstream call.
+
+The first request of a key leads: its upstream call runs in a task of its own, not in the
+request, so the leader's client going away does not end it while others wait. The upstream's
+answer (status, headers, then the body chunk by chunk, as the upstream sent it) goes into a
+:class:`Flight`; every waiter, the leader's client included, reads the flight through an
+``httpx.Response`` of its own (:meth:`Flight.response`), from its first chunk, then live, at the
+upstream's speed. Each waiter renders that response in its own protocol as if it came from the
+upstream (same format forwarded, other formats translated, its own usage chunk stripped or kept,
+its own budget), so an answer or an error reaches everyone in the shape of the API they called.
+
+A flight is bounded: past ``max_bytes`` it takes no new joiners (they start a call of their own),
+drops the chunks every waiter has read, and its producer waits for the slowest waiter rather
+than buffer more. The call is cancelled when its last waiter leaves. The key is opaque here (the
+gateway derives it from the request and the caller's scope).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import httpx
+
+from relay_context.gateway.errors import GatewayError, UpstreamUnavailableError
+
+log = logging.getLogger(__name__)
+
+#: Response headers that do not describe the replayed body (it is stored decoded).
+_HOP_HEADERS = frozenset({"content-length", "content-encoding", "transfer-encoding", "connection"})
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """What the upstream answered before its body: status, headers, the deployment's key."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    deployment: str
+
+
+#: Starts the upstream call: the response (its body unread when streamed) and the key of the
+#: deployment that answered; raises ``GatewayError`` for an error answered before any body.
+Start = Callable[[], Awaitable[tuple[httpx.Response, str]]]
+
+
+class StreamCutError(httpx.ReadError):
+    """The shared upstream stream failed after it began (what each waiter's reader sees, as it
+    would a cut connection, so that each ends its stream with its protocol's error event)."""
+
+
+class Flight:
+    """One shared upstream answer and its waiters' positions in it."""
+
+    def __init__(self, key: str, *, stream: bool, max_bytes: int) -> None:
+        self.key = key
+        self.stream = stream
+        self.max_bytes = max_bytes
+        #: False once full: new identical requests then start a call of their own.
+        self.joinable = True
+        self.head: Head | None = None
+        #: An error answered before the body (every waiter answers it in its own shape).
+        self.error: GatewayError | None = None
+        #: Why the body ended early (``None``: it has not, or it ended well).
+        self.cut: str | None = None
+        self.done = False
+        #: Whether this process makes the call (else it reads another process's answer).
+        self.called_here = False
+        self.chunks: list[bytes] = []
+        #: Index in the whole answer of ``chunks[0]`` (chunks before it were dropped).
+        self.base = 0
+        self.buffered = 0
+        self.total_bytes = 0
+        self._positions: dict[int, int] = {}
+        self._ids = itertools.count()
+        self._changed = asyncio.Event()
+        self._drained = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        #: Called once when the flight has no waiter left and is not done (cancels the call).
+        self.on_abandoned: Callable[[Flight], None] | None = None
+
+    # --- the producer's side -------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def answer_head(self, head: Head) -> None:
+        self.head = head
+        self._wake()
+
+    def fail(self, error: GatewayError) -> None:
+        """The call failed before any body: every waiter gets ``error``."""
+        self.error = error
+        self.done = True
+        self.joinable = False
+        self._wake()
+
+    async def append(self, chunk: bytes) -> None:
+        """Adds a body chunk; when the flight is full, waits until the slowest waiter has read
+        enough of it (so a flight never holds much more than ``max_bytes``)."""
+        if not chunk:
+            return
+        self.chunks.append(chunk)
+        self.buffered += len(chunk)
+        self.total_bytes += len(chunk)
+        if self.buffered > self.max_bytes:
+            self.joinable = False
+        self._wake()
+        while not self.joinable and self._positions:
+            self._trim()
+            if self.buffered <= self.max_bytes:
+                return
+            self._drained.clear()
+            await self._drained.wait()
+
+    def _trim(self) -> None:
+        slowest = min(self._positions.values())
+        drop = slowest - self.base
+        if drop > 0:
+            self.buffered -= sum(len(c) for c in self.chunks[:drop])
+            del self.chunks[:drop]
+            self.base = slowest
+
+    def finish(self, cut: str | None = None) -> None:
+        """The body is complete (``cut``: it ended early, for that reason)."""
+        self.cut = cut
+        self.done = True
+        self.joinable = False
+        self._wake()
+
+    # --- the waiters' side ---------------------------------------------------------------------
+
+    @property
+    def waiters(self) -> int:
+        return len(self._positions)
+
+    def join(self) -> int:
+        """A new waiter, positioned at the answer's first chunk."""
+        reader = next(self._ids)
+        self._positions[reader] = 0
+        return reader
+
+    def leave(self, reader: int) -> None:
+        if self._positions.pop(reader, None) is None:
+            return
+        self._drained.set()
+        if not self._positions and not self.done and self.on_abandoned is not None:
+            self.on_abandoned(self)
+
+    async def wait_head(self) -> Head:
+        """The upstream's head once it answered; raises the call's error if it failed."""
+        while self.head is None:
+            if self.error is not None:
+                raise self.error
+            if self.done:
+                raise UpstreamUnavailableError(
+                    "the shared upstream call ended without an answer", provider="-"
+                )
+            await self._changed.wait()
+        return self.head
+
+    async def read(self, reader: int) -> bytes | None:
+        """The waiter's next chunk, ``None`` at the end; raises :class:`StreamCutError`."""
+        while True:
+            position = self._positions[reader]
+            index = position - self.base
+            if index < len(self.chunks):
+                self._positions[reader] = position + 1
+                if not self.joinable:
+                    self._drained.set()
+                return self.chunks[index]
+            if self.done:
+                if self.cut is not None:
+                    raise StreamCutError(self.cut)
+                return None
+            await self._changed.wait()
+
+    async def response(self, reader: int) -> httpx.Response:
+        """The waiter's own view of the answer: an ``httpx.Response`` whose body is read from
+        this flight (read whole before it returns for a call that is not streamed)."""
+        try:
+            head = await self.wait_head()
+            headers = [(k, v) for k, v in head.headers if k.lower() not in _HOP_HEADERS]
+            response = httpx.Response(
+                head.status, headers=headers, stream=_FlightStream(self, reader)
+            )
+            if not self.stream:
+                await response.aread()
+        except BaseException:
+            self.leave(reader)
+            raise
+        return response
+
+
+class _FlightStream(httpx.AsyncByteStream):
+    def __init__(self, flight: Flight, reader: int) -> None:
+        self.flight = flight
+        self.reader = reader
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            while (chunk := await self.flight.read(self.reader)) is not None:
+                yield chunk
+        finally:
+            self.flight.leave(self.reader)
+
+    async def aclose(self) -> None:
+        self.flight.leave(self.reader)
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """One waiter's place in a shared call."""
+
+    response: httpx.Response
+    #: The key of the deployment that answered.
+    deployment: str
+    #: Whether this request started the call (a follower's answer is ``coalesced``).
+    leader: bool
+
+
+class Coalescer(Protocol):
+    async def join(self, key: str, *, stream: bool, start: Start) -> Joined: ...
+
+    async def close(self) -> None: ...
+
+
+async def pump(flight: Flight, response: httpx.Response) -> None:
+    """Copies an upstream response's body into ``flight`` and closes the response."""
+    try:
+        if flight.stream:
+            async for chunk in response.aiter_raw():
+                await flight.append(chunk)
+        else:
+            await flight.append(response.content)
+        flight.finish()
+    except httpx.HTTPError as exc:
+        flight.finish(cut=f"upstream stream failed: {type(exc).__name__}")
+    finally:
+        await response.aclose()
+
+
+async def lead(flight: Flight, start: Start) -> None:
+    """Makes the upstream call of ``flight`` and fills it."""
+    flight.called_here = True
+    try:
+        response, deployment = await start()
+    except GatewayError as err:
+        flight.fail(err)
+        return
+    except asyncio.CancelledError:
+        flight.fail(UpstreamUnavailableError("the shared call was cancelled", provider="-"))
+        raise
+    except Exception as exc:
+        log.exception("shared upstream call failed")
+        flight.fail(UpstreamUnavailableError(f"upstream call failed: {exc}", provider="-"))
+        return
+    flight.answer_head(Head(response.status_code, tuple(response.headers.items()), deployment))
+    try:
+        await pump(flight, response)
+    finally:
+        if not flight.done:  # cancelled: nobody waits any more
+            flight.finish(cut="the shared call was cancelled")
+
+
+class LocalCoalescer:
+    """Coalescing within one process."""
+
+    def __init__(self, max_bytes: Callable[[], int]) -> None:
+        self._max_bytes = max_bytes
+        self.flights: dict[str, Flight] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def open_flight(self, key: str, stream: bool) -> Flight:
+        flight = Flight(key, stream=stream, max_bytes=self._max_bytes())
+        flight.on_abandoned = self._abandoned
+        self.flights[key] = flight
+        return flight
+
+    def joinable(self, key: str) -> Flight | None:
+        flight = self.flights.get(key)
+        if flight is None or not flight.joinable:
+            return None
+        return flight
+
+    def run(self, flight: Flight, work: Awaitable[None]) -> None:
+        """Runs the flight's producer in a task of its own; the flight is forgotten when done."""
+
+        async def produce() -> None:
+            try:
+                await work
+            finally:
+                if self.flights.get(flight.key) is flight:
+                    del self.flights[flight.key]
+
+        task = asyncio.get_running_loop().create_task(produce())
+        flight.task = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _abandoned(self, flight: Flight) -> None:
+        if self.flights.get(flight.key) is flight:
+            del self.flights[flight.key]
+        if flight.task is not None:
+            flight.task.cancel()
+
+    async def join(self, key: str, *, stream: bool, start: Start) -> Joined:
+        flight = self.joinable(key)
+        leader = flight is None
+        if flight is None:
+            flight = self.open_flight(key, stream)
+            self.run(flight, lead(flight, start))
+        reader = flight.join()
+        response = await flight.response(reader)
+        assert flight.head is not None
+        return Joined(response, flight.head.deployment, leader)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+__all__ = [
+    "Coalescer",
+    "Flight",
+    "Head",
+    "Joined",
+    "LocalCoalescer",
+    "Start",
+    "StreamCutError",
+    "lead",
+    "pump",
+]
