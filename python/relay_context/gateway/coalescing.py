@@ -28,6 +28,7 @@ from typing import Protocol
 import httpx
 
 from relay_context.gateway.errors import GatewayError, UpstreamUnavailableError
+from relay_context.gateway.upstream_client import ANSWER_READ_ERRORS, UpstreamAnswer
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class Head:
 
 #: Starts the upstream call: the response (its body unread when streamed) and the key of the
 #: deployment that answered; raises ``GatewayError`` for an error answered before any body.
-Start = Callable[[], Awaitable[tuple[httpx.Response, str]]]
+Start = Callable[[], Awaitable[tuple[UpstreamAnswer, str]]]
 
 
 class StreamCutError(httpx.ReadError):
@@ -218,7 +219,7 @@ class _FlightStream(httpx.AsyncByteStream):
 class Joined:
     """One waiter's place in a shared call."""
 
-    response: httpx.Response
+    response: UpstreamAnswer
     #: The key of the deployment that answered.
     deployment: str
     #: Whether this request started the call (a follower's answer is ``coalesced``).
@@ -231,7 +232,7 @@ class Coalescer(Protocol):
     async def close(self) -> None: ...
 
 
-async def pump(flight: Flight, response: httpx.Response) -> None:
+async def pump(flight: Flight, response: UpstreamAnswer) -> None:
     """Copies an upstream response's body into ``flight`` and closes the response."""
     try:
         if flight.stream:
@@ -240,7 +241,7 @@ async def pump(flight: Flight, response: httpx.Response) -> None:
         else:
             await flight.append(response.content)
         flight.finish()
-    except httpx.HTTPError as exc:
+    except ANSWER_READ_ERRORS as exc:
         flight.finish(cut=f"upstream stream failed: {type(exc).__name__}")
     finally:
         await response.aclose()

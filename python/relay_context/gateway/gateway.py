@@ -64,7 +64,6 @@ from relay_context.gateway.errors import (
     UpstreamError,
     UpstreamUnavailableError,
 )
-from relay_context.gateway.http_client import UpstreamResponse
 from relay_context.gateway.key_limits import KeyLimits, KeyLimitsStore
 from relay_context.gateway.metrics import GatewayMetrics
 from relay_context.gateway.providers.anthropic import endpoint as anthropic_endpoint
@@ -83,7 +82,12 @@ from relay_context.gateway.streams import (
     translate,
 )
 from relay_context.gateway.token_rate import TokensPerMinute
-from relay_context.gateway.upstream_client import PoolSettings, UpstreamPool, call_upstream
+from relay_context.gateway.upstream_client import (
+    PoolSettings,
+    UpstreamAnswer,
+    UpstreamPool,
+    call_upstream,
+)
 from relay_context.gateway.usage_ledger import UsageLedger
 from relay_context.gateway.wire_formats import WireFormat
 from relay_context.lifecycle import AsyncResource
@@ -699,7 +703,7 @@ class Gateway(AsyncResource):
         deployments: list[Deployment],
         payload: Callable[[Deployment], _Payload],
         stream: bool,
-    ) -> tuple[httpx.Response, Deployment]:
+    ) -> tuple[UpstreamAnswer, Deployment]:
         """``_dispatch``, shared by the identical requests in flight: the first one's call (run
         apart from its request) answers every one, each in its own protocol."""
         if not gs.coalesce:
@@ -707,7 +711,7 @@ class Gateway(AsyncResource):
                 self.stats.record_cache("miss")
             return await self._dispatch(r, resolved, deployments, payload, stream)
 
-        async def start() -> tuple[httpx.Response, str]:
+        async def start() -> tuple[UpstreamAnswer, str]:
             # A cache miss is this request's outcome only if it leads (else: coalesced).
             if r.cache_missed:
                 self.stats.record_cache("miss")
@@ -741,7 +745,7 @@ class Gateway(AsyncResource):
         deployments: list[Deployment],
         payload: Callable[[Deployment], _Payload],
         stream: bool,
-    ) -> tuple[UpstreamResponse, Deployment]:
+    ) -> tuple[UpstreamAnswer, Deployment]:
         last: GatewayError | None = None
         skipped: list[float] = []
         for n, d in enumerate(deployments):
@@ -767,7 +771,7 @@ class Gateway(AsyncResource):
 
     async def _attempt(
         self, r: _Request, d: Deployment, p: _Payload, stream: bool
-    ) -> UpstreamResponse:
+    ) -> UpstreamAnswer:
         breaker = self.breakers.get(d.key)
         attempt = 0
         while True:
@@ -893,7 +897,7 @@ class Gateway(AsyncResource):
         resolved: ResolvedModel,
         d: Deployment,
         upstream_format: WireFormat,
-        response: UpstreamResponse,
+        response: UpstreamAnswer,
     ) -> GatewayReply:
         content = response.content
         try:
@@ -935,7 +939,7 @@ class Gateway(AsyncResource):
         resolved: ResolvedModel,
         d: Deployment,
         upstream_format: WireFormat,
-        response: UpstreamResponse,
+        response: UpstreamAnswer,
     ) -> GatewayReply:
         ended: list[tuple[Usage | None, GatewayError | None, float]] = []
         # A stream to cache keeps OpenAI's usage chunk (hidden from a client that did not ask).

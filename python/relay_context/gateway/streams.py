@@ -23,7 +23,6 @@ from relay_context.gateway.errors import (
     UpstreamError,
     UpstreamUnavailableError,
 )
-from relay_context.gateway.http_client import HttpClientError, UpstreamResponse
 from relay_context.gateway.providers.anthropic import messages_response as anthropic_response
 from relay_context.gateway.providers.anthropic.messages_stream import (
     AnthropicStreamDecoder,
@@ -47,6 +46,7 @@ from relay_context.gateway.schema import (
     Usage,
 )
 from relay_context.gateway.sse_reader import SseEvent, read_event_batches
+from relay_context.gateway.upstream_client import ANSWER_READ_ERRORS, UpstreamAnswer
 from relay_context.gateway.wire_formats import WireFormat
 
 StreamEnd = Callable[[Usage | None, GatewayError | None], None]
@@ -152,7 +152,7 @@ class _GeminiInspector(_Inspector):
 
 
 async def _forward(
-    response: UpstreamResponse,
+    response: UpstreamAnswer,
     fmt: WireFormat,
     provider: str,
     inspector: _Inspector,
@@ -174,7 +174,7 @@ async def _forward(
                 return
             if out:
                 yield b"".join(out)
-    except HttpClientError as exc:
+    except ANSWER_READ_ERRORS as exc:
         error = _cut(provider, exc)
         yield stream_error_event(fmt, error)
     finally:
@@ -183,7 +183,7 @@ async def _forward(
 
 
 def forward_openai(
-    response: UpstreamResponse,
+    response: UpstreamAnswer,
     *,
     provider: str,
     strip_usage_chunk: bool,
@@ -195,7 +195,7 @@ def forward_openai(
 
 
 def forward_anthropic(
-    response: UpstreamResponse,
+    response: UpstreamAnswer,
     *,
     provider: str,
     on_end: StreamEnd,
@@ -206,7 +206,7 @@ def forward_anthropic(
 
 
 def forward_gemini(
-    response: UpstreamResponse,
+    response: UpstreamAnswer,
     *,
     provider: str,
     on_end: StreamEnd,
@@ -228,7 +228,7 @@ def _gemini_texts(chunk: dict[str, Any]) -> list[str]:
 
 
 async def translate(
-    response: UpstreamResponse,
+    response: UpstreamAnswer,
     *,
     provider: str,
     upstream_format: WireFormat,
@@ -299,7 +299,7 @@ async def translate(
     except UpstreamError as exc:
         error = exc
         yield stream_error_event(client_format, exc)
-    except HttpClientError as exc:
+    except ANSWER_READ_ERRORS as exc:
         error = _cut(provider, exc)
         yield stream_error_event(client_format, error)
     finally:

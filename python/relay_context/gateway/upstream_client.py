@@ -13,6 +13,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import httpx
+
 from relay_context.gateway.errors import UpstreamError, UpstreamUnavailableError
 from relay_context.gateway.http_client import (
     TIMEOUT_ERRORS,
@@ -22,6 +24,12 @@ from relay_context.gateway.http_client import (
 )
 from relay_context.gateway.retry_policy import parse_retry_after
 from relay_context.gateway.routing import Provider
+
+#: An upstream's answer as the pipeline reads it: this pool's own, or the ``httpx.Response``
+#: that request coalescing (``coalescing.py``) gives each follower of a shared call.
+UpstreamAnswer = UpstreamResponse | httpx.Response
+#: What reading either of them may raise when the upstream fails mid-answer.
+ANSWER_READ_ERRORS = (HttpClientError, httpx.HTTPError)
 
 #: How long a call may wait for a pooled connection, in seconds.
 POOL_TIMEOUT_SECONDS = 30.0
@@ -149,4 +157,11 @@ async def call_upstream(
     return response
 
 
-__all__ = ["PoolSettings", "UpstreamPool", "call_upstream", "upstream_error_message"]
+__all__ = [
+    "ANSWER_READ_ERRORS",
+    "PoolSettings",
+    "UpstreamAnswer",
+    "UpstreamPool",
+    "call_upstream",
+    "upstream_error_message",
+]
