@@ -60,12 +60,14 @@ def test_retry_honours_retry_after_then_succeeds(rig: GatewayRig) -> None:
     rig.upstream.push({"status": 429, "retry_after": 0.3})
     started = time.monotonic()
     response = chat(rig, "smart")
+    elapsed_ms = (time.monotonic() - started) * 1000
     assert response.status_code == 200
-    assert time.monotonic() - started >= 0.3
+    assert elapsed_ms >= 300
     assert len(rig.upstream.requests) == 2
     assert response.headers["x-relay-provider"] == "primary"
-    # The wait was the upstream's, not Relay's overhead.
-    assert float(response.headers["x-relay-overhead-ms"]) < 250
+    # The 0.3 s wait was the upstream's: it is not in Relay's overhead (which, on a loaded
+    # machine, may itself be long — so compared with the elapsed time, not a fixed bound).
+    assert float(response.headers["x-relay-overhead-ms"]) < elapsed_ms - 250
 
 
 def test_retries_exhausted_then_fallback_to_other_provider(
