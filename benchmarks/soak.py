@@ -281,10 +281,11 @@ async def drive(
     sample_seconds: float,
     max_in_flight: int,
     seed: int,
+    without: frozenset[str] = frozenset(),
 ) -> tuple[Results, list[tuple[float, int, float]]]:
     results = Results()
     traffic = Traffic(relay, key, seed)
-    kinds = [k for k, w in MIX.items() for _ in range(w)]
+    kinds = [k for k, w in MIX.items() for _ in range(w) if k not in without]
     random.Random(seed).shuffle(kinds)
     samples: list[tuple[float, int, float]] = []  # (seconds, requests sent, RSS MiB)
     # Idle connections are dropped before the server's keep-alive timeout (5 s) would close them
@@ -381,6 +382,9 @@ def main() -> None:
     parser.add_argument("--max-in-flight", type=int, default=128)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
+        "--without", default="", help="comma-separated kinds of traffic to leave out of the mix"
+    )
+    parser.add_argument(
         "--cache-bytes",
         type=int,
         default=4 * 1024 * 1024,
@@ -450,6 +454,7 @@ def main() -> None:
                     sample_seconds=args.sample_seconds,
                     max_in_flight=args.max_in_flight,
                     seed=args.seed,
+                    without=frozenset(k for k in args.without.split(",") if k),
                 )
             )
         out = report(results, samples, args.rate, args.warmup)
