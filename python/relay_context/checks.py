@@ -133,8 +133,8 @@ def check_json_text(what: str, value: object) -> None:
 
 #: Longest integer literal :func:`parse_json` accepts, in digits (Python refuses past 4,300).
 JSON_MAX_INT_DIGITS = 1_000
-# A \uD800-\uDFFF escape is the only way a lone surrogate gets into parsed JSON.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+#: A \\uD800-\\uDFFF escape: the only way a lone surrogate gets into parsed JSON.
+JSON_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
 
 def _refuse_constant(name: str) -> Any:
@@ -154,6 +154,13 @@ def _bounded_int(text: str) -> int:
     return int(text)
 
 
+#: Strict JSON (RFC 8259): no ``NaN`` / ``Infinity``, no number a float or a bounded integer
+#: cannot hold. One decoder for every caller (it keeps no state between calls).
+STRICT_JSON_DECODER = json.JSONDecoder(
+    parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_bounded_int
+)
+
+
 def parse_json(raw: bytes | str, what: str = "the request body") -> Any:
     """``raw`` parsed as strict JSON, or :class:`~relay_context.errors.InvalidJsonError` saying
     why not; a string holding a lone surrogate is an
@@ -164,24 +171,21 @@ def parse_json(raw: bytes | str, what: str = "the request body") -> Any:
     except UnicodeDecodeError as exc:
         raise InvalidJsonError(f"{what} is not valid UTF-8 (byte {exc.start})") from None
     try:
-        value = json.loads(
-            text,
-            parse_constant=_refuse_constant,
-            parse_float=_finite_float,
-            parse_int=_bounded_int,
-        )
+        value = STRICT_JSON_DECODER.decode(text)
     except RecursionError:  # the C scanner stops at the interpreter's recursion limit (~1,000)
         raise InvalidJsonError(f"{what} nests too deeply") from None
     except ValueError as exc:  # json.JSONDecodeError, and the number checks above
         raise InvalidJsonError(f"{what} is not valid JSON: {exc}") from None
-    if _SURROGATE_ESCAPE.search(data):
+    if JSON_SURROGATE_ESCAPE.search(data):
         check_json_text(what, value)
     return value
 
 
 __all__ = [
     "JSON_MAX_INT_DIGITS",
+    "JSON_SURROGATE_ESCAPE",
     "NAME_MAX_LENGTH",
+    "STRICT_JSON_DECODER",
     "check_int",
     "check_json_text",
     "check_text",

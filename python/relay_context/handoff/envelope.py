@@ -15,12 +15,11 @@ is refused, as it is not text. The other members are as strict as
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
-from relay_context.checks import JSON_MAX_INT_DIGITS, check_json_text
+from relay_context.checks import JSON_SURROGATE_ESCAPE, STRICT_JSON_DECODER, check_json_text
 from relay_context.errors import (
     InvalidArgumentError,
     InvalidJsonError,
@@ -30,30 +29,6 @@ from relay_context.errors import (
 
 _WHITESPACE = re.compile(rb"[ \t\n\r]*")
 _HIGH_SURROGATE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}")
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):
-        raise ValueError(f"the number {text[:40]} is out of range")
-    return value
-
-
-def _bounded_int(text: str) -> int:
-    if len(text) > JSON_MAX_INT_DIGITS:
-        raise ValueError(f"an integer of {len(text)} digits is out of range")
-    return int(text)
-
-
-#: Strict JSON, as ``checks.parse_json`` reads it.
-_DECODER = json.JSONDecoder(
-    parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_bounded_int
-)
 
 
 def _malformed(why: str) -> InvalidJsonError:
@@ -95,7 +70,7 @@ def _complete_prefix(raw: bytes) -> int:
 
 def _decode(raw: bytes) -> bytes:
     try:
-        text = _DECODER.decode('"' + raw.decode("utf-8") + '"')
+        text = STRICT_JSON_DECODER.decode('"' + raw.decode("utf-8") + '"')
     except UnicodeDecodeError:
         raise _malformed('"data" is not UTF-8') from None
     except json.JSONDecodeError as exc:
@@ -164,7 +139,7 @@ class EnvelopeParser:
             except UnicodeDecodeError as exc:
                 decoded = text[: exc.start].decode("utf-8")  # a sequence cut at the end
             try:
-                value, end = _DECODER.raw_decode(decoded)
+                value, end = STRICT_JSON_DECODER.raw_decode(decoded)
             except RecursionError:
                 raise _malformed("it nests too deeply") from None
             except json.JSONDecodeError as exc:
@@ -190,7 +165,7 @@ class EnvelopeParser:
                 continue
             consumed = decoded[:end].encode("utf-8")
             self._position += len(consumed)
-            if _SURROGATE_ESCAPE.search(consumed):
+            if JSON_SURROGATE_ESCAPE.search(consumed):
                 check_json_text("the request body", value)  # a lone surrogate is not text
             return value
 
