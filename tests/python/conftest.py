@@ -38,7 +38,7 @@ from engine_support import (  # noqa: E402
     find_pg_dsn,
     unique_name,
 )
-from redis_support import ThrowawayRedis  # noqa: E402
+from redis_support import ThrowawayRedis, ThrowawayRedisCluster  # noqa: E402
 
 PG_HOST = os.environ.get("RELAY_TEST_PG_HOST", "127.0.0.1:5432")
 REDIS_TEST_URL = os.environ.get("RELAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -129,3 +129,11 @@ def throwaway_redis() -> Iterator[ThrowawayRedis]:
     server = ThrowawayRedis()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_cluster() -> Iterator[ThrowawayRedisCluster]:
+    """A private 3-master Redis Cluster of throwaway ``redis-server``s, shared by a module."""
+    cluster = ThrowawayRedisCluster(3)
+    yield cluster
+    cluster.stop()
