@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     append_batch_wait_seconds: float = Field(default=0.0, ge=0, le=1)
     #: ``redis://host:port/db``; unset means in-process caches and rate limits.
     redis_url: str | None = None
+    #: ``redis_url`` names one node of a Redis Cluster (or Valkey cluster): clients discover
+    #: the rest and follow its redirections (docs/deploy.md).
+    redis_cluster: bool = False
     redis_max_connections: int = Field(default=50, ge=1, le=10_000)
     #: Every Redis client gives up after these (seconds): connecting, and waiting for a reply.
     #: A stalled Redis then degrades exactly as one that is down (the fallback policies).

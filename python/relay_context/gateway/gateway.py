@@ -173,6 +173,7 @@ class Gateway(AsyncResource):
         auth: AuthService,
         registry: CollectorRegistry,
         redis_url: str | None = None,
+        redis_cluster: bool = False,
         redis_key_prefix: str = "relay:",
         database: Database,
         rng: random.Random | None = None,
@@ -212,6 +213,7 @@ class Gateway(AsyncResource):
             gs.cache,
             metrics=CacheMetrics(registry),
             redis_url=redis_url,
+            redis_cluster=redis_cluster,
             redis_key_prefix=redis_key_prefix,
         )
         self.fuzzy = FuzzyIndex(max_entries=gs.fuzzy_cache.max_entries)

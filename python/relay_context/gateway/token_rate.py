@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from relay_context.persistence.redis import hash_tag
+
 WINDOW_SECONDS = 60
 
 
@@ -31,11 +33,15 @@ class TokensPerMinute:
         """Seconds until the current bucket ends (when the window next gives tokens back)."""
         return WINDOW_SECONDS - now % WINDOW_SECONDS
 
+    def _name(self, key: str, bucket: int) -> str:
+        # One hash tag per key: both buckets are read in one MGET, on one Redis Cluster slot.
+        return f"{self.key_prefix}{hash_tag(key)}:{bucket}"
+
     async def _counts(self, key: str, bucket: int) -> tuple[int, int]:
         if self.redis is None:
             return self._buckets.get((key, bucket - 1), 0), self._buckets.get((key, bucket), 0)
         previous, current = await self.redis.mget(
-            f"{self.key_prefix}{key}:{bucket - 1}", f"{self.key_prefix}{key}:{bucket}"
+            self._name(key, bucket - 1), self._name(key, bucket)
         )
         return int(previous or 0), int(current or 0)
 
@@ -48,7 +54,7 @@ class TokensPerMinute:
             for old in [k for k in self._buckets if k[1] < bucket - 1]:
                 del self._buckets[old]
             return
-        name = f"{self.key_prefix}{key}:{bucket}"
+        name = self._name(key, bucket)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.incrby(name, tokens)
             pipe.expire(name, 2 * WINDOW_SECONDS + 5)

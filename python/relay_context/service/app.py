@@ -96,6 +96,7 @@ def build_state(settings: Settings, span_exporter: SpanExporter | None = None) -
         auth=state.auth,
         registry=state.metrics.registry,
         redis_url=current.redis_url,
+        redis_cluster=current.redis_cluster,
         redis_key_prefix=current.redis_key_prefix,
         tracer=state.tracer,
         database=state.database,

@@ -63,10 +63,12 @@ class ExactCache:
         *,
         metrics: CacheMetrics,
         redis_url: str | None = None,
+        redis_cluster: bool = False,
         redis_key_prefix: str = "relay:",
     ) -> None:
         self.metrics = metrics
         self._redis_url = redis_url
+        self._redis_cluster = redis_cluster
         self._redis_key_prefix = redis_key_prefix
         self.config = config
         self.store: CacheStore | None = None
@@ -93,6 +95,7 @@ class ExactCache:
         if self._redis_url and c.redis:
             return RedisStore(
                 self._redis_url,
+                cluster=self._redis_cluster,
                 key_prefix=self._redis_key_prefix + "gw:cache:",
                 connect_timeout=c.redis_connect_timeout_seconds,
                 socket_timeout=c.redis_socket_timeout_seconds,

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from relay_context.gateway.cache.sealing import Sealer
 from relay_context.gateway.cache.store import CacheStoreUnavailableError
+from relay_context.persistence.redis import redis_client
 
 
 class RedisStore:
@@ -25,6 +25,7 @@ class RedisStore:
         url: str,
         *,
         key_prefix: str,
+        cluster: bool = False,
         connect_timeout: float,
         socket_timeout: float,
         sealer: Sealer | None = None,
@@ -32,9 +33,10 @@ class RedisStore:
         self.key_prefix = key_prefix
         self.sealer = sealer
         self.deadline = connect_timeout + socket_timeout
-        self._redis = aioredis.Redis.from_url(
+        self._redis = redis_client(
             url,
-            socket_connect_timeout=connect_timeout,
+            cluster=cluster,
+            connect_timeout=connect_timeout,
             socket_timeout=socket_timeout,
             retry_on_timeout=False,
         )
