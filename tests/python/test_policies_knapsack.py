@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
+
+import pytest
 
 from conversation_support import stored
 from relay_context.core.knapsack import KnapsackSelector
@@ -160,3 +163,47 @@ async def test_explicit_query_steers_relevance() -> None:
     check_window(steered, messages, budget)
     assert bakery not in plain.kept_seqs
     assert bakery in steered.kept_seqs
+
+
+async def test_rows_remembered_per_query_give_the_windows_of_a_fresh_engine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A session plan keeps the knapsack rows of its last few queries: reading the session
+    again with a query it has seen scores nothing again, and every window equals what an
+    engine that never saw the session builds."""
+    from relay_context.engine.policies import knapsack
+
+    scored: list[str | None] = []
+    values = knapsack._values
+
+    def counting(static: Any, relevance: Any, query: str | None) -> list[float]:
+        scored.append(query)
+        return values(static, relevance, query)
+
+    monkeypatch.setattr(knapsack, "_values", counting)
+    messages = stored(turns_with("Our PostgreSQL autovacuum on big tables falls behind."))
+    budget = budget_for(messages, 2)
+    queries = [f"{FILLER[i % len(FILLER)][: 20 + i]} question {i}" for i in range(12)]
+    engine = make_engine()
+
+    async def window(query: str, on: Any) -> list[int]:
+        built = await on.build_window(
+            "conv-memo", messages, budget=budget, model="gpt-4o", policy="knapsack", query=query
+        )
+        return list(built.kept_seqs)
+
+    kept = set()
+    for query in queries[:4]:
+        first = await window(query, engine)
+        assert await window(query, engine) == first  # remembered ...
+        assert await window(query, make_engine()) == first  # ... and the same as from scratch
+        kept.add(tuple(first))
+    assert scored.count(queries[0]) == 2  # once in the session's plan, once in the fresh engine
+    assert len(kept) > 1  # the queries do change the windows
+    for query in queries:  # more than QUERIES_REMEMBERED: the oldest is forgotten
+        await window(query, engine)
+    scored.clear()
+    await window(queries[-1], engine)
+    await window(queries[0], engine)
+    assert scored == [queries[0]]
+    assert len(queries) > knapsack.QUERIES_REMEMBERED

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 from relay_context.core import fuzzy
@@ -51,6 +52,8 @@ ROLE_WEIGHTS = {
 RECENCY_FLOOR = 0.05
 RELEVANCE_BASE = 0.25
 FUZZY_MAX_CHARS = 200
+#: Queries whose rows each session plan keeps (the plan lives until the session changes).
+QUERIES_REMEMBERED = 8
 
 
 def importance(c: Candidate) -> float:
@@ -97,6 +100,28 @@ class _Static:
         self.pinned = [c.pinned for c in candidates]
         self.groups = [c.group for c in candidates]
         self.ids = [c.seq for c in candidates]
+        #: The knapsack rows of the last few queries: a session read again at the same point
+        #: (the same latest turn, or the same explicit query) scores nothing again.
+        self.rows_by_query: OrderedDict[
+            str | None, list[tuple[int, int, float, bool, int | None]]
+        ] = OrderedDict()
+
+    def rows(
+        self, relevance: Callable[[str], list[float]], query: str | None
+    ) -> list[tuple[int, int, float, bool, int | None]]:
+        """``(id, tokens, value, pinned, group)`` per candidate for ``query``, remembered for
+        the last :data:`QUERIES_REMEMBERED` queries."""
+        rows = self.rows_by_query.get(query)
+        if rows is not None:
+            self.rows_by_query.move_to_end(query)
+            return rows
+        values = _values(self, relevance, query)
+        # Plain data, read and checked in C++ in one pass (no per-column Python checks).
+        rows = list(zip(self.ids, self.tokens, values, self.pinned, self.groups, strict=True))
+        self.rows_by_query[query] = rows
+        if len(self.rows_by_query) > QUERIES_REMEMBERED:
+            self.rows_by_query.popitem(last=False)
+        return rows
 
 
 def _static(
@@ -134,15 +159,11 @@ class KnapsackPolicy:
         columns = computed_once(prepared, "units", lambda: UnitColumns.of(units(candidates)))
         check_required(columns.required, ctx.budget, self.name)
         static = _static(prepared, candidates, ctx)
-        tokens, pinned, groups, ids = static.tokens, static.pinned, static.groups, static.ids
-        values = _values(static, _relevance(prepared, candidates), ctx.query)
-        # Rows of plain data: read and checked in C++ in one pass (no per-column Python checks).
-        rows = list(zip(ids, tokens, values, pinned, groups, strict=True))
+        ids = static.ids
+        rows = static.rows(_relevance(prepared, candidates), ctx.query)
         solve = functools.partial(self.selector.select, rows, ctx.budget)
         # Long sessions are solved in a worker thread (the C++ search runs without the GIL).
-        selection = (
-            await asyncio.to_thread(solve) if len(tokens) >= ASYNC_OFFLOAD_ATOMS else solve()
-        )
+        selection = await asyncio.to_thread(solve) if len(ids) >= ASYNC_OFFLOAD_ATOMS else solve()
         kept = set(selection.ids)
         make = window_message_maker(prepared)
         return PolicyResult(
