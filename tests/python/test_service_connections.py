@@ -3,6 +3,7 @@ server process, with short deadlines so that the test is quick."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from context_service_support import bearer
+from relay_context.service.server import CorkedTransport
 from service_support import Server, run_server, service_env
 
 ADMIN = bearer("conn-admin", "admin")
@@ -189,3 +191,86 @@ def test_garbage_gets_a_json_400(server: Server) -> None:
     assert status == 400
     assert headers["content-type"] == "application/json"
     assert json.loads(payload)["error"]["type"] == "bad_request"
+
+
+class RecordingTransport(asyncio.Transport):
+    """An asyncio transport that records each ``write`` (what reaches the socket as one send)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+        self.eof = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        assert not self.closed
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def write_eof(self) -> None:
+        self.eof = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+def test_writes_in_one_loop_turn_leave_in_one_send() -> None:
+    async def scenario() -> None:
+        raw = RecordingTransport()
+        corked = CorkedTransport(raw, asyncio.get_running_loop())
+        corked.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+        corked.write(b"{}")
+        assert raw.writes == []
+        assert corked.get_write_buffer_size() == len(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"
+        )
+        await asyncio.sleep(0)
+        assert raw.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
+        # Chunks written in turns of their own leave one by one (a stream is not held back).
+        for chunk in (b"data: 1\n\n", b"data: 2\n\n"):
+            corked.write(chunk)
+            await asyncio.sleep(0)
+        assert raw.writes[1:] == [b"data: 1\n\n", b"data: 2\n\n"]
+        # close and write_eof send what is pending first; abort drops it.
+        corked.write(b"last")
+        corked.write_eof()
+        assert raw.writes[-1] == b"last"
+        assert raw.eof
+        corked.write(b"bye")
+        corked.close()
+        assert raw.writes[-1] == b"bye"
+        assert raw.closed
+        await asyncio.sleep(0)  # the scheduled flush finds nothing left
+        assert raw.writes.count(b"bye") == 1
+        other = RecordingTransport()
+        aborted = CorkedTransport(other, asyncio.get_running_loop())
+        aborted.write(b"never sent")
+        aborted.abort()
+        await asyncio.sleep(0)
+        assert other.writes == []
+        assert aborted.get_extra_info("peername") is None  # the rest is the real transport's
+
+    asyncio.run(scenario())
+
+
+def test_a_small_answer_arrives_in_one_segment(server: Server) -> None:
+    """Head and body of a small answer leave in one send (and so, on loopback, one segment that
+    one ``recv`` returns whole). Sent as two, a reader woken by the head often gets it alone."""
+    sock = connect(server)
+    try:
+        host = server.url.removeprefix("http://")
+        for _ in range(20):
+            sock.sendall(f"GET /health/live HTTP/1.1\r\nhost: {host}\r\n\r\n".encode())
+            first = sock.recv(65536)
+            _, headers, body = split_response(first)
+            assert len(body) == int(headers["content-length"]) > 0, first
+    finally:
+        sock.close()
