@@ -34,6 +34,7 @@ from relay_context.security.api_keys import ApiKeyStore
 from relay_context.security.auth import AuthService
 from relay_context.service.append_fast_path import AppendFastPath
 from relay_context.service.errors import install_error_handlers
+from relay_context.service.gateway_fast_path import GatewayFastPath
 from relay_context.service.metrics import ServiceMetrics
 from relay_context.service.middleware import RequestContextMiddleware
 from relay_context.service.openapi import document_live_limits
@@ -193,11 +194,13 @@ def create_app(
         app.router.routes.append(
             Route(PATH, endpoint=mcp, methods=["GET", "POST", "DELETE"], include_in_schema=False)
         )
-    # Middleware: the last added is the outermost. Appends skip FastAPI's routing and
-    # dependency resolution (service/append_fast_path.py), inside CORS and the request
+    # Middleware: the last added is the outermost. Appends and the gateway's fixed paths skip
+    # FastAPI's routing and dependency resolution (service/append_fast_path.py,
+    # service/gateway_fast_path.py), inside CORS and the request
     # middleware like every route. CORS answers preflights inside the request
     # middleware, so those answers get the request id and the security headers too.
     app.add_middleware(AppendFastPath)
+    app.add_middleware(GatewayFastPath)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
