@@ -360,6 +360,9 @@ class SqlSessionStore(SessionStore):
         micros = timedelta
         out: list[StoredMessage] = []
         append = out.append
+        # Token counts repeat from row to row (short messages have few distinct counts): each
+        # distinct text is parsed once, and every message gets its own copy of the dict.
+        parsed_counts: dict[str, dict[str, int]] = {}
         for row in rows:
             blob = row[10]
             size = int(row[9])
@@ -376,6 +379,9 @@ class SqlSessionStore(SessionStore):
             calls = row[5]
             metadata = row[6]
             signature = row[12]
+            counts = parsed_counts.get(row[7])
+            if counts is None:
+                counts = parsed_counts[row[7]] = loads(row[7])
             append(
                 make(
                     row[0],
@@ -387,7 +393,7 @@ class SqlSessionStore(SessionStore):
                     row[4],
                     () if calls is None else tuple(from_call(c) for c in loads(calls)),
                     {} if metadata == "{}" else loads(metadata),
-                    loads(row[7]),
+                    counts.copy(),
                     None if signature is None else bytes(signature),
                 )
             )
