@@ -18,7 +18,9 @@ relevance). Ratios > 1 mean Relay is faster.
 Times are CPU time of the process (``time.process_time``: the database driver's threads count,
 other jobs on the machine do not), the median of the calls with the p99; wall-clock medians are
 printed alongside. ``get_context`` first: the first window of the session in a new engine
-(process), which reads and indexes every message.
+(process), which reads and indexes every message; printed with how many of those calls ran a
+full (generation 2) collection of Python's garbage collector, which costs as much as the
+window itself on this machine and makes the p99.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import argparse
 import asyncio
 import dataclasses
 import functools
+import gc
 import os
 import secrets
 import sys
@@ -117,17 +120,30 @@ async def bench_engine(
             print(f"  {'':<34} ratio vs naive in memory {rate / naive_rate:.2f}x")
 
     first = Samples([], [])
+    full_collections = 0
+
+    def count_full(phase: str, info: dict[str, Any]) -> None:
+        nonlocal full_collections
+        if phase == "start" and info["generation"] == 2:
+            full_collections += 1
+
+    gc.callbacks.append(count_full)
+    calls_with_full = 0
     for i in range(reads):
         # A new engine (as a new process would be): no messages or indexes in memory. Only the
         # call is timed, not opening the engine.
         async with ContextEngine(settings) as fresh:
             query = f"first question {i}"  # never cached (the Redis cache outlives engines)
+            before = full_collections
             once = await timed_calls(
                 lambda _, q=query: fresh.get_context(session, budget=BUDGET, query=q), 1
             )
+            calls_with_full += full_collections > before
         first.cpu += once.cpu
         first.wall += once.wall
+    gc.callbacks.remove(count_full)
     report("get_context first (new engine)", first)
+    print(f"  {'':<34} {calls_with_full} of {reads} calls ran a full garbage collection")
     async with ContextEngine(settings) as engine:
         await engine.clear(session)
 

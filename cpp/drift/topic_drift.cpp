@@ -65,24 +65,48 @@ void weigh(TermCounts& tf, const TermCounts& df, double n_docs) {
 
 }  // namespace
 
+namespace {
+
+// Calls `emit(hash)` for each word of `text` of at least kMinWordBytes bytes: XXH3-64 of its
+// ASCII-lowercased bytes. A word is lowercased into a stack buffer when it fits (the common
+// case), so no string is built per character.
+template <typename Emit>
+void for_each_word_hash(std::string_view text, Emit&& emit) {
+    constexpr std::size_t kBuffer = 256;
+    char buffer[kBuffer];
+    std::string long_word;
+    std::size_t i = 0;
+    const std::size_t n = text.size();
+    while (i < n) {
+        while (i < n && !is_word_byte(static_cast<unsigned char>(text[i]))) {
+            ++i;
+        }
+        const std::size_t start = i;
+        while (i < n && is_word_byte(static_cast<unsigned char>(text[i]))) {
+            ++i;
+        }
+        const std::size_t length = i - start;
+        if (length < kMinWordBytes) {
+            continue;
+        }
+        char* out = buffer;
+        if (length > kBuffer) {
+            long_word.resize(length);
+            out = long_word.data();
+        }
+        for (std::size_t k = 0; k < length; ++k) {
+            const auto b = static_cast<unsigned char>(text[start + k]);
+            out[k] = b >= 'A' && b <= 'Z' ? static_cast<char>(b - 'A' + 'a') : text[start + k];
+        }
+        emit(XXH3_64bits(out, length));
+    }
+}
+
+}  // namespace
+
 std::vector<std::uint64_t> word_hashes(std::string_view text) {
     std::vector<std::uint64_t> out;
-    std::string word;
-    const auto flush = [&] {
-        if (word.size() >= kMinWordBytes) {
-            out.push_back(XXH3_64bits(word.data(), word.size()));
-        }
-        word.clear();
-    };
-    for (const char c : text) {
-        const auto b = static_cast<unsigned char>(c);
-        if (is_word_byte(b)) {
-            word.push_back(b >= 'A' && b <= 'Z' ? static_cast<char>(b - 'A' + 'a') : c);
-        } else {
-            flush();
-        }
-    }
-    flush();
+    for_each_word_hash(text, [&](std::uint64_t h) { out.push_back(h); });
     return out;
 }
 
@@ -135,13 +159,22 @@ void RelevanceIndex::add(std::span<const std::string_view> documents) {
         throw InvalidArgument("RelevanceIndex holds at most 2^32 - 1 documents, got " +
                               std::to_string(documents_.size() + documents.size()));
     }
+    std::vector<std::uint64_t> hashes;
     for (const std::string_view text : documents) {
-        TermCounts tf;
-        for (const std::uint64_t h : word_hashes(text)) {
-            tf[h] += 1.0;
+        // The document's distinct terms in hash order with their counts: its hashes sorted,
+        // equal ones counted (no hash map per document).
+        hashes.clear();
+        for_each_word_hash(text, [&](std::uint64_t h) { hashes.push_back(h); });
+        std::sort(hashes.begin(), hashes.end());
+        std::vector<std::pair<std::uint64_t, double>> terms;
+        for (std::size_t k = 0; k < hashes.size();) {
+            std::size_t end = k + 1;
+            while (end < hashes.size() && hashes[end] == hashes[k]) {
+                ++end;
+            }
+            terms.emplace_back(hashes[k], static_cast<double>(end - k));
+            k = end;
         }
-        std::vector<std::pair<std::uint64_t, double>> terms(tf.begin(), tf.end());
-        std::sort(terms.begin(), terms.end());
         const auto doc = static_cast<std::uint32_t>(documents_.size());
         for (const auto& [h, n] : terms) {
             postings_[h].push_back(Posting{doc, n});

@@ -457,6 +457,90 @@ void NearDuplicateIndex::add_from(const EarlierBatch& batch,
     }
 }
 
+NearDuplicateIndex::EarlierBatch NearDuplicateIndex::collapse_earlier(
+    TextBatch texts, std::vector<Signature> signatures, std::span<const std::uint8_t> pinned,
+    double threshold, double ratio_cutoff) const {
+    if (!(threshold > 0.0 && threshold <= 1.0)) {
+        throw InvalidArgument("threshold must be in (0, 1], got " + format_number(threshold));
+    }
+    const std::size_t n = texts.size();
+    if (n >= kNotCollapsed) {
+        throw InvalidArgument("collapse_earlier takes at most 2^32 - 2 texts, got " +
+                              std::to_string(n));
+    }
+    if (signatures.size() != n || pinned.size() != n) {
+        throw InvalidArgument("collapse_earlier needs a signature slot and a pinned flag per text");
+    }
+    const std::size_t bands = options_.bands;
+    for (std::size_t j = 0; j < n; ++j) {
+        if (signatures[j].band_keys.empty()) {
+            signatures[j] = sign(texts[j]);
+        } else if (signatures[j].band_keys.size() != bands) {
+            throw InvalidArgument("a signature has " +
+                                  std::to_string(signatures[j].band_keys.size()) +
+                                  " band keys; this index makes " + std::to_string(bands));
+        }
+    }
+    EarlierBatch batch;
+    batch.into.assign(n, kNotCollapsed);
+    std::vector<std::uint8_t> live(n, 0);
+    // Shingle sets, made only for texts of pairs that pass the ratio.
+    std::vector<std::vector<std::uint64_t>> shingles(n);
+    std::vector<std::uint8_t> shingled(n, 0);
+    auto shingles_of = [&](std::uint32_t i) -> const std::vector<std::uint64_t>& {
+        if (shingled[i] == 0) {
+            shingles[i] = shingle_set(texts[i], options_.shingle_size);
+            shingled[i] = 1;
+        }
+        return shingles[i];
+    };
+    // Per band: band key -> positions of the texts seen so far with that key (all of them, as
+    // similar_earlier() has them; liveness is checked per candidate).
+    std::vector<absl::flat_hash_map<std::uint32_t, std::vector<std::uint32_t>>> buckets(bands);
+    // The live text equal to a text, if any (a text equal to a live one collapses it).
+    absl::flat_hash_map<std::u32string_view, std::uint32_t> exact;
+    std::vector<std::uint32_t> candidates;
+    for (std::size_t j = 0; j < n; ++j) {
+        const Text text = texts[j];
+        const auto at = static_cast<std::uint32_t>(j);
+        candidates.clear();
+        for (std::size_t band = 0; band < bands; ++band) {
+            auto& bucket = buckets[band][signatures[j].band_keys[band]];
+            candidates.insert(candidates.end(), bucket.begin(), bucket.end());
+            bucket.push_back(at);
+        }
+        std::sort(candidates.begin(), candidates.end());
+        candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+        std::uint32_t same = kNotCollapsed;
+        if (const auto found = exact.find(text); found != exact.end()) {
+            same = found->second;
+        }
+        for (const std::uint32_t i : candidates) {
+            if (live[i] == 0 || i == same) {
+                continue;
+            }
+            if (ratio(text, texts[i], ratio_cutoff) >= ratio_cutoff &&
+                jaccard_at_least(shingles_of(at), shingles_of(i), threshold)) {
+                live[i] = 0;
+                batch.into[i] = at;
+                exact.erase(texts[i]);  // live texts are distinct: this entry is i's
+            }
+        }
+        if (same != kNotCollapsed) {
+            live[same] = 0;
+            batch.into[same] = at;
+            exact.erase(text);
+        }
+        if (pinned[j] == 0) {
+            live[j] = 1;
+            exact[text] = at;
+        }
+    }
+    batch.signatures = std::move(signatures);
+    batch.texts = std::move(texts);
+    return batch;
+}
+
 std::vector<std::vector<std::uint32_t>> NearDuplicateIndex::find_earlier(
     const TextBatch& texts, double threshold, std::vector<Signature>* signatures) const {
     if (!(threshold > 0.0 && threshold <= 1.0)) {

@@ -63,7 +63,11 @@ class NearDuplicateIndex {
         TextBatch texts;
         std::vector<Signature> signatures;
         std::vector<std::vector<std::uint32_t>> similar;  // as similar_earlier() returns
+        // collapse_earlier() only: per position, the later position it collapsed into, or
+        // kNotCollapsed.
+        std::vector<std::uint32_t> into;
     };
+    static constexpr std::uint32_t kNotCollapsed = 0xFFFFFFFFU;
 
     // Throws relay::InvalidArgument on options out of range.
     explicit NearDuplicateIndex(NearDuplicateOptions options = {});
@@ -87,6 +91,20 @@ class NearDuplicateIndex {
                                                                           double threshold) const;
     // similar_earlier() of `texts`, keeping them and their signatures for add_from().
     [[nodiscard]] EarlierBatch similar_earlier_kept(TextBatch texts, double threshold) const;
+    // The near-duplicate rule of a conversation replayed over `texts` in order (what adding
+    // them one at a time to an index of the survivors gives, as the context engine does): text
+    // j collapses every earlier text i still live (not collapsed, not pinned) that is an LSH
+    // candidate of it with shingle Jaccard >= `threshold` and ratio(texts[j], texts[i]) >=
+    // `ratio_cutoff`, or that is the live text equal to it; then j is live unless pinned[j].
+    // `signatures[j]` are text j's band keys when known (stored with it; see band_keys()),
+    // else empty: then they are computed here. The ratio is checked before the Jaccard (the
+    // outcome is their conjunction), so only the few pairs that pass it are shingled. Every
+    // signature is kept, for add_from() of the survivors and for storing.
+    [[nodiscard]] EarlierBatch collapse_earlier(TextBatch texts, std::vector<Signature> signatures,
+                                                std::span<const std::uint8_t> pinned,
+                                                double threshold, double ratio_cutoff) const;
+    // The band keys of `text` (bands() values): what collapse_earlier() takes as known.
+    [[nodiscard]] Signature signature(Text text) const { return sign(text); }
     // add() of batch.texts[positions[i]] under keys[i] for each i, with the kept signatures.
     void add_from(const EarlierBatch& batch, std::span<const std::uint32_t> positions,
                   std::span<const std::string> keys);

@@ -3,10 +3,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "common/binding.hpp"
+#include "common/errors.hpp"
 #include "common/py_fastcall.hpp"
 #include "common/py_text.hpp"
 #include "fuzzy/near_duplicate_index.hpp"
@@ -18,6 +20,45 @@ using relay::bind::def_fastcall;
 using relay::bind::fastcall_text_pair;
 using relay::bind::to_text_batch;
 using relay::bind::without_gil;
+
+namespace {
+
+// A signature as stored: its band keys, 4 bytes each, little-endian.
+py::bytes signature_bytes(const fz::NearDuplicateIndex::Signature& signature) {
+    std::string out(signature.band_keys.size() * 4, '\0');
+    for (std::size_t i = 0; i < signature.band_keys.size(); ++i) {
+        const std::uint32_t key = signature.band_keys[i];
+        for (std::size_t b = 0; b < 4; ++b) {
+            out[i * 4 + b] = static_cast<char>((key >> (8U * b)) & 0xFFU);
+        }
+    }
+    return py::bytes(out);
+}
+
+fz::NearDuplicateIndex::Signature signature_from_bytes(py::handle item) {
+    if (!PyBytes_Check(item.ptr())) {
+        throw relay::InvalidArgument("a signature must be bytes or None");
+    }
+    const std::string_view raw(PyBytes_AS_STRING(item.ptr()),
+                               static_cast<std::size_t>(PyBytes_GET_SIZE(item.ptr())));
+    if (raw.empty() || raw.size() % 4 != 0) {
+        throw relay::InvalidArgument("a signature is 4 bytes per band key, got " +
+                                     std::to_string(raw.size()) + " bytes");
+    }
+    fz::NearDuplicateIndex::Signature signature;
+    signature.band_keys.resize(raw.size() / 4);
+    for (std::size_t i = 0; i < signature.band_keys.size(); ++i) {
+        std::uint32_t key = 0;
+        for (std::size_t b = 0; b < 4; ++b) {
+            key |= static_cast<std::uint32_t>(static_cast<unsigned char>(raw[i * 4 + b]))
+                   << (8U * b);
+        }
+        signature.band_keys[i] = key;
+    }
+    return signature;
+}
+
+}  // namespace
 
 void register_fuzzy(py::module_& m) {
     py::enum_<fz::Scorer>(m, "Scorer")
@@ -120,6 +161,29 @@ void register_fuzzy(py::module_& m) {
         .def_property_readonly(
             "similar",
             [](const fz::NearDuplicateIndex::EarlierBatch& self) { return self.similar; })
+        .def_property_readonly("into",
+                               [](const fz::NearDuplicateIndex::EarlierBatch& self) {
+                                   // -1 for a text that did not collapse.
+                                   std::vector<std::int64_t> out(self.into.size());
+                                   for (std::size_t i = 0; i < out.size(); ++i) {
+                                       const std::uint32_t to = self.into[i];
+                                       out[i] = to == fz::NearDuplicateIndex::kNotCollapsed
+                                                    ? -1
+                                                    : static_cast<std::int64_t>(to);
+                                   }
+                                   return out;
+                               })
+        .def(
+            "signature",
+            [](const fz::NearDuplicateIndex::EarlierBatch& self, std::size_t i) {
+                if (i >= self.signatures.size()) {
+                    throw relay::InvalidArgument("position " + std::to_string(i) +
+                                                 " is not in the batch of " +
+                                                 std::to_string(self.signatures.size()));
+                }
+                return signature_bytes(self.signatures[i]);
+            },
+            py::arg("position"))
         .def("__len__",
              [](const fz::NearDuplicateIndex::EarlierBatch& self) { return self.texts.size(); });
 
@@ -167,6 +231,37 @@ void register_fuzzy(py::module_& m) {
                     [&] { return self.similar_earlier_kept(std::move(batch), threshold); });
             },
             py::arg("texts"), py::arg("threshold"))
+        .def(
+            "signature",
+            [](const fz::NearDuplicateIndex& self, py::handle text) {
+                const CodePoints code_points(text, "text");
+                // Safe: the text is a C++ copy; signing reads only the options.
+                return signature_bytes(
+                    without_gil([&] { return self.signature(code_points.view()); }));
+            },
+            py::arg("text"))
+        .def(
+            "collapse_earlier",
+            [](const fz::NearDuplicateIndex& self, py::handle texts, const py::list& signatures,
+               const py::bytes& pinned, double threshold, double ratio_cutoff) {
+                auto batch = to_text_batch<fz::TextBatch>(texts, "texts", "every text");
+                std::vector<fz::NearDuplicateIndex::Signature> known(signatures.size());
+                for (std::size_t i = 0; i < known.size(); ++i) {
+                    const py::handle item = signatures[i];
+                    if (!item.is_none()) {
+                        known[i] = signature_from_bytes(item);
+                    }
+                }
+                const std::string flags = pinned;
+                const auto* begin = reinterpret_cast<const std::uint8_t*>(flags.data());
+                // Safe: texts, signatures and flags are C++ copies; the index is not touched.
+                return without_gil([&] {
+                    return self.collapse_earlier(std::move(batch), std::move(known),
+                                                 {begin, flags.size()}, threshold, ratio_cutoff);
+                });
+            },
+            py::arg("texts"), py::arg("signatures"), py::arg("pinned"), py::arg("threshold"),
+            py::arg("ratio_cutoff"))
         .def(
             "add_from",
             [](fz::NearDuplicateIndex& self, const fz::NearDuplicateIndex::EarlierBatch& batch,

@@ -320,3 +320,78 @@ TEST_CASE("similar_earlier equals query-then-add over a sequence", "[fuzzy][inde
     CHECK(found > 50);
     CHECK_THROWS_AS(index.similar_earlier(batch, 0.0), relay::InvalidArgument);
 }
+
+TEST_CASE("collapse_earlier equals one-by-one adds to an index of the survivors",
+          "[fuzzy][index]") {
+    std::mt19937_64 rng(91);
+    std::vector<std::u32string> texts;
+    for (int i = 0; i < 300; ++i) {
+        if (i > 0 && i % 4 == 0) {
+            texts.push_back(texts[rng() % texts.size()]);  // word for word
+        } else if (i > 0 && i % 3 == 0) {
+            texts.push_back(edit_words(rng, texts[rng() % texts.size()], static_cast<int>(i % 3)));
+        } else {
+            texts.push_back(random_words(rng, 8));
+        }
+    }
+    std::vector<std::uint8_t> pinned(texts.size(), 0);
+    for (std::size_t i = 5; i < pinned.size(); i += 17) {
+        pinned[i] = 1;
+    }
+    fz::TextBatch batch;
+    for (const auto& t : texts) {
+        batch.append(t);
+    }
+    const double cutoff = 90.0;
+    fz::NearDuplicateIndex index;
+    // Half the signatures known (as stored with the messages), half made by the call.
+    std::vector<fz::NearDuplicateIndex::Signature> known(texts.size());
+    for (std::size_t i = 0; i < texts.size(); i += 2) {
+        known[i] = index.signature(texts[i]);
+    }
+    const auto result = index.collapse_earlier(batch, known, pinned, 0.5, cutoff);
+    REQUIRE(index.size() == 0);
+    REQUIRE(result.into.size() == texts.size());
+
+    fz::NearDuplicateIndex survivors;
+    std::map<std::size_t, std::u32string> held;
+    std::vector<std::uint32_t> expected(texts.size(), fz::NearDuplicateIndex::kNotCollapsed);
+    std::size_t collapsed = 0;
+    for (std::size_t j = 0; j < texts.size(); ++j) {
+        std::set<std::size_t> older;
+        for (const auto& [i, text] : held) {
+            if (text == texts[j]) {
+                older.insert(i);
+            }
+        }
+        for (const auto& hit : survivors.query(texts[j], 0.5)) {
+            const std::size_t i = std::stoul(hit.key);
+            if (fz::ratio(texts[j], held.at(i), cutoff) >= cutoff) {
+                older.insert(i);
+            }
+        }
+        for (const std::size_t i : older) {
+            survivors.remove(std::to_string(i));
+            held.erase(i);
+            expected[i] = static_cast<std::uint32_t>(j);
+            ++collapsed;
+        }
+        if (pinned[j] == 0) {
+            survivors.add(std::to_string(j), texts[j]);
+            held.emplace(j, texts[j]);
+        }
+    }
+    CHECK(collapsed > 50);
+    CHECK(result.into == expected);
+    for (std::size_t i = 0; i < texts.size(); ++i) {
+        CHECK(result.signatures[i].band_keys == index.signature(texts[i]).band_keys);
+    }
+    std::vector<fz::NearDuplicateIndex::Signature> short_one(texts.size());
+    // A signature of other options (8 bands): not this index's.
+    const fz::NearDuplicateIndex other(fz::NearDuplicateOptions{.num_perm = 8, .bands = 8});
+    short_one[0] = other.signature(texts[0]);
+    CHECK_THROWS_AS(index.collapse_earlier(batch, short_one, pinned, 0.5, cutoff),
+                    relay::InvalidArgument);
+    CHECK_THROWS_AS(index.collapse_earlier(batch, known, pinned, 0.0, cutoff),
+                    relay::InvalidArgument);
+}

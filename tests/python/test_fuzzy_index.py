@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from relay_context import NearDuplicate, NearDuplicateIndex
 from relay_context.errors import InputTypeError, InvalidArgumentError
-from relay_context.fuzzy import shingle_jaccard
+from relay_context.fuzzy import ratio, shingle_jaccard
 
 VOCABULARY = [
     "context",
@@ -311,3 +311,89 @@ def test_similar_earlier_equals_query_then_add_near_the_threshold(
         expected.append(sorted(int(hit.key) for hit in index.query(text, threshold)))
         index.add(str(j), text)
     assert batched == expected
+
+
+def collapse_one_by_one(
+    texts: list[str], pinned: list[bool], threshold: float, cutoff: float
+) -> list[int]:
+    """The near-duplicate rule with an index of the survivors, one text at a time: each text
+    collapses the held texts that query() returns and ratio() confirms, or that equal it."""
+    index = NearDuplicateIndex(num_perm=16, bands=16)
+    held: dict[int, str] = {}
+    into = [-1] * len(texts)
+    for j, text in enumerate(texts):
+        older = {i for i, t in held.items() if t == text}
+        for hit in index.query(text, threshold):
+            i = int(hit.key)
+            if ratio(text, held[i], score_cutoff=cutoff) >= cutoff:
+                older.add(i)
+        for i in older:
+            index.remove(str(i))
+            del held[i]
+            into[i] = j
+        if not pinned[j]:
+            index.add(str(j), text)
+            held[j] = text
+    return into
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(
+    data=st.lists(
+        st.tuples(st.text(alphabet="abc ", min_size=1, max_size=60), st.booleans()),
+        min_size=2,
+        max_size=30,
+    ),
+    threshold=st.sampled_from([0.3, 0.5, 0.8]),
+    cutoff=st.sampled_from([50.0, 80.0, 95.0, 100.0]),
+)
+def test_collapse_earlier_equals_one_by_one_adds(
+    data: list[tuple[str, bool]], threshold: float, cutoff: float
+) -> None:
+    """Few letters: many equal texts, many pairs near both thresholds, pinned ones among them."""
+    texts = [t for t, _ in data]
+    pinned = [p for _, p in data]
+    index = NearDuplicateIndex(num_perm=16, bands=16)
+    batch = index.collapse_earlier(texts, ratio_cutoff=cutoff, pinned=pinned, threshold=threshold)
+    assert batch.into == collapse_one_by_one(texts, pinned, threshold, cutoff)
+    assert len(index) == 0  # the index is neither read nor changed
+    # With the signatures given (as stored with the messages), the same outcome.
+    known = [index.signature(t) if k % 2 else None for k, t in enumerate(texts)]
+    again = index.collapse_earlier(
+        texts, ratio_cutoff=cutoff, signatures=known, pinned=pinned, threshold=threshold
+    )
+    assert again.into == batch.into
+    assert [again.signature(k) for k in range(len(texts))] == [index.signature(t) for t in texts]
+
+
+def test_collapse_earlier_leaves_the_survivors_to_add_earlier() -> None:
+    base = ["the knapsack solver picks messages", "weather in paris today", "an unrelated line"]
+    texts = [*base, base[0] + "!", base[2], "weather in paris today!"]
+    index = NearDuplicateIndex()
+    batch = index.collapse_earlier(texts, ratio_cutoff=90.0, threshold=0.5)
+    assert batch.into == [3, 5, 4, -1, -1, -1]
+    signature = index.signature(texts[3])
+    assert len(signature) == 4 * index.bands
+    assert batch.signature(3) == signature
+    index.add_earlier(batch, [(i, f"k{i}") for i, to in enumerate(batch.into) if to < 0])
+    one_by_one = NearDuplicateIndex()
+    for i in (3, 4, 5):
+        one_by_one.add(f"k{i}", texts[i])
+    for query in [*texts, "paris weather"]:
+        assert index.query(query, 0.3) == one_by_one.query(query, 0.3)
+
+
+def test_collapse_earlier_refuses_bad_signatures_and_flags() -> None:
+    index = NearDuplicateIndex()
+    with pytest.raises(InvalidArgumentError, match="band keys"):
+        index.collapse_earlier(["a", "b"], ratio_cutoff=90.0, signatures=[None, b"\0" * 8])
+    with pytest.raises(InvalidArgumentError, match="4 bytes per band key"):
+        index.collapse_earlier(["a", "b"], ratio_cutoff=90.0, signatures=[b"abc", None])
+    with pytest.raises(InputTypeError, match="signature must be bytes"):
+        index.collapse_earlier(["a"], ratio_cutoff=90.0, signatures=["x"])  # type: ignore[list-item]
+    with pytest.raises(InvalidArgumentError, match="1 signatures for 2 texts"):
+        index.collapse_earlier(["a", "b"], ratio_cutoff=90.0, signatures=[None])
+    with pytest.raises(InvalidArgumentError, match="3 pinned flags for 2 texts"):
+        index.collapse_earlier(["a", "b"], ratio_cutoff=90.0, pinned=[True, False, True])
+    with pytest.raises(InvalidArgumentError, match="threshold"):
+        index.collapse_earlier(["a", "b"], ratio_cutoff=90.0, threshold=0.0)

@@ -108,7 +108,7 @@ async def test_sessions_and_api_keys_share_one_database(database: Database) -> N
                 "SELECT component, MAX(version) FROM relay_migrations GROUP BY component"
                 " ORDER BY component"
             )
-        assert [tuple(r) for r in applied] == [("api_keys", 1), ("sessions", 2)]
+        assert [tuple(r) for r in applied] == [("api_keys", 1), ("sessions", 3)]
     # The store did not own the database: closing it leaves the database to its owner.
     await store.close()
 
@@ -152,7 +152,7 @@ async def test_a_database_made_before_the_registry_is_carried_over(tmp_path: Pat
         assert await store.get_session("old") is not None  # data kept, nothing re-created
         await keys.create(role=UserRole.USER)
         # Carried over at version 1, then migrated to the current version.
-        assert await database.schema_version("sessions") == 2
+        assert await database.schema_version("sessions") == 3
         assert await database.schema_version("api_keys") == 1
     await store.close()
 

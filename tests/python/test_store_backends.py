@@ -136,6 +136,7 @@ async def test_migrations_apply_once_and_reopen_keeps_data(
         assert [tuple(r) for r in rows] == [
             ("sessions", 1, "sessions and messages"),
             ("sessions", 2, "idempotency keys of appends"),
+            ("sessions", 3, "near-duplicate signatures of messages"),
         ]
 
 

@@ -34,6 +34,7 @@ from relay_context.core.fuzzy_utils import default_process
 from relay_context.errors import InputTypeError, InvalidArgumentError, InvalidScoreCutoffError
 
 __all__ = [
+    "CollapsedTexts",
     "EarlierTexts",
     "NearDuplicate",
     "NearDuplicateIndex",
@@ -523,6 +524,29 @@ class EarlierTexts:
         return len(self._core)
 
 
+class CollapsedTexts:
+    """Texts run through :meth:`NearDuplicateIndex.collapse_earlier`: ``into[j]`` is the
+    position of the later text that text ``j`` collapsed into, or -1 (it survived); the
+    signatures of every text are kept for :meth:`~NearDuplicateIndex.add_earlier` and for
+    storing (:meth:`signature`)."""
+
+    __slots__ = ("_core", "into", "options")
+
+    def __init__(self, core: _fz.EarlierBatch, options: tuple[int, int, int, int]) -> None:
+        self._core = core
+        #: (shingle_size, num_perm, bands, seed) of the index that signed the texts.
+        self.options = options
+        self.into: list[int] = core.into
+
+    def signature(self, position: int) -> bytes:
+        """The signature of the text at ``position`` (as :meth:`NearDuplicateIndex.signature`
+        makes it, or as it was given)."""
+        return self._core.signature(check_int(position, "position", minimum=0))
+
+    def __len__(self) -> int:
+        return len(self._core)
+
+
 class NearDuplicateIndex:
     """Finds stored texts similar to a query: MinHash-LSH candidates, verified exactly.
 
@@ -617,7 +641,47 @@ class NearDuplicateIndex:
         core = self._core.similar_earlier_kept(list(texts), _threshold(threshold))
         return EarlierTexts(core, (self.shingle_size, self.num_perm, self.bands, self.seed))
 
-    def add_earlier(self, batch: EarlierTexts, items: Iterable[tuple[int, str]]) -> None:
+    def signature(self, text: str) -> bytes:
+        """The MinHash-LSH signature of ``text`` under this index's options (its ``bands`` band
+        keys, 4 bytes each, little-endian): what :meth:`collapse_earlier` takes instead of
+        signing the text again, for a caller that stores it with the text."""
+        return self._core.signature(text)
+
+    def collapse_earlier(
+        self,
+        texts: Sequence[str],
+        *,
+        ratio_cutoff: float,
+        signatures: Sequence[bytes | None] | None = None,
+        pinned: Sequence[bool] | None = None,
+        threshold: float = DEFAULT_THRESHOLD,
+    ) -> CollapsedTexts:
+        """Collapses near-duplicates along ``texts`` as adding them one at a time would, where
+        each text first removes the earlier texts still held that :meth:`query` would return
+        (shingle Jaccard >= ``threshold``) and that :func:`ratio` scores >= ``ratio_cutoff``
+        against it, or that equal it; then it is held itself unless ``pinned``. One call, in
+        C++: the result's ``into`` says where each text went. ``signatures[j]`` (bytes from
+        :meth:`signature`, or ``None``) saves signing text ``j`` again. The index's options are
+        used; its entries are neither read nor changed."""
+        n = len(texts)
+        known: list[bytes | None] = [None] * n if signatures is None else list(signatures)
+        if len(known) != n:
+            raise InvalidArgumentError(f"{len(known)} signatures for {n} texts")
+        flags = bytes(n) if pinned is None else bytes(map(bool, pinned))
+        if len(flags) != n:
+            raise InvalidArgumentError(f"{len(flags)} pinned flags for {n} texts")
+        for item in known:
+            if item is not None and type(item) is not bytes:
+                kind = type(item).__name__
+                raise InputTypeError(f"a signature must be bytes or None, not {kind}")
+        core = self._core.collapse_earlier(
+            list(texts), known, flags, _threshold(threshold), float(_cutoff(ratio_cutoff))
+        )
+        return CollapsedTexts(core, (self.shingle_size, self.num_perm, self.bands, self.seed))
+
+    def add_earlier(
+        self, batch: EarlierTexts | CollapsedTexts, items: Iterable[tuple[int, str]]
+    ) -> None:
         """Stores ``batch``'s text at each position under its key (``(position, key)`` pairs),
         as :meth:`add` would, from the signatures made by :meth:`similar_earlier_kept` (with the
         same options: an index of other options raises ``InvalidArgumentError``)."""

@@ -34,6 +34,7 @@ from relay_context.core.model_encodings import encoding_name_for_model
 from relay_context.core.token_manager import TokenManager
 from relay_context.core.tokenizer import TokenCounter
 from relay_context.engine.cache import ContextCache, InProcessContextCache, open_cache
+from relay_context.engine.dedup import signature
 from relay_context.engine.events import MessageBus
 from relay_context.engine.models import (
     MessageRole,
@@ -334,7 +335,7 @@ class ContextEngine(AsyncResource):
         counts = {
             e: await self.counter(e).count_tokens(draft.content) for e in self.counted_encodings
         }
-        message = draft.with_token_counts(counts)
+        message = draft.with_token_counts(counts, signature(draft.role, draft.content))
         try:
             stored, replayed = await self._append(sid, message, request_key, required_owner)
         except SessionNotFoundError:  # no session yet, expired, or another principal's
@@ -539,6 +540,30 @@ class ContextEngine(AsyncResource):
             log.warning("storing %s token counts of %s failed: %r", encoding, session_id, exc)
         return out
 
+    async def _with_signatures(
+        self, session_id: str, messages: list[StoredMessage]
+    ) -> list[StoredMessage]:
+        """``messages`` with the near-duplicate signatures of those that may collapse; the ones
+        missing from the store (rows stored before signatures were kept) are made now and
+        written back, so the next first window of the session reads them."""
+        missing = [
+            (i, found)
+            for i, m in enumerate(messages)
+            if m.dedup_signature is None and (found := signature(m.role, m.content)) is not None
+        ]
+        if not missing:
+            return messages
+        out = list(messages)
+        for i, found in missing:
+            out[i] = dataclasses.replace(messages[i], dedup_signature=found)
+        try:
+            await self.store.store_signatures(
+                session_id, {messages[i].seq: found for i, found in missing}
+            )
+        except Exception as exc:  # an optimisation: the signatures are made again next time
+            log.warning("storing near-duplicate signatures of %s failed: %r", session_id, exc)
+        return out
+
     async def get_context(
         self,
         session_id: str,
@@ -597,7 +622,7 @@ class ContextEngine(AsyncResource):
                 return ContextWindow.from_json(payload, from_cache=True)
         loaded = await self._load(session)
         kept = self._history[sid]
-        messages = await self._with_counts(sid, loaded, encoding)
+        messages = await self._with_signatures(sid, await self._with_counts(sid, loaded, encoding))
         if messages is not loaded:  # counts added: keep them (tokens in the engine's encoding
             # stay; appends applied after the loaded ones are read again next time)
             self._remember(session, messages, kept.tokens if kept.messages is loaded else None)

@@ -32,6 +32,26 @@ _ROLES = (MessageRole.USER, MessageRole.ASSISTANT)
 Fingerprint = tuple[int, int, bool]
 
 
+#: Signs texts with the options every tracker's index has (signing reads only the options).
+_SIGNER = fuzzy.NearDuplicateIndex()
+#: Bytes of a signature under those options (4 per band key).
+SIGNATURE_BYTES = 4 * _SIGNER.bands
+
+
+def signature(role: MessageRole, content: str) -> bytes | None:
+    """The near-duplicate signature of a message that collapsing may look at (a user or
+    assistant message with text), to store with it; ``None`` for the others."""
+    if role not in _ROLES or not content:
+        return None
+    return _SIGNER.signature(content)
+
+
+def usable_signature(found: bytes | None) -> bytes | None:
+    """``found`` if it is a signature under the trackers' options (a row may hold one made
+    under others, or a damaged one), else ``None`` (then it is made again)."""
+    return found if found is not None and len(found) == SIGNATURE_BYTES else None
+
+
 def _fingerprint(c: Candidate) -> Fingerprint:
     eligible = c.message.role in _ROLES and c.group is None and bool(c.message.content)
     return (c.seq, hash((c.message.role, c.message.content, c.pinned)), eligible)
@@ -83,9 +103,10 @@ class NearDuplicateTracker:
             exact[text] = key
 
     def add_many(self, cs: Sequence[Candidate], fingerprints: Sequence[Fingerprint]) -> None:
-        """``add`` of each candidate in turn, for a tracker that has seen nothing yet: the
-        near-duplicate candidates of the whole sequence come from one batch call (each text
-        hashed once) and the survivors are indexed at the end, with the same outcome."""
+        """``add`` of each candidate in turn, for a tracker that has seen nothing yet, with the
+        same outcome: one C++ call per role replays the rule over the whole sequence
+        (``NearDuplicateIndex.collapse_earlier``, with the signatures stored with the messages),
+        and the survivors are indexed from the same signatures."""
         assert not self.seen, "add_many starts a tracker"
         self.seen.extend(fingerprints)
         if not self.enabled:
@@ -97,34 +118,25 @@ class NearDuplicateTracker:
             if not chosen:
                 continue
             texts = [c.message.content for c in chosen]
-            # Each text is signed once: the survivors go into the index from the same batch.
-            batch = self._indexes[role].similar_earlier_kept(texts, CANDIDATE_JACCARD)
-            similar = batch.similar
-            live: dict[int, str] = {}  # position -> text of what the index would hold
-            exact: dict[str, int] = {}
-            for j, (c, text) in enumerate(zip(chosen, texts, strict=True)):
-                older: set[int] = set()
-                if text in exact:
-                    older.add(exact[text])
-                for i in similar[j]:
-                    if (
-                        i in live
-                        and i not in older
-                        and fuzzy.ratio(text, live[i], score_cutoff=self.cutoff) >= self.cutoff
-                    ):
-                        older.add(i)
-                for i in older:
-                    old_text = live.pop(i)
-                    if exact.get(old_text) == i:
-                        del exact[old_text]
-                    self.collapsed[chosen[i].seq] = c.seq
-                if not c.pinned:
-                    live[j] = text
-                    exact[text] = j
-            keys = {i: str(chosen[i].seq) for i in live}
-            self._indexes[role].add_earlier(batch, keys.items())
-            self._texts.update((keys[i], t) for i, t in live.items())
-            self._exact[role].update((t, keys[i]) for t, i in exact.items())
+            pinned = [c.pinned for c in chosen]
+            batch = self._indexes[role].collapse_earlier(
+                texts,
+                ratio_cutoff=self.cutoff,
+                signatures=[usable_signature(c.message.dedup_signature) for c in chosen],
+                pinned=pinned,
+                threshold=CANDIDATE_JACCARD,
+            )
+            collapsed = self.collapsed
+            live: list[tuple[int, str]] = []  # (position, key) of what the index holds
+            for i, (c, to, held) in enumerate(zip(chosen, batch.into, pinned, strict=True)):
+                if to >= 0:
+                    collapsed[c.seq] = chosen[to].seq
+                elif not held:
+                    live.append((i, str(c.seq)))
+            self._indexes[role].add_earlier(batch, live)
+            # Live texts are distinct (an equal later text collapses the earlier one).
+            self._texts.update((key, texts[i]) for i, key in live)
+            self._exact[role].update((texts[i], key) for i, key in live)
 
 
 #: New messages from which a fresh tracker takes them in one batch.

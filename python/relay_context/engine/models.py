@@ -211,6 +211,10 @@ def _check_message_fields(message: NewMessage | StoredMessage) -> None:
         raise InvalidArgumentError(f"only tool messages carry a tool_call_id, not {role.value}")
     set_(message, "metadata", validate_metadata("message metadata", message.metadata))
     set_(message, "token_counts", validate_token_counts(message.token_counts))
+    if message.dedup_signature is not None and type(message.dedup_signature) is not bytes:
+        raise InputTypeError(
+            f"dedup_signature must be bytes or None, got {type(message.dedup_signature).__name__}"
+        )
     if message.created_at is not None and (
         not isinstance(message.created_at, datetime) or message.created_at.tzinfo is None
     ):
@@ -249,6 +253,11 @@ class NewMessage:
     token_counts: Mapping[str, int] = field(default_factory=dict)
     #: When the message was written; ``None`` means "now" by the store's clock.
     created_at: datetime | None = None
+    #: The content's near-duplicate signature (``engine.dedup.signature``), made once by the
+    #: engine and stored with the row so that a session's first window need not sign every
+    #: text again; ``None``: not made (the window makes it). Derived from the content, so not
+    #: part of equality.
+    dedup_signature: bytes | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         _check_message_fields(self)
@@ -270,10 +279,14 @@ class NewMessage:
         text = json.dumps(said, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         return hashlib.sha256(text.encode("ascii")).hexdigest()
 
-    def with_token_counts(self, token_counts: Mapping[str, int]) -> NewMessage:
-        """This message with its content's token counts (validated once, when it was made)."""
+    def with_token_counts(
+        self, token_counts: Mapping[str, int], dedup_signature: bytes | None = None
+    ) -> NewMessage:
+        """This message with its content's token counts (validated once, when it was made) and
+        its near-duplicate signature."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values["token_counts"] = validate_token_counts(token_counts)
+        values["dedup_signature"] = dedup_signature
         counted = object.__new__(NewMessage)
         _fill(counted, values)
         return counted
@@ -302,6 +315,8 @@ class StoredMessage:
     tool_calls: tuple[ToolCall, ...] = ()
     metadata: Mapping[str, Any] = field(default_factory=dict)
     token_counts: Mapping[str, int] = field(default_factory=dict)
+    #: As :attr:`NewMessage.dedup_signature` (``None`` for rows stored before it was kept).
+    dedup_signature: bytes | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         validate_session_id(self.session_id)
@@ -313,6 +328,7 @@ class StoredMessage:
     def _from_storage(cls, **values: Any) -> StoredMessage:
         """Build from a stored row without re-validating (it was validated when written)."""
         message = object.__new__(cls)
+        values.setdefault("dedup_signature", None)
         _fill(message, values)
         return message
 
@@ -336,6 +352,7 @@ _SET_STORED = tuple(
         "tool_calls",
         "metadata",
         "token_counts",
+        "dedup_signature",
     )
 )
 
@@ -351,11 +368,14 @@ def stored_message(
     tool_calls: tuple[ToolCall, ...],
     metadata: Mapping[str, Any],
     token_counts: Mapping[str, int],
+    dedup_signature: bytes | None = None,
 ) -> StoredMessage:
     """``StoredMessage._from_storage`` with positional fields, for decoding many rows: no
     keyword dict and no per-field lookups (the values were validated when written)."""
     message = object.__new__(StoredMessage)
-    (s_sid, s_seq, s_role, s_content, s_at, s_name, s_call, s_calls, s_meta, s_counts) = _SET_STORED
+    (s_sid, s_seq, s_role, s_content, s_at, s_name, s_call, s_calls, s_meta, s_counts, s_sig) = (
+        _SET_STORED
+    )
     s_sid(message, session_id)
     s_seq(message, seq)
     s_role(message, role)
@@ -366,6 +386,7 @@ def stored_message(
     s_calls(message, tool_calls)
     s_meta(message, metadata)
     s_counts(message, token_counts)
+    s_sig(message, dedup_signature)
     return message
 
 

@@ -120,13 +120,25 @@ class SessionPlanner:
         if missing:
             fresh = [messages[i] for i in missing]
             content_tokens = await self.content_tokens(fresh, encoding)
+            # A message with no name and no tool fields costs its role's framing plus its
+            # content: that framing is counted once per role here.
+            framing: dict[MessageRole, int] = {}
             for i, m, ct in zip(missing, fresh, content_tokens, strict=True):
-                costs[i] = known[m.seq] = (m, message_tokens(counter, m, ct), ct)
-        latest_user = max((m.seq for m in messages if m.role is MessageRole.USER), default=None)
+                if m.name is None and m.tool_call_id is None and not m.tool_calls:
+                    extra = framing.get(m.role)
+                    if extra is None:
+                        extra = framing[m.role] = message_tokens(counter, m, 0)
+                    billed = extra + ct
+                else:
+                    billed = message_tokens(counter, m, ct)
+                costs[i] = known[m.seq] = (m, billed, ct)
+        user, system = MessageRole.USER, MessageRole.SYSTEM  # hoisted: enum lookups cost
+        latest_user = max((m.seq for m in messages if m.role is user), default=None)
         call_group: dict[str, int] = {}
         for m in messages:
             for call in m.tool_calls:
                 call_group[call.id] = m.seq
+        make = Candidate
         out = []
         for m, cost in zip(messages, costs, strict=True):
             assert cost is not None
@@ -136,16 +148,10 @@ class SessionPlanner:
                 group = call_group.get(m.tool_call_id)
             else:
                 group = None
-            pinned = m.role is MessageRole.SYSTEM or m.seq == latest_user or pinned_flag(m)
-            out.append(
-                Candidate(
-                    message=m,
-                    tokens=cost[1],
-                    content_tokens=cost[2],
-                    pinned=pinned,
-                    group=group,
-                )
-            )
+            pinned = (
+                m.role is system or m.seq == latest_user or m.metadata.get("pinned") is True
+            )  # pinned_flag, inlined
+            out.append(make(m, cost[1], cost[2], pinned, group))
         return out
 
     async def plan(
@@ -213,11 +219,8 @@ class SessionPlanner:
     def drift(self, messages: Sequence[StoredMessage]) -> float:
         """Topic drift of the last ``drift_recent_messages`` user/assistant turns from the
         ``drift_earlier_messages`` before them (0 when there are too few)."""
-        texts = [
-            m.content
-            for m in messages
-            if m.role in (MessageRole.USER, MessageRole.ASSISTANT) and m.content
-        ]
+        turns = (MessageRole.USER, MessageRole.ASSISTANT)  # hoisted: enum lookups cost
+        texts = [m.content for m in messages if m.role in turns and m.content]
         recent_n = self._settings().drift_recent_messages
         if len(texts) <= recent_n:
             return 0.0

@@ -57,7 +57,10 @@ QUERIES_REMEMBERED = 8
 
 
 def importance(c: Candidate) -> float:
-    raw = c.message.metadata.get("importance", 1.0)
+    metadata = c.message.metadata
+    if not metadata:  # most messages: no metadata at all
+        return 1.0
+    raw = metadata.get("importance", 1.0)
     if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
         return 1.0
     return max(0.0, float(raw))
@@ -91,8 +94,9 @@ class _Static:
         #: Their word sets, made once: each query then costs only its own split.
         self.short_scorer = fuzzy.TokenSetChoices(self.short_texts)
         #: role weight * recency (then times relevance and importance, in _values).
+        weight_of = ROLE_WEIGHTS
         self.weights = [
-            ROLE_WEIGHTS[c.message.role] * max(RECENCY_FLOOR, 0.5 ** ((n - 1 - i) / half_life))
+            weight_of[c.message.role] * max(RECENCY_FLOOR, 0.5 ** ((n - 1 - i) / half_life))
             for i, c in enumerate(candidates)
         ]
         self.importances = [importance(c) for c in candidates]

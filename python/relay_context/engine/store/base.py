@@ -173,6 +173,13 @@ class SessionStore(AsyncResource, abc.ABC):
         that cannot keep them returns 0 (the engine counts again next time)."""
         return 0
 
+    async def store_signatures(self, session_id: str, signatures: Mapping[int, bytes]) -> int:
+        """Set the near-duplicate signatures (``StoredMessage.dedup_signature``) of the messages
+        with these seqs, made by the engine for rows stored without one. Derived from the
+        content, so the revision stays. Returns how many rows were updated; a back-end that
+        cannot keep them returns 0 (the engine signs again next time)."""
+        return 0
+
     @abc.abstractmethod
     async def count_messages(self, session_id: str) -> int:
         """Number of messages in the live session (:class:`SessionNotFoundError` if none)."""

@@ -53,15 +53,17 @@ bumped AS (
 ),
 inserted AS (
     INSERT INTO relay_messages (session_id, seq, role, name, tool_call_id, tool_calls, metadata,
-                                token_counts, codec, content_size, content, created_at_us)
+                                token_counts, codec, content_size, content, created_at_us,
+                                dedup_signature)
     SELECT m.sid, b.base_seq + m.ord, m.role, m.name, m.tool_call_id, m.tool_calls,
-           m.metadata, m.token_counts, m.codec, m.content_size, m.content, m.created_at_us
+           m.metadata, m.token_counts, m.codec, m.content_size, m.content, m.created_at_us,
+           m.dedup_signature
     FROM bumped b
     JOIN unnest($5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[],
                 $11::text[], $12::text[], $13::text[], $14::bigint[], $15::bytea[],
-                $16::bigint[])
+                $16::bigint[], $18::bytea[])
          AS m(sid, ord, role, name, tool_call_id, tool_calls, metadata, token_counts, codec,
-              content_size, content, created_at_us)
+              content_size, content, created_at_us, dedup_signature)
          ON m.sid = b.id
     RETURNING 1
 )
@@ -139,7 +141,7 @@ class PostgresSessionStore(SqlSessionStore):
         per_session, kept = plan_batch(items, owner_of)
         sids: list[str] = []
         ords: list[int] = []
-        columns: list[list[Any]] = [[] for _ in range(10)]
+        columns: list[list[Any]] = [[] for _ in range(11)]
         numbered: dict[str, int] = {}
         for item, keep in zip(items, kept, strict=True):
             if not keep:
@@ -160,8 +162,9 @@ class PostgresSessionStore(SqlSessionStore):
                 self._clock(),
                 sids,
                 ords,
-                *columns,
+                *columns[:10],
                 [per_session[sid][2] for sid in ids],
+                columns[10],  # $18: the signatures, after the owners ($17)
             )
         # id -> [next seq, next revision, incarnation]
         reserved: dict[str, list[Any]] = {

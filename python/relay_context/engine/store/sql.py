@@ -116,6 +116,18 @@ SESSION_MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        "sessions",
+        3,
+        "near-duplicate signatures of messages",
+        (
+            # The content's MinHash-LSH band keys (engine.dedup.signature), made at append so
+            # that a session's first window does not sign every text again. NULL in rows
+            # stored before (and in messages nothing collapses: tool calls and results, system
+            # turns): the engine signs those when it reads them and writes the signatures back.
+            "ALTER TABLE relay_messages ADD COLUMN dedup_signature {blob}",
+        ),
+    ),
 )
 #: The schema version of the session store's tables that this Relay knows.
 LATEST_VERSION = SESSION_MIGRATIONS[-1].version
@@ -129,7 +141,7 @@ _ROLE_BY_VALUE = {role.value: role for role in MessageRole}
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # utc_from_micros(m) == _EPOCH + m us
 _MESSAGE_COLUMNS = (
     "session_id, seq, role, name, tool_call_id, tool_calls, metadata, token_counts, codec,"
-    " content_size, content, created_at_us"
+    " content_size, content, created_at_us, dedup_signature"
 )
 #: Content at least this large is compressed in a worker thread.
 _THREAD_CODEC_BYTES = 256 * 1024
@@ -137,8 +149,10 @@ _THREAD_CODEC_BYTES = 256 * 1024
 _MAX_SEQ = 2**62
 
 #: A message as inserted, after session id and seq: role, name, tool_call_id, tool_calls,
-#: metadata, token_counts, codec, content_size, content, created_at_us.
-MessageRow = tuple[str, str | None, str | None, str | None, str, str, str, int, bytes, int]
+#: metadata, token_counts, codec, content_size, content, created_at_us, dedup_signature.
+MessageRow = tuple[
+    str, str | None, str | None, str | None, str, str, str, int, bytes, int, bytes | None
+]
 
 
 class Appended(NamedTuple):
@@ -346,6 +360,9 @@ class SqlSessionStore(SessionStore):
         micros = timedelta
         out: list[StoredMessage] = []
         append = out.append
+        # Token counts repeat from row to row (short messages have few distinct counts): each
+        # distinct text is parsed once, and every message gets its own copy of the dict.
+        parsed_counts: dict[str, dict[str, int]] = {}
         for row in rows:
             blob = row[10]
             size = int(row[9])
@@ -361,6 +378,10 @@ class SqlSessionStore(SessionStore):
                 ) from None
             calls = row[5]
             metadata = row[6]
+            signature = row[12]
+            counts = parsed_counts.get(row[7])
+            if counts is None:
+                counts = parsed_counts[row[7]] = loads(row[7])
             append(
                 make(
                     row[0],
@@ -372,7 +393,8 @@ class SqlSessionStore(SessionStore):
                     row[4],
                     () if calls is None else tuple(from_call(c) for c in loads(calls)),
                     {} if metadata == "{}" else loads(metadata),
-                    loads(row[7]),
+                    counts.copy(),
+                    None if signature is None else bytes(signature),
                 )
             )
         return out
@@ -672,6 +694,7 @@ class SqlSessionStore(SessionStore):
             len(raw),
             blob,
             created,
+            message.dedup_signature,
         )
         return row, now
 
@@ -688,6 +711,7 @@ class SqlSessionStore(SessionStore):
             tool_calls=message.tool_calls,
             metadata=message.metadata,
             token_counts=message.token_counts,
+            dedup_signature=message.dedup_signature,
         )
 
     async def append_once(
@@ -821,7 +845,7 @@ class SqlSessionStore(SessionStore):
             if inserts:
                 await tx.executemany(
                     f"INSERT INTO relay_messages ({_MESSAGE_COLUMNS})"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                     inserts,
                 )
         # Committed. Windows are dropped once per session of the batch, before anyone is
@@ -846,7 +870,7 @@ class SqlSessionStore(SessionStore):
         first_seq = int(bumped[0][0]) - len(rows) + 1
         await tx.executemany(
             f"INSERT INTO relay_messages ({_MESSAGE_COLUMNS})"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             [(session_id, first_seq + k, *row) for k, row in enumerate(rows)],
         )
         return first_seq
@@ -933,6 +957,24 @@ class SqlSessionStore(SessionStore):
         async with self._write() as tx:
             await tx.executemany(
                 "UPDATE relay_messages SET token_counts = $3 WHERE session_id = $1 AND seq = $2",
+                rows,
+            )
+        return len(rows)
+
+    async def store_signatures(self, session_id: str, signatures: Mapping[int, bytes]) -> int:
+        sid = validate_session_id(session_id)
+        rows = []
+        for seq, signature in sorted(signatures.items()):
+            if type(signature) is not bytes:
+                raise InputTypeError(f"a signature must be bytes, got {type(signature).__name__}")
+            rows.append((sid, check_int(seq, "seq", minimum=1), signature))
+        if not rows:
+            return 0
+        # As store_token_counts: no session lock, no revision bump (a signature is derived
+        # from the content, which never changes; racing writers write the same bytes).
+        async with self._write() as tx:
+            await tx.executemany(
+                "UPDATE relay_messages SET dedup_signature = $3 WHERE session_id = $1 AND seq = $2",
                 rows,
             )
         return len(rows)
