@@ -21,6 +21,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_for_ping(port: int, what: str) -> None:
+    """Until the server on ``port`` answers PING (5 s at most)."""
+    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2)
+    for _ in range(200):
+        try:
+            client.ping()
+            return
+        except redis.RedisError:
+            time.sleep(0.025)
+    pytest.fail(f"{what} did not start on port {port}")
+
+
 class ThrowawayRedis:
     """A private redis-server without persistence, on a free port."""
 
@@ -45,14 +57,7 @@ class ThrowawayRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.2)
-        for _ in range(200):
-            try:
-                client.ping()
-                return
-            except redis.RedisError:
-                time.sleep(0.025)
-        pytest.fail(f"redis-server did not start on port {self.port}")
+        wait_for_ping(self.port, "redis-server")
 
     def freeze(self) -> None:
         """Stop the process (SIGSTOP): connections stay open and nothing answers."""
@@ -133,14 +138,7 @@ class ThrowawayRedisCluster:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2)
-        for _ in range(200):
-            try:
-                client.ping()
-                return
-            except redis.RedisError:
-                time.sleep(0.025)
-        pytest.fail(f"cluster node did not start on port {port}")
+        wait_for_ping(port, "cluster node")
 
     def wait_until_ok(self, timeout: float = 30.0) -> None:
         """Until every node reports ``cluster_state:ok`` (all slots served, config agreed)."""

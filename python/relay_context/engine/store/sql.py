@@ -954,12 +954,7 @@ class SqlSessionStore(SessionStore):
         # One transaction, but no session-row lock and no revision bump: appends never touch
         # existing rows, and counts do not change what a window holds. Two writers racing here
         # both write valid counts (the last one wins).
-        async with self._write() as tx:
-            await tx.executemany(
-                "UPDATE relay_messages SET token_counts = $3 WHERE session_id = $1 AND seq = $2",
-                rows,
-            )
-        return len(rows)
+        return await self._update_messages("token_counts", rows)
 
     async def store_signatures(self, session_id: str, signatures: Mapping[int, bytes]) -> int:
         sid = validate_session_id(session_id)
@@ -972,9 +967,13 @@ class SqlSessionStore(SessionStore):
             return 0
         # As store_token_counts: no session lock, no revision bump (a signature is derived
         # from the content, which never changes; racing writers write the same bytes).
+        return await self._update_messages("dedup_signature", rows)
+
+    async def _update_messages(self, column: str, rows: list[tuple[str, int, Any]]) -> int:
+        """``column`` of each ``(session_id, seq, value)`` row, in one transaction."""
         async with self._write() as tx:
             await tx.executemany(
-                "UPDATE relay_messages SET dedup_signature = $3 WHERE session_id = $1 AND seq = $2",
+                f"UPDATE relay_messages SET {column} = $3 WHERE session_id = $1 AND seq = $2",
                 rows,
             )
         return len(rows)
