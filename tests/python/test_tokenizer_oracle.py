@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import re
+import threading
 
 import pytest
 import tiktoken
@@ -59,6 +61,25 @@ def test_scripts_match_tiktoken(pair: tuple[TokenCounter, tiktoken.Encoding]) ->
     for name, body in sections.items():
         texts = [body, *body.splitlines(keepends=True), body.replace(" ", "")[:3000]]
         assert _first_mismatch(relay, oracle, texts) is None, name
+
+
+def test_natural_sample_matches_tiktoken(pair: tuple[TokenCounter, tiktoken.Encoding]) -> None:
+    """The per-script natural corpus of the benchmark (translation catalogues of ~40 languages,
+    C and Python source, docs): whole sections, their lines, and each section without spaces or
+    newlines (long pieces, which take the backtracking encoder), on a new thread each (an empty
+    piece cache, so every piece is merged rather than answered from the cache)."""
+    relay, oracle = pair
+    sections = corpus.natural_sample()
+    assert len(sections) >= 40
+    for name, body in sections.items():
+        texts = [body, *body.splitlines(keepends=True), re.sub(r"\s", "", body)[:3000]]
+        mismatch: list[str | None] = []
+        worker = threading.Thread(
+            target=lambda ts=texts, out=mismatch: out.append(_first_mismatch(relay, oracle, ts))
+        )
+        worker.start()
+        worker.join()
+        assert mismatch == [None], name
 
 
 def test_random_strings_match_tiktoken(pair: tuple[TokenCounter, tiktoken.Encoding]) -> None:
