@@ -397,6 +397,7 @@ struct BpeTokenizer::Impl {
         }
         start[n] = static_cast<std::uint32_t>(n);
         std::size_t m = n;  // number of parts
+        const BacktrackEncoder* pairs = backtrack->usable() ? backtrack.get() : nullptr;
         Rank best = kNoRank;
         std::size_t best_k = 0;
         for (std::size_t k = 0; k + 1 < m; ++k) {
@@ -418,11 +419,21 @@ struct BpeTokenizer::Impl {
             }
             start[m - 1] = start[m];
             --m;
-            if (k > 0) {
-                pair[k - 1] = rank_of(piece.substr(start[k - 1], start[k + 1] - start[k - 1]));
+            if (pairs != nullptr) {
+                // By part ids (an in-cache filter, then an integer map) instead of hashing and
+                // comparing the concatenated bytes: the vocabulary map's probes are cache misses.
+                if (k > 0) {
+                    pair[k - 1] = pairs->merged(id[k - 1], id[k]);
+                }
+                pair[k] = k + 1 < m ? pairs->merged(id[k], id[k + 1]) : kNoRank;
+            } else {
+                if (k > 0) {
+                    pair[k - 1] =
+                        rank_of(piece.substr(start[k - 1], start[k + 1] - start[k - 1]));
+                }
+                pair[k] =
+                    k + 1 < m ? rank_of(piece.substr(start[k], start[k + 2] - start[k])) : kNoRank;
             }
-            pair[k] =
-                k + 1 < m ? rank_of(piece.substr(start[k], start[k + 2] - start[k])) : kNoRank;
             best = kNoRank;
             for (std::size_t q = 0; q + 1 < m; ++q) {
                 if (pair[q] < best) {
