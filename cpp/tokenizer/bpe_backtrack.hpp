@@ -101,6 +101,7 @@ class BacktrackEncoder {
     }
 
     bool usable_ = false;
+    std::uint64_t id_;  // identifies this encoder in the per-thread memo of pair answers
     std::vector<std::uint64_t> filter_ =
         std::vector<std::uint64_t>((std::size_t{1} << kFilterBits) / 64);
     std::vector<Split> split_;

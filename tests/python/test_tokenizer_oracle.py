@@ -156,3 +156,21 @@ def test_piece_cache_keeps_ids_exact_across_refills(
     assert relay.count(text) == len(want)
     repeated = " ".join(words[:300]) * 3
     assert relay.encode_ordinary(repeated) == oracle.encode_ordinary(repeated)
+
+
+def test_interleaved_encoders_keep_ids_exact() -> None:
+    """Two vocabularies (and two counters of one vocabulary) alternating line by line on one
+    thread, on unspaced lines (long pieces: the backtracking encoder, whose per-thread memo of
+    token-pair answers serves one encoder at a time; tests/cpp/test_tokenizer_backtrack.cpp
+    builds a pair whose answer differs between two vocabularies)."""
+    oracles = [tiktoken.get_encoding(name) for name in ("cl100k_base", "o200k_base", "o200k_base")]
+    counters = [TokenCounter(oracle.name, memo_size=0) for oracle in oracles]
+    lines = [
+        re.sub(r"\s", "", line)
+        for name in ("Chinese (simplified)", "Japanese", "Thai", "Russian", "Hindi")
+        for line in corpus.natural_sample()[name].splitlines()
+    ]
+    assert len(lines) > 100
+    for i, line in enumerate(lines):
+        k = i % len(counters)
+        assert counters[k].encode_ordinary(line) == oracles[k].encode_ordinary(line), (k, line)
