@@ -1,6 +1,6 @@
 """Token counter throughput: Relay vs tiktoken, in one process, single-threaded and batched.
 
-    python benchmarks/bench_tokenizer.py [--quick] [--scripts-only]
+    python benchmarks/bench_tokenizer.py [--quick] [--scripts-only] [--natural]
 
 Prints, for both encodings, a per-script table (prose in ~45 languages and scripts, code and
 JSON: tests/python/data/scripts.txt), then tokens/s on natural text (prose plus real Python
@@ -8,6 +8,11 @@ source) and on adversarial runs ("a" * n, spaces * n), with the ratio tiktoken t
 Single-threaded cases run the two side by side on the calling thread's CPU clock, alternating
 runs, and report medians. Relay's memo of repeated texts is disabled so that both do the full
 work every time.
+
+``--natural`` prints only the per-script tables of natural text found on this machine
+(benchmarks/natural_corpus.py: translation catalogues of ~40 languages, C headers, Python
+source, English docs; each string once, no repetition), cold (every run on a new thread, so the
+piece cache starts empty) and warm (the same thread, after one run).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ os.environ["RUST_BACKTRACE"] = "0"  # tiktoken panics on some long runs; keep it
 import tiktoken  # noqa: E402
 
 import corpus  # noqa: E402
+import natural_corpus  # noqa: E402
 from relay_context import TokenCounter  # noqa: E402
 
 Clock = Callable[[], float]
@@ -137,6 +143,53 @@ def per_script(name: str, reps: int, min_chars: int) -> None:
     )
 
 
+def per_script_natural(name: str, reps: int, scripts: dict[str, str]) -> None:
+    """The per-script table of one encoding on natural text: tiktoken's encode_ordinary, Relay's
+    encode_ordinary and count, alternating, each run on a new thread (cold: an empty piece
+    cache), then on this thread after a warm-up run (warm). The last row sums the times."""
+    relay = TokenCounter(name, memo_size=0)
+    tik = tiktoken.get_encoding(name)
+    print(
+        f"\n{name}: natural text per script, 1 thread, median of {reps} alternating runs "
+        "(thread CPU time; cold = new thread per run, warm = same thread after one run)"
+    )
+    print(
+        f"{'script':<30} {'chars':>7} {'tiktoken':>8} {'encode':>8} {'ratio':>6} {'count':>6} "
+        f"| {'warm':>6} {'count':>6}   (Mtok/s; ratios are tiktoken time / Relay time)"
+    )
+    fns = (tik.encode_ordinary, relay.encode_ordinary, relay.count)
+    totals = [0.0] * 6
+    n_total = chars_total = 0
+    worst = (float("inf"), "")
+    for script, text in scripts.items():
+        ids = tik.encode_ordinary(text)
+        assert relay.encode_ordinary(text) == ids, script
+        cold: list[list[float]] = [[], [], []]
+        for _ in range(reps):
+            for fn, ts in zip(fns, cold, strict=True):
+                ts.append(cpu_on_new_thread(fn, text))
+        c_tik, c_enc, c_cnt = (statistics.median(ts) for ts in cold)
+        w_tik, w_enc, w_cnt = side_by_side([partial(fn, text) for fn in fns], reps)
+        n = len(ids)
+        for k, t in enumerate((c_tik, c_enc, c_cnt, w_tik, w_enc, w_cnt)):
+            totals[k] += t
+        n_total += n
+        chars_total += len(text)
+        worst = min(worst, (c_tik / c_enc, script))
+        print(
+            f"{script:<30} {len(text):>7} {n / c_tik / 1e6:>8.2f} {n / c_enc / 1e6:>8.2f} "
+            f"{c_tik / c_enc:>5.2f}x {c_tik / c_cnt:>5.2f}x | {w_tik / w_enc:>5.2f}x "
+            f"{w_tik / w_cnt:>5.2f}x"
+        )
+    c_tik, c_enc, c_cnt, w_tik, w_enc, w_cnt = totals
+    print(
+        f"{'all scripts':<30} {chars_total:>7} {n_total / c_tik / 1e6:>8.2f} "
+        f"{n_total / c_enc / 1e6:>8.2f} {c_tik / c_enc:>5.2f}x {c_tik / c_cnt:>5.2f}x | "
+        f"{w_tik / w_enc:>5.2f}x {w_tik / w_cnt:>5.2f}x"
+    )
+    print(f"lowest cold encode ratio: {worst[0]:.2f}x ({worst[1]})")
+
+
 def cpu_on_new_thread(fn: Callable[[str], object], text: str) -> float:
     """The CPU time of ``fn(text)`` run on a new thread (whose piece cache is empty)."""
     took: list[float] = []
@@ -156,8 +209,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, shorter samples")
     ap.add_argument("--scripts-only", action="store_true", help="only the per-script tables")
+    ap.add_argument(
+        "--natural", action="store_true", help="only the per-script tables of natural text"
+    )
     args = ap.parse_args()
     reps = 3 if args.quick else 7
+    if args.natural:
+        scripts = natural_corpus.natural_scripts(30_000 if args.quick else 100_000)
+        for name in ("cl100k_base", "o200k_base"):
+            per_script_natural(name, reps, scripts)
+        return
     threads = os.cpu_count() or 1
 
     for name in ("cl100k_base", "o200k_base"):

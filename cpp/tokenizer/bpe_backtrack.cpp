@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <stdexcept>
 #include <string>
 
@@ -12,10 +13,31 @@ namespace {
 using Rank = BacktrackEncoder::Rank;
 constexpr Rank kNone = BacktrackEncoder::kNone;
 
+std::atomic<std::uint64_t> g_next_encoder_id{1};
+
+// Per-thread memo of valid_pair answers for one encoder (see encode()). Direct-mapped; an entry
+// is the pair key (both ranks are below 2^31, see BacktrackEncoder's constructor) with bit 63
+// set for "occupied" and bit 62 for the answer, so 0 is an empty slot.
+struct PairMemo {
+    static constexpr std::size_t kSlots = 8192;  // 64 KB
+    static constexpr std::uint64_t kOccupied = std::uint64_t{1} << 63U;
+    static constexpr std::uint64_t kValid = std::uint64_t{1} << 62U;
+    std::uint64_t owner = 0;
+    std::array<std::uint64_t, kSlots> slots{};
+
+    static std::size_t slot_of(std::uint64_t key) {
+        return static_cast<std::size_t>((key * 0x9E3779B97F4A7C15ULL) >> 51U);  // 13 bits
+    }
+};
+static_assert(PairMemo::kSlots == std::size_t{1} << 13U);
+
 }  // namespace
 
 BacktrackEncoder::BacktrackEncoder(std::span<const std::string_view> tokens)
-    : split_(tokens.size()) {
+    : id_(g_next_encoder_id.fetch_add(1)), split_(tokens.size()) {
+    if (tokens.size() > (std::size_t{1} << 31U)) {
+        return;  // ids must leave the memo's two flag bits free (real vocabularies: < 2^24)
+    }
     std::vector<Rank> by_length;  // ids, shortest first
     std::array<Rank, 256> byte_id{};
     byte_id.fill(kNone);
@@ -279,6 +301,23 @@ void BacktrackEncoder::encode(std::string_view piece, std::vector<Rank>& out) co
     thread_local std::vector<std::uint64_t> dead;
     dead.assign(n / 64 + 1, 0);
     auto is_dead = [&](std::size_t i) { return ((dead[i / 64] >> (i % 64)) & 1U) != 0; };
+    // Natural text repeats token pairs across pieces, and each valid_pair walks two spines of
+    // splits (cache misses on large vocabularies), so answers are remembered per thread.
+    thread_local PairMemo memo;
+    if (memo.owner != id_) {
+        memo.slots.fill(0);
+        memo.owner = id_;
+    }
+    auto valid = [&](Rank a, Rank b) {
+        const std::uint64_t key = pair_key(a, b);
+        std::uint64_t& slot = memo.slots[PairMemo::slot_of(key)];
+        if ((slot & ~PairMemo::kValid) == (key | PairMemo::kOccupied)) {
+            return (slot & PairMemo::kValid) != 0;
+        }
+        const bool ok = valid_pair(a, b);
+        slot = key | PairMemo::kOccupied | (ok ? PairMemo::kValid : 0);
+        return ok;
+    };
     std::size_t pos = 0;
     Rank next = longest_prefix(p, n);
     while (pos < n) {
@@ -286,7 +325,7 @@ void BacktrackEncoder::encode(std::string_view piece, std::vector<Rank>& out) co
         const Rank last = out.size() > base ? out.back() : kNone;
         while (true) {
             const std::size_t end = pos + split_[token].len;
-            if (!is_dead(end) && (last == kNone || valid_pair(last, token))) {
+            if (!is_dead(end) && (last == kNone || valid(last, token))) {
                 out.push_back(token);
                 pos = end;
                 if (pos < n) {

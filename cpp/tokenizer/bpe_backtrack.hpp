@@ -48,6 +48,19 @@ class BacktrackEncoder {
     // Whether [a, b] is the BPE encoding of bytes(a) + bytes(b) (both must be reachable).
     [[nodiscard]] bool valid_pair(Rank a, Rank b) const;
 
+    // The token that adjacent parts a and b of a BPE merge form (kNone if they never merge).
+    // Exact for the parts of a merge in progress: two adjacent parts whose bytes make a token T
+    // are always T's split (see merges_), so this replaces a lookup of their concatenated bytes
+    // with an integer key, and the in-cache filter answers most non-merging pairs. Requires
+    // usable().
+    [[nodiscard]] Rank merged(Rank a, Rank b) const {
+        if (!maybe_merges(a, b)) {
+            return kNone;
+        }
+        const auto it = merges_.find(pair_key(a, b));
+        return it == merges_.end() ? kNone : it->second;
+    }
+
     // Whether BPE of the token's own bytes yields the token (single bytes always do). A token
     // that is not reachable appears in an encoding only as a whole piece.
     [[nodiscard]] bool reachable(Rank t) const { return t < split_.size() && split_[t].reachable; }
@@ -88,6 +101,7 @@ class BacktrackEncoder {
     }
 
     bool usable_ = false;
+    std::uint64_t id_;  // identifies this encoder in the per-thread memo of pair answers
     std::vector<std::uint64_t> filter_ =
         std::vector<std::uint64_t>((std::size_t{1} << kFilterBits) / 64);
     std::vector<Split> split_;

@@ -36,8 +36,12 @@ constexpr Rank kNoRank = std::numeric_limits<Rank>::max();
 constexpr Rank kMaxId = Rank{1} << 24;
 // Pieces up to this many bytes use the array merge; longer ones the backtracking encoder, or the
 // heap merge for a vocabulary it cannot handle (above kSmallPiece). The array merge is
-// quadratic: past ~16 bytes (a few CJK or Thai characters) backtracking is faster.
+// quadratic and its merges are many for multi-byte characters: past 16 bytes of ASCII, or 6
+// bytes of a piece that starts with a non-ASCII character (two CJK or Thai characters, three
+// Cyrillic ones), backtracking is faster (simulated cost under callgrind's cache model on the
+// natural corpus, benchmarks/natural_corpus.py: 4-10% less for CJK, Thai, Cyrillic, Devanagari).
 constexpr std::size_t kBacktrackAbove = 16;
+constexpr std::size_t kBacktrackAboveNonAscii = 6;
 constexpr std::size_t kSmallPiece = 96;
 // Pieces pre-tokenised per chunk, bounding memory on long texts.
 constexpr std::size_t kPieceChunk = 4096;
@@ -397,6 +401,7 @@ struct BpeTokenizer::Impl {
         }
         start[n] = static_cast<std::uint32_t>(n);
         std::size_t m = n;  // number of parts
+        const BacktrackEncoder* pairs = backtrack->usable() ? backtrack.get() : nullptr;
         Rank best = kNoRank;
         std::size_t best_k = 0;
         for (std::size_t k = 0; k + 1 < m; ++k) {
@@ -418,11 +423,20 @@ struct BpeTokenizer::Impl {
             }
             start[m - 1] = start[m];
             --m;
-            if (k > 0) {
-                pair[k - 1] = rank_of(piece.substr(start[k - 1], start[k + 1] - start[k - 1]));
+            if (pairs != nullptr) {
+                // By part ids (an in-cache filter, then an integer map) instead of hashing and
+                // comparing the concatenated bytes: the vocabulary map's probes are cache misses.
+                if (k > 0) {
+                    pair[k - 1] = pairs->merged(id[k - 1], id[k]);
+                }
+                pair[k] = k + 1 < m ? pairs->merged(id[k], id[k + 1]) : kNoRank;
+            } else {
+                if (k > 0) {
+                    pair[k - 1] = rank_of(piece.substr(start[k - 1], start[k + 1] - start[k - 1]));
+                }
+                pair[k] =
+                    k + 1 < m ? rank_of(piece.substr(start[k], start[k + 2] - start[k])) : kNoRank;
             }
-            pair[k] =
-                k + 1 < m ? rank_of(piece.substr(start[k], start[k + 2] - start[k])) : kNoRank;
             best = kNoRank;
             for (std::size_t q = 0; q + 1 < m; ++q) {
                 if (pair[q] < best) {
@@ -504,6 +518,12 @@ struct BpeTokenizer::Impl {
         }
     }
 
+    static std::size_t backtrack_above(std::string_view piece) {
+        const bool non_ascii = static_cast<unsigned char>(piece[0]) >= 0x80U ||
+                               static_cast<unsigned char>(piece[1]) >= 0x80U;
+        return non_ascii ? kBacktrackAboveNonAscii : kBacktrackAbove;
+    }
+
     template <class Sink>
     void encode_piece(std::string_view piece, Sink& sink) const {
         if (piece.size() == 1) {
@@ -516,7 +536,7 @@ struct BpeTokenizer::Impl {
                 return;
             }
         }
-        if (piece.size() <= kBacktrackAbove ||
+        if (piece.size() <= backtrack_above(piece) ||
             (piece.size() <= kSmallPiece && !backtrack->usable())) {
             merge_small(piece, sink);
         } else if (backtrack->usable()) {

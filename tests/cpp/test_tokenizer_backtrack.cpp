@@ -255,3 +255,23 @@ TEST_CASE("tokenizer's long pieces equal the reference merge", "[tokenizer]") {
         REQUIRE(tt::cl100k().encode_ordinary(s) == v.reference_merge(s));
     }
 }
+
+TEST_CASE("backtracking encoders on one thread never share token-pair answers", "[tokenizer]") {
+    // The same pair of ids, ("ab", "c") = (257, 99), is valid in A ("ab" merges before "bc")
+    // and not in B ("bc" first); encode() remembers pair answers per thread, per encoder.
+    const Vocab a(tt::byte_vocab({"xy", "ab", "bc"}));
+    const Vocab b(tt::byte_vocab({"bc", "ab"}));
+    const BacktrackEncoder enc_a(a.by_id);
+    const BacktrackEncoder enc_b(b.by_id);
+    REQUIRE(enc_a.usable());
+    REQUIRE(enc_b.usable());
+    for (int round = 0; round < 3; ++round) {
+        for (const auto* v : {&a, &b}) {
+            std::vector<Rank> got;
+            (v == &a ? enc_a : enc_b).encode("abc", got);
+            REQUIRE(got == v->reference_merge("abc"));
+        }
+    }
+    REQUIRE(a.reference_merge("abc") == std::vector<Rank>{257, 'c'});
+    REQUIRE(b.reference_merge("abc") == std::vector<Rank>{'a', 256});
+}

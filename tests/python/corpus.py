@@ -24,19 +24,27 @@ def multilingual() -> list[str]:
     return [*text.splitlines(keepends=True), text]
 
 
-def scripts() -> dict[str, str]:
+def scripts(file: str = "scripts.txt") -> dict[str, str]:
     """Prose in ~45 languages and scripts, plus code and JSON, by name (data/scripts.txt, one
     section per ``# script: <name>`` header). Scripts written without spaces (Thai, Lao, Khmer,
     Burmese, Japanese, Chinese) pre-tokenise into long pieces, where BPE merging costs most."""
     out: dict[str, str] = {}
     name = ""
-    for line in (DATA / "scripts.txt").read_text(encoding="utf-8").splitlines(keepends=True):
+    for line in (DATA / file).read_text(encoding="utf-8").splitlines(keepends=True):
         if line.startswith("# script: "):
             name = line.removeprefix("# script: ").strip()
             out[name] = ""
         elif name:
             out[name] += line
     return out
+
+
+def natural_sample() -> dict[str, str]:
+    """A slice of the benchmark's natural corpus per script (data/natural_sample.txt, written by
+    ``benchmarks/natural_corpus.py --sample``): translated strings of the Debian gettext
+    catalogues of ~40 languages, C headers, Python stdlib source, English package docs. Kept in
+    the repository so that the oracle tests do not depend on what a machine has installed."""
+    return scripts("natural_sample.txt")
 
 
 def code_samples() -> list[str]:

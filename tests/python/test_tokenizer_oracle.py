@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import re
+import threading
 
 import pytest
 import tiktoken
@@ -59,6 +61,25 @@ def test_scripts_match_tiktoken(pair: tuple[TokenCounter, tiktoken.Encoding]) ->
     for name, body in sections.items():
         texts = [body, *body.splitlines(keepends=True), body.replace(" ", "")[:3000]]
         assert _first_mismatch(relay, oracle, texts) is None, name
+
+
+def test_natural_sample_matches_tiktoken(pair: tuple[TokenCounter, tiktoken.Encoding]) -> None:
+    """The per-script natural corpus of the benchmark (translation catalogues of ~40 languages,
+    C and Python source, docs): whole sections, their lines, and each section without spaces or
+    newlines (long pieces, which take the backtracking encoder), on a new thread each (an empty
+    piece cache, so every piece is merged rather than answered from the cache)."""
+    relay, oracle = pair
+    sections = corpus.natural_sample()
+    assert len(sections) >= 40
+    for name, body in sections.items():
+        texts = [body, *body.splitlines(keepends=True), re.sub(r"\s", "", body)[:3000]]
+        mismatch: list[str | None] = []
+        worker = threading.Thread(
+            target=lambda ts=texts, out=mismatch: out.append(_first_mismatch(relay, oracle, ts))
+        )
+        worker.start()
+        worker.join()
+        assert mismatch == [None], name
 
 
 def test_random_strings_match_tiktoken(pair: tuple[TokenCounter, tiktoken.Encoding]) -> None:
@@ -135,3 +156,21 @@ def test_piece_cache_keeps_ids_exact_across_refills(
     assert relay.count(text) == len(want)
     repeated = " ".join(words[:300]) * 3
     assert relay.encode_ordinary(repeated) == oracle.encode_ordinary(repeated)
+
+
+def test_interleaved_encoders_keep_ids_exact() -> None:
+    """Two vocabularies (and two counters of one vocabulary) alternating line by line on one
+    thread, on unspaced lines (long pieces: the backtracking encoder, whose per-thread memo of
+    token-pair answers serves one encoder at a time; tests/cpp/test_tokenizer_backtrack.cpp
+    builds a pair whose answer differs between two vocabularies)."""
+    oracles = [tiktoken.get_encoding(name) for name in ("cl100k_base", "o200k_base", "o200k_base")]
+    counters = [TokenCounter(oracle.name, memo_size=0) for oracle in oracles]
+    lines = [
+        re.sub(r"\s", "", line)
+        for name in ("Chinese (simplified)", "Japanese", "Thai", "Russian", "Hindi")
+        for line in corpus.natural_sample()[name].splitlines()
+    ]
+    assert len(lines) > 100
+    for i, line in enumerate(lines):
+        k = i % len(counters)
+        assert counters[k].encode_ordinary(line) == oracles[k].encode_ordinary(line), (k, line)
