@@ -1105,12 +1105,17 @@ class Gateway(AsyncResource):
         if body.get("stream") is True or r.call.endpoint == "gemini_stream":
             options = body.get("stream_options")
             include_usage = isinstance(options, dict) and options.get("include_usage") is True
-            replay = b"".join(stream_events(answer, include_usage=include_usage))
+            replay: AsyncIterator[bytes] = _one_write(
+                b"".join(stream_events(answer, include_usage=include_usage))
+            )
+            media_type = "text/event-stream"
+            # Entries keep a stream as SSE events whichever framing its first client asked
+            # for; a Gemini client that asked for the JSON array gets that array.
+            if r.call.endpoint == "gemini_stream" and gemini_array.wants_json_array(r.call.query):
+                replay = gemini_array.as_json_array(replay)
+                media_type = gemini_array.MEDIA_TYPE
             return GatewayReply(
-                200,
-                {**headers, **SSE_HEADERS},
-                stream=_one_write(replay),
-                media_type="text/event-stream",
+                200, {**headers, **SSE_HEADERS}, stream=replay, media_type=media_type
             )
         return GatewayReply(200, headers, whole_body(answer))
 
