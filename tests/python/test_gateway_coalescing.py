@@ -18,7 +18,8 @@ import httpx
 import openai
 import pytest
 
-from gateway_support import GatewayRig, running_gateway
+from gateway_support import GatewayRig, jwt_for, running_gateway
+from relay_context.security.auth import UserRole
 
 T = TypeVar("T")
 
@@ -351,3 +352,50 @@ def test_with_the_cache_followers_are_coalesced_and_the_leaders_answer_is_stored
         after = cached.gateway.stats.snapshot()["cache"]
         assert after["misses"] - before["misses"] == 1
         assert after["coalesced"] - before["coalesced"] == 3
+        whole = together(3, lambda _: openai_whole(cached, "coalesce-cached-whole"))
+        assert sorted(str(cache) for _, cache, _ in whole) == ["coalesced"] * 2 + ["miss"]
+        whole_cost = next(cost for _, cache, cost in whole if cache == "miss")
+        assert all(cost == 0 for _, cache, cost in whole if cache == "coalesced")
+        hit = httpx.post(
+            cached.v1 + "/chat/completions",
+            json={"model": "gpt-4o", "stream": True, "messages": [user(content)]},
+            headers={"authorization": f"Bearer {cached.key}"},
+        )
+        assert hit.headers["x-relay-cache"] == "hit"
+        stream_cost = float(hit.headers["x-relay-saved-usd"])
+        assert stream_cost > 0
+        assert whole_cost > 0
+        # Every follower's ledger row costs 0 and saves what the shared call cost, as a hit's
+        # does; the ledger's coalesced count and saved USD are the dashboard's.
+        admin = {"authorization": f"Bearer {jwt_for('root', UserRole.ADMIN)}"}
+        deadline = time.monotonic() + 5
+        while True:  # the streams' rows are settled just after their end
+            report = httpx.get(
+                cached.url + "/api/v1/gateway/usage", params={"group_by": "key"}, headers=admin
+            ).json()["data"]
+            if sum(int(row["requests"]) for row in report) == 9 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        (row,) = report
+        assert row["requests"] == 9  # 4 streams, 2 hits, 3 whole answers
+        assert row["coalesced"] == 5
+        assert row["cache_hits"] == 2
+        assert row["cost_usd"] == pytest.approx(stream_cost + whole_cost, abs=1e-8)
+        assert row["saved_usd"] == pytest.approx(5 * stream_cost + 2 * whole_cost, abs=1e-8)
+        stats = httpx.get(cached.url + "/api/v1/gateway/stats", headers=admin).json()
+        assert stats["cache"]["coalesced"] == row["coalesced"]
+        assert stats["cache"]["exact_hits"] == row["cache_hits"]
+        assert stats["totals"]["saved_usd"] == pytest.approx(row["saved_usd"], abs=1e-8)
+
+
+def user(content: str) -> dict[str, str]:
+    return {"role": "user", "content": content}
+
+
+def openai_whole(rig: GatewayRig, content: str) -> tuple[str, str | None, float]:
+    """(text, x-relay-cache, x-relay-cost-usd) of one chat completion, not streamed."""
+    raw = openai_client(rig).chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=[{"role": "user", "content": content + " fake:latency_ms=1000"}]
+    )
+    text = str(raw.parse().choices[0].message.content)
+    return text, raw.headers.get("x-relay-cache"), float(raw.headers["x-relay-cost-usd"])

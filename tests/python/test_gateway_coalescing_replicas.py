@@ -18,6 +18,7 @@ import pytest
 from fake_upstream import FakeUpstream, serve_in_thread
 from gateway_support import UPSTREAM_KEY, jwt_for
 from redis_support import ThrowawayRedis
+from relay_context.security.auth import UserRole
 from service_support import real_backends, run_server, service_env
 
 
@@ -82,6 +83,26 @@ def test_twenty_streams_over_two_processes_make_one_upstream_call(
                 if line.startswith("relay_coalesced_requests_total ")
             )
             assert total == 19
+            # The 19 followers' ledger rows cost 0 and save what the one call cost; the
+            # ledger's counts agree with both processes' stats (the dashboards).
+            admin = {"authorization": f"Bearer {jwt_for('root', UserRole.ADMIN)}"}
+            deadline = time.monotonic() + 10
+            while True:  # each process writes its rows within half a second
+                rows = a.client.get(
+                    "/api/v1/gateway/usage", params={"group_by": "key"}, headers=admin
+                ).json()["data"]
+                row = next((r for r in rows if r["key"] == "coalescer"), {"requests": 0})
+                if row["requests"] == 20 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            assert row["requests"] == 20
+            assert row["coalesced"] == 19
+            assert row["cost_usd"] > 0
+            assert row["saved_usd"] == pytest.approx(19 * row["cost_usd"], rel=1e-6)
+            stats = [s.client.get("/api/v1/gateway/stats", headers=admin).json() for s in (a, b)]
+            assert sum(s["cache"]["coalesced"] for s in stats) == 19
+            saved = sum(s["totals"]["saved_usd"] for s in stats)
+            assert saved == pytest.approx(row["saved_usd"], rel=1e-6)
 
 
 def test_a_dead_leaders_lease_expires_and_a_follower_takes_over(

@@ -845,9 +845,11 @@ class Gateway(AsyncResource):
                 output_tokens=r.budget.output_tokens if r.budget else 0,
             )
         prices = self._prices(resolved, d)
-        # A coalesced answer cost nothing: what it would have cost is what it saved.
+        # A coalesced answer cost nothing: what it would have cost is what it saved (as for a
+        # cache hit), when it succeeded.
         full_cost = prices.cost(usage) if prices else 0.0
         cost = 0.0 if r.coalesced else full_cost
+        saved = full_cost if r.coalesced and status < 400 else 0.0
         principal = r.caller.principal.id if r.caller else "-"
         key_id = r.caller.principal.key_id if r.caller else None
         self.ledger.record(
@@ -860,6 +862,8 @@ class Gateway(AsyncResource):
             status=status,
             reported=reported,
             key_id=key_id,
+            saved_usd=saved,
+            coalesced=r.coalesced,
         )
         if self._tpm is not None and r.caller is not None and usage.output_tokens:
             # Settled off the request: the answer is already out.
@@ -873,7 +877,7 @@ class Gateway(AsyncResource):
         self.metrics.tokens.labels(resolved.name, "output").inc(usage.output_tokens)
         self.metrics.tokens.labels(resolved.name, "cached_input").inc(usage.cached_input_tokens)
         if r.coalesced:
-            self.stats.record_cache("coalesced", saved_usd=full_cost if status < 400 else 0.0)
+            self.stats.record_cache("coalesced", saved_usd=saved)
         else:
             self.stats.record_request(
                 provider=d.provider.name,
