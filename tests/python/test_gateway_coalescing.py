@@ -191,6 +191,7 @@ def test_leader_disconnect_keeps_followers_going(rig: GatewayRig) -> None:
         first.__exit__(None, None, None)  # the leader's client goes away mid-stream
         follower.join(30)
     assert calls_with(rig, "coalesce-leave") == 1
+    assert stream_end(rig, "coalesce-leave") == "complete"
     text, cache, usage = results[0]
     assert cache == "coalesced"
     assert len(text.split()) == 30
@@ -219,6 +220,50 @@ def test_call_ends_when_nobody_waits(rig: GatewayRig) -> None:
     while coalescer.flights and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not coalescer.flights
+    assert stream_end(rig, "coalesce-alone") == "disconnected"
+
+
+def stream_end(rig: GatewayRig, marker: str, within: float = 5.0) -> str:
+    """How the upstream's stream of the request carrying ``marker`` ended (waits for it)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        ends = [end for body, end in rig.upstream.stream_ends if marker.encode() in body]
+        if ends:
+            assert len(ends) == 1
+            return ends[0]
+        time.sleep(0.02)
+    raise AssertionError(f"the upstream stream of {marker!r} did not end within {within} s")
+
+
+def test_call_cancelled_once_the_leader_and_every_follower_left(rig: GatewayRig) -> None:
+    """Not while one waiter is left; at once when the last one goes (the upstream sees its
+    connection closed, long before its 6 s stream would have ended)."""
+    content = "coalesce-all-leave fake:chunk_delay_ms=100 fake:words=60"
+    body = {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": content}]}
+    headers = {"authorization": f"Bearer {rig.key}"}
+    with httpx.Client(timeout=30) as leader_http, httpx.Client(timeout=30) as follower_http:
+        leader = leader_http.stream(
+            "POST", rig.v1 + "/chat/completions", json=body, headers=headers
+        )
+        leader_lines = leader.__enter__().iter_lines()
+        next(leader_lines)
+        follower = follower_http.stream(
+            "POST", rig.v1 + "/chat/completions", json=body, headers=headers
+        )
+        response = follower.__enter__()
+        assert response.headers["x-relay-cache"] == "coalesced"
+        follower_lines = response.iter_lines()
+        next(follower_lines)
+        wait_for_waiters(rig, 2)
+        started = time.monotonic()
+        leader.__exit__(None, None, None)
+        time.sleep(0.5)
+        assert rig.gateway.coalescer.flights  # the follower still waits: the call goes on
+        assert not [e for b, e in rig.upstream.stream_ends if b"coalesce-all-leave" in b]
+        follower.__exit__(None, None, None)
+        assert stream_end(rig, "coalesce-all-leave") == "disconnected"
+        assert time.monotonic() - started < 4
+    assert calls_with(rig, "coalesce-all-leave") == 1
 
 
 def test_upstream_error_reaches_every_waiter_in_its_protocol(rig: GatewayRig) -> None:

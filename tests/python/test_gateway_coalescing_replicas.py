@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -186,3 +187,88 @@ def test_redis_outage_falls_back_to_the_process(
             redis.thaw()
     finally:
         redis.stop()
+
+
+def stream_end(upstream: FakeUpstream, marker: str, within: float) -> str | None:
+    """How the upstream's stream of the request carrying ``marker`` ended, or ``None`` if it
+    has not within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        ends = [end for body, end in upstream.stream_ends if marker.encode() in body]
+        if ends or time.monotonic() >= deadline:
+            return ends[0] if ends else None
+        time.sleep(0.02)
+
+
+def open_stream(http: httpx.Client, url: str, content: str, token: str) -> Any:
+    """A streamed chat completion left open after its first event: (context, response, the
+    lines after that event)."""
+    context = http.stream(
+        "POST",
+        url + "/v1/chat/completions",
+        json={
+            "model": "gpt-4o",
+            "stream": True,
+            "messages": [{"role": "user", "content": content}],
+        },
+        headers={"authorization": f"Bearer {token}"},
+    )
+    response = context.__enter__()
+    assert response.status_code == 200
+    lines = response.iter_lines()
+    while not next(lines).startswith("data: "):
+        pass
+    return context, response, lines
+
+
+def test_the_leaders_call_is_cancelled_only_when_no_process_waits(
+    tmp_path: Path, fake: tuple[FakeUpstream, str], pg_dsn: str, redis_server: str
+) -> None:
+    """A's client leads, B's follows through Redis. A's client leaving does not cancel the call
+    while B's waits (B gets the whole answer); when B's leaves too, A cancels it (the upstream
+    sees its connection closed long before the 8 s stream would end)."""
+    upstream, url = fake
+    token = jwt_for("leavers")
+    with real_backends(pg_dsn, redis_server, "gwlv") as backends:
+        env = service_env(
+            tmp_path / "data",
+            **backends,
+            OPENAI_BASE_URL=url + "/v1",
+            OPENAI_API_KEY=UPSTREAM_KEY,
+            GATEWAY_COALESCE_LEASE_SECONDS="1",
+        )
+        with (
+            run_server(env, tmp_path / "a") as a,
+            run_server(env, tmp_path / "b") as b,
+            httpx.Client(timeout=30) as a_http,
+        ):
+            # 1. B still waits: A's call runs to its end.
+            content = "replicas-stay fake:chunk_delay_ms=50 fake:words=40"
+            with httpx.Client(timeout=30) as b_http:
+                leader, _, _ = open_stream(a_http, a.url, content, token)
+                follower, response, lines = open_stream(b_http, b.url, content, token)
+                assert response.headers["x-relay-cache"] == "coalesced"
+                leader.__exit__(None, None, None)
+                rest = [line for line in lines if line.startswith("data: ")]
+                follower.__exit__(None, None, None)
+            assert len(rest) == 40 + 3 - 1
+            assert rest[-1] == "data: [DONE]"
+            assert stream_end(upstream, "replicas-stay", 5) == "complete"
+            assert calls_with(upstream, "replicas-stay") == 1
+
+            # 2. Both leave: the call is cancelled, though not while B's client is there.
+            content = "replicas-gone fake:chunk_delay_ms=100 fake:words=80"
+            with httpx.Client(timeout=30) as b_http:
+                leader, _, _ = open_stream(a_http, a.url, content, token)
+                follower_stream, response, _ = open_stream(b_http, b.url, content, token)
+                assert response.headers["x-relay-cache"] == "coalesced"
+                started = time.monotonic()
+                leader.__exit__(None, None, None)
+                # Past a lease: B's presence is renewed, so A keeps the call.
+                assert stream_end(upstream, "replicas-gone", 2.0) is None
+                follower_stream.__exit__(None, None, None)
+                assert stream_end(upstream, "replicas-gone", 4) == "disconnected", (
+                    a.log()[-4000:] + "\n=====\n" + b.log()[-4000:]
+                )
+                assert time.monotonic() - started < 6.5
+            assert calls_with(upstream, "replicas-gone") == 1
