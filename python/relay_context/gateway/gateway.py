@@ -36,6 +36,7 @@ from relay_context.gateway.cache.entry import CachedAnswer
 from relay_context.gateway.cache.exact_cache import CacheTicket, ExactCache
 from relay_context.gateway.cache.fuzzy_guard import FuzzyContext, FuzzyThresholds
 from relay_context.gateway.cache.fuzzy_index import FuzzyIndex, split_request
+from relay_context.gateway.cache.fuzzy_shared import SharedFuzzyCandidates
 from relay_context.gateway.cache.key import CacheKey, cache_scope, request_cache_key
 from relay_context.gateway.cache.metrics import CacheMetrics
 from relay_context.gateway.cache.recording import record_stream
@@ -215,6 +216,8 @@ class Gateway(AsyncResource):
             redis_key_prefix=redis_key_prefix,
         )
         self.fuzzy = FuzzyIndex(max_entries=gs.fuzzy_cache.max_entries)
+        #: Candidates shared by replicas when the exact cache's entries live in Redis.
+        self.fuzzy_shared = SharedFuzzyCandidates(self.fuzzy, key_prefix=self._redis_key_prefix)
         self.coalescer: Coalescer = self._coalescer()
 
     # --- settings ------------------------------------------------------------------------------
@@ -1061,6 +1064,9 @@ class Gateway(AsyncResource):
         r.fuzzy = split_request(r.fmt, body, upstream_model=upstream, scope=ticket.key.scope)
         if r.fuzzy is None or not ticket.may_read:
             return None
+        shared = self.cache.shared_store()
+        if shared is not None:  # what other replicas stored in this scope, since last time
+            await self.fuzzy_shared.load(shared, ticket.key.scope)
         found = self.fuzzy.lookup(
             *r.fuzzy, FuzzyThresholds(fc.min_similarity, fc.max_edits, fc.min_chars)
         )
@@ -1150,6 +1156,11 @@ class Gateway(AsyncResource):
     ) -> None:
         if await self.cache.save(ticket, answer) and fuzzy is not None:
             self.fuzzy.add(ticket.key.digest, *fuzzy)
+            shared = self.cache.shared_store()
+            if shared is not None:
+                await self.fuzzy_shared.publish(
+                    shared, ticket.key.digest, *fuzzy, ttl_seconds=ticket.ttl_seconds
+                )
 
     async def _count_tokens(
         self, r: _Request, body: dict[str, Any], resolved: ResolvedModel
