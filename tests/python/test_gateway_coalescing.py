@@ -6,6 +6,7 @@ per-flight byte bound and the switch."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -140,6 +141,37 @@ def test_anthropic_streams_share_one_call(rig: GatewayRig) -> None:
     assert calls_with(rig, "coalesce-anthropic") == 1
     assert len(set(map(repr, out))) == 1
     assert out[0][1] > 0
+
+
+def test_gemini_streams_share_one_call_each_in_its_framing(rig: GatewayRig) -> None:
+    """``streamGenerateContent`` with ``alt=sse`` and without (the JSON array) share one call;
+    each client gets the same chunks in the framing it asked for."""
+    content = "coalesce-gemini fake:latency_ms=1000 fake:words=12"
+
+    def ask(i: int) -> tuple[list[Any], str | None]:
+        sse = i % 2 == 0
+        response = httpx.post(
+            rig.url + "/v1beta/models/gemini-2.0-flash:streamGenerateContent",
+            params={"alt": "sse"} if sse else {},
+            json={"contents": [{"role": "user", "parts": [{"text": content}]}]},
+            headers={"x-goog-api-key": rig.key},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        if sse:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            events = response.text.replace("\r\n", "\n").split("\n\n")
+            chunks = [json.loads(e[6:]) for e in events if e.startswith("data: ")]
+        else:
+            assert response.headers["content-type"].startswith("application/json")
+            chunks = json.loads(response.content)
+        return chunks, response.headers.get("x-relay-cache")
+
+    out = together(4, ask)
+    assert calls_with(rig, "coalesce-gemini") == 1
+    assert [cache for _, cache in out].count("coalesced") == 3
+    assert len(out[0][0]) > 1
+    assert all(chunks == out[0][0] for chunks, _ in out)
 
 
 def sse_chunks(response: httpx.Response) -> Iterator[bytes]:
