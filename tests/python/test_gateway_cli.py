@@ -74,7 +74,9 @@ def test_usage_prints_the_ledger(tmp_path: Path) -> None:
         assert result.exit_code == 0, result.output
         lines = result.output.splitlines()
         assert lines[0].split()[:2] == ["model", "requests"]
+        assert lines[0].split()[-3:] == ["saved_usd", "cache_hits", "coalesced"]
         assert lines[1].split()[:2] == ["gpt-4o", "1"]
+        assert lines[1].split()[-3:] == ["0.000000", "0", "0"]  # a miss: nothing saved
         as_json = CliRunner().invoke(
             main, ["usage", "--url", rig.url, "--api-key", rig.key, "--json"]
         )

@@ -6,6 +6,7 @@ per-flight byte bound and the switch."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +19,8 @@ import httpx
 import openai
 import pytest
 
-from gateway_support import GatewayRig, running_gateway
+from gateway_support import GatewayRig, jwt_for, running_gateway
+from relay_context.security.auth import UserRole
 
 T = TypeVar("T")
 
@@ -141,6 +143,37 @@ def test_anthropic_streams_share_one_call(rig: GatewayRig) -> None:
     assert out[0][1] > 0
 
 
+def test_gemini_streams_share_one_call_each_in_its_framing(rig: GatewayRig) -> None:
+    """``streamGenerateContent`` with ``alt=sse`` and without (the JSON array) share one call;
+    each client gets the same chunks in the framing it asked for."""
+    content = "coalesce-gemini fake:latency_ms=1000 fake:words=12"
+
+    def ask(i: int) -> tuple[list[Any], str | None]:
+        sse = i % 2 == 0
+        response = httpx.post(
+            rig.url + "/v1beta/models/gemini-2.0-flash:streamGenerateContent",
+            params={"alt": "sse"} if sse else {},
+            json={"contents": [{"role": "user", "parts": [{"text": content}]}]},
+            headers={"x-goog-api-key": rig.key},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        if sse:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            events = response.text.replace("\r\n", "\n").split("\n\n")
+            chunks = [json.loads(e[6:]) for e in events if e.startswith("data: ")]
+        else:
+            assert response.headers["content-type"].startswith("application/json")
+            chunks = json.loads(response.content)
+        return chunks, response.headers.get("x-relay-cache")
+
+    out = together(4, ask)
+    assert calls_with(rig, "coalesce-gemini") == 1
+    assert [cache for _, cache in out].count("coalesced") == 3
+    assert len(out[0][0]) > 1
+    assert all(chunks == out[0][0] for chunks, _ in out)
+
+
 def sse_chunks(response: httpx.Response) -> Iterator[bytes]:
     yield from response.iter_raw()
 
@@ -190,6 +223,7 @@ def test_leader_disconnect_keeps_followers_going(rig: GatewayRig) -> None:
         first.__exit__(None, None, None)  # the leader's client goes away mid-stream
         follower.join(30)
     assert calls_with(rig, "coalesce-leave") == 1
+    assert stream_end(rig, "coalesce-leave") == "complete"
     text, cache, usage = results[0]
     assert cache == "coalesced"
     assert len(text.split()) == 30
@@ -218,6 +252,50 @@ def test_call_ends_when_nobody_waits(rig: GatewayRig) -> None:
     while coalescer.flights and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not coalescer.flights
+    assert stream_end(rig, "coalesce-alone") == "disconnected"
+
+
+def stream_end(rig: GatewayRig, marker: str, within: float = 5.0) -> str:
+    """How the upstream's stream of the request carrying ``marker`` ended (waits for it)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        ends = [end for body, end in rig.upstream.stream_ends if marker.encode() in body]
+        if ends:
+            assert len(ends) == 1
+            return ends[0]
+        time.sleep(0.02)
+    raise AssertionError(f"the upstream stream of {marker!r} did not end within {within} s")
+
+
+def test_call_cancelled_once_the_leader_and_every_follower_left(rig: GatewayRig) -> None:
+    """Not while one waiter is left; at once when the last one goes (the upstream sees its
+    connection closed, long before its 6 s stream would have ended)."""
+    content = "coalesce-all-leave fake:chunk_delay_ms=100 fake:words=60"
+    body = {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": content}]}
+    headers = {"authorization": f"Bearer {rig.key}"}
+    with httpx.Client(timeout=30) as leader_http, httpx.Client(timeout=30) as follower_http:
+        leader = leader_http.stream(
+            "POST", rig.v1 + "/chat/completions", json=body, headers=headers
+        )
+        leader_lines = leader.__enter__().iter_lines()
+        next(leader_lines)
+        follower = follower_http.stream(
+            "POST", rig.v1 + "/chat/completions", json=body, headers=headers
+        )
+        response = follower.__enter__()
+        assert response.headers["x-relay-cache"] == "coalesced"
+        follower_lines = response.iter_lines()
+        next(follower_lines)
+        wait_for_waiters(rig, 2)
+        started = time.monotonic()
+        leader.__exit__(None, None, None)
+        time.sleep(0.5)
+        assert rig.gateway.coalescer.flights  # the follower still waits: the call goes on
+        assert not [e for b, e in rig.upstream.stream_ends if b"coalesce-all-leave" in b]
+        follower.__exit__(None, None, None)
+        assert stream_end(rig, "coalesce-all-leave") == "disconnected"
+        assert time.monotonic() - started < 4
+    assert calls_with(rig, "coalesce-all-leave") == 1
 
 
 def test_upstream_error_reaches_every_waiter_in_its_protocol(rig: GatewayRig) -> None:
@@ -351,3 +429,50 @@ def test_with_the_cache_followers_are_coalesced_and_the_leaders_answer_is_stored
         after = cached.gateway.stats.snapshot()["cache"]
         assert after["misses"] - before["misses"] == 1
         assert after["coalesced"] - before["coalesced"] == 3
+        whole = together(3, lambda _: openai_whole(cached, "coalesce-cached-whole"))
+        assert sorted(str(cache) for _, cache, _ in whole) == ["coalesced"] * 2 + ["miss"]
+        whole_cost = next(cost for _, cache, cost in whole if cache == "miss")
+        assert all(cost == 0 for _, cache, cost in whole if cache == "coalesced")
+        hit = httpx.post(
+            cached.v1 + "/chat/completions",
+            json={"model": "gpt-4o", "stream": True, "messages": [user(content)]},
+            headers={"authorization": f"Bearer {cached.key}"},
+        )
+        assert hit.headers["x-relay-cache"] == "hit"
+        stream_cost = float(hit.headers["x-relay-saved-usd"])
+        assert stream_cost > 0
+        assert whole_cost > 0
+        # Every follower's ledger row costs 0 and saves what the shared call cost, as a hit's
+        # does; the ledger's coalesced count and saved USD are the dashboard's.
+        admin = {"authorization": f"Bearer {jwt_for('root', UserRole.ADMIN)}"}
+        deadline = time.monotonic() + 5
+        while True:  # the streams' rows are settled just after their end
+            report = httpx.get(
+                cached.url + "/api/v1/gateway/usage", params={"group_by": "key"}, headers=admin
+            ).json()["data"]
+            if sum(int(row["requests"]) for row in report) == 9 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        (row,) = report
+        assert row["requests"] == 9  # 4 streams, 2 hits, 3 whole answers
+        assert row["coalesced"] == 5
+        assert row["cache_hits"] == 2
+        assert row["cost_usd"] == pytest.approx(stream_cost + whole_cost, abs=1e-8)
+        assert row["saved_usd"] == pytest.approx(5 * stream_cost + 2 * whole_cost, abs=1e-8)
+        stats = httpx.get(cached.url + "/api/v1/gateway/stats", headers=admin).json()
+        assert stats["cache"]["coalesced"] == row["coalesced"]
+        assert stats["cache"]["exact_hits"] == row["cache_hits"]
+        assert stats["totals"]["saved_usd"] == pytest.approx(row["saved_usd"], abs=1e-8)
+
+
+def user(content: str) -> dict[str, str]:
+    return {"role": "user", "content": content}
+
+
+def openai_whole(rig: GatewayRig, content: str) -> tuple[str, str | None, float]:
+    """(text, x-relay-cache, x-relay-cost-usd) of one chat completion, not streamed."""
+    raw = openai_client(rig).chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=[{"role": "user", "content": content + " fake:latency_ms=1000"}]
+    )
+    text = str(raw.parse().choices[0].message.content)
+    return text, raw.headers.get("x-relay-cache"), float(raw.headers["x-relay-cost-usd"])

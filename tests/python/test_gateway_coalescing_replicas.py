@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,7 +19,8 @@ import pytest
 from fake_upstream import FakeUpstream, serve_in_thread
 from gateway_support import UPSTREAM_KEY, jwt_for
 from redis_support import ThrowawayRedis
-from service_support import real_backends, run_server, service_env
+from relay_context.security.auth import UserRole
+from service_support import Server, real_backends, run_server, service_env
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +84,26 @@ def test_twenty_streams_over_two_processes_make_one_upstream_call(
                 if line.startswith("relay_coalesced_requests_total ")
             )
             assert total == 19
+            # The 19 followers' ledger rows cost 0 and save what the one call cost; the
+            # ledger's counts agree with both processes' stats (the dashboards).
+            admin = {"authorization": f"Bearer {jwt_for('root', UserRole.ADMIN)}"}
+            deadline = time.monotonic() + 10
+            while True:  # each process writes its rows within half a second
+                rows = a.client.get(
+                    "/api/v1/gateway/usage", params={"group_by": "key"}, headers=admin
+                ).json()["data"]
+                row = next((r for r in rows if r["key"] == "coalescer"), {"requests": 0})
+                if row["requests"] == 20 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            assert row["requests"] == 20
+            assert row["coalesced"] == 19
+            assert row["cost_usd"] > 0
+            assert row["saved_usd"] == pytest.approx(19 * row["cost_usd"], rel=1e-6)
+            stats = [s.client.get("/api/v1/gateway/stats", headers=admin).json() for s in (a, b)]
+            assert sum(s["cache"]["coalesced"] for s in stats) == 19
+            saved = sum(s["totals"]["saved_usd"] for s in stats)
+            assert saved == pytest.approx(row["saved_usd"], rel=1e-6)
 
 
 def test_a_dead_leaders_lease_expires_and_a_follower_takes_over(
@@ -165,3 +187,93 @@ def test_redis_outage_falls_back_to_the_process(
             redis.thaw()
     finally:
         redis.stop()
+
+
+def stream_end(upstream: FakeUpstream, marker: str, within: float) -> str | None:
+    """How the upstream's stream of the request carrying ``marker`` ended, or ``None`` if it
+    has not within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        ends = [end for body, end in upstream.stream_ends if marker.encode() in body]
+        if ends or time.monotonic() >= deadline:
+            return ends[0] if ends else None
+        time.sleep(0.02)
+
+
+def coalescing_lines(server: Server) -> str:
+    """The server's log lines about coalescing (for a failure's message)."""
+    return "\n".join(line for line in server.log().splitlines() if "coalesc" in line.lower())
+
+
+def open_stream(http: httpx.Client, url: str, content: str, token: str) -> Any:
+    """A streamed chat completion left open after its first event: (context, response, the
+    lines after that event)."""
+    context = http.stream(
+        "POST",
+        url + "/v1/chat/completions",
+        json={
+            "model": "gpt-4o",
+            "stream": True,
+            "messages": [{"role": "user", "content": content}],
+        },
+        headers={"authorization": f"Bearer {token}"},
+    )
+    response = context.__enter__()
+    assert response.status_code == 200
+    lines = response.iter_lines()
+    while not next(lines).startswith("data: "):
+        pass
+    return context, response, lines
+
+
+def test_the_leaders_call_is_cancelled_only_when_no_process_waits(
+    tmp_path: Path, fake: tuple[FakeUpstream, str], pg_dsn: str, redis_server: str
+) -> None:
+    """A's client leads, B's follows through Redis. A's client leaving does not cancel the call
+    while B's waits (B gets the whole answer); when B's leaves too, A cancels it (the upstream
+    sees its connection closed long before the 8 s stream would end)."""
+    upstream, url = fake
+    token = jwt_for("leavers")
+    with real_backends(pg_dsn, redis_server, "gwlv") as backends:
+        env = service_env(
+            tmp_path / "data",
+            **backends,
+            OPENAI_BASE_URL=url + "/v1",
+            OPENAI_API_KEY=UPSTREAM_KEY,
+            GATEWAY_COALESCE_LEASE_SECONDS="1",
+            LOG_LEVEL="INFO",
+        )
+        with (
+            run_server(env, tmp_path / "a") as a,
+            run_server(env, tmp_path / "b") as b,
+            httpx.Client(timeout=30) as a_http,
+        ):
+            # 1. B still waits: A's call runs to its end.
+            content = "replicas-stay fake:chunk_delay_ms=50 fake:words=40"
+            with httpx.Client(timeout=30) as b_http:
+                leader, _, _ = open_stream(a_http, a.url, content, token)
+                follower, response, lines = open_stream(b_http, b.url, content, token)
+                assert response.headers["x-relay-cache"] == "coalesced"
+                leader.__exit__(None, None, None)
+                rest = [line for line in lines if line.startswith("data: ")]
+                follower.__exit__(None, None, None)
+            assert len(rest) == 40 + 3 - 1
+            assert rest[-1] == "data: [DONE]"
+            assert stream_end(upstream, "replicas-stay", 5) == "complete"
+            assert calls_with(upstream, "replicas-stay") == 1
+
+            # 2. Both leave: the call is cancelled, though not while B's client is there.
+            content = "replicas-gone fake:chunk_delay_ms=100 fake:words=80"
+            with httpx.Client(timeout=30) as b_http:
+                leader, _, _ = open_stream(a_http, a.url, content, token)
+                follower_stream, response, _ = open_stream(b_http, b.url, content, token)
+                assert response.headers["x-relay-cache"] == "coalesced"
+                started = time.monotonic()
+                leader.__exit__(None, None, None)
+                # Past a lease: B's presence is renewed, so A keeps the call.
+                assert stream_end(upstream, "replicas-gone", 2.0) is None
+                follower_stream.__exit__(None, None, None)
+                end = stream_end(upstream, "replicas-gone", 4)
+                assert end == "disconnected", coalescing_lines(a) + coalescing_lines(b)
+                assert time.monotonic() - started < 6.5
+            assert calls_with(upstream, "replicas-gone") == 1

@@ -385,3 +385,64 @@ def test_team_scope_shares_between_one_owners_keys_only(tmp_path_factory: Any) -
         )
         assert other.headers["x-relay-cache"] == "miss"
         assert other.headers["x-relay-cache-key"] != first.headers["x-relay-cache-key"]
+
+
+def gemini_stream(rig: GatewayRig, body: dict[str, Any], *, sse: bool) -> httpx.Response:
+    return httpx.post(
+        rig.url + "/v1beta/models/gemini-2.0-flash:streamGenerateContent",
+        params={"alt": "sse"} if sse else {},
+        json=body,
+        headers={"x-goog-api-key": rig.key, "cache-control": "max-age=3600"},
+        timeout=30,
+    )
+
+
+def gemini_chunks(response: httpx.Response, *, sse: bool) -> list[dict[str, Any]]:
+    """A Gemini stream's chunks, checking it is in the framing asked for."""
+    assert response.status_code == 200, response.text
+    if sse:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = response.text.replace("\r\n", "\n").split("\n\n")
+        return [json.loads(e[6:]) for e in events if e.startswith("data: ")]
+    assert response.headers["content-type"].startswith("application/json")
+    assert b"data:" not in response.content
+    chunks = json.loads(response.content)
+    assert isinstance(chunks, list)
+    return chunks
+
+
+def test_gemini_stream_replayed_in_the_framing_the_client_asked_for(rig: GatewayRig) -> None:
+    """A Gemini stream entry is the same chunks to a client that asked for SSE (``alt=sse``)
+    and one that asked for the JSON array (no ``alt``), whichever framing stored it; a whole
+    ``generateContent`` entry too."""
+    for first_sse in (True, False):
+        body = {"contents": [{"role": "user", "parts": [{"text": unique("frame fake:words=9")}]}]}
+        live = gemini_stream(rig, body, sse=first_sse)
+        assert live.headers["x-relay-cache"] == "miss"
+        original = gemini_chunks(live, sse=first_sse)
+        assert len(original) > 1
+        for _ in range(100):  # the entry is written just after the answer
+            again = gemini_stream(rig, body, sse=first_sse)
+            if again.headers["x-relay-cache"] == "hit":
+                break
+            time.sleep(0.02)
+        assert gemini_chunks(again, sse=first_sse) == original
+        other = gemini_stream(rig, body, sse=not first_sse)
+        assert other.headers["x-relay-cache"] == "hit"
+        assert gemini_chunks(other, sse=not first_sse) == original
+    whole_body_ = {"contents": [{"role": "user", "parts": [{"text": unique("whole frame")}]}]}
+    whole = httpx.post(
+        rig.url + "/v1beta/models/gemini-2.0-flash:generateContent",
+        json=whole_body_,
+        headers={"x-goog-api-key": rig.key},
+    )
+    assert whole.status_code == 200, whole.text
+    time.sleep(0.1)
+    array = gemini_stream(rig, whole_body_, sse=False)
+    assert array.headers["x-relay-cache"] == "hit"
+    text = "".join(
+        p.get("text", "")
+        for c in gemini_chunks(array, sse=False)
+        for p in c["candidates"][0]["content"]["parts"]
+    )
+    assert text == whole.json()["candidates"][0]["content"]["parts"][0]["text"]

@@ -13,7 +13,17 @@ from relay_context.cli.stats import _default_url
 
 
 def _print_table(group_by: str, rows: list[dict[str, Any]]) -> None:
-    header = (group_by, "requests", "input", "output", "cached", "cost_usd")
+    header = (
+        group_by,
+        "requests",
+        "input",
+        "output",
+        "cached",
+        "cost_usd",
+        "saved_usd",
+        "cache_hits",
+        "coalesced",
+    )
     table = [
         (
             str(r[group_by]),
@@ -22,6 +32,10 @@ def _print_table(group_by: str, rows: list[dict[str, Any]]) -> None:
             str(r["output_tokens"]),
             str(r["cached_input_tokens"]),
             f"{r['cost_usd']:.6f}",
+            # A service older than these columns reports none: shown as 0.
+            f"{r.get('saved_usd', 0.0):.6f}",
+            str(r.get("cache_hits", 0)),
+            str(r.get("coalesced", 0)),
         )
         for r in rows
     ]

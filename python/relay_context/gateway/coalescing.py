@@ -11,8 +11,10 @@ its own budget), so an answer or an error reaches everyone in the shape of the A
 
 A flight is bounded: past ``max_bytes`` it takes no new joiners (they start a call of their own),
 drops the chunks every waiter has read, and its producer waits for the slowest waiter rather
-than buffer more. The call is cancelled when its last waiter leaves. The key is opaque here (the
-gateway derives it from the request and the caller's scope).
+than buffer more. The call is cancelled when its last waiter leaves (a *keeper* reader, such as
+the Redis coalescer's mirror of the answer for other processes, is not a waiter: what it does
+when the waiters are gone is its owner's ``on_abandoned``). The key is opaque here (the gateway
+derives it from the request and the caller's scope).
 """
 
 from __future__ import annotations
@@ -78,11 +80,14 @@ class Flight:
         self.buffered = 0
         self.total_bytes = 0
         self._positions: dict[int, int] = {}
+        #: Readers that read for someone elsewhere (not counted as waiters).
+        self._keepers: set[int] = set()
         self._ids = itertools.count()
         self._changed = asyncio.Event()
         self._drained = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
-        #: Called once when the flight has no waiter left and is not done (cancels the call).
+        #: Called when the flight is left with no waiter and is not done (each time it happens:
+        #: the local coalescer cancels the call; the Redis one asks other processes first).
         self.on_abandoned: Callable[[Flight], None] | None = None
 
     # --- the producer's side -------------------------------------------------------------------
@@ -139,19 +144,28 @@ class Flight:
 
     @property
     def waiters(self) -> int:
-        return len(self._positions)
+        """The readers that are clients waiting here (keepers not counted)."""
+        return len(self._positions) - len(self._keepers)
 
-    def join(self) -> int:
-        """A new waiter, positioned at the answer's first chunk."""
+    @property
+    def keepers(self) -> int:
+        return len(self._keepers)
+
+    def join(self, *, keeper: bool = False) -> int:
+        """A new reader, positioned at the answer's first chunk: a waiter, or a ``keeper``
+        (which reads for others elsewhere, and does not keep the call alive by itself)."""
         reader = next(self._ids)
         self._positions[reader] = 0
+        if keeper:
+            self._keepers.add(reader)
         return reader
 
     def leave(self, reader: int) -> None:
         if self._positions.pop(reader, None) is None:
             return
+        self._keepers.discard(reader)
         self._drained.set()
-        if not self._positions and not self.done and self.on_abandoned is not None:
+        if not self.waiters and not self.done and self.on_abandoned is not None:
             self.on_abandoned(self)
 
     async def wait_head(self) -> Head:
@@ -306,6 +320,10 @@ class LocalCoalescer:
         task.add_done_callback(self._tasks.discard)
 
     def _abandoned(self, flight: Flight) -> None:
+        self.abandon(flight)
+
+    def abandon(self, flight: Flight) -> None:
+        """Forgets ``flight`` (new requests start a call of their own) and cancels its call."""
         if self.flights.get(flight.key) is flight:
             del self.flights[flight.key]
         if flight.task is not None:

@@ -15,15 +15,26 @@ reader per process and key, however many of its requests wait). If the lease run
 answer begun (a dead leader), the follower takes the lock and makes the call itself; if the
 answer had begun, its waiters' streams end with the protocol's error event. Every Redis call is
 bounded by the client's timeouts; when Redis fails, coalescing falls back to the process alone.
+
+Nobody left, the call ends: a following process says it waits in ``<prefix>gw:co:wait:<token>``,
+a sorted set of follower ids scored by when their presence lapses (Redis's clock), refreshed
+every third of the lease while it follows and removed when its last waiter leaves. When the
+leader's own clients are all gone, it asks Redis (every third of the lease, until a client of
+its own joins again or the call ends) to drop lapsed followers and, if none is left, to mark the
+call ``<prefix>gw:co:gone:<token>`` and release the lock, in one script; then it cancels the
+call. A follower registers only while that mark is absent (one script too), so it is either
+counted before the leader looks or sees the mark before it reads anything and makes the call
+itself: a call is never cancelled while someone waits for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import httpx
@@ -53,6 +64,27 @@ _RENEW = (
     "if redis.call('get', KEYS[1]) == ARGV[1] then "
     "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
 )
+# KEYS: waiters, gone. ARGV: follower id, presence ms, key ttl ms. 1 when counted, 0 when the
+# leader already gave the call up.
+_PRESENT = """
+if redis.call('exists', KEYS[2]) == 1 then return 0 end
+local t = redis.call('time')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('zadd', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('pexpire', KEYS[1], ARGV[3])
+return 1
+"""
+# KEYS: waiters, gone, lock. ARGV: token, gone ttl ms. 1 when nobody waits (the call is given
+# up: marked gone, lock released), 0 when some follower's presence is still current.
+_GIVE_UP = """
+local t = redis.call('time')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('zremrangebyscore', KEYS[1], '-inf', now)
+if redis.call('zcard', KEYS[1]) > 0 then return 0 end
+redis.call('set', KEYS[2], '1', 'PX', ARGV[2])
+if redis.call('get', KEYS[3]) == ARGV[1] then redis.call('del', KEYS[3]) end
+return 1
+"""
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
@@ -105,12 +137,79 @@ class RedisCoalescer:
         self.local = LocalCoalescer(max_bytes)
         self._lease = lease_seconds
         self._tasks: set[asyncio.Task[None]] = set()
+        #: This process's name in the waiters' sets of the calls it follows (with a number per
+        #: following flight).
+        self.follower_id = secrets.token_hex(8)
+        self._followings = itertools.count()
+        #: The flights this process leads, with their log's token.
+        self._leading: dict[Flight, str] = {}
+        #: Leaders' flights whose clients are gone, being checked for remote followers.
+        self._watched: set[Flight] = set()
 
     def _lock(self, key: str) -> str:
         return f"{self.prefix}lock:{key}"
 
     def _log(self, token: str) -> str:
         return f"{self.prefix}log:{token}"
+
+    def _waiters(self, token: str) -> str:
+        return f"{self.prefix}wait:{token}"
+
+    def _gone(self, token: str) -> str:
+        return f"{self.prefix}gone:{token}"
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _open(self, key: str, stream: bool) -> Flight:
+        flight = self.local.open_flight(key, stream)
+        flight.on_abandoned = self._abandoned
+        return flight
+
+    def _abandoned(self, flight: Flight) -> None:
+        """No client of this process waits for ``flight`` any more. A call mirrored to other
+        processes (it has a keeper) is given up only once none of them waits either; any other
+        flight (following another's call, or not begun) is left at once."""
+        token = self._leading.get(flight)
+        if flight.keepers and token is not None:
+            if flight not in self._watched:
+                self._watched.add(flight)
+                self._spawn(self._watch(flight, token))
+            return
+        self.local.abandon(flight)
+
+    async def _watch(self, flight: Flight, token: str) -> None:
+        """Gives the leader's call up when no process waits for it (see the module's notes)."""
+        lock = self._lock(flight.key)
+        try:
+            while not flight.done and not flight.waiters:
+                if not flight.keepers:
+                    break  # the mirror stopped: nobody elsewhere can be reading
+                try:
+                    nobody = await self.redis.eval(
+                        _GIVE_UP,
+                        3,
+                        self._waiters(token),
+                        self._gone(token),
+                        lock,
+                        token,
+                        LOG_TTL_SECONDS * 1000,
+                    )
+                except _redis_errors() as exc:  # unknown: keep the call, look again
+                    log.warning("coalescing: waiters of %s unknown: %s", lock, exc)
+                    nobody = False
+                if nobody:
+                    break
+                await asyncio.sleep(self._lease() / 3)
+            else:
+                return
+            log.info("coalescing: nobody waits for the shared call %s; cancelled", flight.key)
+            self.local.abandon(flight)
+        finally:
+            self._watched.discard(flight)
 
     async def join(self, key: str, *, stream: bool, start: Start) -> Joined:
         flight = self.local.joinable(key)
@@ -119,7 +218,7 @@ class RedisCoalescer:
             response = await flight.response(reader)
             assert flight.head is not None
             return Joined(response, flight.head.deployment, False)
-        flight = self.local.open_flight(key, stream)
+        flight = self._open(key, stream)
         self.local.run(flight, self._produce(flight, start))
         reader = flight.join()
         response = await flight.response(reader)
@@ -155,16 +254,16 @@ class RedisCoalescer:
 
     async def _lead(self, flight: Flight, start: Start, lock: str, token: str) -> None:
         """Makes the call, mirroring the flight into the log and renewing the lease."""
-        loop = asyncio.get_running_loop()
+        self._leading[flight] = token
         # The mirror joins now, before any chunk can be dropped.
-        helpers = [
-            loop.create_task(self._mirror(flight, flight.join(), lock, token)),
-            loop.create_task(self._renew(flight, lock, token)),
-        ]
-        for task in helpers:
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        await lead(flight, start)
+        self._spawn(self._mirror(flight, flight.join(keeper=True), lock, token))
+        self._spawn(self._renew(flight, lock, token))
+        if not flight.waiters:  # this process's client left while the lock was taken
+            self._abandoned(flight)
+        try:
+            await lead(flight, start)
+        finally:
+            self._leading.pop(flight, None)
 
     async def _renew(self, flight: Flight, lock: str, token: str) -> None:
         """Extends the lease (and the log's life) while the call runs."""
@@ -231,6 +330,55 @@ class RedisCoalescer:
         """Fills the flight from the holder's log: ``done``; ``take_over`` if the holder died
         before it answered; ``alone`` if Redis failed before it answered."""
         log_key = self._log(token.decode())
+        waiters, gone = self._waiters(token.decode()), self._gone(token.decode())
+        member = f"{self.follower_id}:{next(self._followings)}"
+        errors = _redis_errors()
+        try:
+            counted = await self._present(waiters, gone, member)
+        except errors as exc:
+            log.warning("coalescing: cannot follow %s: %s", log_key, exc)
+            return "alone"
+        if not counted:
+            return "take_over"  # its leader gave the call up: nobody was waiting for it
+        presence = self._spawn(self._stay_present(waiters, gone, member))
+        try:
+            return await self._read_log(flight, lock, token, log_key)
+        finally:
+            presence.cancel()
+            self._spawn(self._absent(waiters, member))
+
+    async def _present(self, waiters: str, gone: str, member: str) -> bool:
+        """Counts this process among the call's waiters for one lease; ``False`` when the
+        leader has given the call up."""
+        lease_ms = int(self._lease() * 1000)
+        counted = await self.redis.eval(
+            _PRESENT,
+            2,
+            waiters,
+            gone,
+            member,
+            lease_ms,
+            lease_ms + LOG_TTL_SECONDS * 1000,
+        )
+        return bool(counted)
+
+    async def _stay_present(self, waiters: str, gone: str, member: str) -> None:
+        while True:
+            await asyncio.sleep(self._lease() / 3)
+            try:
+                if not await self._present(waiters, gone, member):
+                    return  # given up (this process's presence lapsed): the log says how
+            except _redis_errors() as exc:
+                log.warning("coalescing: presence in %s not renewed: %s", waiters, exc)
+
+    async def _absent(self, waiters: str, member: str) -> None:
+        """No waiter of this process is left (or the answer is over): not counted any more."""
+        try:
+            await self.redis.zrem(waiters, member)
+        except _redis_errors() as exc:  # its presence lapses with its lease anyway
+            log.debug("coalescing: presence in %s not removed: %s", waiters, exc)
+
+    async def _read_log(self, flight: Flight, lock: str, token: bytes, log_key: str) -> str:
         block_ms = int(min(MAX_BLOCK_SECONDS, self._lease() / 4) * 1000)
         last = b"0-0"
         errors = _redis_errors()

@@ -36,6 +36,7 @@ from relay_context.gateway.cache.entry import CachedAnswer
 from relay_context.gateway.cache.exact_cache import CacheTicket, ExactCache
 from relay_context.gateway.cache.fuzzy_guard import FuzzyContext, FuzzyThresholds
 from relay_context.gateway.cache.fuzzy_index import FuzzyIndex, split_request
+from relay_context.gateway.cache.fuzzy_shared import SharedFuzzyCandidates
 from relay_context.gateway.cache.key import CacheKey, cache_scope, request_cache_key
 from relay_context.gateway.cache.metrics import CacheMetrics
 from relay_context.gateway.cache.recording import record_stream
@@ -217,6 +218,8 @@ class Gateway(AsyncResource):
             redis_key_prefix=redis_key_prefix,
         )
         self.fuzzy = FuzzyIndex(max_entries=gs.fuzzy_cache.max_entries)
+        #: Candidates shared by replicas when the exact cache's entries live in Redis.
+        self.fuzzy_shared = SharedFuzzyCandidates(self.fuzzy, key_prefix=self._redis_key_prefix)
         self.coalescer: Coalescer = self._coalescer()
 
     # --- settings ------------------------------------------------------------------------------
@@ -847,9 +850,11 @@ class Gateway(AsyncResource):
                 output_tokens=r.budget.output_tokens if r.budget else 0,
             )
         prices = self._prices(resolved, d)
-        # A coalesced answer cost nothing: what it would have cost is what it saved.
+        # A coalesced answer cost nothing: what it would have cost is what it saved (as for a
+        # cache hit), when it succeeded.
         full_cost = prices.cost(usage) if prices else 0.0
         cost = 0.0 if r.coalesced else full_cost
+        saved = full_cost if r.coalesced and status < 400 else 0.0
         principal = r.caller.principal.id if r.caller else "-"
         key_id = r.caller.principal.key_id if r.caller else None
         self.ledger.record(
@@ -862,6 +867,8 @@ class Gateway(AsyncResource):
             status=status,
             reported=reported,
             key_id=key_id,
+            saved_usd=saved,
+            coalesced=r.coalesced,
         )
         if self._tpm is not None and r.caller is not None and usage.output_tokens:
             # Settled off the request: the answer is already out.
@@ -875,7 +882,7 @@ class Gateway(AsyncResource):
         self.metrics.tokens.labels(resolved.name, "output").inc(usage.output_tokens)
         self.metrics.tokens.labels(resolved.name, "cached_input").inc(usage.cached_input_tokens)
         if r.coalesced:
-            self.stats.record_cache("coalesced", saved_usd=full_cost if status < 400 else 0.0)
+            self.stats.record_cache("coalesced", saved_usd=saved)
         else:
             self.stats.record_request(
                 provider=d.provider.name,
@@ -1059,6 +1066,9 @@ class Gateway(AsyncResource):
         r.fuzzy = split_request(r.fmt, body, upstream_model=upstream, scope=ticket.key.scope)
         if r.fuzzy is None or not ticket.may_read:
             return None
+        shared = self.cache.shared_store()
+        if shared is not None:  # what other replicas stored in this scope, since last time
+            await self.fuzzy_shared.load(shared, ticket.key.scope)
         found = self.fuzzy.lookup(
             *r.fuzzy, FuzzyThresholds(fc.min_similarity, fc.max_edits, fc.min_chars)
         )
@@ -1107,12 +1117,17 @@ class Gateway(AsyncResource):
         if body.get("stream") is True or r.call.endpoint == "gemini_stream":
             options = body.get("stream_options")
             include_usage = isinstance(options, dict) and options.get("include_usage") is True
-            replay = b"".join(stream_events(answer, include_usage=include_usage))
+            replay: AsyncIterator[bytes] = _one_write(
+                b"".join(stream_events(answer, include_usage=include_usage))
+            )
+            media_type = "text/event-stream"
+            # Entries keep a stream as SSE events whichever framing its first client asked
+            # for; a Gemini client that asked for the JSON array gets that array.
+            if r.call.endpoint == "gemini_stream" and gemini_array.wants_json_array(r.call.query):
+                replay = gemini_array.as_json_array(replay)
+                media_type = gemini_array.MEDIA_TYPE
             return GatewayReply(
-                200,
-                {**headers, **SSE_HEADERS},
-                stream=_one_write(replay),
-                media_type="text/event-stream",
+                200, {**headers, **SSE_HEADERS}, stream=replay, media_type=media_type
             )
         return GatewayReply(200, headers, whole_body(answer))
 
@@ -1143,6 +1158,11 @@ class Gateway(AsyncResource):
     ) -> None:
         if await self.cache.save(ticket, answer) and fuzzy is not None:
             self.fuzzy.add(ticket.key.digest, *fuzzy)
+            shared = self.cache.shared_store()
+            if shared is not None:
+                await self.fuzzy_shared.publish(
+                    shared, ticket.key.digest, *fuzzy, ttl_seconds=ticket.ttl_seconds
+                )
 
     async def _count_tokens(
         self, r: _Request, body: dict[str, Any], resolved: ResolvedModel

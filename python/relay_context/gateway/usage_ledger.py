@@ -82,11 +82,17 @@ USAGE_MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX relay_gateway_usage_key ON relay_gateway_usage (key_id, at_us)",
         ),
     ),
+    Migration(
+        "gateway_usage",
+        5,
+        "answers shared from an identical call in flight (coalesced)",
+        ("ALTER TABLE relay_gateway_usage ADD COLUMN coalesced INTEGER NOT NULL DEFAULT 0",),
+    ),
 )
 _COLUMNS = (
     "at_us, request_id, principal, model, deployment, input_tokens, output_tokens,"
     " cached_input_tokens, cache_write_tokens, cost_usd, status, reported, saved_usd, cache_hit,"
-    " key_id"
+    " key_id, coalesced"
 )
 
 
@@ -106,11 +112,15 @@ class UsageRow:
     status: int
     #: 1 when the usage came from the upstream, 0 when Relay counted it.
     reported: int
-    #: An answer from the cache costs 0 and saves what its first call cost.
+    #: An answer from the cache, or shared from an identical call in flight (``coalesced``),
+    #: costs 0 and saves what its call cost.
     saved_usd: float = 0.0
     cache_hit: int = 0
     #: The API key that made the call (``None`` for JWT, passthrough and open callers).
     key_id: str | None = None
+    #: 1 when the answer came from another request's upstream call in flight (no call of its
+    #: own; not a cache hit: ``Gateway.stats`` counts these apart too).
+    coalesced: int = 0
 
 
 class UsageLedger:
@@ -140,6 +150,7 @@ class UsageLedger:
         saved_usd: float = 0.0,
         cache_hit: bool = False,
         key_id: str | None = None,
+        coalesced: bool = False,
     ) -> UsageRow:
         row = UsageRow(
             int(time.time() * US),
@@ -157,6 +168,7 @@ class UsageLedger:
             saved_usd,
             int(cache_hit),
             key_id,
+            int(coalesced),
         )
         self._pending.append(row)
         if len(self._pending) >= FLUSH_ROWS:
@@ -192,7 +204,7 @@ class UsageLedger:
             async with self._write() as tx:
                 await tx.executemany(
                     f"INSERT INTO relay_gateway_usage ({_COLUMNS}) VALUES "
-                    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
                     [astuple(r) for r in rows],
                 )
         except BaseException:
@@ -261,7 +273,7 @@ class UsageLedger:
             rows = await tx.fetch(
                 f"SELECT {column} AS g, COUNT(*), SUM(input_tokens), SUM(output_tokens),"
                 f" SUM(cached_input_tokens), SUM(cost_usd), SUM(saved_usd), SUM(cache_hit),"
-                f" SUM(cache_write_tokens)"
+                f" SUM(cache_write_tokens), SUM(coalesced)"
                 f" FROM relay_gateway_usage"
                 f" WHERE {where} GROUP BY g ORDER BY g",
                 *args,
@@ -284,6 +296,7 @@ class UsageLedger:
                     "cost_usd": round(float(row[5] or 0.0), 8),
                     "saved_usd": round(float(row[6] or 0.0), 8),
                     "cache_hits": int(row[7] or 0),
+                    "coalesced": int(row[9] or 0),
                 }
             )
         return out

@@ -67,6 +67,10 @@ class FakeUpstream:
     #: ``time.time()`` just before each stream's first event was sent (kept with ``record``
     #: off too: benchmarks compare their clients' first bytes with it).
     first_event_at: list[float] = field(default_factory=list)
+    #: How each stream ended, with its request's body: ``"complete"`` (every event sent),
+    #: ``"disconnected"`` (the client closed the connection before the last event) or ``"cut"``
+    #: (a scripted cut).
+    stream_ends: list[tuple[bytes, str]] = field(default_factory=list)
     _seq: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -76,6 +80,7 @@ class FakeUpstream:
         if self.prompt_cache is not None:
             self.prompt_cache.clear()
         self.first_event_at.clear()
+        self.stream_ends.clear()
 
     def push(self, *scenarios: Scenario | dict[str, Any]) -> None:
         for s in scenarios:
@@ -167,7 +172,7 @@ class FakeUpstream:
         if isinstance(reply, Full):
             await _send_json(send, reply.status, reply.body, reply.headers)
             return
-        await self._stream(reply, scenario, send)
+        await self._stream(reply, scenario, body, receive, send)
 
     def _cached_tokens(
         self, path: str, parsed: dict[str, Any], body: bytes, scenario: Scenario
@@ -217,9 +222,30 @@ class FakeUpstream:
         if isinstance(reply, Full):
             await _send_json(send, 200, reply.body)
         else:
-            await self._stream(reply, scenario, send)
+            await self._stream(reply, scenario, body, receive, send)
 
-    async def _stream(self, reply: Stream, scenario: Scenario, send: Send) -> None:
+    async def _stream(
+        self, reply: Stream, scenario: Scenario, body: bytes, receive: Receive, send: Send
+    ) -> None:
+        gone = asyncio.Event()
+
+        async def watch() -> None:  # the request is read: the next message is the disconnect
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        watcher = asyncio.get_running_loop().create_task(watch())
+        end = "cut"  # an exception: a scripted cut, or a send to a client that left
+        try:
+            await self._send_stream(reply, scenario, send, gone)
+            end = "complete"
+        finally:
+            watcher.cancel()
+            self.stream_ends.append((body, "disconnected" if gone.is_set() else end))
+
+    async def _send_stream(
+        self, reply: Stream, scenario: Scenario, send: Send, gone: asyncio.Event
+    ) -> None:
         await send(
             {
                 "type": "http.response.start",
@@ -236,6 +262,8 @@ class FakeUpstream:
                 raise ConnectionCutError
             if delay:
                 await asyncio.sleep(delay)
+            if gone.is_set():
+                return
             if n == 0:
                 self.first_event_at.append(time.time())
             await send({"type": "http.response.body", "body": event, "more_body": True})

@@ -175,6 +175,13 @@ class ExactCache:
         if self.config.redis_outage != "memory":
             ticket.status = "bypass"
 
+    def shared_store(self) -> RedisStore | None:
+        """The Redis store when entries are shared by replicas and it is not skipped after a
+        failure (``None`` otherwise)."""
+        if isinstance(self.store, RedisStore) and time.monotonic() >= self._down_until:
+            return self.store
+        return None
+
     async def lookup(self, ticket: CacheTicket) -> CachedAnswer | None:
         """The fresh entry of the ticket's key, or ``None`` (a miss, or a bypass)."""
         if not ticket.may_read:

@@ -41,6 +41,12 @@ class RedisStore:
             retry_on_timeout=False,
         )
 
+    @property
+    def client(self) -> aioredis.Redis:
+        """The connection, for the cache's other shared structures (same timeouts; calls
+        bounded by :attr:`deadline`)."""
+        return self._redis
+
     async def get(self, entry_id: str) -> bytes | None:
         try:
             value = await asyncio.wait_for(
