@@ -4,9 +4,9 @@ Within a process the :class:`~relay_context.gateway.coalescing.LocalCoalescer` s
 waits for what; Redis only elects one leader per key among the processes and carries its
 answer to the others:
 
-* ``<prefix>gw:co:lock:<key>`` holds the leader's token, with a lease (``SET NX PX``) that the
+* ``<prefix>gw:co:lock:{<key>}`` holds the leader's token, with a lease (``SET NX PX``) that the
   leader renews while its call runs and deletes when it is done.
-* ``<prefix>gw:co:log:<token>`` is the leader's answer as a Redis stream: the head (status,
+* ``<prefix>gw:co:log:{<key>}:<token>`` is the leader's answer as a Redis stream: the head (status,
   headers, deployment), then each body chunk, then ``end`` (or ``cut``, or ``err`` with the error
   answered before the body). It expires a while after the call ends.
 
@@ -16,12 +16,13 @@ answer begun (a dead leader), the follower takes the lock and makes the call its
 answer had begun, its waiters' streams end with the protocol's error event. Every Redis call is
 bounded by the client's timeouts; when Redis fails, coalescing falls back to the process alone.
 
-Nobody left, the call ends: a following process says it waits in ``<prefix>gw:co:wait:<token>``,
+Nobody left, the call ends: a following process says it waits in
+``<prefix>gw:co:wait:{<key>}:<token>``,
 a sorted set of follower ids scored by when their presence lapses (Redis's clock), refreshed
 every third of the lease while it follows and removed when its last waiter leaves. When the
 leader's own clients are all gone, it asks Redis (every third of the lease, until a client of
 its own joins again or the call ends) to drop lapsed followers and, if none is left, to mark the
-call ``<prefix>gw:co:gone:<token>`` and release the lock, in one script; then it cancels the
+call ``<prefix>gw:co:gone:{<key>}:<token>`` and release the lock, in one script; then it cancels the
 call. A follower registers only while that mark is absent (one script too), so it is either
 counted before the leader looks or sees the mark before it reads anything and makes the call
 itself: a call is never cancelled while someone waits for it.
@@ -48,6 +49,7 @@ from relay_context.gateway.coalescing import (
     lead,
 )
 from relay_context.gateway.errors import ErrorKind, GatewayError
+from relay_context.persistence.redis import hash_tag
 
 log = logging.getLogger(__name__)
 
@@ -146,17 +148,20 @@ class RedisCoalescer:
         #: Leaders' flights whose clients are gone, being checked for remote followers.
         self._watched: set[Flight] = set()
 
+    # Every key of one flight carries the flight key as its hash tag: the give-up script
+    # touches the lock, the waiters and the mark at once, which on Redis Cluster must be
+    # one slot.
     def _lock(self, key: str) -> str:
-        return f"{self.prefix}lock:{key}"
+        return f"{self.prefix}lock:{hash_tag(key)}"
 
-    def _log(self, token: str) -> str:
-        return f"{self.prefix}log:{token}"
+    def _log(self, key: str, token: str) -> str:
+        return f"{self.prefix}log:{hash_tag(key)}:{token}"
 
-    def _waiters(self, token: str) -> str:
-        return f"{self.prefix}wait:{token}"
+    def _waiters(self, key: str, token: str) -> str:
+        return f"{self.prefix}wait:{hash_tag(key)}:{token}"
 
-    def _gone(self, token: str) -> str:
-        return f"{self.prefix}gone:{token}"
+    def _gone(self, key: str, token: str) -> str:
+        return f"{self.prefix}gone:{hash_tag(key)}:{token}"
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(work)
@@ -192,8 +197,8 @@ class RedisCoalescer:
                     nobody = await self.redis.eval(
                         _GIVE_UP,
                         3,
-                        self._waiters(token),
-                        self._gone(token),
+                        self._waiters(flight.key, token),
+                        self._gone(flight.key, token),
                         lock,
                         token,
                         LOG_TTL_SECONDS * 1000,
@@ -275,14 +280,16 @@ class RedisCoalescer:
             try:
                 if not await self.redis.eval(_RENEW, 1, lock, token, lease_ms):
                     return  # released (the flight is full) or lost
-                await self.redis.pexpire(self._log(token), lease_ms + LOG_TTL_SECONDS * 1000)
+                await self.redis.pexpire(
+                    self._log(flight.key, token), lease_ms + LOG_TTL_SECONDS * 1000
+                )
             except _redis_errors() as exc:
                 log.warning("coalescing lease of %s not renewed: %s", lock, exc)
 
     async def _mirror(self, flight: Flight, reader: int, lock: str, token: str) -> None:
         """Writes the flight to the log as it fills (a waiter of its own, so that the call goes
         on for the other processes' waiters when this one's leave)."""
-        log_key = self._log(token)
+        log_key = self._log(flight.key, token)
         ttl_ms = int(self._lease() * 1000) + LOG_TTL_SECONDS * 1000
         errors = _redis_errors()
         try:
@@ -329,8 +336,9 @@ class RedisCoalescer:
     async def _follow(self, flight: Flight, lock: str, token: bytes) -> str:
         """Fills the flight from the holder's log: ``done``; ``take_over`` if the holder died
         before it answered; ``alone`` if Redis failed before it answered."""
-        log_key = self._log(token.decode())
-        waiters, gone = self._waiters(token.decode()), self._gone(token.decode())
+        log_key = self._log(flight.key, token.decode())
+        waiters = self._waiters(flight.key, token.decode())
+        gone = self._gone(flight.key, token.decode())
         member = f"{self.follower_id}:{next(self._followings)}"
         errors = _redis_errors()
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from relay_context.gateway.cache.sealing import Sealer
@@ -42,7 +43,7 @@ class RedisStore:
         )
 
     @property
-    def client(self) -> aioredis.Redis:
+    def client(self) -> Redis:
         """The connection, for the cache's other shared structures (same timeouts; calls
         bounded by :attr:`deadline`)."""
         return self._redis
