@@ -10,12 +10,11 @@ namespace {
 constexpr std::array<std::uint16_t, 256> make_crc16_table() {
     std::array<std::uint16_t, 256> table{};
     for (unsigned byte = 0; byte < 256; ++byte) {
-        auto crc = static_cast<std::uint16_t>(byte << 8);
+        unsigned crc = byte << 8U;
         for (int bit = 0; bit < 8; ++bit) {
-            crc =
-                static_cast<std::uint16_t>((crc & 0x8000U) != 0 ? (crc << 1) ^ 0x1021U : crc << 1);
+            crc = (crc & 0x8000U) != 0 ? (crc << 1U) ^ 0x1021U : crc << 1U;
         }
-        table[byte] = crc;
+        table[byte] = static_cast<std::uint16_t>(crc & 0xFFFFU);
     }
     return table;
 }
@@ -33,8 +32,10 @@ bool parse_number(std::string_view text, int& out) noexcept {
 std::uint16_t crc16_xmodem(std::string_view bytes) noexcept {
     std::uint16_t crc = 0;
     for (const char c : bytes) {
-        const auto index = static_cast<std::uint8_t>((crc >> 8) ^ static_cast<std::uint8_t>(c));
-        crc = static_cast<std::uint16_t>((crc << 8) ^ kCrc16Table[index]);
+        const unsigned high = static_cast<unsigned>(crc) >> 8U;
+        const unsigned index = (high ^ static_cast<unsigned char>(c)) & 0xFFU;
+        crc = static_cast<std::uint16_t>(((static_cast<unsigned>(crc) << 8U) ^ kCrc16Table[index]) &
+                                         0xFFFFU);
     }
     return crc;
 }

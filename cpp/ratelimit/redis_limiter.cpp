@@ -627,7 +627,8 @@ RedisLimiter::RedisLimiter(Limits limits, RedisOptions options, StoreOptions fal
     check_options(options_);
     nodes_.push_back(std::make_unique<Node>(endpoint_, options_, options_.retry_initial_us));
     slots_ = std::make_unique<std::atomic<Node*>[]>(kClusterSlots);
-    Node& seed = *nodes_.front();
+    seed_ = nodes_.front().get();
+    Node& seed = *seed_;
     try {
         std::string sha =
             with_connection(seed.pool, [&](redisContext* c) { return load_script(c, script_); });
@@ -785,15 +786,11 @@ Decision RedisLimiter::degraded(std::string_view key, Node* node) {
 
 RedisLimiter::Node& RedisLimiter::route(const std::string& data_key) {
     if (!cluster_.load(std::memory_order_acquire)) {
-        return *nodes_.front();  // standalone, or no MOVED seen yet: no slot to compute
+        return *seed_;  // standalone, or no MOVED seen yet: no slot to compute
     }
     Node* owner =
         slots_[static_cast<std::size_t>(key_slot(data_key))].load(std::memory_order_acquire);
-    if (owner != nullptr) {
-        return *owner;
-    }
-    const std::lock_guard lock(nodes_mutex_);
-    return *nodes_.front();
+    return owner != nullptr ? *owner : *seed_;
 }
 
 RedisLimiter::Node& RedisLimiter::node_at(const std::string& host, int port, const Node& answered) {

@@ -134,6 +134,7 @@ class RedisLimiter {
     // slots_ stay valid. nodes_[0] is the server of the URL.
     mutable std::mutex nodes_mutex_;
     std::vector<std::unique_ptr<Node>> nodes_;
+    Node* seed_ = nullptr;  // nodes_[0], read without the lock (nodes_ may grow meanwhile)
     std::unique_ptr<std::atomic<Node*>[]> slots_;  // null: not known yet (ask the URL's server)
     std::atomic<bool> cluster_{false};
     std::atomic<bool> slots_stale_{false};  // a node failed: its slots may have a new owner
