@@ -64,7 +64,10 @@ struct BatchDecisions {
     std::vector<double> retry_after;
     std::vector<double> decided_at;
     std::int64_t limit = 0;
-    Source source = Source::kMemory;  // one source per batch: a batch is decided in one place
+    // The batch's source. A batch is decided in one place, except on a Redis Cluster where some
+    // nodes are down: then `source` is the degraded one and `sources` holds each entry's.
+    Source source = Source::kMemory;
+    std::vector<Source> sources;  // empty: every entry is `source`
 
     void reserve(std::size_t n);
     void push(const Decision& d);

@@ -8,10 +8,12 @@
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "common/errors.hpp"
+#include "ratelimit/cluster.hpp"
 
 namespace relay::ratelimit {
 
@@ -214,7 +216,8 @@ bool is_noscript(const redisReply* r) {
 bool is_transient(const redisReply* r) {
     const auto text = reply_text(r);
     return text.starts_with("LOADING") || text.starts_with("BUSY") ||
-           text.starts_with("MASTERDOWN") || text.starts_with("TRYAGAIN");
+           text.starts_with("MASTERDOWN") || text.starts_with("TRYAGAIN") ||
+           text.starts_with("CLUSTERDOWN");
 }
 
 void throw_reply_error(const redisReply* r, std::string_view what) {
@@ -534,6 +537,11 @@ void check_options(const RedisOptions& o) {
     if (o.key_prefix.size() > 256) {
         throw InvalidArgument("key_prefix is longer than 256 bytes");
     }
+    if (o.key_prefix.find_first_of("{}") != std::string::npos) {
+        // The limiter puts each key's hash tag in braces; a brace in the prefix would move the
+        // tag (every key in one Cluster slot, or an empty tag that splits a limit's two keys).
+        throw InvalidArgument("key_prefix must not contain '{' or '}', got '" + o.key_prefix + "'");
+    }
 }
 
 // Runs `fn` on a pooled connection. A reused connection may have died while idle (for example
@@ -566,7 +574,48 @@ std::string load_script(redisContext* c, const std::string& script) {
     return std::string(reply_text(r.get()));
 }
 
+bool is_tryagain(const redisReply* r) {
+    return is_error(r) && reply_text(r).starts_with("TRYAGAIN");
+}
+
+std::optional<Redirect> redirect_of(const redisReply* r) {
+    if (!is_error(r)) {
+        return std::nullopt;
+    }
+    return parse_redirect(reply_text(r));
+}
+
+// TRYAGAIN (a multi-key command on a slot whose keys are half migrated) is retried this many
+// times, after 1, 2, 4, ... ms, before the outage policy decides that one request.
+constexpr int kMaxTryAgain = 6;
+
+// A node the client has never heard of is created on first redirection; a server that keeps
+// redirecting to new addresses is not followed past this many.
+constexpr std::size_t kMaxNodes = 1024;
+
 }  // namespace
+
+struct RedisLimiter::Node {
+    Node(RedisEndpoint where, const RedisOptions& options, std::int64_t first_backoff_us)
+        : endpoint(std::move(where)), pool(endpoint, options), backoff_us(first_backoff_us) {}
+
+    RedisEndpoint endpoint;
+    ConnectionPool pool;
+    std::atomic<bool> up{true};
+    std::mutex mutex;  // guards the fields below
+    bool probing = false;
+    std::int64_t next_retry_steady_us = 0;
+    std::int64_t backoff_us;
+};
+
+// One script call still to make: entry `index` of the batch, on `node`, after ASKING or not.
+struct RedisLimiter::Pending {
+    std::size_t index = 0;
+    Node* node = nullptr;
+    bool asking = false;
+    int hops = 0;
+    int tries = 0;  // TRYAGAIN replies so far
+};
 
 RedisLimiter::RedisLimiter(Limits limits, RedisOptions options, StoreOptions fallback_store)
     : limits_(limits),
@@ -576,11 +625,13 @@ RedisLimiter::RedisLimiter(Limits limits, RedisOptions options, StoreOptions fal
       fallback_(limits, fallback_store) {
     validate(limits_);
     check_options(options_);
-    pool_ = std::make_unique<ConnectionPool>(endpoint_, options_);
-    backoff_us_ = options_.retry_initial_us;
+    nodes_.push_back(std::make_unique<Node>(endpoint_, options_, options_.retry_initial_us));
+    slots_ = std::make_unique<std::atomic<Node*>[]>(kClusterSlots);
+    seed_ = nodes_.front().get();
+    Node& seed = *seed_;
     try {
         std::string sha =
-            with_connection(*pool_, [&](redisContext* c) { return load_script(c, script_); });
+            with_connection(seed.pool, [&](redisContext* c) { return load_script(c, script_); });
         const std::lock_guard lock(state_mutex_);
         script_sha_ = std::move(sha);
     } catch (const RedisDown& e) {
@@ -590,73 +641,107 @@ RedisLimiter::RedisLimiter(Limits limits, RedisOptions options, StoreOptions fal
                                      "; the outage policy fails at start (choose the fallback "
                                      "or fail-open policy to start without Redis)");
         }
-        mark_down(e.what());
-        return;
+        mark_down(seed, e.what());
     }
-    up_.store(true, std::memory_order_release);
 }
 
 RedisLimiter::~RedisLimiter() = default;
 
 std::string RedisLimiter::data_key(std::string_view key) const {
-    // The braces make both keys of one limit share a hash slot on Redis Cluster.
+    // The braces hold the hash tag: a key's Redis keys share one Cluster slot, and different
+    // keys spread over the slots. The key is escaped so that the tag ends at our brace.
+    const std::string tag = encode_tag(key);
     std::string out;
-    out.reserve(options_.key_prefix.size() + key.size() + 8);
+    out.reserve(options_.key_prefix.size() + tag.size() + 8);
     out += options_.key_prefix;
     out += algorithm_tag(limits_.algorithm);
     out += ":{";
-    out += key;
+    out += tag;
     out += '}';
     return out;
 }
 
 std::string RedisLimiter::seq_key(std::string_view key) const { return data_key(key) + ":seq"; }
 
+// The sliding log uses its sequence key; the other scripts touch only their hash. Declaring an
+// unused key would make a migrating slot answer TRYAGAIN (keys present on both sides) for ever.
+int RedisLimiter::key_count() const noexcept {
+    return limits_.algorithm == Algorithm::kSlidingLog ? 2 : 1;
+}
+
 std::string RedisLimiter::last_error() const {
     const std::lock_guard lock(state_mutex_);
     return last_error_;
 }
 
-bool RedisLimiter::should_try_redis() {
-    if (up_.load(std::memory_order_acquire)) {
-        return true;
+ClusterStats RedisLimiter::cluster_stats() const {
+    ClusterStats s;
+    s.cluster = cluster_.load(std::memory_order_acquire);
+    {
+        const std::lock_guard lock(nodes_mutex_);
+        s.nodes = nodes_.size();
     }
+    s.moved = moved_.load(std::memory_order_relaxed);
+    s.ask = ask_.load(std::memory_order_relaxed);
+    s.tryagain = tryagain_.load(std::memory_order_relaxed);
+    s.slot_refreshes = refreshes_.load(std::memory_order_relaxed);
+    return s;
+}
+
+void RedisLimiter::note_error(const std::string& why) {
     const std::lock_guard lock(state_mutex_);
-    if (up_.load(std::memory_order_relaxed)) {
+    last_error_ = why;
+}
+
+bool RedisLimiter::should_try(Node& node) {
+    if (node.up.load(std::memory_order_acquire)) {
         return true;
     }
-    // One caller probes Redis once the backoff has passed; the others keep the policy meanwhile.
-    if (!probing_ && steady_us() >= next_retry_steady_us_) {
-        probing_ = true;
+    const std::lock_guard lock(node.mutex);
+    if (node.up.load(std::memory_order_relaxed)) {
+        return true;
+    }
+    // One caller probes the node once the backoff has passed; the others keep the policy.
+    if (!node.probing && steady_us() >= node.next_retry_steady_us) {
+        node.probing = true;
         return true;
     }
     return false;
 }
 
-void RedisLimiter::mark_up() {
-    if (up_.load(std::memory_order_acquire)) {
+void RedisLimiter::mark_up(Node& node) {
+    if (node.up.load(std::memory_order_acquire)) {
         return;
     }
-    const std::lock_guard lock(state_mutex_);
-    probing_ = false;
-    backoff_us_ = options_.retry_initial_us;
-    up_.store(true, std::memory_order_release);
-}
-
-void RedisLimiter::mark_down(const std::string& why) {
-    const std::lock_guard lock(state_mutex_);
-    if (up_.load(std::memory_order_relaxed) || !probing_) {
-        backoff_us_ = options_.retry_initial_us;  // a fresh outage
-    } else {
-        backoff_us_ = std::min(backoff_us_ * 2, options_.retry_max_us);  // a failed retry
+    const std::lock_guard lock(node.mutex);
+    node.probing = false;
+    node.backoff_us = options_.retry_initial_us;
+    if (!node.up.exchange(true, std::memory_order_acq_rel)) {
+        down_nodes_.fetch_sub(1, std::memory_order_acq_rel);
     }
-    probing_ = false;
-    next_retry_steady_us_ = steady_us() + backoff_us_;
-    last_error_ = why;
-    up_.store(false, std::memory_order_release);
 }
 
-Decision RedisLimiter::policy_decision() const {
+void RedisLimiter::mark_down(Node& node, const std::string& why) {
+    {
+        const std::lock_guard lock(node.mutex);
+        if (node.up.load(std::memory_order_relaxed) || !node.probing) {
+            node.backoff_us = options_.retry_initial_us;  // a fresh outage
+        } else {
+            node.backoff_us = std::min(node.backoff_us * 2, options_.retry_max_us);  // a retry
+        }
+        node.probing = false;
+        node.next_retry_steady_us = steady_us() + node.backoff_us;
+        if (node.up.exchange(false, std::memory_order_acq_rel)) {
+            down_nodes_.fetch_add(1, std::memory_order_acq_rel);
+        }
+    }
+    note_error(why);
+    if (cluster_.load(std::memory_order_acquire)) {
+        slots_stale_.store(true, std::memory_order_release);  // a replica may take its slots
+    }
+}
+
+Decision RedisLimiter::policy_decision(Node* node) const {
     Decision d;
     d.limit = limits_.limit;
     d.source = Source::kPolicy;
@@ -667,10 +752,10 @@ Decision RedisLimiter::policy_decision() const {
         d.allowed = true;
         d.remaining = limits_.limit;
     } else {
-        std::int64_t wait = 0;
-        {
-            const std::lock_guard lock(state_mutex_);
-            wait = std::max<std::int64_t>(next_retry_steady_us_ - steady_us(), 1000);
+        std::int64_t wait = options_.retry_initial_us;
+        if (node != nullptr) {
+            const std::lock_guard lock(node->mutex);
+            wait = std::max<std::int64_t>(node->next_retry_steady_us - steady_us(), 1000);
         }
         d.allowed = false;
         d.remaining = 0;
@@ -680,7 +765,9 @@ Decision RedisLimiter::policy_decision() const {
     return d;
 }
 
-Decision RedisLimiter::degraded(std::string_view key) {
+// `node` is the server that could not decide, or null when no server is to blame (too many
+// redirections).
+Decision RedisLimiter::degraded(std::string_view key, Node* node) {
     switch (options_.on_failure) {
         case FailurePolicy::kRaise:
             throw BackendUnavailable("Redis is unavailable (" + last_error() +
@@ -692,152 +779,361 @@ Decision RedisLimiter::degraded(std::string_view key) {
         }
         case FailurePolicy::kOpen:
         case FailurePolicy::kClosed:
-            return policy_decision();
+            return policy_decision(node);
     }
-    return policy_decision();
+    return policy_decision(node);
 }
 
-BatchDecisions RedisLimiter::degraded_batch(std::span<const std::string> keys) {
-    if (options_.on_failure == FailurePolicy::kFallback) {
-        BatchDecisions out = fallback_.decide_batch(keys);
-        out.source = Source::kFallback;
-        return out;
+RedisLimiter::Node& RedisLimiter::route(const std::string& data_key) {
+    if (!cluster_.load(std::memory_order_acquire)) {
+        return *seed_;  // standalone, or no MOVED seen yet: no slot to compute
     }
-    BatchDecisions out;
-    out.reserve(keys.size());
-    out.limit = limits_.limit;
-    out.source = Source::kPolicy;
-    for (const auto& key : keys) {
-        out.push(degraded(key));
+    Node* owner =
+        slots_[static_cast<std::size_t>(key_slot(data_key))].load(std::memory_order_acquire);
+    return owner != nullptr ? *owner : *seed_;
+}
+
+RedisLimiter::Node& RedisLimiter::node_at(const std::string& host, int port, const Node& answered) {
+    // Redis may leave the host out when a node does not know its own address: it is the host
+    // of the node that answered.
+    const std::string& where = host.empty() ? answered.endpoint.host : host;
+    const std::lock_guard lock(nodes_mutex_);
+    for (const auto& node : nodes_) {
+        if (node->endpoint.unix_path.empty() && node->endpoint.host == where &&
+            node->endpoint.port == port) {
+            return *node;
+        }
+    }
+    if (nodes_.size() >= kMaxNodes) {
+        throw BackendUnavailable("Redis redirected to more than " + std::to_string(kMaxNodes) +
+                                 " different nodes; not following " + where + ":" +
+                                 std::to_string(port));
+    }
+    RedisEndpoint endpoint = endpoint_;  // same credentials; a cluster has only db 0
+    endpoint.host = where;
+    endpoint.port = port;
+    endpoint.unix_path.clear();
+    nodes_.push_back(
+        std::make_unique<Node>(std::move(endpoint), options_, options_.retry_initial_us));
+    return *nodes_.back();
+}
+
+void RedisLimiter::learn_moved(int slot, Node& owner) {
+    moved_.fetch_add(1, std::memory_order_relaxed);
+    slots_[static_cast<std::size_t>(slot)].store(&owner, std::memory_order_release);
+    if (!cluster_.exchange(true, std::memory_order_acq_rel)) {
+        refresh_slots(owner);  // the first MOVED: learn the whole map at once
+    }
+}
+
+// Loads the slot map with CLUSTER SLOTS from `from`. Best effort: when it fails, MOVED replies
+// keep teaching the map one slot at a time.
+void RedisLimiter::refresh_slots(Node& from) {
+    try {
+        struct Range {
+            int first;
+            int last;
+            std::string host;
+            int port;
+        };
+        const std::vector<Range> ranges = with_connection(from.pool, [&](redisContext* c) {
+            Reply r = command(c, {"CLUSTER", "SLOTS"});
+            std::vector<Range> out;
+            if (r->type != REDIS_REPLY_ARRAY) {
+                return out;
+            }
+            for (std::size_t i = 0; i < r->elements; ++i) {
+                const redisReply* e = r->element[i];
+                if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+                    e->element[0]->type != REDIS_REPLY_INTEGER ||
+                    e->element[1]->type != REDIS_REPLY_INTEGER ||
+                    e->element[2]->type != REDIS_REPLY_ARRAY || e->element[2]->elements < 2 ||
+                    e->element[2]->element[0]->type != REDIS_REPLY_STRING ||
+                    e->element[2]->element[1]->type != REDIS_REPLY_INTEGER) {
+                    continue;
+                }
+                const long long first = e->element[0]->integer;
+                const long long last = e->element[1]->integer;
+                const long long port = e->element[2]->element[1]->integer;
+                if (first < 0 || last < first || last >= kClusterSlots || port <= 0 ||
+                    port > 65535) {
+                    continue;
+                }
+                std::string host(reply_text(e->element[2]->element[0]));
+                if (host == "?") {
+                    host.clear();  // unknown endpoint: the answering node's host
+                }
+                out.push_back({static_cast<int>(first), static_cast<int>(last), std::move(host),
+                               static_cast<int>(port)});
+            }
+            return out;
+        });
+        for (const auto& range : ranges) {
+            Node& owner = node_at(range.host, range.port, from);
+            for (int slot = range.first; slot <= range.last; ++slot) {
+                slots_[static_cast<std::size_t>(slot)].store(&owner, std::memory_order_release);
+            }
+        }
+        refreshes_.fetch_add(1, std::memory_order_relaxed);
+    } catch (const BackendUnavailable&) {
+        // Lazy learning from MOVED replies continues.
+    }
+}
+
+// After a node failed, ask a node that is up for the map (at most once per retry_initial): a
+// replica promoted in the failed master's place is then found without waiting for MOVED.
+void RedisLimiter::maybe_refresh_slots() {
+    if (!slots_stale_.load(std::memory_order_acquire)) {
+        return;
+    }
+    const std::int64_t now = steady_us();
+    std::int64_t due = next_refresh_steady_us_.load(std::memory_order_acquire);
+    if (now < due ||
+        !next_refresh_steady_us_.compare_exchange_strong(due, now + options_.retry_initial_us)) {
+        return;
+    }
+    Node* from = nullptr;
+    {
+        const std::lock_guard lock(nodes_mutex_);
+        for (const auto& node : nodes_) {
+            if (node->up.load(std::memory_order_acquire)) {
+                from = node.get();
+                break;
+            }
+        }
+    }
+    if (from != nullptr) {
+        slots_stale_.store(false, std::memory_order_release);
+        refresh_slots(*from);
+    }
+}
+
+// Pipelines the script calls of `calls` on one connection of `node` (ASKING before those that
+// follow an ASK) and returns the raw replies in order; the caller owns them. Calls whose script
+// the node did not have (NOSCRIPT) are sent again once after loading it there.
+std::vector<RedisLimiter::OwnedReply> RedisLimiter::run_scripts(Node& node,
+                                                                std::span<const Pending> calls,
+                                                                std::span<const std::string> k1s,
+                                                                std::span<const std::string> k2s) {
+    const std::string limit = std::to_string(limits_.limit);
+    const std::string window = std::to_string(limits_.window_us);
+    const int nkeys = key_count();
+    const std::string nkeys_text = std::to_string(nkeys);
+    std::vector<Reply> replies = with_connection(node.pool, [&](redisContext* c) {
+        std::string sha;
+        {
+            const std::lock_guard lock(state_mutex_);
+            sha = script_sha_;
+        }
+        if (sha.empty()) {
+            sha = load_script(c, script_);
+        }
+        std::vector<Reply> out(calls.size());
+        std::vector<std::size_t> todo(calls.size());
+        for (std::size_t i = 0; i < calls.size(); ++i) {
+            todo[i] = i;
+        }
+        const auto fail = [&] {
+            throw RedisDown(std::string("Redis connection failed: ") + c->errstr + " (" +
+                            node.endpoint.describe() + ")");
+        };
+        for (int round = 0; round < 2 && !todo.empty(); ++round) {
+            for (const std::size_t t : todo) {
+                const Pending& call = calls[t];
+                if (call.asking && redisAppendCommand(c, "ASKING") != REDIS_OK) {
+                    fail();
+                }
+                const std::string& k1 = k1s[call.index];
+                const std::string& k2 = k2s[call.index];
+                const char* argv[7] = {"EVALSHA", sha.data(),   nkeys_text.data(), k1.data(),
+                                       k2.data(), limit.data(), window.data()};
+                const std::size_t lens[7] = {7,         sha.size(),   nkeys_text.size(), k1.size(),
+                                             k2.size(), limit.size(), window.size()};
+                int rc = REDIS_OK;
+                if (nkeys == 2) {
+                    rc = redisAppendCommandArgv(c, 7, argv, lens);
+                } else {
+                    const char* argv1[6] = {argv[0], argv[1], argv[2], argv[3], argv[5], argv[6]};
+                    const std::size_t lens1[6] = {lens[0], lens[1], lens[2],
+                                                  lens[3], lens[5], lens[6]};
+                    rc = redisAppendCommandArgv(c, 6, argv1, lens1);
+                }
+                if (rc != REDIS_OK) {
+                    fail();
+                }
+            }
+            std::vector<std::size_t> missing;
+            for (const std::size_t t : todo) {
+                void* raw = nullptr;
+                if (calls[t].asking) {
+                    // ASKING answers +OK; a failure shows again in the command's own reply.
+                    if (redisGetReply(c, &raw) != REDIS_OK || raw == nullptr) {
+                        fail();
+                    }
+                    freeReplyObject(raw);
+                    raw = nullptr;
+                }
+                if (redisGetReply(c, &raw) != REDIS_OK || raw == nullptr) {
+                    fail();
+                }
+                out[t] = Reply(static_cast<redisReply*>(raw));
+                if (is_noscript(out[t].get())) {
+                    missing.push_back(t);
+                }
+            }
+            if (!missing.empty()) {
+                sha = load_script(c, script_);
+            }
+            todo.swap(missing);
+        }
+        {
+            const std::lock_guard lock(state_mutex_);
+            script_sha_ = sha;
+        }
+        return out;
+    });
+    std::vector<OwnedReply> owned;
+    owned.reserve(replies.size());
+    for (Reply& r : replies) {
+        owned.emplace_back(r.release(), &freeReplyObject);
+    }
+    return owned;
+}
+
+std::vector<Decision> RedisLimiter::decide_all(std::span<const std::string_view> keys) {
+    maybe_refresh_slots();
+    std::vector<std::string> k1s(keys.size());
+    std::vector<std::string> k2s(keys.size());
+    std::vector<Pending> pending(keys.size());
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+        k1s[i] = data_key(keys[i]);
+        if (key_count() == 2) {
+            k2s[i] = k1s[i] + ":seq";
+        }
+        pending[i].index = i;
+        pending[i].node = &route(k1s[i]);
+    }
+    std::vector<Decision> out(keys.size());
+    while (!pending.empty()) {
+        // One pipeline per node; a key's repeated entries keep their order (stable sort).
+        std::stable_sort(pending.begin(), pending.end(),
+                         [](const Pending& a, const Pending& b) { return a.node < b.node; });
+        std::vector<Pending> next;
+        int wait_ms = 0;
+        for (std::size_t begin = 0; begin < pending.size();) {
+            Node& node = *pending[begin].node;
+            std::size_t end = begin;
+            while (end < pending.size() && pending[end].node == &node) {
+                ++end;
+            }
+            const std::span<const Pending> group(pending.data() + begin, end - begin);
+            begin = end;
+            if (!should_try(node)) {
+                for (const Pending& p : group) {
+                    out[p.index] = degraded(keys[p.index], &node);
+                }
+                continue;
+            }
+            std::vector<OwnedReply> replies;
+            try {
+                replies = run_scripts(node, group, k1s, k2s);
+            } catch (const RedisDown& e) {
+                mark_down(node, e.what());
+                for (const Pending& p : group) {
+                    out[p.index] = degraded(keys[p.index], &node);
+                }
+                continue;
+            } catch (...) {
+                mark_up(node);  // a reachable server that answered with an error
+                throw;
+            }
+            mark_up(node);
+            for (std::size_t j = 0; j < group.size(); ++j) {
+                Pending p = group[j];
+                const redisReply* r = replies[j].get();
+                if (const auto redirect = redirect_of(r)) {
+                    if (++p.hops > kMaxRedirections) {
+                        note_error("Redis redirected a command more than " +
+                                   std::to_string(kMaxRedirections) +
+                                   " times (last: " + std::string(reply_text(r)) + ")");
+                        out[p.index] = degraded(keys[p.index], nullptr);
+                        continue;
+                    }
+                    Node& target = node_at(redirect->host, redirect->port, node);
+                    if (redirect->ask) {
+                        ask_.fetch_add(1, std::memory_order_relaxed);
+                    } else {
+                        learn_moved(redirect->slot, target);
+                    }
+                    p.node = &target;
+                    p.asking = redirect->ask;
+                    next.push_back(p);
+                    continue;
+                }
+                if (is_tryagain(r)) {
+                    tryagain_.fetch_add(1, std::memory_order_relaxed);
+                    if (++p.tries > kMaxTryAgain) {
+                        note_error("Redis kept answering TRYAGAIN: " + std::string(reply_text(r)));
+                        out[p.index] = degraded(keys[p.index], nullptr);
+                        continue;
+                    }
+                    wait_ms = std::max(wait_ms, 1 << (p.tries - 1));
+                    next.push_back(p);
+                    continue;
+                }
+                try {
+                    out[p.index] = parse_decision(r, limits_.limit);
+                } catch (const RedisDown& e) {
+                    // LOADING, BUSY, MASTERDOWN, CLUSTERDOWN: this node cannot decide now.
+                    mark_down(node, e.what());
+                    out[p.index] = degraded(keys[p.index], &node);
+                }
+            }
+        }
+        if (wait_ms > 0) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
+        }
+        pending.swap(next);
     }
     return out;
 }
 
 Decision RedisLimiter::decide(std::string_view key) {
     validate_key(key);
-    if (!should_try_redis()) {
-        return degraded(key);
-    }
-    const std::string k1 = data_key(key);
-    const std::string k2 = seq_key(key);
-    const std::string limit = std::to_string(limits_.limit);
-    const std::string window = std::to_string(limits_.window_us);
-    try {
-        Decision d = with_connection(*pool_, [&](redisContext* c) {
-            std::string sha;
-            {
-                const std::lock_guard lock(state_mutex_);
-                sha = script_sha_;
-            }
-            if (sha.empty()) {
-                sha = load_script(c, script_);
-            }
-            Reply r = command(c, {"EVALSHA", sha, "2", k1, k2, limit, window});
-            if (is_noscript(r.get())) {
-                // The server lost its script cache (restart, SCRIPT FLUSH): load it again.
-                sha = load_script(c, script_);
-                r = command(c, {"EVALSHA", sha, "2", k1, k2, limit, window});
-            }
-            {
-                const std::lock_guard lock(state_mutex_);
-                script_sha_ = sha;
-            }
-            return parse_decision(r.get(), limits_.limit);
-        });
-        mark_up();
-        return d;
-    } catch (const RedisDown& e) {
-        mark_down(e.what());
-        return degraded(key);
-    } catch (...) {
-        // A reachable server that answered with an error: not an outage, but a probe is over.
-        mark_up();
-        throw;
-    }
+    const std::string_view one[1] = {key};
+    return decide_all(one).front();
 }
 
 BatchDecisions RedisLimiter::decide_batch(std::span<const std::string> keys) {
     for (const auto& key : keys) {
         validate_key(key);
     }
+    BatchDecisions result;
+    result.limit = limits_.limit;
+    result.source = Source::kRedis;
     if (keys.empty()) {
-        BatchDecisions empty;
-        empty.limit = limits_.limit;
-        empty.source = Source::kRedis;
-        return empty;
+        return result;
     }
-    if (!should_try_redis()) {
-        return degraded_batch(keys);
+    std::vector<std::string_view> views(keys.begin(), keys.end());
+    const std::vector<Decision> decisions = decide_all(views);
+    result.reserve(keys.size());
+    bool mixed = false;
+    const Source first = decisions.front().source;
+    for (const Decision& d : decisions) {
+        result.push(d);
+        mixed = mixed || d.source != first;
     }
-    const std::string limit = std::to_string(limits_.limit);
-    const std::string window = std::to_string(limits_.window_us);
-    try {
-        BatchDecisions out = with_connection(*pool_, [&](redisContext* c) {
-            std::string sha;
-            {
-                const std::lock_guard lock(state_mutex_);
-                sha = script_sha_;
+    result.source = first;
+    if (mixed) {
+        result.sources.reserve(decisions.size());
+        for (const Decision& d : decisions) {
+            result.sources.push_back(d.source);
+            if (d.source != Source::kRedis) {
+                result.source = d.source;  // the batch names its degraded source
             }
-            if (sha.empty()) {
-                sha = load_script(c, script_);
-            }
-            std::vector<Reply> replies(keys.size());
-            std::vector<std::size_t> pending(keys.size());
-            for (std::size_t i = 0; i < keys.size(); ++i) {
-                pending[i] = i;
-            }
-            // Pipelined: every command is written, then every reply read. Keys whose script was
-            // missing (NOSCRIPT) are sent again once after reloading it.
-            for (int round = 0; round < 2 && !pending.empty(); ++round) {
-                for (const std::size_t i : pending) {
-                    const std::string k1 = data_key(keys[i]);
-                    const std::string k2 = seq_key(keys[i]);
-                    const char* argv[7] = {"EVALSHA", sha.data(),   "2",          k1.data(),
-                                           k2.data(), limit.data(), window.data()};
-                    const std::size_t lens[7] = {
-                        7, sha.size(), 1, k1.size(), k2.size(), limit.size(), window.size()};
-                    if (redisAppendCommandArgv(c, 7, argv, lens) != REDIS_OK) {
-                        throw RedisDown(std::string("Redis connection failed: ") + c->errstr);
-                    }
-                }
-                std::vector<std::size_t> missing;
-                for (const std::size_t i : pending) {
-                    void* raw = nullptr;
-                    if (redisGetReply(c, &raw) != REDIS_OK || raw == nullptr) {
-                        throw RedisDown(std::string("Redis connection failed: ") + c->errstr);
-                    }
-                    replies[i] = Reply(static_cast<redisReply*>(raw));
-                    if (is_noscript(replies[i].get())) {
-                        missing.push_back(i);
-                    }
-                }
-                if (!missing.empty()) {
-                    sha = load_script(c, script_);
-                }
-                pending.swap(missing);
-            }
-            {
-                const std::lock_guard lock(state_mutex_);
-                script_sha_ = sha;
-            }
-            BatchDecisions result;
-            result.reserve(keys.size());
-            result.limit = limits_.limit;
-            result.source = Source::kRedis;
-            for (const auto& r : replies) {
-                result.push(parse_decision(r.get(), limits_.limit));
-            }
-            return result;
-        });
-        mark_up();
-        return out;
-    } catch (const RedisDown& e) {
-        mark_down(e.what());
-        return degraded_batch(keys);
-    } catch (...) {
-        mark_up();
-        throw;
+        }
     }
+    return result;
 }
 
 void RedisLimiter::reset(std::string_view key) {
@@ -845,13 +1141,33 @@ void RedisLimiter::reset(std::string_view key) {
     fallback_.reset(key);
     const std::string k1 = data_key(key);
     const std::string k2 = seq_key(key);
-    with_connection(*pool_, [&](redisContext* c) {
-        Reply r = command(c, {"DEL", k1, k2});
+    Node* node = &route(k1);
+    bool asking = false;
+    for (int hop = 0; hop <= kMaxRedirections; ++hop) {
+        Reply r = with_connection(node->pool, [&](redisContext* c) {
+            if (asking) {
+                Reply ok = command(c, {"ASKING"});
+            }
+            return key_count() == 2 ? command(c, {"DEL", k1, k2}) : command(c, {"DEL", k1});
+        });
+        if (const auto redirect = redirect_of(r.get())) {
+            Node& target = node_at(redirect->host, redirect->port, *node);
+            if (redirect->ask) {
+                ask_.fetch_add(1, std::memory_order_relaxed);
+            } else {
+                learn_moved(redirect->slot, target);
+            }
+            node = &target;
+            asking = redirect->ask;
+            continue;
+        }
         if (is_error(r.get())) {
             throw_reply_error(r.get(), "DEL");
         }
-        return 0;
-    });
+        return;
+    }
+    throw BackendUnavailable("Redis redirected DEL of a rate-limit key more than " +
+                             std::to_string(kMaxRedirections) + " times");
 }
 
 }  // namespace relay::ratelimit

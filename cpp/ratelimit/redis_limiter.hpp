@@ -2,6 +2,9 @@
 // on NOSCRIPT) that reads the server's clock (TIME), so that every client agrees on time; pooled
 // hiredis connections with connect and command timeouts; an explicit policy for outages, with
 // retries under exponential backoff so that Redis takes over again when it comes back.
+// On Redis Cluster (or Valkey cluster) the client follows MOVED / ASK redirections, learns which
+// node serves which slot, and keeps that outage state per node: a node that is down degrades
+// only the keys it serves.
 #pragma once
 
 #include <atomic>
@@ -12,8 +15,11 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "ratelimit/local_limiter.hpp"
+
+struct redisReply;  // hiredis
 
 namespace relay::ratelimit {
 
@@ -52,6 +58,19 @@ struct RedisEndpoint {
 
 class ConnectionPool;
 
+// How the client has met Redis Cluster so far (all zero on a standalone server).
+struct ClusterStats {
+    bool cluster = false;              // a MOVED reply was seen: commands are routed by slot
+    std::size_t nodes = 1;             // nodes the client has a pool for
+    std::uint64_t moved = 0;           // MOVED replies followed
+    std::uint64_t ask = 0;             // ASK replies followed
+    std::uint64_t tryagain = 0;        // TRYAGAIN replies (a slot mid-migration) retried
+    std::uint64_t slot_refreshes = 0;  // CLUSTER SLOTS maps loaded
+};
+
+// At most this many MOVED / ASK hops per command; past it the outage policy decides.
+inline constexpr int kMaxRedirections = 5;
+
 class RedisLimiter {
   public:
     // Connects once. If Redis is unreachable, the kRaise and kClosed policies throw
@@ -69,35 +88,64 @@ class RedisLimiter {
     // cannot be reached.
     void reset(std::string_view key);
 
-    // False while Redis is considered down (between a failure and the next successful retry).
-    [[nodiscard]] bool available() const noexcept { return up_.load(std::memory_order_acquire); }
+    // False while Redis (on a cluster: any node the client uses) is considered down, between a
+    // failure and the next successful retry.
+    [[nodiscard]] bool available() const noexcept {
+        return down_nodes_.load(std::memory_order_acquire) == 0;
+    }
+    [[nodiscard]] ClusterStats cluster_stats() const;
     [[nodiscard]] std::string last_error() const;
     [[nodiscard]] const Limits& limits() const noexcept { return limits_; }
     [[nodiscard]] const LocalLimiter& fallback() const noexcept { return fallback_; }
 
   private:
-    bool should_try_redis();
-    void mark_up();
-    void mark_down(const std::string& why);
-    Decision degraded(std::string_view key);
-    BatchDecisions degraded_batch(std::span<const std::string> keys);
-    Decision policy_decision() const;
+    struct Node;  // one server (the standalone one, or a cluster master): a pool and its health
+    struct Pending;
+
+    bool should_try(Node& node);
+    void mark_up(Node& node);
+    void mark_down(Node& node, const std::string& why);
+    void note_error(const std::string& why);
+    Decision degraded(std::string_view key, Node* node);
+    Decision policy_decision(Node* node) const;
     std::string data_key(std::string_view key) const;
     std::string seq_key(std::string_view key) const;
+    int key_count() const noexcept;
+
+    Node& route(const std::string& data_key);
+    Node& node_at(const std::string& host, int port, const Node& answered);
+    void learn_moved(int slot, Node& owner);
+    void refresh_slots(Node& from);
+    void maybe_refresh_slots();
+    std::vector<Decision> decide_all(std::span<const std::string_view> keys);
+    using OwnedReply = std::unique_ptr<redisReply, void (*)(void*)>;  // freed by freeReplyObject
+    std::vector<OwnedReply> run_scripts(Node& node, std::span<const Pending> calls,
+                                        std::span<const std::string> k1s,
+                                        std::span<const std::string> k2s);
 
     Limits limits_;
     RedisOptions options_;
     RedisEndpoint endpoint_;
     std::string script_;
     std::string script_sha_;  // guarded by state_mutex_
-    std::unique_ptr<ConnectionPool> pool_;
     LocalLimiter fallback_;
 
-    std::atomic<bool> up_{false};
+    // Nodes are created on first sight and live as long as the limiter, so the raw pointers in
+    // slots_ stay valid. nodes_[0] is the server of the URL.
+    mutable std::mutex nodes_mutex_;
+    std::vector<std::unique_ptr<Node>> nodes_;
+    Node* seed_ = nullptr;  // nodes_[0], read without the lock (nodes_ may grow meanwhile)
+    std::unique_ptr<std::atomic<Node*>[]> slots_;  // null: not known yet (ask the URL's server)
+    std::atomic<bool> cluster_{false};
+    std::atomic<bool> slots_stale_{false};  // a node failed: its slots may have a new owner
+    std::atomic<std::int64_t> next_refresh_steady_us_{0};
+    std::atomic<int> down_nodes_{0};
+    std::atomic<std::uint64_t> moved_{0};
+    std::atomic<std::uint64_t> ask_{0};
+    std::atomic<std::uint64_t> tryagain_{0};
+    std::atomic<std::uint64_t> refreshes_{0};
+
     mutable std::mutex state_mutex_;
-    bool probing_ = false;
-    std::int64_t next_retry_steady_us_ = 0;
-    std::int64_t backoff_us_ = 0;
     std::string last_error_;
 };
 

@@ -25,13 +25,21 @@ DecisionTuple as_tuple(const rl::Decision& d) {
             d.retry_after, d.decided_at, rl::source_name(d.source)};
 }
 
-// (allowed, remaining, reset_at, retry_after, decided_at, source)
+// (allowed, remaining, reset_at, retry_after, decided_at, source, sources): `sources` is empty
+// unless the entries came from different places (a Redis Cluster with a node down).
 using BatchTuple = std::tuple<std::vector<bool>, std::vector<std::int64_t>, std::vector<double>,
-                              std::vector<double>, std::vector<double>, std::string_view>;
+                              std::vector<double>, std::vector<double>, std::string_view,
+                              std::vector<std::string_view>>;
 
 BatchTuple as_tuple(rl::BatchDecisions&& b) {
+    std::vector<std::string_view> sources;
+    sources.reserve(b.sources.size());
+    for (const rl::Source s : b.sources) {
+        sources.push_back(rl::source_name(s));
+    }
     return {std::move(b.allowed),     std::move(b.remaining),  std::move(b.reset_at),
-            std::move(b.retry_after), std::move(b.decided_at), rl::source_name(b.source)};
+            std::move(b.retry_after), std::move(b.decided_at), rl::source_name(b.source),
+            std::move(sources)};
 }
 
 }  // namespace
@@ -140,5 +148,17 @@ void register_ratelimit(py::module_& m) {
             },
             py::arg("key"))
         .def_property_readonly("available", &rl::RedisLimiter::available)
+        .def("cluster_stats",
+             [](const rl::RedisLimiter& self) {
+                 const rl::ClusterStats s = self.cluster_stats();
+                 py::dict out;
+                 out["cluster"] = s.cluster;
+                 out["nodes"] = s.nodes;
+                 out["moved"] = s.moved;
+                 out["ask"] = s.ask;
+                 out["tryagain"] = s.tryagain;
+                 out["slot_refreshes"] = s.slot_refreshes;
+                 return out;
+             })
         .def("last_error", &rl::RedisLimiter::last_error);
 }

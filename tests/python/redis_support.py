@@ -76,6 +76,22 @@ class ThrowawayRedis:
             self.proc = None
 
 
+def free_cluster_port() -> int:
+    """A free port for a cluster node: Redis Cluster also listens on port + 10000 (the bus), so
+    the port must be at most 55535 (a node on a higher one exits at start) and its bus port free
+    too."""
+    while True:
+        port = free_port()
+        if port > 55535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
 class ThrowawayRedisCluster:
     """A private Redis Cluster of ``size`` masters (no replicas), each a ``redis-server`` on a
     free port with cluster mode on, the 16384 slots split between them by ``redis-cli --cluster
@@ -89,7 +105,7 @@ class ThrowawayRedisCluster:
         self.binary = binary
         self.cli = cli
         self.dir = tempfile.mkdtemp(prefix="relay-redis-cluster-")
-        self.ports = [free_port() for _ in range(size)]
+        self.ports = [free_cluster_port() for _ in range(size)]
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         for port in self.ports:
             self.start_node(port)

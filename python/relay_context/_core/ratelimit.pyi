@@ -4,8 +4,11 @@ from typing import TypeAlias
 
 # (allowed, remaining, reset_at, retry_after, decided_at, source)
 DecisionTuple: TypeAlias = tuple[bool, int, float, float, float, str]
-# (allowed, remaining, reset_at, retry_after, decided_at, source)
-BatchTuple: TypeAlias = tuple[list[bool], list[int], list[float], list[float], list[float], str]
+# (allowed, remaining, reset_at, retry_after, decided_at, source, sources); sources is empty
+# unless the entries were decided in different places (a Redis Cluster with a node down)
+BatchTuple: TypeAlias = tuple[
+    list[bool], list[int], list[float], list[float], list[float], str, list[str]
+]
 
 class Algorithm(enum.Enum):
     SLIDING_LOG = ...
@@ -52,3 +55,4 @@ class RedisLimiter:
     @property
     def available(self) -> bool: ...
     def last_error(self) -> str: ...
+    def cluster_stats(self) -> dict[str, int | bool]: ...

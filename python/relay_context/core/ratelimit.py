@@ -80,7 +80,11 @@ class BatchDecisions:
     retry_after: list[float]
     decided_at: list[float]
     limit: int
+    #: Who decided the batch. On a Redis Cluster with a node down a batch can be mixed: then
+    #: this names the degraded source and :attr:`sources` gives each entry's.
     source: Source
+    #: Each entry's source when they differ; empty when every entry is :attr:`source`.
+    sources: Sequence[Source] = ()
 
     def __len__(self) -> int:
         return len(self.allowed)
@@ -91,7 +95,7 @@ class BatchDecisions:
             "reset_at": self.reset_at[index],
             "retry_after": self.retry_after[index],
             "limit": self.limit,
-            "source": self.source,
+            "source": self.sources[index] if self.sources else self.source,
             "decided_at": self.decided_at[index],
         }
 
@@ -289,8 +293,8 @@ class RateLimiter:
         one pipelined round trip."""
         key_list = _keys_list(keys)
         try:
-            allowed, remaining, reset_at, retry_after, decided_at, source = self._decide_batch(
-                key_list
+            allowed, remaining, reset_at, retry_after, decided_at, source, sources = (
+                self._decide_batch(key_list)
             )
         except TypeError:
             for key in key_list:
@@ -304,6 +308,7 @@ class RateLimiter:
             decided_at,
             self._limit,
             source,  # type: ignore[arg-type]
+            sources,  # type: ignore[arg-type]
         )
 
     async def is_allowed_batch(self, keys: Sequence[str]) -> BatchDecisions:
@@ -366,6 +371,13 @@ class RateLimiter:
     @property
     def last_redis_error(self) -> str | None:
         return None if self._redis is None else self._redis.last_error()
+
+    def cluster_stats(self) -> dict[str, int | bool]:
+        """How the Redis client has met Redis Cluster: ``cluster`` (a ``MOVED`` was seen and
+        commands are routed by slot), ``nodes`` it holds a pool for, and the ``moved``, ``ask``,
+        ``tryagain`` replies followed and ``slot_refreshes`` (``CLUSTER SLOTS`` loads). Empty
+        in-process."""
+        return {} if self._redis is None else self._redis.cluster_stats()
 
     def stats(self) -> dict[str, int]:
         """Keys tracked in process and evictions (idle ones are lossless, active ones happen
