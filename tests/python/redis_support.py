@@ -23,7 +23,9 @@ def free_port() -> int:
 
 def wait_for_ping(port: int, what: str) -> None:
     """Until the server on ``port`` answers PING (5 s at most)."""
-    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2)
+    client = redis.Redis(
+        host="127.0.0.1", port=port, socket_connect_timeout=0.2, socket_timeout=0.5
+    )
     for _ in range(200):
         try:
             client.ping()

@@ -118,11 +118,12 @@ def test_message_notifications_and_channels_cross_the_cluster(
             for fanout in [sender, *receivers]:
                 await fanout.open()
             subscribers = [r.add("ch") for r in receivers]
-            for seq in range(1, 4):
+            # In publication order: one channel's messages all leave from one node.
+            for seq in range(1, 31):
                 await sender.publish(ChannelEvent(channel="ch", seq=seq, ts=0, message=seq))
             for subscriber in subscribers:
-                got = [await asyncio.wait_for(subscriber.queue.get(), 5) for _ in range(3)]
-                assert [e.seq for e in got if e is not None] == [1, 2, 3]
+                got = [await asyncio.wait_for(subscriber.queue.get(), 5) for _ in range(30)]
+                assert [e.seq for e in got if e is not None] == list(range(1, 31))
 
             # The engine's bus: a listener's pubsub on the cluster wakes on another's publish.
             pubsub = second.pubsub()

@@ -95,11 +95,13 @@ def _cluster_client_class() -> type[Redis]:
 
     class ClusterClient(RedisCluster):
         async def publish(self, channel: str, message: str | bytes) -> int:
-            """``PUBLISH`` on one node: the cluster bus carries it to every other (the count
-            returned is of that node's subscribers only)."""
+            """``PUBLISH`` on the node that owns the channel name's slot: the cluster bus
+            carries it to every other, and one channel's messages, all sent from one node,
+            arrive in the order they were published (from random nodes they need not). The
+            count returned is of that node's subscribers only."""
             await self.initialize()
             count: int = await self.execute_command(
-                "PUBLISH", channel, message, target_nodes=self.get_random_node()
+                "PUBLISH", channel, message, target_nodes=self.get_node_from_key(channel)
             )
             return count
 
