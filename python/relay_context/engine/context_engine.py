@@ -633,6 +633,10 @@ class ContextEngine(AsyncResource):
         window = await self.build_window(
             sid, messages, budget=limit, model=model_name, policy=chosen_policy, query=query
         )
+        if sid not in self._history:
+            # Evicted while the window was built (other requests ran meanwhile): the plan just
+            # made goes too, or it would stay outside the memory bound.
+            self.planner.forget(sid)
         if cacheable:
             try:
                 await self.cache.set(sid, session.cache_version, window.to_json(), variant=variant)
@@ -650,7 +654,11 @@ class ContextEngine(AsyncResource):
         policy: str,
         query: str | None = None,
     ) -> ContextWindow:
-        """The window for ``messages`` (no store, no cache): what :meth:`get_context` computes."""
+        """The window for ``messages`` (no store, no cache): what :meth:`get_context` computes.
+
+        The plan made for them is kept for the next call (under the planner's own bound of
+        sessions, ``PLANNED_SESSIONS``): messages given here are the caller's, not in the
+        engine's byte-bounded memory."""
         encoding = self._encoding_for(model)
         counter = self.counter(encoding)
         message_budget = budget - REPLY_PRIMING_TOKENS
@@ -660,10 +668,6 @@ class ContextEngine(AsyncResource):
                 "spends priming the reply"
             )
         plan = await self.planner.plan(session_id, messages, encoding)
-        if session_id not in self._history:
-            # Messages the engine does not keep (given by the caller, or evicted while this was
-            # planned): nor does the planner, or its plans would escape the memory bound.
-            self.planner.forget(session_id)
         kept, collapsed = plan.kept, plan.collapsed
         if query is None:
             query = plan.default_query
