@@ -246,7 +246,9 @@ class Traffic:
             content = self._text(self.context_words)
             message = {"session_id": session, "role": "user", "content": content}
             return [("POST", "/api/v1/context/messages", message, False)]
-        return [("GET", f"/api/v1/context/{session}?budget=2000", None, False)]
+        # Room for the latest turn (always kept) however long --context-words makes it.
+        budget = max(2000, 2 * self.context_words)
+        return [("GET", f"/api/v1/context/{session}?budget={budget}", None, False)]
 
 
 async def one(
