@@ -12,7 +12,14 @@ Starts the project's fake upstream and ``relay serve`` (embedded defaults: SQLit
 * gateway, repeated: identical requests from a small pool (what a response cache answers);
 * gateway, coalesced: bursts of identical streamed requests sent at the same instant (what
   in-flight coalescing joins);
-* the context API: appends to 50 sessions and windows read back.
+* the context API: appends to 50 sessions and windows read back. A session ends after
+  ``--session-messages`` appends (as conversations do) and its slot goes on with a new one, so
+  that the cost of a window stays that of a conversation, not of one grown for an hour; the
+  ended ones stay in the store.
+
+The engine's in-memory sessions (``CONTEXT_MEMORY_MAX_BYTES``) and the response cache are given
+small bounds (``--context-memory-bytes``, ``--cache-bytes``) so that both are full early in the
+run: what is measured is that full caches stay flat.
 
 The server's resident memory (``VmRSS`` of its process) is read every ``--sample-seconds``; the
 report gives each kind's p50/p99 and errors, and the RSS slope after the warm-up (``--warmup``,
@@ -167,12 +174,22 @@ class Results:
 
 
 class Traffic:
-    def __init__(self, relay: str, key: str, seed: int) -> None:
+    def __init__(
+        self, relay: str, key: str, seed: int, session_messages: int = 0, context_words: int = 30
+    ) -> None:
         self.relay = relay
         self.key = key
         self.rng = random.Random(seed)
         self.counter = 0
         self.pool = [self._text(12) for _ in range(20)]
+        #: Appends a session takes before its slot moves on to a new one (0: never).
+        self.session_messages = session_messages
+        self.appends = [0] * SESSIONS
+        self.generation = [0] * SESSIONS
+        self.context_words = context_words
+
+    def _session(self, slot: int) -> str:
+        return f"soak-{slot}-{self.generation[slot]}"
 
     def _text(self, n: int) -> str:
         return " ".join(self.rng.choice(WORDS) for _ in range(n))
@@ -219,11 +236,19 @@ class Traffic:
             # Slow enough upstream that the burst's requests overlap.
             body = self._chat(self._unique() + " fake:chunk_delay_ms=5", True)
             return [("POST", "/v1/chat/completions", body, True)] * BURST
-        session = f"soak-{self.rng.randrange(SESSIONS)}"
+        slot = self.rng.randrange(SESSIONS)
+        session = self._session(slot)
         if kind == "context_append":
-            message = {"session_id": session, "role": "user", "content": self._text(30)}
+            self.appends[slot] += 1
+            if self.session_messages and self.appends[slot] >= self.session_messages:
+                self.appends[slot] = 0
+                self.generation[slot] += 1
+            content = self._text(self.context_words)
+            message = {"session_id": session, "role": "user", "content": content}
             return [("POST", "/api/v1/context/messages", message, False)]
-        return [("GET", f"/api/v1/context/{session}?budget=2000", None, False)]
+        # Room for the latest turn (always kept) however long --context-words makes it.
+        budget = max(2000, 2 * self.context_words)
+        return [("GET", f"/api/v1/context/{session}?budget={budget}", None, False)]
 
 
 async def one(
@@ -282,9 +307,11 @@ async def drive(
     max_in_flight: int,
     seed: int,
     without: frozenset[str] = frozenset(),
+    session_messages: int = 0,
+    context_words: int = 30,
 ) -> tuple[Results, list[tuple[float, int, float]]]:
     results = Results()
-    traffic = Traffic(relay, key, seed)
+    traffic = Traffic(relay, key, seed, session_messages, context_words)
     kinds = [k for k, w in MIX.items() for _ in range(w) if k not in without]
     random.Random(seed).shuffle(kinds)
     samples: list[tuple[float, int, float]] = []  # (seconds, requests sent, RSS MiB)
@@ -391,6 +418,21 @@ def main() -> None:
         help="the response cache's memory bound (reached early, so that a full cache is measured)",
     )
     parser.add_argument(
+        "--context-memory-bytes",
+        type=int,
+        default=1024 * 1024,
+        help="the engine's bound on sessions kept in memory (reached early, like --cache-bytes)",
+    )
+    parser.add_argument(
+        "--session-messages",
+        type=int,
+        default=400,
+        help="appends after which a session ends and its slot starts a new one (0: never)",
+    )
+    parser.add_argument(
+        "--context-words", type=int, default=30, help="words per appended context message"
+    )
+    parser.add_argument(
         "--warmup", type=float, default=0.25, help="share of the samples before the slope counts"
     )
     parser.add_argument("--json", type=Path, default=None, help="write the report here too")
@@ -424,6 +466,7 @@ def main() -> None:
             # The response cache on, with a small memory bound so that the run reaches it early:
             # a full cache must stay flat, not grow.
             GATEWAY_CACHE=json.dumps({"enabled": True, "memory_max_bytes": args.cache_bytes}),
+            CONTEXT_MEMORY_MAX_BYTES=str(args.context_memory_bytes),
         )
         created = subprocess.run(
             [str(RELAY), "keys", "create", "--role", "admin", "--name", "soak", "--json"],
@@ -455,6 +498,8 @@ def main() -> None:
                     max_in_flight=args.max_in_flight,
                     seed=args.seed,
                     without=frozenset(k for k in args.without.split(",") if k),
+                    session_messages=args.session_messages,
+                    context_words=args.context_words,
                 )
             )
         out = report(results, samples, args.rate, args.warmup)

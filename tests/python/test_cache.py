@@ -112,6 +112,33 @@ async def test_lru_evicts_the_least_recently_used() -> None:
     assert await cache.get("c", "v") == b"C"
 
 
+async def test_in_process_cache_is_bounded_by_bytes_not_entries() -> None:
+    from relay_context.engine.cache import ENTRY_OVERHEAD_BYTES
+
+    entry = 10_000 + ENTRY_OVERHEAD_BYTES
+    cache = InProcessContextCache(1000, max_bytes=3 * entry)  # room for 1000 windows by count
+    for i in range(10):
+        await cache.set(f"s{i}", "v", bytes(10_000))
+        assert cache.total_bytes <= 3 * entry
+    assert len(cache) == 3  # the bytes, not the count, decided
+    assert [await cache.get(f"s{i}", "v") is not None for i in (6, 7, 8, 9)] == [
+        False,
+        True,
+        True,
+        True,
+    ]
+    await cache.set("s7", "v2", bytes(100))  # a replaced entry is counted once, at its new size
+    assert cache.total_bytes == 2 * entry + 100 + ENTRY_OVERHEAD_BYTES
+    await cache.set("big", "v", bytes(4 * entry))  # larger than the bound: not stored
+    assert await cache.get("big", "v") is None
+    assert len(cache) == 3
+    await cache.invalidate("s8")
+    assert cache.total_bytes == entry + 100 + ENTRY_OVERHEAD_BYTES
+    for sid in ("s7", "s9"):
+        await cache.invalidate(sid)
+    assert cache.total_bytes == 0
+
+
 async def test_in_process_entries_expire() -> None:
     clock = MonotonicFake()
     cache = InProcessContextCache(8, default_ttl_seconds=30, clock=clock)

@@ -58,14 +58,12 @@ async def test_totals_stay_exact_when_another_engine_writes_between(
 
 
 async def test_totals_stay_exact_when_sessions_are_forgotten_under_load(
-    store_config: dict[str, Any], monkeypatch: Any
+    store_config: dict[str, Any],
 ) -> None:
     """More sessions than the engine remembers: entries are dropped mid-stream and rebuilt from
     a read plus the appends made meanwhile."""
-    from relay_context.engine import context_engine
-
-    monkeypatch.setattr(context_engine, "HISTORY_SESSIONS", 2)
-    settings = engine_settings(store_config)
+    # About two sessions of 30 short messages (~2 KiB each as the engine counts them).
+    settings = engine_settings(store_config, context_memory_max_bytes=128 * 1024)
     async with ContextEngine(settings) as engine:
 
         async def add(i: int) -> tuple[str, int, int, int]:
@@ -81,3 +79,4 @@ async def test_totals_stay_exact_when_sessions_are_forgotten_under_load(
             assert await engine.totals(sid) == final
         for _, seq, count, _ in answers:
             assert count >= seq
+        assert engine.session_memory.evictions > 0  # the bound was reached: entries were dropped

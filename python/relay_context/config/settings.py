@@ -140,8 +140,14 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(default=1_000_000, ge=1)
     #: Hot context windows kept by the in-process cache (when Redis is not configured).
     context_cache_entries: int = Field(default=1024, ge=0)
+    #: Bytes of windows the in-process cache holds at most (its LRU evicts past either bound).
+    context_cache_max_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
     #: How long a cached context window lives (Redis or in-process), in seconds.
     context_cache_ttl_seconds: int = Field(default=300, ge=1)
+    #: Bytes (estimated) of sessions the engine keeps in memory between windows: their messages,
+    #: plans and near-duplicate indexes, least recently used evicted first; an evicted session is
+    #: read from the store again. The session in use is kept even if alone larger.
+    context_memory_max_bytes: int = Field(default=128 * 1024 * 1024, ge=0)
     #: Context policy used when ``get_context`` is not given one: ``knapsack`` (value-optimal
     #: selection), ``recent`` (the tail) or ``summarize`` (the tail plus a summary of the rest).
     context_policy: Literal["knapsack", "recent", "summarize"] = "knapsack"

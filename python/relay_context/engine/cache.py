@@ -127,10 +127,17 @@ class ContextCache(AsyncResource, abc.ABC):
     async def _invalidate(self, session_id: str) -> None: ...
 
 
-class InProcessContextCache(ContextCache):
-    """A bounded LRU in this process: at most ``max_entries`` windows, each with a TTL.
+#: Bytes an in-process cache entry costs besides its payload (key tuple, strings, dict slots).
+ENTRY_OVERHEAD_BYTES = 512
 
-    ``max_entries=0`` disables caching (every ``get`` misses). Not shared between processes;
+
+class InProcessContextCache(ContextCache):
+    """A bounded LRU in this process: at most ``max_entries`` windows and ``max_bytes`` of them
+    (payloads plus :data:`ENTRY_OVERHEAD_BYTES` each), each with a TTL. A window is as large as
+    its budget, so a count alone bounds nothing.
+
+    ``max_entries=0`` (or a ``max_bytes`` below one entry) disables caching (every ``get``
+    misses); a window larger than ``max_bytes`` is not stored. Not shared between processes;
     the versioning keeps it correct anyway, each process just warms its own copy.
     """
 
@@ -138,6 +145,7 @@ class InProcessContextCache(ContextCache):
         self,
         max_entries: int = 1024,
         *,
+        max_bytes: int = 64 * 1024 * 1024,
         default_ttl_seconds: int = 300,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -145,16 +153,19 @@ class InProcessContextCache(ContextCache):
         if not isinstance(max_entries, int) or isinstance(max_entries, bool) or max_entries < 0:
             raise InvalidArgumentError(f"max_entries must be an int >= 0, got {max_entries!r}")
         self.max_entries = max_entries
+        self.max_bytes = check_int(max_bytes, "max_bytes", minimum=0)
         self._clock = clock
         # (session id, variant) -> (version, payload, expiry on self._clock); oldest use first.
         self._entries: OrderedDict[tuple[str, str], tuple[str, bytes, float]] = OrderedDict()
         self._variants: dict[str, set[str]] = {}
+        #: Bytes held: payloads plus ENTRY_OVERHEAD_BYTES per entry.
+        self.total_bytes = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def _drop(self, key: tuple[str, str]) -> None:
-        del self._entries[key]
+        self.total_bytes -= len(self._entries.pop(key)[1]) + ENTRY_OVERHEAD_BYTES
         variants = self._variants[key[0]]
         variants.discard(key[1])
         if not variants:
@@ -177,13 +188,16 @@ class InProcessContextCache(ContextCache):
     async def _set(
         self, session_id: str, version: str, variant: str, payload: bytes, ttl: int
     ) -> None:
-        if self.max_entries == 0:
-            return
         key = (session_id, variant)
+        if key in self._entries:
+            self._drop(key)
+        size = len(payload) + ENTRY_OVERHEAD_BYTES
+        if self.max_entries == 0 or size > self.max_bytes:
+            return
         self._entries[key] = (version, payload, self._clock() + ttl)
-        self._entries.move_to_end(key)
+        self.total_bytes += size
         self._variants.setdefault(session_id, set()).add(variant)
-        while len(self._entries) > self.max_entries:
+        while len(self._entries) > self.max_entries or self.total_bytes > self.max_bytes:
             self._drop(next(iter(self._entries)))
 
     async def _invalidate(self, session_id: str) -> None:
@@ -291,7 +305,9 @@ def open_cache(
             default_ttl_seconds=settings.context_cache_ttl_seconds,
         )
     return InProcessContextCache(
-        settings.context_cache_entries, default_ttl_seconds=settings.context_cache_ttl_seconds
+        settings.context_cache_entries,
+        max_bytes=settings.context_cache_max_bytes,
+        default_ttl_seconds=settings.context_cache_ttl_seconds,
     )
 
 

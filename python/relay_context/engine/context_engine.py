@@ -20,7 +20,6 @@ import dataclasses
 import hashlib
 import itertools
 import logging
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +52,11 @@ from relay_context.engine.policies.base import (
     Summarizer,
     message_tokens,
 )
+from relay_context.engine.session_memory import (
+    SessionMemory,
+    message_footprint,
+    messages_footprint,
+)
 from relay_context.engine.stats import SessionStats
 from relay_context.engine.store import open_store
 from relay_context.engine.store.base import SessionStore
@@ -70,8 +74,6 @@ from relay_context.persistence.redis import redis_client_for
 
 log = logging.getLogger(__name__)
 
-#: Sessions whose messages the engine keeps in memory between windows (LRU).
-HISTORY_SESSIONS = 64
 #: Appends of one session remembered while the engine cannot yet add them to its messages.
 PENDING_APPENDS = 4096
 
@@ -141,7 +143,11 @@ class ContextEngine(AsyncResource):
         self._bus: MessageBus | None = None
         self._open_lock = asyncio.Lock()
         self._counters: dict[str, TokenCounter] = {}
-        self._history: OrderedDict[str, _History] = OrderedDict()
+        #: Sessions' messages as last read, LRU within ``context_memory_max_bytes``; a session
+        #: evicted from it is dropped by the planner too (its plan and near-duplicate index).
+        self._history: SessionMemory[_History] = SessionMemory(
+            self.settings.context_memory_max_bytes, on_evict=self._evicted
+        )
         #: Sessions whose totals are being caught up by a read (see totals).
         self._reloading: dict[str, asyncio.Lock] = {}
         self.planner = SessionPlanner(self.counter, lambda: self.settings)
@@ -196,7 +202,9 @@ class ContextEngine(AsyncResource):
                 self._store = await open_store(s, codec=self.compression, cache=self._cache)
             elif self._cache is None:
                 self._cache = getattr(self._store, "cache", None) or InProcessContextCache(
-                    s.context_cache_entries, default_ttl_seconds=s.context_cache_ttl_seconds
+                    s.context_cache_entries,
+                    max_bytes=s.context_cache_max_bytes,
+                    default_ttl_seconds=s.context_cache_ttl_seconds,
                 )
                 self._owns_cache = getattr(self._store, "cache", None) is None
             self._bus = MessageBus(
@@ -402,6 +410,7 @@ class ContextEngine(AsyncResource):
                     None if tokens is None else tokens + self._message_cost(stored),
                     history.pending,
                 ),
+                self._history.size_of(sid) + message_footprint(stored),
             )
         else:
             if history is None or history.incarnation != incarnation:
@@ -412,12 +421,27 @@ class ContextEngine(AsyncResource):
                 history.pending
             ) < PENDING_APPENDS:
                 history.pending[revision] = stored
+                # Counted as kept: a session that stays out of step holds up to PENDING_APPENDS.
+                self._keep(sid, history, self._history.size_of(sid) + message_footprint(stored))
 
-    def _keep(self, session_id: str, history: _History) -> None:
-        self._history[session_id] = history
-        self._history.move_to_end(session_id)
-        while len(self._history) > HISTORY_SESSIONS:
-            self._history.popitem(last=False)
+    def _keep(self, session_id: str, history: _History, nbytes: int | None = None) -> None:
+        """Keep ``history`` as the session's, counted for ``nbytes`` (default: its messages and
+        pending appends' footprint); sessions used least recently go while over the bound."""
+        if nbytes is None:
+            nbytes = messages_footprint(history.messages) + messages_footprint(
+                history.pending.values()
+            )
+        self._history.put(session_id, history, nbytes)
+
+    def _evicted(self, session_id: str) -> None:
+        # What the planner keeps of a session is only worth keeping with its messages (a plan
+        # is reused for the very same message objects): both go, and both are made again.
+        self.planner.forget(session_id)
+
+    @property
+    def session_memory(self) -> SessionMemory[_History]:
+        """The sessions kept in memory (``total_bytes``, ``evictions``, ``max_bytes``)."""
+        return self._history
 
     async def session(self, session_id: str, *, access: SessionAccess | None = None) -> Session:
         """The live session ``session_id``; ``SessionNotFoundError`` if there is none or
@@ -440,7 +464,7 @@ class ContextEngine(AsyncResource):
             _visible(access, await self.store.get_session(sid), sid)
         deleted = await self.store.delete_session(sid)
         self.planner.forget(sid)
-        self._history.pop(sid, None)
+        self._history.forget(sid)
         try:
             await self.cache.invalidate(sid)
         except BackendUnavailableError as exc:  # versioned entries are never served stale
@@ -517,7 +541,12 @@ class ContextEngine(AsyncResource):
                 revision, last = revision + 1, nxt.seq
             pending = {r: m for r, m in pending.items() if r > revision}
             messages = applied
-        self._keep(session.id, _History(session.incarnation, messages, revision, tokens, pending))
+        nbytes = None
+        if previous is not None and messages is previous.messages and pending is previous.pending:
+            nbytes = self._history.size_of(session.id)  # the same messages: the same size
+        self._keep(
+            session.id, _History(session.incarnation, messages, revision, tokens, pending), nbytes
+        )
 
     async def _with_counts(
         self, session_id: str, messages: list[StoredMessage], encoding: str
@@ -629,6 +658,10 @@ class ContextEngine(AsyncResource):
         window = await self.build_window(
             sid, messages, budget=limit, model=model_name, policy=chosen_policy, query=query
         )
+        if sid not in self._history:
+            # Evicted while the window was built (other requests ran meanwhile): the plan just
+            # made goes too, or it would stay outside the memory bound.
+            self.planner.forget(sid)
         if cacheable:
             try:
                 await self.cache.set(sid, session.cache_version, window.to_json(), variant=variant)
@@ -646,7 +679,11 @@ class ContextEngine(AsyncResource):
         policy: str,
         query: str | None = None,
     ) -> ContextWindow:
-        """The window for ``messages`` (no store, no cache): what :meth:`get_context` computes."""
+        """The window for ``messages`` (no store, no cache): what :meth:`get_context` computes.
+
+        The plan made for them is kept for the next call (under the planner's own bound of
+        sessions, ``PLANNED_SESSIONS``): messages given here are the caller's, not in the
+        engine's byte-bounded memory."""
         encoding = self._encoding_for(model)
         counter = self.counter(encoding)
         message_budget = budget - REPLY_PRIMING_TOKENS
