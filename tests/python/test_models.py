@@ -249,6 +249,7 @@ def test_stored_message_from_fields_equals_the_validated_constructor() -> None:
         "tool_calls": calls,
         "metadata": {"pinned": True},
         "token_counts": {"o200k_base": 1},
+        "dedup_signature": bytes(range(64)),
     }
     assert [f.name for f in dataclasses.fields(StoredMessage)] == list(values)
     built = stored_message(*values.values())
