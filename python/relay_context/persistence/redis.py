@@ -41,7 +41,6 @@ def redis_client(
     max_connections: int = 50,
     connect_timeout: float = 2.0,
     socket_timeout: float = 2.0,
-    retry_on_timeout: bool = True,
 ) -> Redis:
     """A new client of ``url`` (connections are made on first use): redis-py's cluster client
     when ``cluster``, else a plain ``redis.asyncio.Redis``. Both take the commands Relay uses."""
@@ -60,7 +59,6 @@ def redis_client(
         max_connections=max_connections,
         socket_connect_timeout=connect_timeout,
         socket_timeout=socket_timeout,
-        retry_on_timeout=retry_on_timeout,
     )
 
 

@@ -39,7 +39,6 @@ class RedisStore:
             cluster=cluster,
             connect_timeout=connect_timeout,
             socket_timeout=socket_timeout,
-            retry_on_timeout=False,
         )
 
     @property
