@@ -229,6 +229,9 @@ class Settings(BaseSettings):
     dashboard_interval_seconds: float = Field(default=2.0, gt=0, le=3600)
     #: Seconds uvicorn waits for open connections (SSE streams) at shutdown before closing them.
     shutdown_grace_seconds: int = Field(default=5, ge=0, le=600)
+    #: Seconds between two ``malloc_trim`` calls handing the C heap's free pages back to the
+    #: OS (glibc only; 0 disables): without them a fragmented heap keeps RSS creeping up.
+    heap_trim_interval_seconds: float = Field(default=30.0, ge=0, le=86400)
 
     # --- handoff relay -----------------------------------------------------------------------
     #: The handoff relay's settings (``HANDOFF_*`` variables; see ``config/handoff.py``).

@@ -35,6 +35,7 @@ from relay_context.security.auth import AuthService
 from relay_context.service.append_fast_path import AppendFastPath
 from relay_context.service.errors import install_error_handlers
 from relay_context.service.gateway_fast_path import GatewayFastPath
+from relay_context.service.heap_trim import HeapTrimmer
 from relay_context.service.metrics import ServiceMetrics
 from relay_context.service.middleware import RequestContextMiddleware
 from relay_context.service.openapi import document_live_limits
@@ -121,6 +122,15 @@ def _mcp_endpoint(state: ServiceState) -> McpEndpoint | None:
     return McpEndpoint()
 
 
+def _heap_trimmer(state: ServiceState) -> HeapTrimmer:
+    trims = state.metrics.heap_trims
+
+    def count(released: bool) -> None:
+        trims.labels(released="true" if released else "false").inc()
+
+    return HeapTrimmer(state.settings.heap_trim_interval_seconds, on_trim=count)
+
+
 def create_app(
     settings: Settings | None = None, *, span_exporter: SpanExporter | None = None
 ) -> FastAPI:
@@ -157,6 +167,7 @@ def create_app(
                 },
             )
             async with AsyncExitStack() as extras:
+                await extras.enter_async_context(_heap_trimmer(state).running())
                 if mcp is not None:  # the MCP session manager runs while the service does
                     await extras.enter_async_context(mcp.running())
                 yield

@@ -111,6 +111,13 @@ class ServiceMetrics:
             "relay_auth_failures", "Rejected credentials, by method.", ("method",), registry=r
         )
         self.build_info = Info("relay_build", "Version and environment.", registry=r)
+        # --- process ---------------------------------------------------------------------------
+        self.heap_trims = Counter(
+            "relay_process_heap_trims",
+            "malloc_trim calls handing free heap pages back to the OS, by whether any were.",
+            ("released",),
+            registry=r,
+        )
         # --- handoff relay ---------------------------------------------------------------------
         self.handoff = HandoffMetrics(r)
         self._cache_lock = threading.Lock()
