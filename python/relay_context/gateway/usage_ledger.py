@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import time
 from collections.abc import AsyncIterator
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass, fields
 
 from relay_context.errors import InvalidArgumentError
 from relay_context.gateway.schema import Usage
@@ -123,6 +124,12 @@ class UsageRow:
     coalesced: int = 0
 
 
+#: A row as the INSERT's parameters, in ``_COLUMNS`` order. ``dataclasses.astuple`` deep-copies
+#: field by field (~12 us a row, so a 500-row flush held the event loop ~6 ms and showed in
+#: every request's p99 tail); one attrgetter call is ~0.3 us.
+_row_values = operator.attrgetter(*(f.name for f in fields(UsageRow)))
+
+
 class UsageLedger:
     def __init__(self, database: Database) -> None:
         self.database = database
@@ -205,7 +212,7 @@ class UsageLedger:
                 await tx.executemany(
                     f"INSERT INTO relay_gateway_usage ({_COLUMNS}) VALUES "
                     "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-                    [astuple(r) for r in rows],
+                    [_row_values(r) for r in rows],
                 )
         except BaseException:
             self._pending[:0] = rows
