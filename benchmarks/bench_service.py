@@ -417,6 +417,15 @@ def bench_appends(
             url, headers, session_of, args.appends, concurrency, args.clients, server_pid
         )
         rows.append((name, figures))
+    stored = check_appends_stored(
+        url,
+        headers,
+        {f"hot-{run}": 50 + args.appends}
+        | {
+            f"spread-{run}-{k}": 1 + len(range(k, args.appends, args.spread_sessions))
+            for k in range(args.spread_sessions)
+        },
+    )
     backend = ("postgresql" if args.database_url else "sqlite") + (
         " + redis" if args.redis_url else ""
     )
@@ -430,6 +439,22 @@ def bench_appends(
     )
     for name, (rps, p50, p99, cpu, client) in rows:
         print(f"{name:<22} {rps:10.0f} {p50:9.1f} {p99:9.1f} {cpu:14.2f} {client:14.2f}")
+    print(
+        f"every acknowledged append stored: {stored} messages"
+        f" in {args.spread_sessions + 1} sessions"
+    )
+
+
+def check_appends_stored(url: str, headers: dict[str, str], expected: dict[str, int]) -> int:
+    """Each session's stored message count equals the appends it acknowledged (201), or the
+    benchmark fails: throughput that loses acknowledged writes is not throughput."""
+    with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
+        for session_id, count in expected.items():
+            answer = client.get(f"/api/v1/context/{session_id}/stats")
+            answer.raise_for_status()
+            if (stored := answer.json()["message_count"]) != count:
+                raise SystemExit(f"{session_id}: {count} appends acknowledged, {stored} stored")
+    return sum(expected.values())
 
 
 def drop_bench_state(args: argparse.Namespace) -> None:
