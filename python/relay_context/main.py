@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from relay_context.config.settings import Settings
 from relay_context.service.app import create_app
+from relay_context.service.gc_freeze import freeze_heap_after_startup
 from relay_context.service.server import configure_connection_limits
 from relay_context.service.telemetry import configure_logging
 
@@ -23,7 +24,10 @@ def serve_app() -> FastAPI:
     configure_logging(settings.log_level)
     # Each worker process calls this factory before it accepts connections.
     configure_connection_limits(settings)
-    return create_app(settings)
+    app = create_app(settings)
+    if settings.gc_freeze:
+        app.router.lifespan_context = freeze_heap_after_startup(app.router.lifespan_context)
+    return app
 
 
 def __getattr__(name: str) -> Any:
