@@ -109,28 +109,42 @@ def _raw_error(status: int, reason: str, kind: str, message: str) -> bytes:
 
 
 class CorkedTransport:
-    """A transport whose writes made in one turn of the event loop leave in one ``send``.
+    """A transport on which a response's head and what follows it in the same turn of the event
+    loop leave in one ``send``.
 
     uvicorn writes a response's head and its body separately: two system calls, two loopback
     segments and two wake-ups of the client for every small answer (a cache hit is ~0.3 ms of
-    work, so they are a sizeable share of it). Here the first write of a turn schedules a flush
-    for the end of the turn (``call_soon``) and later writes join it; a stream's chunks, made in
-    turns of their own, each still leave at once. Everything but writing is the real transport's.
+    work, so they are a sizeable share of it). After :meth:`cork` (the protocol calls it when a
+    request's head is in), the next write schedules a flush for the end of its turn
+    (``call_soon``) and later writes of that turn join it. Other writes — a stream's chunks,
+    made in turns of their own — go to the socket at once: deferred, a chunk multicast to 100
+    coalesced streams would wait for all 100 readers' turns before the first one left.
+    Everything but writing is the real transport's.
     """
 
-    __slots__ = ("_loop", "_pending", "_transport")
+    __slots__ = ("_corked", "_loop", "_pending", "_transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._pending: list[bytes] = []
+        self._corked = False
+
+    def cork(self) -> None:
+        """Holds the next write (a response's head) and what its turn writes after it, to leave
+        together at the end of that turn."""
+        self._corked = True
 
     def write(self, data: bytes) -> None:
+        if not self._corked:  # (nothing is pending then: the flush uncorks)
+            self._transport.write(data)
+            return
         if not self._pending:
             self._loop.call_soon(self._flush)
         self._pending.append(data)
 
     def _flush(self) -> None:
+        self._corked = False
         if not self._pending:
             return
         data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
@@ -205,6 +219,8 @@ class RelayHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._cancel_head_timer()
+        # The answer's head and what is written with it leave in one send.
+        self.transport.cork()  # type: ignore[attr-defined]
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
