@@ -10,10 +10,12 @@ OPENAI_BASE_URL, ``GATEWAY_CACHE`` turning the cache on with that store; Redis i
   streamed, and Relay's own ``x-relay-overhead-ms`` for them;
 * an open-loop load of ``--rate`` hits per second for ``--seconds`` (each request due on a
   fixed schedule, latency counted from when it was due, over 32 keep-alive connections):
-  achieved rate, p50 / p99 latency, errors.
+  achieved rate, p50 / p99 / p99.9 latency, errors.
 
-The load generator is a minimal asyncio HTTP/1.1 client on the same machine as the server, so
-its own cost is part of every figure; the server-side ``x-relay-overhead-ms`` is beside it.
+The one-at-a-time client is a minimal asyncio HTTP/1.1 client; the open-loop load comes from
+``open_loop_client.py``, a process of its own that spins on non-blocking sockets so that its
+figures carry no timer slop (it costs a core while it runs). Both are on the same machine as the
+server; the server-side ``x-relay-overhead-ms`` is beside each figure.
 
 Beside Relay, given a LiteLLM 1.106.x venv (``--litellm-venv``; ``benchmarks/litellm_peer.py``
 builds one), LiteLLM's proxy with its cache in each of ``--litellm-modes`` — ``local`` (in
@@ -43,6 +45,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from open_loop_client import open_loop
 
 REPO = Path(__file__).resolve().parent.parent
 RELAY = Path(sys.executable).parent / "relay"
@@ -191,56 +195,30 @@ async def sequential(port: int, key: str, n: int, stream: bool) -> tuple[list[fl
     return latencies, overheads
 
 
-async def open_loop(port: int, key: str, rate: float, seconds: float) -> dict[str, float]:
-    """Requests due on a fixed schedule of ``rate`` per second, over a pool of connections;
-    latency counts from the moment each was due (a late send is the server's delay too)."""
-    total = int(rate * seconds)
+def load(port: int, key: str, rate: float, seconds: float) -> dict[str, Any]:
+    """Hits due on a fixed schedule of ``rate`` per second over 32 connections, from the
+    precise open-loop client (``open_loop_client.py``: its own process, no timer slop);
+    latency counts from the moment each was due (a late answer delays the next ones too)."""
     head = request_head(port, key)
-    bodies = [body(n) for n in range(PROMPTS)]
-    latencies: list[float] = []
-    overheads: list[float] = []
-    errors = 0
-    #: What the errors were: an exception's name, or ``status/x-relay-cache`` of a non-hit.
-    kinds: dict[str, int] = {}
-    next_request = 0
-    connections = [await RawConnection.open("127.0.0.1", port) for _ in range(32)]
-    start = time.perf_counter() + 0.05
-
-    async def worker(conn: RawConnection) -> None:
-        nonlocal next_request, errors
-        while next_request < total:
-            n = next_request
-            next_request += 1
-            due = start + n / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            try:
-                status, headers, _ = await conn.post(head, bodies[n % PROMPTS])
-            except (OSError, asyncio.IncompleteReadError) as exc:
-                errors += 1
-                kinds[type(exc).__name__] = kinds.get(type(exc).__name__, 0) + 1
-                return
-            latencies.append((time.perf_counter() - due) * 1000)
-            if status != 200 or headers.get("x-relay-cache") != "hit":
-                errors += 1
-                kind = f"{status}/{headers.get('x-relay-cache')}"
-                kinds[kind] = kinds.get(kind, 0) + 1
-            else:
-                overheads.append(float(headers["x-relay-overhead-ms"]))
-
-    await asyncio.gather(*(worker(c) for c in connections))
-    elapsed = time.perf_counter() - start
-    for c in connections:
-        c.close()
+    requests = [head + str(len(b)).encode() + b"\r\n\r\n" + b for b in map(body, range(PROMPTS))]
+    result = open_loop(
+        "127.0.0.1",
+        port,
+        requests,
+        rate=rate,
+        seconds=seconds,
+        require_header=("x-relay-cache", "hit"),
+        collect_header="x-relay-overhead-ms",
+    )
     return {
-        "rate": total / elapsed,
-        "p50": percentile(latencies, 0.5),
-        "p99": percentile(latencies, 0.99),
-        "overhead_p50": percentile(overheads, 0.5),
-        "overhead_p99": percentile(overheads, 0.99),
-        "errors": errors,
-        "error_kinds": kinds,
+        "rate": result.rate,
+        "p50": percentile(result.latencies_ms, 0.5),
+        "p99": percentile(result.latencies_ms, 0.99),
+        "p999": percentile(result.latencies_ms, 0.999),
+        "overhead_p50": percentile(result.collected, 0.5),
+        "overhead_p99": percentile(result.collected, 0.99),
+        "errors": result.errors,
+        "error_kinds": result.error_kinds,
     }
 
 
@@ -315,7 +293,7 @@ def run_store(store: str, args: argparse.Namespace) -> dict[str, Any]:
             for stream in (False, True):
                 lat, over = asyncio.run(sequential(relay_port, key, args.requests, stream))
                 out["stream" if stream else "whole"] = (lat, over)
-            out["load"] = asyncio.run(open_loop(relay_port, key, args.rate, args.seconds))
+            out["load"] = load(relay_port, key, args.rate, args.seconds)
             return out
 
 
@@ -520,12 +498,13 @@ def main() -> None:
                 f" p99 {percentile(lat, 0.99):6.3f} | overhead p50 {percentile(over, 0.5):6.3f}"
                 f" p99 {percentile(over, 0.99):6.3f}"
             )
-        load = result["load"]
+        hits = result["load"]
         print(
-            f"  relay/{store:7s} whole  at {load['rate']:6.0f}/s:   p50 {load['p50']:6.3f}"
-            f" p99 {load['p99']:6.3f} | overhead p50 {load['overhead_p50']:6.3f}"
-            f" p99 {load['overhead_p99']:6.3f} | errors {load['errors']}"
-            + (f" {load['error_kinds']}" if load["errors"] else "")
+            f"  relay/{store:7s} whole  at {hits['rate']:6.0f}/s:   p50 {hits['p50']:6.3f}"
+            f" p99 {hits['p99']:6.3f} p99.9 {hits['p999']:6.3f}"
+            f" | overhead p50 {hits['overhead_p50']:6.3f}"
+            f" p99 {hits['overhead_p99']:6.3f} | errors {hits['errors']}"
+            + (f" {hits['error_kinds']}" if hits["errors"] else "")
         )
     venv = Path(args.litellm_venv)
     if (venv / "bin" / "litellm").exists():

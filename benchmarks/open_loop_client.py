@@ -1,0 +1,170 @@
+"""A precise open-loop HTTP/1.1 load generator for latency figures of a few milliseconds.
+
+    from open_loop_client import open_loop
+    result = open_loop("127.0.0.1", port, requests, rate=1000, seconds=5, connections=32)
+
+Request ``i`` is due at ``start + i / rate`` and its latency counts from that moment to its
+answer's last byte, so a server that falls behind is charged for the wait it causes (no
+coordinated omission). The generator runs in a process of its own (``spawn``) and never
+sleeps: one loop over non-blocking sockets sends each request when it is due, on a connection
+with nothing outstanding, and reads answers as they come (``select`` with a zero timeout). An
+asyncio client woken by timers is late by up to a millisecond per request (``epoll_wait``'s
+timeout is in whole milliseconds), which at these latencies is most of a p99; this one costs a
+core while it runs, which a 2-core machine leaves the server.
+
+``requests`` are complete request bytes (head and body), sent in turn; an answer counts as an
+error unless its status is 200 and, given ``require_header``, that header has the wanted value.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import selectors
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class OpenLoopResult:
+    #: Milliseconds from each answered request's due time to its answer's last byte.
+    latencies_ms: list[float]
+    #: The requests sent per second, over the run.
+    rate: float
+    errors: int
+    error_kinds: dict[str, int] = field(default_factory=dict)
+    #: Values of ``collect_header`` in the answers (as floats), e.g. the server's own timing.
+    collected: list[float] = field(default_factory=list)
+
+
+class _Connection:
+    __slots__ = ("buffer", "due", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = bytearray()
+        self.due: float | None = None  # the due time of the request in flight, if any
+
+
+def _answer_end(buffer: bytearray) -> tuple[int, bytes] | None:
+    """(length of the first complete answer in ``buffer``, its head) or ``None`` if partial."""
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = bytes(buffer[:end])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    total = end + 4 + length
+    return (total, head) if len(buffer) >= total else None
+
+
+def _run(
+    host: str,
+    port: int,
+    requests: list[bytes],
+    rate: float,
+    seconds: float,
+    connections: int,
+    require_header: tuple[str, str] | None,
+    collect_header: str | None,
+) -> OpenLoopResult:
+    selector = selectors.DefaultSelector()
+    pool: list[_Connection] = []
+    for _ in range(connections):
+        sock = socket.create_connection((host, port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        conn = _Connection(sock)
+        pool.append(conn)
+        selector.register(sock, selectors.EVENT_READ, conn)
+    idle = list(pool)
+    wanted = (
+        (require_header[0].lower().encode(), require_header[1].encode()) if require_header else None
+    )
+    collect = collect_header.lower().encode() if collect_header else None
+    total = int(rate * seconds)
+    latencies: list[float] = []
+    collected: list[float] = []
+    kinds: dict[str, int] = {}
+    errors = 0
+    sent = answered = 0
+    clock = time.perf_counter
+    start = clock() + 0.05
+    deadline = start + seconds + 30  # answers still missing 30 s after the last is due: errors
+    while answered < total and clock() < deadline:
+        now = clock()
+        while sent < total and start + sent / rate <= now and idle:
+            conn = idle.pop()
+            conn.due = start + sent / rate
+            conn.sock.sendall(requests[sent % len(requests)])
+            sent += 1
+        for key, _ in selector.select(0):
+            conn = key.data
+            data = conn.sock.recv(262144)
+            if not data:
+                raise RuntimeError("the server closed a connection")
+            conn.buffer += data
+            while (found := _answer_end(conn.buffer)) is not None:
+                length, head = found
+                del conn.buffer[:length]
+                assert conn.due is not None
+                latencies.append((clock() - conn.due) * 1000)
+                answered += 1
+                conn.due = None
+                idle.append(conn)
+                lines = head.split(b"\r\n")
+                status = lines[0].split(b" ", 2)[1]
+                headers = {
+                    name.strip().lower(): value.strip()
+                    for name, _, value in (line.partition(b":") for line in lines[1:])
+                }
+                if status != b"200" or (wanted and headers.get(wanted[0]) != wanted[1]):
+                    errors += 1
+                    kind = f"{status.decode()}/{(headers.get(wanted[0], b'') if wanted else b'')!r}"
+                    kinds[kind] = kinds.get(kind, 0) + 1
+                elif collect is not None and collect in headers:
+                    collected.append(float(headers[collect]))
+    elapsed = clock() - start
+    errors += total - answered
+    if total > answered:
+        kinds["no answer"] = total - answered
+    for conn in pool:
+        conn.sock.close()
+    return OpenLoopResult(latencies, sent / elapsed, errors, kinds, collected)
+
+
+def _child(queue: Any, args: tuple[Any, ...]) -> None:
+    queue.put(_run(*args))
+
+
+def open_loop(
+    host: str,
+    port: int,
+    requests: list[bytes],
+    *,
+    rate: float,
+    seconds: float,
+    connections: int = 32,
+    require_header: tuple[str, str] | None = None,
+    collect_header: str | None = None,
+) -> OpenLoopResult:
+    """Sends ``rate * seconds`` requests open loop from a process of its own; see the module."""
+    spawn = multiprocessing.get_context("spawn")
+    queue = spawn.Queue()
+    args = (host, port, requests, rate, seconds, connections, require_header, collect_header)
+    child = spawn.Process(target=_child, args=(queue, args))
+    child.start()
+    try:
+        result: OpenLoopResult = queue.get(timeout=seconds + 120)
+    finally:
+        child.join(30)
+    if child.exitcode not in (0, None):
+        raise RuntimeError(f"the load process ended with {child.exitcode}")
+    return result
+
+
+__all__ = ["OpenLoopResult", "open_loop"]
