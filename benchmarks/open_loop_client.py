@@ -47,19 +47,21 @@ class _Connection:
         self.due: float | None = None  # the due time of the request in flight, if any
 
 
-def _answer_end(buffer: bytearray) -> tuple[int, bytes] | None:
-    """(length of the first complete answer in ``buffer``, its head) or ``None`` if partial."""
+def _answer_end(buffer: bytearray) -> tuple[int, bytes, dict[bytes, bytes]] | None:
+    """(length, status, lower-cased headers) of the first complete answer in ``buffer``, or
+    ``None`` while it is partial."""
     end = buffer.find(b"\r\n\r\n")
     if end < 0:
         return None
-    head = bytes(buffer[:end])
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    total = end + 4 + length
-    return (total, head) if len(buffer) >= total else None
+    lines = bytes(buffer[:end]).split(b"\r\n")
+    headers = {
+        name.strip().lower(): value.strip()
+        for name, _, value in (line.partition(b":") for line in lines[1:])
+    }
+    total = end + 4 + int(headers.get(b"content-length", b"0"))
+    if len(buffer) < total:
+        return None
+    return total, lines[0].split(b" ", 2)[1], headers
 
 
 def _run(
@@ -109,19 +111,13 @@ def _run(
                 raise RuntimeError("the server closed a connection")
             conn.buffer += data
             while (found := _answer_end(conn.buffer)) is not None:
-                length, head = found
+                length, status, headers = found
                 del conn.buffer[:length]
                 assert conn.due is not None
                 latencies.append((clock() - conn.due) * 1000)
                 answered += 1
                 conn.due = None
                 idle.append(conn)
-                lines = head.split(b"\r\n")
-                status = lines[0].split(b" ", 2)[1]
-                headers = {
-                    name.strip().lower(): value.strip()
-                    for name, _, value in (line.partition(b":") for line in lines[1:])
-                }
                 if status != b"200" or (wanted and headers.get(wanted[0]) != wanted[1]):
                     errors += 1
                     kind = f"{status.decode()}/{(headers.get(wanted[0], b'') if wanted else b'')!r}"

@@ -11,7 +11,7 @@ from relay_context.persistence.sqlite import SqliteDatabase
 
 
 def test_each_recorded_field_is_stored_in_its_own_column(tmp_path: Path) -> None:
-    async def main() -> tuple[tuple[object, ...], tuple[object, ...]]:
+    async def main() -> tuple[tuple[object, ...], int]:
         database = SqliteDatabase(tmp_path / "relay.db")
         await database.open()
         ledger = UsageLedger(database)
@@ -39,9 +39,9 @@ def test_each_recorded_field_is_stored_in_its_own_column(tmp_path: Path) -> None
             await ledger.close()
             await database.close()
         assert len(stored) == 1
-        return tuple(stored[0]), (row.at_us,)
+        return tuple(stored[0]), row.at_us
 
-    stored, (at_us,) = asyncio.run(main())
+    stored, at_us = asyncio.run(main())
     assert stored == (
         at_us,
         "req-1",

@@ -233,7 +233,7 @@ class Settings(BaseSettings):
     #: OS (glibc only; 0 disables): without them a fragmented heap keeps RSS creeping up.
     heap_trim_interval_seconds: float = Field(default=30.0, ge=0, le=86400)
     #: Freeze the objects built at start-up out of the garbage collector's walks (``relay
-    #: serve`` only; service/gc_freeze.py): a full collection then takes ~0 ms, not ~100 ms.
+    #: serve`` only; service/gc_freeze.py): a full collection then takes ~0 ms, not ~90 ms.
     gc_freeze: bool = True
 
     # --- handoff relay -----------------------------------------------------------------------
