@@ -1,11 +1,13 @@
 """Soak: ``relay serve`` under mixed traffic at a fixed rate, its memory sampled as it goes.
 
-    python benchmarks/soak.py [--requests N | --duration S] [--rate R] [--sample-seconds S]
-                              [--json PATH]
+    python benchmarks/soak.py [--requests N | --duration S] [--rate R] [--clients N]
+                              [--sample-seconds S] [--json PATH]
 
 Starts the project's fake upstream and ``relay serve`` (embedded defaults: SQLite in a temporary
-``DATA_DIR``) as processes of their own, then sends requests open-loop at ``--rate`` per second
-(a request that cannot start because ``--max-in-flight`` are already out counts as ``late``):
+``DATA_DIR``) as processes of their own, then sends requests open-loop at ``--rate`` units of
+traffic per second (a unit is one request, or a burst of them; a request that cannot start
+because ``--max-in-flight`` are already out counts as ``late``), from ``--clients`` processes
+of its own on keep-alive connections (``soak_client.py``):
 
 * gateway, OpenAI format: non-streamed and streamed chat completions with text of their own;
 * gateway, Anthropic format (``/v1/messages``), streamed and not;
@@ -34,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import random
 import socket
@@ -44,12 +47,16 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httptools
 import httpx
+
+from soak_client import ConnectionClosedError, HttpPool
 
 REPO = Path(__file__).resolve().parent.parent
 RELAY = Path(sys.executable).parent / "relay"
@@ -92,6 +99,8 @@ MIX = {
 }
 BURST = 4
 SESSIONS = 50
+#: Seconds a request may take, streamed ones included, before it counts as an error.
+REQUEST_TIMEOUT = 60.0
 
 
 def free_port() -> int:
@@ -167,6 +176,16 @@ class Results:
     sent: int = 0
     retried: int = 0
 
+    def merge(self, other: Results) -> None:
+        for kind, values in other.latencies.items():
+            self.latencies[kind].extend(values)
+        for kind, n in other.errors.items():
+            self.errors[kind] += n
+        self.first_errors.extend(other.first_errors[: 10 - len(self.first_errors)])
+        self.late += other.late
+        self.sent += other.sent
+        self.retried += other.retried
+
     def error(self, kind: str, what: str) -> None:
         self.errors[kind] += 1
         if len(self.first_errors) < 10:
@@ -175,9 +194,18 @@ class Results:
 
 class Traffic:
     def __init__(
-        self, relay: str, key: str, seed: int, session_messages: int = 0, context_words: int = 30
+        self,
+        relay: str,
+        key: str,
+        seed: int,
+        session_messages: int = 0,
+        context_words: int = 30,
+        *,
+        client: int = 0,
     ) -> None:
         self.relay = relay
+        #: Clients' texts and sessions are their own: two clients never send the same request.
+        self.client = client
         self.key = key
         self.rng = random.Random(seed)
         self.counter = 0
@@ -189,14 +217,14 @@ class Traffic:
         self.context_words = context_words
 
     def _session(self, slot: int) -> str:
-        return f"soak-{slot}-{self.generation[slot]}"
+        return f"soak-{self.client}-{slot}-{self.generation[slot]}"
 
     def _text(self, n: int) -> str:
         return " ".join(self.rng.choice(WORDS) for _ in range(n))
 
     def _unique(self) -> str:
         self.counter += 1
-        return f"#{self.counter} {self._text(10)}"
+        return f"#{self.client}.{self.counter} {self._text(10)}"
 
     def _chat(self, text: str, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -252,118 +280,150 @@ class Traffic:
 
 
 async def one(
-    client: httpx.AsyncClient, results: Results, kind: str, spec: tuple[str, str, Any, bool]
+    pool: HttpPool, results: Results, kind: str, spec: tuple[str, str, Any, bool]
 ) -> None:
-    method, path, body, stream = spec
+    method, path, body, _ = spec
+    request = pool.encode(method, path, body)
     started_at = time.perf_counter()
     for attempt in range(2):
-        answered = False  # response headers arrived: a failure after that is the server's
         try:
-            if stream:
-                async with client.stream(method, path, json=body) as response:
-                    answered = True
-                    tail = b""
-                    async for chunk in response.aiter_bytes():
-                        tail = (tail + chunk)[-512:]
-                    if response.status_code != 200:
-                        results.error(kind, f"{response.status_code} {tail!r}")
-                        return
-                    if b"event: error" in tail:
-                        results.error(kind, f"stream ended with an error event: {tail!r}")
-                        return
-            else:
-                response = await client.request(method, path, json=body)
-                # A window of a session nobody appended to yet is a 404, not a server error.
-                ok = response.status_code in (200, 201) or (
-                    kind == "context_get" and response.status_code == 404
-                )
-                if not ok:
-                    results.error(kind, f"{response.status_code} {response.text[:200]}")
-                    return
-            break
-        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            status, tail = await pool.request(request, REQUEST_TIMEOUT)
+        except ConnectionClosedError as exc:
             # A kept-alive connection the server closed as the request went out: the official
             # SDKs retry these (max_retries), and so does this client, once, counting it.
-            if attempt == 0 and not answered:
+            if attempt == 0 and not exc.answered:
                 results.retried += 1
                 continue
+            results.error(kind, repr(exc))
+            return
+        except (OSError, TimeoutError, httptools.HttpParserError) as exc:
             results.error(kind, f"{type(exc).__name__}: {exc!r}")
             return
-        except httpx.HTTPError as exc:
-            results.error(kind, f"{type(exc).__name__}: {exc!r}")
+        # A window of a session nobody appended to yet is a 404, not a server error.
+        if not (status in (200, 201) or (kind == "context_get" and status == 404)):
+            results.error(kind, f"{status} {tail[-200:]!r}")
             return
+        if b"event: error" in tail:
+            results.error(kind, f"stream ended with an error event: {tail!r}")
+            return
+        break
     results.latencies[kind].append((time.perf_counter() - started_at) * 1000)
 
 
 async def drive(
     relay: str,
     key: str,
-    server_pid: int,
+    progress: Any,
     *,
+    client: int = 0,
     rate: float,
     total: int | None,
     duration: float | None,
-    sample_seconds: float,
     max_in_flight: int,
     seed: int,
     without: frozenset[str] = frozenset(),
     session_messages: int = 0,
     context_words: int = 30,
-) -> tuple[Results, list[tuple[float, int, float]]]:
+) -> Results:
+    """One client's traffic at ``rate`` units/s until it has sent ``total`` requests or
+    ``duration`` is over; ``progress[client]`` follows its count of requests sent."""
     results = Results()
-    traffic = Traffic(relay, key, seed, session_messages, context_words)
+    traffic = Traffic(relay, key, seed, session_messages, context_words, client=client)
     kinds = [k for k, w in MIX.items() for _ in range(w) if k not in without]
     random.Random(seed).shuffle(kinds)
-    samples: list[tuple[float, int, float]] = []  # (seconds, requests sent, RSS MiB)
-    # Idle connections are dropped before the server's keep-alive timeout (5 s) would close them
-    # under a request being sent (the race every HTTP/1.1 client has with an equal expiry).
-    limits = httpx.Limits(
-        max_connections=max_in_flight, max_keepalive_connections=max_in_flight, keepalive_expiry=2.0
-    )
-    headers = {"authorization": f"Bearer {key}", "x-api-key": key}
+    host, _, port = relay.removeprefix("http://").partition(":")
+    pool = HttpPool(host, int(port), {"authorization": f"Bearer {key}", "x-api-key": key})
     in_flight: set[asyncio.Task[None]] = set()
     slots = asyncio.Semaphore(max_in_flight)
 
     async def guarded(kind: str, spec: tuple[str, str, Any, bool]) -> None:
         try:
-            await one(client, results, kind, spec)
+            await one(pool, results, kind, spec)
         finally:
             slots.release()
 
-    async with httpx.AsyncClient(
-        base_url=relay, headers=headers, limits=limits, timeout=60
-    ) as client:
+    begin = time.monotonic()
+    i = 0
+    while True:
+        now = time.monotonic()
+        progress[client] = results.sent
+        if (total is not None and results.sent >= total) or (
+            duration is not None and now - begin >= duration
+        ):
+            break
+        due = begin + i / rate
+        if due > now:
+            await asyncio.sleep(due - now)
+            continue
+        kind = kinds[i % len(kinds)]
+        i += 1
+        for spec in traffic.request(kind):
+            if slots.locked():
+                results.late += 1
+                continue
+            await slots.acquire()
+            results.sent += 1
+            task = asyncio.create_task(guarded(kind, spec))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+    if in_flight:
+        await asyncio.wait(in_flight, timeout=2 * REQUEST_TIMEOUT)
+    progress[client] = results.sent
+    pool.close()
+    return results
+
+
+def run_clients(
+    server_pid: int, clients: int, sample_seconds: float, **kwargs: Any
+) -> tuple[Results, list[tuple[float, int, float]]]:
+    """``clients`` processes of :func:`drive`, each with its share of the rate and requests,
+    while this one reads the server's RSS every ``sample_seconds``."""
+    spawn = multiprocessing.get_context("spawn")
+    progress = spawn.Array("q", clients, lock=False)
+    total, rate = kwargs.pop("total"), kwargs.pop("rate")
+    seed = kwargs.pop("seed")
+    samples: list[tuple[float, int, float]] = []  # (seconds, requests sent, RSS MiB)
+    with ProcessPoolExecutor(
+        clients, mp_context=spawn, initializer=_share, initargs=(progress,)
+    ) as pool:
+        futures = [
+            pool.submit(
+                _client_shared,
+                dict(
+                    kwargs,
+                    client=c,
+                    rate=rate / clients,
+                    total=None if total is None else -(-total // clients),
+                    seed=seed + 1000 * c,
+                ),
+            )
+            for c in range(clients)
+        ]
         begin = time.monotonic()
         next_sample = begin
-        i = 0
-        while True:
+        while not all(f.done() for f in futures):
             now = time.monotonic()
             if now >= next_sample:
-                samples.append((now - begin, results.sent, rss_mib(server_pid)))
+                samples.append((now - begin, sum(progress), rss_mib(server_pid)))
                 next_sample += sample_seconds
-            if (total is not None and results.sent >= total) or (
-                duration is not None and now - begin >= duration
-            ):
-                break
-            due = begin + i / rate
-            if due > now:
-                await asyncio.sleep(min(due - now, max(0.0, next_sample - now)))
-                continue
-            kind = kinds[i % len(kinds)]
-            i += 1
-            for spec in traffic.request(kind):
-                if slots.locked():
-                    results.late += 1
-                    continue
-                await slots.acquire()
-                results.sent += 1
-                task = asyncio.create_task(guarded(kind, spec))
-                in_flight.add(task)
-                task.add_done_callback(in_flight.discard)
-        if in_flight:
-            await asyncio.wait(in_flight, timeout=120)
-        samples.append((time.monotonic() - begin, results.sent, rss_mib(server_pid)))
+            time.sleep(max(0.0, min(0.5, next_sample - time.monotonic())))
+        results = Results()
+        for f in futures:
+            results.merge(f.result())
+    samples.append((time.monotonic() - begin, results.sent, rss_mib(server_pid)))
     return results, samples
+
+
+_progress: Any = None
+
+
+def _share(progress: Any) -> None:
+    global _progress
+    _progress = progress
+
+
+def _client_shared(kwargs: dict[str, Any]) -> Results:
+    return asyncio.run(drive(progress=_progress, **kwargs))
 
 
 def report(
@@ -404,9 +464,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=None, help="stop after this many")
     parser.add_argument("--duration", type=float, default=None, help="stop after this long (s)")
-    parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
+    parser.add_argument("--rate", type=float, default=200.0, help="units of traffic per second")
     parser.add_argument("--sample-seconds", type=float, default=10.0)
-    parser.add_argument("--max-in-flight", type=int, default=128)
+    parser.add_argument(
+        "--max-in-flight", type=int, default=128, help="requests out at once, per client"
+    )
+    parser.add_argument(
+        "--clients",
+        type=int,
+        default=1,
+        help="load-generating processes, each sending its share of --rate and --requests",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
         "--without", default="", help="comma-separated kinds of traffic to leave out of the mix"
@@ -486,21 +554,20 @@ def main() -> None:
                 tmpdir / "relay.log",
             ) as server,
         ):
-            results, samples = asyncio.run(
-                drive(
-                    relay,
-                    key,
-                    server.pid,
-                    rate=args.rate,
-                    total=args.requests,
-                    duration=args.duration,
-                    sample_seconds=args.sample_seconds,
-                    max_in_flight=args.max_in_flight,
-                    seed=args.seed,
-                    without=frozenset(k for k in args.without.split(",") if k),
-                    session_messages=args.session_messages,
-                    context_words=args.context_words,
-                )
+            results, samples = run_clients(
+                server.pid,
+                args.clients,
+                args.sample_seconds,
+                relay=relay,
+                key=key,
+                rate=args.rate,
+                total=args.requests,
+                duration=args.duration,
+                max_in_flight=args.max_in_flight,
+                seed=args.seed,
+                without=frozenset(k for k in args.without.split(",") if k),
+                session_messages=args.session_messages,
+                context_words=args.context_words,
             )
         out = report(results, samples, args.rate, args.warmup)
     print(
