@@ -10,7 +10,10 @@ coalesces in-flight requests, so each of their clients costs an upstream call). 
 side stays light) and records, per client, when the first body bytes arrived; the fake upstream
 records when each of its streams sent its first event (wall clock, same machine). Printed per
 mode: upstream calls per round, and the first-byte lag of the clients behind the upstream's first
-event (p50 / p99 / max over all rounds), then the ratio of upstream calls. Last, the multicast
+event (p50 / p99 / max over all rounds) twice: *at the socket*, the kernel's receive time of the
+first body bytes on the client's socket (``SO_TIMESTAMPNS``: when they reached the client), and
+*as read*, when this process got to read them (which adds its own queue: one Python process
+reading 100 sockets in turn); then the ratio of upstream calls. Last, the multicast
 core alone (``coalescing.Flight`` in this process, no HTTP): how long after a chunk is appended
 each of N waiting readers has it.
 """
@@ -22,6 +25,7 @@ import asyncio
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -72,16 +76,55 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def one_stream(port: int, request: bytes, go: asyncio.Event) -> tuple[float, float]:
-    """Wall-clock times of the response headers and of the first body bytes of one streamed
-    answer (read to its end)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+#: Linux's ``SO_TIMESTAMPNS`` (and its control message): each read of a TCP socket then carries
+#: the kernel's receive time of the last segment it returned.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+
+
+async def recv_stamped(sock: socket.socket) -> tuple[bytes, float | None]:
+    """One read of a non-blocking socket and the kernel's receive time of its data (wall clock)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[tuple[bytes, float | None]] = loop.create_future()
+
+    def readable() -> None:
+        try:
+            data, ancillary, _, _ = sock.recvmsg(65536, socket.CMSG_SPACE(16))
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            loop.remove_reader(sock)
+            done.set_exception(exc)
+            return
+        loop.remove_reader(sock)
+        stamp = None
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(payload) >= 16:
+                seconds, nanoseconds = struct.unpack("qq", payload[:16])
+                stamp = seconds + nanoseconds / 1e9
+        done.set_result((data, stamp))
+
+    loop.add_reader(sock, readable)
+    try:
+        return await done
+    finally:
+        loop.remove_reader(sock)
+
+
+async def one_stream(port: int, request: bytes, go: asyncio.Event) -> tuple[float, float, float]:
+    """Wall-clock times of one streamed answer (read to its end): its response headers, its first
+    body bytes as this client read them, and as they reached this client's socket (the kernel's
+    receive time, which leaves out this process's own queue of 100 sockets to read)."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setblocking(False)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    await loop.sock_connect(sock, ("127.0.0.1", port))
     await go.wait()
-    writer.write(request)
-    await writer.drain()
+    await loop.sock_sendall(sock, request)
     head = b""
+    stamp: float | None = None
     while b"\r\n\r\n" not in head:
-        data = await reader.read(65536)
+        data, stamp = await recv_stamped(sock)
         if not data:
             raise RuntimeError("connection closed before the headers")
         head += data
@@ -90,24 +133,28 @@ async def one_stream(port: int, request: bytes, go: asyncio.Event) -> tuple[floa
     if status != b"200":
         raise RuntimeError(f"status {status.decode()}: {head[:500]!r}")
     rest = head.split(b"\r\n\r\n", 1)[1]
-    first = time.time() if rest else None
+    first, first_stamp = (time.time(), stamp) if rest else (None, None)
     body = rest
     while True:
-        data = await reader.read(65536)
+        data, stamp = await recv_stamped(sock)
         if not data:
             break
         if first is None:
-            first = time.time()
+            first, first_stamp = time.time(), stamp
         body += data
         if body.endswith(b"0\r\n\r\n"):
             break
-    writer.close()
+    sock.close()
     if first is None or b"[DONE]" not in body:
         raise RuntimeError("stream ended early")
-    return headers_at, first
+    if first_stamp is None:
+        raise RuntimeError("the kernel gave no receive timestamp (SO_TIMESTAMPNS)")
+    return headers_at, first, first_stamp
 
 
-async def round_of(port: int, key: str, clients: int, content: str) -> list[tuple[float, float]]:
+async def round_of(
+    port: int, key: str, clients: int, content: str
+) -> list[tuple[float, float, float]]:
     body = json.dumps(
         {
             "model": "gpt-4o-mini",
@@ -196,6 +243,7 @@ def main() -> None:
         calls_per_mode: dict[str, float] = {}
         for mode, port in ports.items():
             lags: list[float] = []
+            socket_lags: list[float] = []
             late = 0
             calls: list[int] = []
             for n in range(args.rounds + 1):  # round 0 warms up connections and tokenizers
@@ -213,16 +261,20 @@ def main() -> None:
                     continue
                 calls.append(after["calls"] - before["calls"])
                 origin = min(upstream_firsts)
-                lags += [(first - origin) * 1000 for _, first in firsts]
-                late += sum(headers > origin for headers, _ in firsts)
+                lags += [(first - origin) * 1000 for _, first, _ in firsts]
+                socket_lags += [(stamp - origin) * 1000 for _, _, stamp in firsts]
+                late += sum(headers > origin for headers, _, _ in firsts)
             calls_per_mode[mode] = sum(calls) / len(calls)
             print(
                 f"  {mode:15s} upstream calls/round {calls_per_mode[mode]:6.1f}"
-                f" | first-byte lag behind the upstream's first event (ms):"
-                f" p50 {percentile(lags, 0.5):6.2f} p99 {percentile(lags, 0.99):6.2f}"
-                f" max {max(lags):6.2f}"
                 f" | headers after the upstream's first event: {late} of {len(lags)}"
             )
+            for what, values in (("at the socket", socket_lags), ("as read", lags)):
+                print(
+                    f"    first-byte lag behind the upstream's first event, {what:13s} (ms):"
+                    f" p50 {percentile(values, 0.5):6.2f} p99 {percentile(values, 0.99):6.2f}"
+                    f" max {max(values):6.2f}"
+                )
         ratio = calls_per_mode["coalescing off"] / calls_per_mode["coalescing"]
         print(f"upstream calls, coalescing off / on: {ratio:.0f}x")
     lags = asyncio.run(flight_fanout(args.clients, 50))
