@@ -3,9 +3,10 @@
 The first request of a key leads: its upstream call runs in a task of its own, not in the
 request, so the leader's client going away does not end it while others wait. The upstream's
 answer (status, headers, then the body chunk by chunk, as the upstream sent it) goes into a
-:class:`Flight`; every waiter, the leader's client included, reads the flight through an
-``httpx.Response`` of its own (:meth:`Flight.response`), from its first chunk, then live, at the
-upstream's speed. Each waiter renders that response in its own protocol as if it came from the
+:class:`Flight`; every waiter, the leader's client included, reads the flight through a
+:class:`FlightAnswer` of its own (:meth:`Flight.response`: the surface of an upstream answer,
+the same chunk objects for every waiter), from its first chunk, then live, at the upstream's
+speed. Each waiter renders that response in its own protocol as if it came from the
 upstream (same format forwarded, other formats translated, its own usage chunk stripped or kept,
 its own budget), so an answer or an error reaches everyone in the shape of the API they called.
 
@@ -27,9 +28,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-import httpx
-
 from relay_context.gateway.errors import GatewayError, UpstreamUnavailableError
+from relay_context.gateway.http_client import ConnectionCutError, ResponseHeaders
+from relay_context.gateway.sse_reader import SseEvent, SseSplitter
 from relay_context.gateway.upstream_client import ANSWER_READ_ERRORS, UpstreamAnswer
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class Head:
 Start = Callable[[], Awaitable[tuple[UpstreamAnswer, str]]]
 
 
-class StreamCutError(httpx.ReadError):
+class StreamCutError(ConnectionCutError):
     """The shared upstream stream failed after it began (what each waiter's reader sees, as it
     would a cut connection, so that each ends its stream with its protocol's error event)."""
 
@@ -75,6 +76,13 @@ class Flight:
         #: Whether this process makes the call (else it reads another process's answer).
         self.called_here = False
         self.chunks: list[bytes] = []
+        #: A streamed answer's events, split once as each chunk arrived (``batches[i]``: the
+        #: events ``chunks[i]`` completed), so that no waiter parses them again; about the
+        #: chunks' size again, beside them.
+        self.batches: list[list[SseEvent]] = []
+        #: The last event if the stream ended without its blank line.
+        self.tail_batch: list[SseEvent] = []
+        self._splitter = SseSplitter() if stream else None
         #: Index in the whole answer of ``chunks[0]`` (chunks before it were dropped).
         self.base = 0
         self.buffered = 0
@@ -113,6 +121,7 @@ class Flight:
         if not chunk:
             return
         self.chunks.append(chunk)
+        self.batches.append(self._splitter.feed(chunk) if self._splitter is not None else [])
         self.buffered += len(chunk)
         self.total_bytes += len(chunk)
         if self.buffered > self.max_bytes:
@@ -131,11 +140,14 @@ class Flight:
         if drop > 0:
             self.buffered -= sum(len(c) for c in self.chunks[:drop])
             del self.chunks[:drop]
+            del self.batches[:drop]
             self.base = slowest
 
     def finish(self, cut: str | None = None) -> None:
         """The body is complete (``cut``: it ended early, for that reason)."""
         self.cut = cut
+        if self._splitter is not None and cut is None:
+            self.tail_batch = self._splitter.finish()
         self.done = True
         self.joinable = False
         self._wake()
@@ -182,6 +194,18 @@ class Flight:
 
     async def read(self, reader: int) -> bytes | None:
         """The waiter's next chunk, ``None`` at the end; raises :class:`StreamCutError`."""
+        index = await self._next(reader)
+        return None if index is None else self.chunks[index]
+
+    async def read_batch(self, reader: int) -> list[SseEvent] | None:
+        """The events of the waiter's next chunk (of a streamed answer), ``None`` at the end;
+        raises :class:`StreamCutError`."""
+        index = await self._next(reader)
+        return None if index is None else self.batches[index]
+
+    async def _next(self, reader: int) -> int | None:
+        """Moves the reader on by one chunk: that chunk's index in ``chunks``, ``None`` at the
+        end (valid until the producer next runs: it may drop chunks read by everyone)."""
         while True:
             position = self._positions[reader]
             index = position - self.base
@@ -189,22 +213,20 @@ class Flight:
                 self._positions[reader] = position + 1
                 if not self.joinable:
                     self._drained.set()
-                return self.chunks[index]
+                return index
             if self.done:
                 if self.cut is not None:
                     raise StreamCutError(self.cut)
                 return None
             await self._changed.wait()
 
-    async def response(self, reader: int) -> httpx.Response:
-        """The waiter's own view of the answer: an ``httpx.Response`` whose body is read from
-        this flight (read whole before it returns for a call that is not streamed)."""
+    async def response(self, reader: int) -> FlightAnswer:
+        """The waiter's own view of the answer, read from this flight (read whole before it
+        returns for a call that is not streamed)."""
         try:
             head = await self.wait_head()
-            headers = [(k, v) for k, v in head.headers if k.lower() not in _HOP_HEADERS]
-            response = httpx.Response(
-                head.status, headers=headers, stream=_FlightStream(self, reader)
-            )
+            headers = {k.lower(): v for k, v in head.headers if k.lower() not in _HOP_HEADERS}
+            response = FlightAnswer(self, reader, head.status, headers)
             if not self.stream:
                 await response.aread()
         except BaseException:
@@ -213,20 +235,60 @@ class Flight:
         return response
 
 
-class _FlightStream(httpx.AsyncByteStream):
-    def __init__(self, flight: Flight, reader: int) -> None:
-        self.flight = flight
-        self.reader = reader
+class FlightAnswer:
+    """One waiter's view of a shared answer, with the surface of an upstream's
+    (:class:`~relay_context.gateway.upstream_client.UpstreamAnswer`): its body is the flight's
+    chunks, the same objects for every waiter, read at this waiter's own pace."""
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    __slots__ = ("_content", "_flight", "_reader", "headers", "status_code")
+
+    def __init__(self, flight: Flight, reader: int, status: int, headers: dict[str, str]) -> None:
+        self.status_code = status
+        self.headers = ResponseHeaders(headers)
+        self._flight: Flight | None = flight
+        self._reader = reader
+        self._content: bytes | None = None
+
+    @property
+    def content(self) -> bytes:
+        if self._content is None:
+            raise RuntimeError("the body has not been read (await aread())")
+        return self._content
+
+    async def aread(self) -> bytes:
+        if self._content is None:
+            self._content = b"".join([chunk async for chunk in self.aiter_raw()])
+        return self._content
+
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
+        """The body chunk by chunk; raises :class:`StreamCutError` if the shared call broke."""
+        flight = self._flight
+        if flight is None:
+            return
         try:
-            while (chunk := await self.flight.read(self.reader)) is not None:
+            while (chunk := await flight.read(self._reader)) is not None:
                 yield chunk
         finally:
-            self.flight.leave(self.reader)
+            await self.aclose()
+
+    async def event_batches(self) -> AsyncIterator[list[SseEvent]]:
+        """The body's events as the flight split them, once for every waiter."""
+        flight = self._flight
+        if flight is None:
+            return
+        try:
+            while (batch := await flight.read_batch(self._reader)) is not None:
+                if batch:
+                    yield batch
+            if flight.tail_batch:
+                yield flight.tail_batch
+        finally:
+            await self.aclose()
 
     async def aclose(self) -> None:
-        self.flight.leave(self.reader)
+        flight, self._flight = self._flight, None
+        if flight is not None:
+            flight.leave(self._reader)
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,6 +413,7 @@ class LocalCoalescer:
 __all__ = [
     "Coalescer",
     "Flight",
+    "FlightAnswer",
     "Head",
     "Joined",
     "LocalCoalescer",

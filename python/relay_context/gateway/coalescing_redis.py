@@ -38,14 +38,13 @@ import secrets
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import httpx
-
 from relay_context.gateway.coalescing import (
     Flight,
     Head,
     Joined,
     LocalCoalescer,
     Start,
+    StreamCutError,
     lead,
 )
 from relay_context.gateway.errors import ErrorKind, GatewayError
@@ -312,7 +311,7 @@ class RedisCoalescer:
             while True:
                 try:
                     chunk = await flight.read(reader)
-                except httpx.ReadError as exc:
+                except StreamCutError as exc:
                     await self.redis.xadd(log_key, {"k": "cut", "m": str(exc)})
                     break
                 if chunk is None:

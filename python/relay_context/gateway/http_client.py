@@ -33,6 +33,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from relay_context.gateway.sse_reader import SseEvent, read_event_batches
+
 #: Body bytes buffered from the socket before reading pauses (until the consumer catches up).
 HIGH_WATER_BYTES = 1 << 20
 
@@ -347,6 +349,10 @@ class UpstreamResponse:
         connection, self._connection = self._connection, None
         if connection is not None:
             self._pool.release(connection)
+
+    def event_batches(self) -> AsyncIterator[list[SseEvent]]:
+        """The body's Server-Sent Events, as the complete events each read brought."""
+        return read_event_batches(self.aiter_raw())
 
 
 class ConnectionPool:

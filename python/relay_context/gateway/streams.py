@@ -45,7 +45,7 @@ from relay_context.gateway.schema import (
     ToolArgumentsDelta,
     Usage,
 )
-from relay_context.gateway.sse_reader import SseEvent, read_event_batches
+from relay_context.gateway.sse_reader import SseEvent
 from relay_context.gateway.upstream_client import ANSWER_READ_ERRORS, UpstreamAnswer
 from relay_context.gateway.wire_formats import WireFormat
 
@@ -161,7 +161,7 @@ async def _forward(
     """The upstream's events byte for byte, each network read's events in one write."""
     error: GatewayError | None = None
     try:
-        async for batch in read_event_batches(response.aiter_raw()):
+        async for batch in response.event_batches():
             out: list[bytes] = []
             try:
                 for event in batch:
@@ -278,7 +278,7 @@ async def translate(
         return anthropic_decoder.feed(event.event, json.loads(event.data))
 
     try:
-        async for batch in read_event_batches(response.aiter_raw()):
+        async for batch in response.event_batches():
             events: list[StreamEvent] = []
             for event in batch:
                 events += decode(event)

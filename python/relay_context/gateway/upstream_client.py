@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-
-import httpx
+from typing import Protocol
 
 from relay_context.gateway.errors import UpstreamError, UpstreamUnavailableError
 from relay_context.gateway.http_client import (
@@ -24,12 +23,36 @@ from relay_context.gateway.http_client import (
 )
 from relay_context.gateway.retry_policy import parse_retry_after
 from relay_context.gateway.routing import Provider
+from relay_context.gateway.sse_reader import SseEvent
 
-#: An upstream's answer as the pipeline reads it: this pool's own, or the ``httpx.Response``
-#: that request coalescing (``coalescing.py``) gives each follower of a shared call.
-UpstreamAnswer = UpstreamResponse | httpx.Response
-#: What reading either of them may raise when the upstream fails mid-answer.
-ANSWER_READ_ERRORS = (HttpClientError, httpx.HTTPError)
+
+class UpstreamAnswer(Protocol):
+    """An upstream's answer as the pipeline reads it: this pool's own
+    (:class:`~relay_context.gateway.http_client.UpstreamResponse`), or a waiter's view of a
+    shared call (:class:`~relay_context.gateway.coalescing.FlightAnswer`)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def content(self) -> bytes: ...
+
+    async def aread(self) -> bytes: ...
+
+    def aiter_raw(self) -> AsyncIterator[bytes]: ...
+
+    def event_batches(self) -> AsyncIterator[list[SseEvent]]:
+        """The body's Server-Sent Events, as the complete events each read brought."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+#: What reading an answer may raise when the upstream fails mid-answer.
+ANSWER_READ_ERRORS = (HttpClientError,)
 
 #: How long a call may wait for a pooled connection, in seconds.
 POOL_TIMEOUT_SECONDS = 30.0
