@@ -13,9 +13,12 @@ OPENAI_BASE_URL, ``GATEWAY_CACHE`` turning the cache on with that store; Redis i
   achieved rate, p50 / p99 / p99.9 latency, errors.
 
 The one-at-a-time client is a minimal asyncio HTTP/1.1 client; the open-loop load comes from
-``open_loop_client.py``, a process of its own that spins on non-blocking sockets so that its
-figures carry no timer slop (it costs a core while it runs). Both are on the same machine as the
-server; the server-side ``x-relay-overhead-ms`` is beside each figure.
+``open_loop_client.py``, a process of its own on non-blocking sockets, run twice: waiting in
+``select(2)`` (microsecond timeouts, so it sends on time and leaves the CPU to the server
+meanwhile), then spinning (a zero-timeout poll: a whole core, which on a 2-core machine the
+server, its Redis and the kernel then lack). Both are on the same machine as the server; the
+server-side ``x-relay-overhead-ms`` and the client's own lateness in sending (p99) are beside
+each figure.
 
 Beside Relay, given a LiteLLM 1.106.x venv (``--litellm-venv``; ``benchmarks/litellm_peer.py``
 builds one), LiteLLM's proxy with its cache in each of ``--litellm-modes`` — ``local`` (in
@@ -195,7 +198,7 @@ async def sequential(port: int, key: str, n: int, stream: bool) -> tuple[list[fl
     return latencies, overheads
 
 
-def load(port: int, key: str, rate: float, seconds: float) -> dict[str, Any]:
+def load(port: int, key: str, rate: float, seconds: float, *, spin: bool) -> dict[str, Any]:
     """Hits due on a fixed schedule of ``rate`` per second over 32 connections, from the
     precise open-loop client (``open_loop_client.py``: its own process, no timer slop);
     latency counts from the moment each was due (a late answer delays the next ones too)."""
@@ -209,6 +212,7 @@ def load(port: int, key: str, rate: float, seconds: float) -> dict[str, Any]:
         seconds=seconds,
         require_header=("x-relay-cache", "hit"),
         collect_header="x-relay-overhead-ms",
+        spin=spin,
     )
     return {
         "rate": result.rate,
@@ -217,6 +221,7 @@ def load(port: int, key: str, rate: float, seconds: float) -> dict[str, Any]:
         "p999": percentile(result.latencies_ms, 0.999),
         "overhead_p50": percentile(result.collected, 0.5),
         "overhead_p99": percentile(result.collected, 0.99),
+        "send_late_p99": percentile(result.send_late_ms, 0.99),
         "errors": result.errors,
         "error_kinds": result.error_kinds,
     }
@@ -293,7 +298,10 @@ def run_store(store: str, args: argparse.Namespace) -> dict[str, Any]:
             for stream in (False, True):
                 lat, over = asyncio.run(sequential(relay_port, key, args.requests, stream))
                 out["stream" if stream else "whole"] = (lat, over)
-            out["load"] = load(relay_port, key, args.rate, args.seconds)
+            out["load"] = {
+                client: load(relay_port, key, args.rate, args.seconds, spin=client == "spin")
+                for client in ("select", "spin")
+            }
             return out
 
 
@@ -498,14 +506,15 @@ def main() -> None:
                 f" p99 {percentile(lat, 0.99):6.3f} | overhead p50 {percentile(over, 0.5):6.3f}"
                 f" p99 {percentile(over, 0.99):6.3f}"
             )
-        hits = result["load"]
-        print(
-            f"  relay/{store:7s} whole  at {hits['rate']:6.0f}/s:   p50 {hits['p50']:6.3f}"
-            f" p99 {hits['p99']:6.3f} p99.9 {hits['p999']:6.3f}"
-            f" | overhead p50 {hits['overhead_p50']:6.3f}"
-            f" p99 {hits['overhead_p99']:6.3f} | errors {hits['errors']}"
-            + (f" {hits['error_kinds']}" if hits["errors"] else "")
-        )
+        for client, hits in result["load"].items():
+            print(
+                f"  relay/{store:7s} whole  at {hits['rate']:6.0f}/s ({client:6s} client):"
+                f" p50 {hits['p50']:6.3f} p99 {hits['p99']:6.3f} p99.9 {hits['p999']:6.3f}"
+                f" | overhead p50 {hits['overhead_p50']:6.3f}"
+                f" p99 {hits['overhead_p99']:6.3f} | sent late p99 {hits['send_late_p99']:6.3f}"
+                f" | errors {hits['errors']}"
+                + (f" {hits['error_kinds']}" if hits["errors"] else "")
+            )
     venv = Path(args.litellm_venv)
     if (venv / "bin" / "litellm").exists():
         print("LiteLLM's cache (cache_params.type: local, then redis), same requests:")

@@ -6,11 +6,17 @@
 Request ``i`` is due at ``start + i / rate`` and its latency counts from that moment to its
 answer's last byte, so a server that falls behind is charged for the wait it causes (no
 coordinated omission). The generator runs in a process of its own (``spawn``) and never
-sleeps: one loop over non-blocking sockets sends each request when it is due, on a connection
-with nothing outstanding, and reads answers as they come (``select`` with a zero timeout). An
-asyncio client woken by timers is late by up to a millisecond per request (``epoll_wait``'s
-timeout is in whole milliseconds), which at these latencies is most of a p99; this one costs a
-core while it runs, which a 2-core machine leaves the server.
+oversleeps: one loop over non-blocking sockets sends each request when it is due, on a
+connection with nothing outstanding, and reads answers as they come. An asyncio client woken by
+timers is late by up to a millisecond per request (``epoll_wait``'s timeout is in whole
+milliseconds), which at these latencies is most of a p99. This one waits in ``select(2)``, whose
+timeout is in microseconds, with the thread's timer slack set to 1 ns (``PR_SET_TIMERSLACK``; the
+default lets the kernel wake it up to 50 us late): it wakes when an answer arrives or the next
+request is due, and leaves the CPU to the server meanwhile. ``spin=True`` polls with a zero
+timeout instead (a whole core while it runs, which a 2-core machine then takes from the server,
+its Redis and the kernel's network work). How late each request was sent is reported
+(``send_late_ms``); latencies count from the due time either way, so the client's own lateness is
+charged to the server, never hidden.
 
 ``requests`` are complete request bytes (head and body), sent in turn; an answer counts as an
 error unless its status is 200 and, given ``require_header``, that header has the wanted value.
@@ -18,6 +24,8 @@ error unless its status is 200 and, given ``require_header``, that header has th
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing
 import selectors
 import socket
@@ -36,6 +44,8 @@ class OpenLoopResult:
     error_kinds: dict[str, int] = field(default_factory=dict)
     #: Values of ``collect_header`` in the answers (as floats), e.g. the server's own timing.
     collected: list[float] = field(default_factory=list)
+    #: Milliseconds from each request's due time to its sending (the client's own lateness).
+    send_late_ms: list[float] = field(default_factory=list)
 
 
 class _Connection:
@@ -73,8 +83,12 @@ def _run(
     connections: int,
     require_header: tuple[str, str] | None,
     collect_header: str | None,
+    spin: bool,
 ) -> OpenLoopResult:
-    selector = selectors.DefaultSelector()
+    if not spin:
+        _tight_timer_slack()
+    # select(2): its timeout is in microseconds (epoll's, DefaultSelector's, in milliseconds).
+    selector = selectors.SelectSelector()
     pool: list[_Connection] = []
     for _ in range(connections):
         sock = socket.create_connection((host, port))
@@ -90,6 +104,7 @@ def _run(
     collect = collect_header.lower().encode() if collect_header else None
     total = int(rate * seconds)
     latencies: list[float] = []
+    send_late: list[float] = []
     collected: list[float] = []
     kinds: dict[str, int] = {}
     errors = 0
@@ -97,14 +112,20 @@ def _run(
     clock = time.perf_counter
     start = clock() + 0.05
     deadline = start + seconds + 30  # answers still missing 30 s after the last is due: errors
-    while answered < total and clock() < deadline:
-        now = clock()
+    while answered < total and (now := clock()) < deadline:
         while sent < total and start + sent / rate <= now and idle:
             conn = idle.pop()
             conn.due = start + sent / rate
             conn.sock.sendall(requests[sent % len(requests)])
+            send_late.append((clock() - conn.due) * 1000)
             sent += 1
-        for key, _ in selector.select(0):
+        if spin:
+            timeout = 0.0
+        elif sent < total and idle:  # until the next request is due, or an answer comes
+            timeout = max(0.0, start + sent / rate - clock())
+        else:  # until an answer comes
+            timeout = max(0.0, deadline - clock())
+        for key, _ in selector.select(timeout):
             conn = key.data
             data = conn.sock.recv(262144)
             if not data:
@@ -130,7 +151,14 @@ def _run(
         kinds["no answer"] = total - answered
     for conn in pool:
         conn.sock.close()
-    return OpenLoopResult(latencies, sent / elapsed, errors, kinds, collected)
+    return OpenLoopResult(latencies, sent / elapsed, errors, kinds, collected, send_late)
+
+
+def _tight_timer_slack() -> None:
+    """Lets this thread's timed waits end on time (Linux; elsewhere a no-op)."""
+    pr_set_timerslack = 29
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_timerslack, 1, 0, 0, 0)
 
 
 def _child(queue: Any, args: tuple[Any, ...]) -> None:
@@ -147,11 +175,12 @@ def open_loop(
     connections: int = 32,
     require_header: tuple[str, str] | None = None,
     collect_header: str | None = None,
+    spin: bool = False,
 ) -> OpenLoopResult:
     """Sends ``rate * seconds`` requests open loop from a process of its own; see the module."""
     spawn = multiprocessing.get_context("spawn")
     queue = spawn.Queue()
-    args = (host, port, requests, rate, seconds, connections, require_header, collect_header)
+    args = (host, port, requests, rate, seconds, connections, require_header, collect_header, spin)
     child = spawn.Process(target=_child, args=(queue, args))
     child.start()
     try:
