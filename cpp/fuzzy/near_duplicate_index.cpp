@@ -3,6 +3,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <mutex>
@@ -52,6 +53,83 @@ void fold_minima(const std::uint64_t* shingles, std::size_t n, std::uint64_t see
             minima[i] = std::min(minima[i], h);
         }
     }
+}
+
+// A text's characters with their counts, by code point.
+using Histogram = std::vector<std::pair<char32_t, std::uint32_t>>;
+
+Histogram histogram(Text text) {
+    Histogram out;
+    std::array<std::uint32_t, 128> ascii{};
+    std::vector<char32_t> other;
+    for (const char32_t c : text) {
+        if (c < 128) {
+            ++ascii[c];
+        } else {
+            other.push_back(c);
+        }
+    }
+    for (std::size_t c = 0; c < ascii.size(); ++c) {
+        if (ascii[c] != 0) {
+            out.emplace_back(static_cast<char32_t>(c), ascii[c]);
+        }
+    }
+    std::sort(other.begin(), other.end());
+    for (std::size_t k = 0; k < other.size();) {
+        std::size_t end = k;
+        while (end < other.size() && other[end] == other[k]) {
+            ++end;
+        }
+        out.emplace_back(other[k], static_cast<std::uint32_t>(end - k));
+        k = end;
+    }
+    return out;
+}
+
+// The L1 distance of two histograms: a lower bound of the Indel distance of their texts.
+std::size_t histogram_distance(const Histogram& a, const Histogram& b) {
+    std::size_t distance = 0;
+    std::size_t i = 0;
+    std::size_t k = 0;
+    while (i < a.size() && k < b.size()) {
+        if (a[i].first == b[k].first) {
+            distance +=
+                a[i].second > b[k].second ? a[i].second - b[k].second : b[k].second - a[i].second;
+            ++i;
+            ++k;
+        } else if (a[i].first < b[k].first) {
+            distance += a[i++].second;
+        } else {
+            distance += b[k++].second;
+        }
+    }
+    for (; i < a.size(); ++i) {
+        distance += a[i].second;
+    }
+    for (; k < b.size(); ++k) {
+        distance += b[k].second;
+    }
+    return distance;
+}
+
+// Whether ratio(a, b) may be >= cutoff, from lower bounds of their Indel distance: the length
+// difference, then (only if that passes) `distance_bound()`. A bound clearly under the cutoff
+// (by more than rounding) is a certain no; anything else is left to ratio() itself.
+template <typename Bound>
+bool ratio_may_reach(Text a, Text b, double cutoff, Bound distance_bound) {
+    const std::size_t total = a.size() + b.size();
+    if (total == 0) {
+        return true;
+    }
+    const auto best = [&](std::size_t distance) {
+        return 100.0 * static_cast<double>(total - distance) / static_cast<double>(total);
+    };
+    constexpr double kSlack = 1e-7;
+    const std::size_t length_gap = a.size() > b.size() ? a.size() - b.size() : b.size() - a.size();
+    if (best(length_gap) < cutoff - kSlack) {
+        return false;
+    }
+    return best(distance_bound()) >= cutoff - kSlack;
 }
 
 std::uint64_t pack_shingle(Text shingle) noexcept {
@@ -500,23 +578,49 @@ NearDuplicateIndex::EarlierBatch NearDuplicateIndex::collapse_earlier(
     // The live text equal to a text, if any (a text equal to a live one collapses it).
     absl::flat_hash_map<std::u32string_view, std::uint32_t> exact;
     std::vector<std::uint32_t> candidates;
+    // Per position, the last text whose candidates it was added to (j + 1): a text that shares
+    // many bands with j is taken once, without sorting the bands' lists (which, for texts of a
+    // small vocabulary, hold nearly every earlier text in each band).
+    std::vector<std::uint32_t> taken_for(n, 0);
+    // Character histograms, made only for texts of pairs that pass the length bound.
+    std::vector<Histogram> histograms(n);
+    std::vector<std::uint8_t> counted(n, 0);
+    auto histogram_of = [&](std::uint32_t i) -> const Histogram& {
+        if (counted[i] == 0) {
+            histograms[i] = histogram(texts[i]);
+            counted[i] = 1;
+        }
+        return histograms[i];
+    };
     for (std::size_t j = 0; j < n; ++j) {
         const Text text = texts[j];
         const auto at = static_cast<std::uint32_t>(j);
+        const std::uint32_t stamp = at + 1;
         candidates.clear();
         for (std::size_t band = 0; band < bands; ++band) {
             auto& bucket = buckets[band][signatures[j].band_keys[band]];
-            candidates.insert(candidates.end(), bucket.begin(), bucket.end());
+            for (const std::uint32_t i : bucket) {
+                if (taken_for[i] != stamp && live[i] != 0) {
+                    taken_for[i] = stamp;
+                    candidates.push_back(i);
+                }
+            }
             bucket.push_back(at);
         }
-        std::sort(candidates.begin(), candidates.end());
-        candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
         std::uint32_t same = kNotCollapsed;
         if (const auto found = exact.find(text); found != exact.end()) {
             same = found->second;
         }
         for (const std::uint32_t i : candidates) {
             if (live[i] == 0 || i == same) {
+                continue;
+            }
+            // ratio <= 100 * (1 - L1 / (|a| + |b|)) for the character histograms' L1 distance
+            // (every insertion or deletion changes one count by one): most pairs of texts of a
+            // small vocabulary fail this bound, at a fraction of an alignment's cost.
+            if (!ratio_may_reach(text, texts[i], ratio_cutoff, [&] {
+                    return histogram_distance(histogram_of(at), histogram_of(i));
+                })) {
                 continue;
             }
             if (ratio(text, texts[i], ratio_cutoff) >= ratio_cutoff &&

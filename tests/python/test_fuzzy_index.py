@@ -366,6 +366,53 @@ def test_collapse_earlier_equals_one_by_one_adds(
     assert [again.signature(k) for k in range(len(texts))] == [index.signature(t) for t in texts]
 
 
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    data=st.lists(
+        st.tuples(st.text(alphabet="aé€😀 b", min_size=1, max_size=40), st.booleans()),
+        min_size=2,
+        max_size=25,
+    ),
+    cutoff=st.sampled_from([60.0, 85.0, 90.0]),
+)
+def test_collapse_earlier_equals_one_by_one_adds_beyond_ascii(
+    data: list[tuple[str, bool]], cutoff: float
+) -> None:
+    """Pairs are first bounded by their character histograms (counted apart for ASCII and for
+    the rest, astral code points included): the outcome is still that of one-by-one adds."""
+    texts = [t for t, _ in data]
+    pinned = [p for _, p in data]
+    index = NearDuplicateIndex(num_perm=16, bands=16)
+    batch = index.collapse_earlier(texts, ratio_cutoff=cutoff, pinned=pinned, threshold=0.3)
+    assert batch.into == collapse_one_by_one(texts, pinned, 0.3, cutoff)
+
+
+@pytest.mark.parametrize(
+    ("earlier", "later", "expected_ratio"),
+    [
+        # One substitution in ten characters: the histogram bound (L1 = 2 of 20) is exact.
+        ("abcdefghij", "abcdefghik", 90.0),
+        ("αβγδεζηθικ", "αβγδεζηθιλ", 90.0),
+        ("ab😀defghij", "ab😀defghik", 90.0),
+        # One insertion: the length bound (1 of 21) is exact.
+        ("abcdefghij", "abcdefghijk", 100.0 * 20 / 21),
+    ],
+)
+def test_collapse_earlier_keeps_pairs_exactly_at_the_ratio_bounds(
+    earlier: str, later: str, expected_ratio: float
+) -> None:
+    """Pairs whose ratio equals the bound collapse_earlier checks first (length difference,
+    then character histograms): a bound any tighter than the true one would keep both."""
+    assert ratio(earlier, later) == pytest.approx(expected_ratio)
+    cutoff = ratio(earlier, later)
+    index = NearDuplicateIndex()
+    batch = index.collapse_earlier([earlier, later], ratio_cutoff=cutoff, threshold=0.5)
+    assert batch.into == collapse_one_by_one([earlier, later], [False, False], 0.5, cutoff)
+    assert batch.into == [1, -1]
+    above = index.collapse_earlier([earlier, later], ratio_cutoff=cutoff + 0.1, threshold=0.5)
+    assert above.into == [-1, -1]
+
+
 def test_collapse_earlier_leaves_the_survivors_to_add_earlier() -> None:
     base = ["the knapsack solver picks messages", "weather in paris today", "an unrelated line"]
     texts = [*base, base[0] + "!", base[2], "weather in paris today!"]
