@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from relay_context.gateway.errors import GatewayError, UpstreamUnavailableError
-from relay_context.gateway.http_client import ConnectionCutError, ResponseHeaders
+from relay_context.gateway.http_client import AnswerBody, ConnectionCutError, ResponseHeaders
 from relay_context.gateway.sse_reader import SseEvent, SseSplitter
 from relay_context.gateway.upstream_client import ANSWER_READ_ERRORS, UpstreamAnswer
 
@@ -235,12 +235,10 @@ class Flight:
         return response
 
 
-class FlightAnswer:
+class FlightAnswer(AnswerBody):
     """One waiter's view of a shared answer, with the surface of an upstream's
     (:class:`~relay_context.gateway.upstream_client.UpstreamAnswer`): its body is the flight's
     chunks, the same objects for every waiter, read at this waiter's own pace."""
-
-    __slots__ = ("_content", "_flight", "_reader", "headers", "status_code")
 
     def __init__(self, flight: Flight, reader: int, status: int, headers: dict[str, str]) -> None:
         self.status_code = status
@@ -248,17 +246,6 @@ class FlightAnswer:
         self._flight: Flight | None = flight
         self._reader = reader
         self._content: bytes | None = None
-
-    @property
-    def content(self) -> bytes:
-        if self._content is None:
-            raise RuntimeError("the body has not been read (await aread())")
-        return self._content
-
-    async def aread(self) -> bytes:
-        if self._content is None:
-            self._content = b"".join([chunk async for chunk in self.aiter_raw()])
-        return self._content
 
     async def aiter_raw(self) -> AsyncIterator[bytes]:
         """The body chunk by chunk; raises :class:`StreamCutError` if the shared call broke."""

@@ -285,7 +285,32 @@ def _expire(waiter: asyncio.Future[None]) -> None:
         waiter.set_exception(TimeoutError())
 
 
-class UpstreamResponse:
+class AnswerBody:
+    """An answer's body, given :meth:`aiter_raw`: read whole (once) by :meth:`aread` and then
+    ``content``, or split into Server-Sent Events by :meth:`event_batches`."""
+
+    _content: bytes | None
+
+    def aiter_raw(self) -> AsyncIterator[bytes]:
+        raise NotImplementedError
+
+    @property
+    def content(self) -> bytes:
+        if self._content is None:
+            raise RuntimeError("the body has not been read (await aread())")
+        return self._content
+
+    async def aread(self) -> bytes:
+        if self._content is None:
+            self._content = b"".join([chunk async for chunk in self.aiter_raw()])
+        return self._content
+
+    def event_batches(self) -> AsyncIterator[list[SseEvent]]:
+        """The body's Server-Sent Events, as the complete events each read brought."""
+        return read_event_batches(self.aiter_raw())
+
+
+class UpstreamResponse(AnswerBody):
     """An answer whose head has arrived; read or stream its body, then :meth:`aclose`."""
 
     def __init__(
@@ -308,17 +333,6 @@ class UpstreamResponse:
             if coding == "deflate"
             else None
         )
-
-    @property
-    def content(self) -> bytes:
-        if self._content is None:
-            raise RuntimeError("the body has not been read (await aread())")
-        return self._content
-
-    async def aread(self) -> bytes:
-        if self._content is None:
-            self._content = b"".join([chunk async for chunk in self.aiter_raw()])
-        return self._content
 
     async def aiter_raw(self) -> AsyncIterator[bytes]:
         """The body as it arrives (content coding removed)."""
@@ -349,10 +363,6 @@ class UpstreamResponse:
         connection, self._connection = self._connection, None
         if connection is not None:
             self._pool.release(connection)
-
-    def event_batches(self) -> AsyncIterator[list[SseEvent]]:
-        """The body's Server-Sent Events, as the complete events each read brought."""
-        return read_event_batches(self.aiter_raw())
 
 
 class ConnectionPool:
@@ -516,6 +526,7 @@ def default_ssl_context() -> ssl.SSLContext:
 
 __all__ = [
     "TIMEOUT_ERRORS",
+    "AnswerBody",
     "ConnectTimeoutError",
     "ConnectionCutError",
     "ConnectionFailedError",
