@@ -77,8 +77,9 @@ class Flight:
         self.called_here = False
         self.chunks: list[bytes] = []
         #: A streamed answer's events, split once as each chunk arrived (``batches[i]``: the
-        #: events ``chunks[i]`` completed), so that no waiter parses them again; about the
-        #: chunks' size again, beside them.
+        #: events ``chunks[i]`` completed), so that no waiter parses them again. They hold
+        #: about twice the chunks' bytes (each event's raw bytes and its data), which
+        #: ``max_bytes`` does not count: it bounds the chunks.
         self.batches: list[list[SseEvent]] = []
         #: The last event if the stream ended without its blank line.
         self.tail_batch: list[SseEvent] = []
