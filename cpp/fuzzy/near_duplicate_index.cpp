@@ -611,8 +611,8 @@ NearDuplicateIndex::EarlierBatch NearDuplicateIndex::collapse_earlier(
         if (const auto found = exact.find(text); found != exact.end()) {
             same = found->second;
         }
-        for (const std::uint32_t i : candidates) {
-            if (live[i] == 0 || i == same) {
+        for (const std::uint32_t i : candidates) {  // all live: gathered so, above
+            if (i == same) {
                 continue;
             }
             // ratio <= 100 * (1 - L1 / (|a| + |b|)) for the character histograms' L1 distance

@@ -68,6 +68,7 @@ class Flight:
         #: False once full: new identical requests then start a call of their own.
         self.joinable = True
         self.head: Head | None = None
+        self._answer_headers = ResponseHeaders({})
         #: An error answered before the body (every waiter answers it in its own shape).
         self.error: GatewayError | None = None
         #: Why the body ended early (``None``: it has not, or it ended well).
@@ -107,6 +108,10 @@ class Flight:
 
     def answer_head(self, head: Head) -> None:
         self.head = head
+        # What every waiter's answer has as headers (one read-only mapping for all of them).
+        self._answer_headers = ResponseHeaders(
+            {k.lower(): v for k, v in head.headers if k.lower() not in _HOP_HEADERS}
+        )
         self._wake()
 
     def fail(self, error: GatewayError) -> None:
@@ -226,8 +231,7 @@ class Flight:
         returns for a call that is not streamed)."""
         try:
             head = await self.wait_head()
-            headers = {k.lower(): v for k, v in head.headers if k.lower() not in _HOP_HEADERS}
-            response = FlightAnswer(self, reader, head.status, headers)
+            response = FlightAnswer(self, reader, head.status, self._answer_headers)
             if not self.stream:
                 await response.aread()
         except BaseException:
@@ -241,9 +245,9 @@ class FlightAnswer(AnswerBody):
     (:class:`~relay_context.gateway.upstream_client.UpstreamAnswer`): its body is the flight's
     chunks, the same objects for every waiter, read at this waiter's own pace."""
 
-    def __init__(self, flight: Flight, reader: int, status: int, headers: dict[str, str]) -> None:
+    def __init__(self, flight: Flight, reader: int, status: int, headers: ResponseHeaders) -> None:
         self.status_code = status
-        self.headers = ResponseHeaders(headers)
+        self.headers = headers
         self._flight: Flight | None = flight
         self._reader = reader
         self._content: bytes | None = None
