@@ -585,6 +585,24 @@ std::optional<std::size_t> Decompressor::single_frame_size(std::string_view data
     }
 }
 
+void Decompressor::decompress_all(std::span<const std::string_view> frames, std::string& out,
+                                  std::vector<std::size_t>& ends) const {
+    out.clear();
+    ends.clear();
+    ends.reserve(frames.size());
+    for (const std::string_view frame : frames) {
+        const std::size_t start = out.size();
+        if (const auto size = single_frame_size(frame)) {
+            // The common case: one frame of declared size, decoded in place at the end.
+            out.resize(start + *size);
+            decompress_into(frame, std::span<char>(out.data() + start, *size));
+        } else {
+            out += decompress(frame);
+        }
+        ends.push_back(out.size());
+    }
+}
+
 void Decompressor::decompress_into(std::string_view data, std::span<char> dst) const {
     const auto header = parse_frame_header(data);
     if (!header || header->content_size != dst.size() || dst.size() > max_output_) {

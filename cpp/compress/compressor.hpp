@@ -16,6 +16,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 struct ZSTD_DDict_s;
 struct ZSTD_CCtx_s;
@@ -168,6 +169,11 @@ class Decompressor {
     // Decodes such a frame straight into `dst` (exactly single_frame_size(data) bytes), so that a
     // caller can decode into memory it owns, such as a Python bytes object, without a copy.
     void decompress_into(std::string_view data, std::span<char> dst) const;
+    // Each of `frames` decompressed (as decompress() would) one after the other into `out`,
+    // which is cleared first: frame j's content is out[ends[j-1], ends[j]) (from 0 for j = 0).
+    // One call for the many small frames of a session's stored messages.
+    void decompress_all(std::span<const std::string_view> frames, std::string& out,
+                        std::vector<std::size_t>& ends) const;
 
   private:
     struct Impl;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/binding.hpp"
+#include "common/errors.hpp"
 #include "compress/compressor.hpp"
 
 namespace cz = relay::compress;
@@ -139,6 +140,64 @@ void register_compress(py::module_& m) {
                 return py::bytes(without_gil([&] { return self.decompress(view); }));
             },
             py::arg("data"))
+        .def(
+            "decompress_texts",
+            [](const cz::Decompressor& self, const py::list& frames, const py::object& sizes) {
+                // Held here so that the views stay valid whatever happens to `frames` while the
+                // GIL is released.
+                std::vector<py::bytes> held;
+                std::vector<std::string_view> views;
+                held.reserve(frames.size());
+                views.reserve(frames.size());
+                std::size_t total = 0;
+                for (const py::handle item : frames) {
+                    if (!PyBytes_CheckExact(item.ptr())) {
+                        throw py::type_error("frames must be bytes, not " +
+                                             std::string(Py_TYPE(item.ptr())->tp_name));
+                    }
+                    held.push_back(py::reinterpret_borrow<py::bytes>(item));
+                    views.emplace_back(PyBytes_AS_STRING(item.ptr()),
+                                       static_cast<std::size_t>(PyBytes_GET_SIZE(item.ptr())));
+                    total += views.back().size();
+                }
+                std::vector<std::size_t> expected;
+                if (!sizes.is_none()) {
+                    expected = sizes.cast<std::vector<std::size_t>>();
+                    if (expected.size() != views.size()) {
+                        throw relay::InvalidArgument(std::to_string(expected.size()) +
+                                                     " sizes for " + std::to_string(views.size()) +
+                                                     " frames");
+                    }
+                }
+                std::string out;
+                std::vector<std::size_t> ends;
+                // Safe: the views point into the bytes objects `held` keeps alive; only C++
+                // buffers are written. A session's small frames keep the GIL.
+                without_gil_if_large(total, [&] { self.decompress_all(views, out, ends); });
+                PyObject* list = PyList_New(static_cast<Py_ssize_t>(ends.size()));
+                if (list == nullptr) {
+                    throw py::error_already_set();
+                }
+                auto result = py::reinterpret_steal<py::list>(list);
+                std::size_t start = 0;
+                for (std::size_t j = 0; j < ends.size(); ++j) {
+                    const std::size_t size = ends[j] - start;
+                    if (!expected.empty() && expected[j] != size) {
+                        throw relay::CorruptFrame("frame " + std::to_string(j) + " restored " +
+                                                  std::to_string(size) + " bytes where " +
+                                                  std::to_string(expected[j]) + " were stored");
+                    }
+                    PyObject* text = PyUnicode_DecodeUTF8(out.data() + start,
+                                                          static_cast<Py_ssize_t>(size), "strict");
+                    if (text == nullptr) {
+                        throw py::error_already_set();  // UnicodeDecodeError
+                    }
+                    PyList_SET_ITEM(list, static_cast<Py_ssize_t>(j), text);  // steals it
+                    start = ends[j];
+                }
+                return result;
+            },
+            py::arg("frames"), py::arg("sizes").none(true))
         .def_property_readonly("max_output", &cz::Decompressor::max_output);
 
     py::class_<cz::StreamCompressor>(m, "StreamCompressor")

@@ -1,5 +1,6 @@
 #include "fuzzy/near_duplicate_index.hpp"
 
+#include <absl/container/flat_hash_set.h>
 #include <xxhash.h>
 
 #include <algorithm>
@@ -572,11 +573,26 @@ NearDuplicateIndex::EarlierBatch NearDuplicateIndex::collapse_earlier(
         }
         return shingles[i];
     };
-    // Per band: band key -> positions of the texts seen so far with that key (all of them, as
-    // similar_earlier() has them; liveness is checked per candidate).
-    std::vector<absl::flat_hash_map<std::uint32_t, std::vector<std::uint32_t>>> buckets(bands);
-    // The live text equal to a text, if any (a text equal to a live one collapses it).
-    absl::flat_hash_map<std::u32string_view, std::uint32_t> exact;
+    // Per band: band key -> the last text seen with that key (position + 1), and per text and
+    // band the text before it with the same key (0 ends the chain): all of them, as
+    // similar_earlier() has them; liveness is checked per candidate. Chains instead of a vector
+    // per key: a first window makes thousands of keys, and a vector each was most of the time.
+    std::vector<absl::flat_hash_map<std::uint32_t, std::uint32_t>> heads(bands);
+    for (auto& head : heads) {
+        head.reserve(n);
+    }
+    std::vector<std::uint32_t> chain(n * bands, 0);
+    // The live text equal to a text, if any (a text equal to a live one collapses it): a set of
+    // positions, hashed by their texts' XXH3 made once per text and compared by text, so each
+    // text is hashed once rather than at every lookup, insert and erase.
+    std::vector<std::uint64_t> text_hashes(n);
+    for (std::size_t j = 0; j < n; ++j) {
+        text_hashes[j] = XXH3_64bits(texts[j].data(), texts[j].size() * sizeof(char32_t));
+    }
+    const auto by_text = [&](std::uint32_t i) { return text_hashes[i]; };
+    const auto same_text = [&](std::uint32_t a, std::uint32_t b) { return texts[a] == texts[b]; };
+    absl::flat_hash_set<std::uint32_t, decltype(by_text), decltype(same_text)> exact(n, by_text,
+                                                                                     same_text);
     std::vector<std::uint32_t> candidates;
     // Per position, the last text whose candidates it was added to (j + 1): a text that shares
     // many bands with j is taken once, without sorting the bands' lists (which, for texts of a
@@ -598,18 +614,20 @@ NearDuplicateIndex::EarlierBatch NearDuplicateIndex::collapse_earlier(
         const std::uint32_t stamp = at + 1;
         candidates.clear();
         for (std::size_t band = 0; band < bands; ++band) {
-            auto& bucket = buckets[band][signatures[j].band_keys[band]];
-            for (const std::uint32_t i : bucket) {
+            std::uint32_t& head = heads[band][signatures[j].band_keys[band]];
+            for (std::uint32_t next = head; next != 0; next = chain[(next - 1) * bands + band]) {
+                const std::uint32_t i = next - 1;
                 if (taken_for[i] != stamp && live[i] != 0) {
                     taken_for[i] = stamp;
                     candidates.push_back(i);
                 }
             }
-            bucket.push_back(at);
+            chain[j * bands + band] = head;
+            head = stamp;
         }
         std::uint32_t same = kNotCollapsed;
-        if (const auto found = exact.find(text); found != exact.end()) {
-            same = found->second;
+        if (const auto found = exact.find(at); found != exact.end()) {
+            same = *found;
         }
         for (const std::uint32_t i : candidates) {  // all live: gathered so, above
             if (i == same) {
@@ -627,17 +645,17 @@ NearDuplicateIndex::EarlierBatch NearDuplicateIndex::collapse_earlier(
                 jaccard_at_least(shingles_of(at), shingles_of(i), threshold)) {
                 live[i] = 0;
                 batch.into[i] = at;
-                exact.erase(texts[i]);  // live texts are distinct: this entry is i's
+                exact.erase(i);  // live texts are distinct: this entry is i's
             }
         }
         if (same != kNotCollapsed) {
             live[same] = 0;
             batch.into[same] = at;
-            exact.erase(text);
+            exact.erase(same);
         }
         if (pinned[j] == 0) {
             live[j] = 1;
-            exact[text] = at;
+            exact.insert(at);
         }
     }
     batch.signatures = std::move(signatures);

@@ -167,6 +167,33 @@ TEST_CASE("concatenated zstd, LZ4 and skippable frames decode in order", "[compr
     }
 }
 
+TEST_CASE("decompress_all decodes many frames into one buffer", "[compress]") {
+    const auto messages = chat_messages(50, 7);
+    std::vector<std::string> blobs;
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+        const auto algorithm = i % 3 == 0 ? cz::Algorithm::kLz4 : cz::Algorithm::kZstd;
+        // Every fifth blob holds two frames: the path without a declared single size.
+        blobs.push_back(make(algorithm, 3).compress(messages[i]) +
+                        (i % 5 == 0 ? make(algorithm, 1).compress(messages[i]) : std::string()));
+    }
+    blobs.push_back(make(cz::Algorithm::kZstd, 3).compress(""));
+    const std::vector<std::string_view> views(blobs.begin(), blobs.end());
+    const cz::Decompressor dec(nullptr, kNoCap);
+    std::string out = "left over";
+    std::vector<std::size_t> ends = {1, 2};
+    dec.decompress_all(views, out, ends);
+    REQUIRE(ends.size() == blobs.size());
+    std::size_t start = 0;
+    for (std::size_t i = 0; i < blobs.size(); ++i) {
+        CHECK(out.substr(start, ends[i] - start) == dec.decompress(blobs[i]));
+        start = ends[i];
+    }
+    CHECK(start == out.size());
+    std::vector<std::string_view> broken = views;
+    broken[3] = broken[3].substr(0, broken[3].size() - 2);
+    CHECK_THROWS_AS(dec.decompress_all(broken, out, ends), relay::CorruptFrame);
+}
+
 TEST_CASE("frame headers are parsed without decoding", "[compress]") {
     const auto header = cz::parse_frame_header(make(cz::Algorithm::kLz4, 0).compress("hello"));
     REQUIRE(header);

@@ -97,6 +97,49 @@ async def test_async_text_methods_run_in_a_worker_thread() -> None:
     assert await engine.decompress_async(await engine.compress_async(b"\x00\xff")) == b"\x00\xff"
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    texts=st.lists(st.text(max_size=300), max_size=12),
+    algorithms=st.lists(st.sampled_from(ALGORITHMS), min_size=12, max_size=12),
+    doubled=st.lists(st.booleans(), min_size=12, max_size=12),
+)
+def test_decompress_texts_equals_one_frame_at_a_time(
+    texts: list[str], algorithms: list[str], doubled: list[bool]
+) -> None:
+    """One call for many frames: zstd and LZ4 frames of one engine mixed, a blob of two frames
+    among them (the slow path), empty texts, sizes checked."""
+    engines = {a: CompressionEngine(a) for a in ALGORITHMS}
+    frames = []
+    for text, algorithm, twice in zip(texts, algorithms, doubled, strict=False):
+        frame = engines[algorithm].compress(text)
+        frames.append(frame + engines["lz4"].compress(text) if twice else frame)
+    expected = [engines["zstd"].decompress_to_text(f) for f in frames]
+    sizes = [len(t.encode("utf-8", "surrogatepass")) for t in expected]
+    assert engines["zstd"].decompress_texts(frames) == expected
+    assert engines["lz4"].decompress_texts(tuple(frames), sizes) == expected
+
+
+def test_decompress_texts_errors() -> None:
+    engine = CompressionEngine()
+    frames = [engine.compress("first"), engine.compress("second")]
+    with pytest.raises(CorruptFrameError, match="frame 1 restored 6 bytes where 7 were stored"):
+        engine.decompress_texts(frames, [5, 7])
+    with pytest.raises(InvalidArgumentError, match="1 sizes for 2 frames"):
+        engine.decompress_texts(frames, [5])
+    with pytest.raises(InvalidArgumentError, match="size"):
+        engine.decompress_texts(frames, [5, -1])
+    with pytest.raises(InputTypeError, match="frames must be bytes, not str"):
+        engine.decompress_texts([frames[0], "second"])  # type: ignore[list-item]
+    with pytest.raises(UnicodeDecodeError):
+        engine.decompress_texts([frames[0], engine.compress(b"\xff\xfe")])
+    with pytest.raises(CorruptFrameError):
+        engine.decompress_texts([frames[0], frames[1][:-3]])
+    small = CompressionEngine(max_decompressed_size=100)
+    with pytest.raises(SizeLimitExceededError):
+        small.decompress_texts([small.compress("a" * 101)])
+    assert engine.decompress_texts([]) == []
+
+
 def test_product_docs_import_path() -> None:
     from relay_context.core.compression import CompressionEngine as Engine
 

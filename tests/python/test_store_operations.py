@@ -20,6 +20,7 @@ from relay_context.errors import (
     MessageTooLargeError,
     SessionExistsError,
     SessionNotFoundError,
+    StoreError,
 )
 
 
@@ -231,6 +232,43 @@ async def test_rows_name_their_codec(store_config: dict[str, Any], clock: FakeCl
     ) as reader:
         contents = [m.content for m in await reader.list_messages("s")]
         assert contents == ["compress me " * 100, "plain " * 100]
+
+
+async def test_rows_of_the_zstd_engine_are_read_in_one_batch(
+    store_config: dict[str, Any], clock: FakeClock
+) -> None:
+    """The engine's own codec restores a session's compressed rows in one call; raw rows,
+    compressed ones and a codec without a batch call mix, and a bad row is still named."""
+    from relay_context.core.compression import CompressionEngine
+
+    zstd = CompressionEngine()
+    texts = [f"message {i} " + "about the tables and the budget " * (i % 7) for i in range(60)]
+    async with build_store(store_config, clock=clock, codec=zstd, codec_tag="zstd") as store:
+        await store.create_session("s", "alice")
+        await store.append_many("s", [user(t) for t in texts[:40]])
+    # This one writes zlib (a codec without a batch call: its rows are read one by one).
+    async with build_store(store_config, clock=clock, read_codecs={"zstd": zstd}) as store:
+        await store.append_many("s", [user(t) for t in texts[40:]])
+        assert [m.content for m in await store.list_messages("s")] == texts
+        codecs = {row[0] for row in await raw_rows(store, "SELECT codec FROM relay_messages")}
+        assert codecs == {"raw", "zstd", "zlib"}
+        # A frame whose text is not UTF-8, among good ones: the error names its row.
+        bad = zstd.compress(b"\xff\xfe not text")
+        async with store._write() as tx:
+            await tx.execute(
+                "UPDATE relay_messages SET content = $1, content_size = $2 WHERE seq = 12",
+                bad,
+                len(b"\xff\xfe not text"),
+            )
+        with pytest.raises(StoreError, match="message s#12 is not UTF-8"):
+            await store.list_messages("s")
+        async with store._write() as tx:
+            await tx.execute(
+                "UPDATE relay_messages SET content = $1, content_size = 3 WHERE seq = 12",
+                zstd.compress(texts[11]),
+            )
+        with pytest.raises(CorruptFrameError, match="where 3 were stored"):
+            await store.list_messages("s")
 
 
 async def test_concurrent_appends_in_one_process(store: SqlSessionStore) -> None:

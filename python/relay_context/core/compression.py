@@ -24,7 +24,7 @@ raises :class:`~relay_context.errors.CorruptFrameError` saying which id is neede
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, cast
@@ -419,6 +419,26 @@ class CompressionEngine:
                 f"the decompressed data is not UTF-8 text ({e.reason} at byte {e.start}); "
                 "use decompress() for binary data"
             ) from None
+
+    def decompress_texts(
+        self, frames: Sequence[bytes], sizes: Sequence[int] | None = None
+    ) -> list[str]:
+        """``decompress_to_text`` of each of ``frames``, in one call: for many small frames (a
+        session's stored messages) this saves a Python call per frame. ``sizes``: the byte
+        size each frame must restore (:class:`CorruptFrameError` naming the frame otherwise).
+        Text that is not UTF-8 raises ``UnicodeDecodeError``."""
+        blobs = frames if type(frames) is list else list(frames)
+        if not all(type(blob) is bytes for blob in blobs):  # one cheap pass, then C++
+            bad = next(blob for blob in blobs if type(blob) is not bytes)
+            raise InputTypeError(f"frames must be bytes, not {type(bad).__name__}")
+        expected = None
+        if sizes is not None:
+            expected = sizes if type(sizes) is list else list(sizes)
+            if not all(type(n) is int for n in expected) or (expected and min(expected) < 0):
+                expected = [check_int(n, "size", minimum=0) for n in expected]  # raises
+            if len(expected) != len(blobs):
+                raise InvalidArgumentError(f"{len(expected)} sizes for {len(blobs)} frames")
+        return self._decompressor.decompress_texts(blobs, expected)
 
     # --- awaitable -----------------------------------------------------------------------------
 

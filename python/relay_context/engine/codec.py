@@ -104,14 +104,32 @@ class CodecSet:
             return RAW, bytes(data)
         return tag, blob
 
-    def decode(self, tag: str, blob: bytes, expected_size: int | None = None) -> bytes:
-        """The bytes ``encode`` was given; :class:`CorruptFrameError` on an unknown tag or size."""
+    def _codec(self, tag: str) -> ContentCodec:
         codec = self._codecs.get(tag)
         if codec is None:
             known = ", ".join(sorted(self._codecs))
             raise CorruptFrameError(
                 f"data written with codec {tag!r}, which is not registered ({known})"
             )
+        return codec
+
+    def decode_texts(self, tag: str, blobs: list[bytes], expected_sizes: list[int]) -> list[str]:
+        """``decode(tag, blob, size).decode("utf-8")`` of each blob: in one call when the codec
+        has ``decompress_texts`` (as :class:`CompressionEngine` has), else one by one. Raises
+        :class:`CorruptFrameError` or ``UnicodeDecodeError`` (which one does not say)."""
+        codec = self._codec(tag)
+        batch = getattr(codec, "decompress_texts", None)
+        if callable(batch):
+            texts: list[str] = batch(blobs, expected_sizes)
+            return texts
+        return [
+            self.decode(tag, blob, size).decode("utf-8")
+            for blob, size in zip(blobs, expected_sizes, strict=True)
+        ]
+
+    def decode(self, tag: str, blob: bytes, expected_size: int | None = None) -> bytes:
+        """The bytes ``encode`` was given; :class:`CorruptFrameError` on an unknown tag or size."""
+        codec = self._codec(tag)
         data = codec.decompress(blob)
         if expected_size is not None and len(data) != expected_size:
             raise CorruptFrameError(

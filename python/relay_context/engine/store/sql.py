@@ -47,6 +47,7 @@ from relay_context.errors import (
     IdempotencyKeyReusedError,
     InputTypeError,
     InvalidArgumentError,
+    RelayError,
     SessionExistsError,
     SessionLimitExceededError,
     SessionNotFoundError,
@@ -347,11 +348,11 @@ class SqlSessionStore(SessionStore):
         )
 
     def _messages(self, rows: Sequence[Row]) -> list[StoredMessage]:
-        """The messages of ``rows`` in one pass: the lookups are hoisted out of the loop and the
-        common stored forms (no tool calls, empty metadata, uncompressed content) are read
-        without a JSON parse or a codec call, since a session's first window decodes all of
-        its rows."""
-        decode = self.codecs.decode
+        """The messages of ``rows`` in one pass: the lookups are hoisted out of the loop, the
+        compressed contents of each codec are restored in one call (a session's first window
+        decodes all of its rows), and the common stored forms (no tool calls, empty metadata)
+        are read without a JSON parse."""
+        texts = self._texts(rows)
         loads = json.loads
         role_of = _ROLE_BY_VALUE
         from_call = ToolCall.from_openai
@@ -363,19 +364,7 @@ class SqlSessionStore(SessionStore):
         # Token counts repeat from row to row (short messages have few distinct counts): each
         # distinct text is parsed once, and every message gets its own copy of the dict.
         parsed_counts: dict[str, dict[str, int]] = {}
-        for row in rows:
-            blob = row[10]
-            size = int(row[9])
-            if row[8] == RAW and len(blob) == size:
-                content = bytes(blob)
-            else:
-                content = decode(row[8], bytes(blob), size)
-            try:
-                text = content.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise StoreError(
-                    f"message {row[0]}#{row[1]} is not UTF-8 after decoding: {exc}"
-                ) from None
+        for row, text in zip(rows, texts, strict=True):
             calls = row[5]
             metadata = row[6]
             signature = row[12]
@@ -398,6 +387,47 @@ class SqlSessionStore(SessionStore):
                 )
             )
         return out
+
+    def _texts(self, rows: Sequence[Row]) -> list[str]:
+        """The content of each row: raw ones decoded here, the compressed ones of each codec
+        in one call (``CodecSet.decode_texts``); a row that fails is read again on its own, for
+        an error that names it."""
+        texts: list[str] = []
+        compressed: dict[str, tuple[list[int], list[bytes], list[int]]] = {}
+        for i, row in enumerate(rows):
+            blob = row[10]
+            size = int(row[9])
+            if row[8] == RAW and len(blob) == size:
+                try:
+                    texts.append(bytes(blob).decode("utf-8"))
+                except UnicodeDecodeError:
+                    texts.append(self._text(row))  # raises StoreError, naming the row
+                continue
+            texts.append("")  # filled in below
+            entry = compressed.get(row[8])
+            if entry is None:
+                entry = compressed[row[8]] = ([], [], [])
+            entry[0].append(i)
+            entry[1].append(bytes(blob))
+            entry[2].append(size)
+        for tag, (positions, blobs, sizes) in compressed.items():
+            try:
+                found = self.codecs.decode_texts(tag, blobs, sizes)
+            except (RelayError, UnicodeDecodeError):
+                found = [self._text(rows[i]) for i in positions]  # raises, naming the row
+            for i, text in zip(positions, found, strict=True):
+                texts[i] = text
+        return texts
+
+    def _text(self, row: Row) -> str:
+        """The content of one row; :class:`StoreError` (or the codec's error) naming it."""
+        content = self.codecs.decode(row[8], bytes(row[10]), int(row[9]))
+        try:
+            return content.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise StoreError(
+                f"message {row[0]}#{row[1]} is not UTF-8 after decoding: {exc}"
+            ) from None
 
     async def _invalidate(self, *session_ids: str) -> None:
         """Drop cached windows after a committed write. A failure only costs memory: cache
