@@ -20,7 +20,12 @@ from relay_context.core.message_tokens import REPLY_PRIMING_TOKENS
 from relay_context.core.tokenizer import TokenCounter
 from relay_context.engine.dedup import DedupCache
 from relay_context.engine.models import MessageRole, StoredMessage
-from relay_context.engine.policies.base import Candidate, PreparedCandidates, message_tokens
+from relay_context.engine.policies.base import (
+    Candidate,
+    PreparedCandidates,
+    make_candidate,
+    message_tokens,
+)
 
 #: Counting more content than this (characters) at once runs in a worker thread.
 OFFLOAD_CHARS = 200_000
@@ -134,12 +139,10 @@ class SessionPlanner:
                 costs[i] = known[m.seq] = (m, billed, ct)
         user, system = MessageRole.USER, MessageRole.SYSTEM  # hoisted: enum lookups cost
         latest_user = max((m.seq for m in messages if m.role is user), default=None)
-        call_group: dict[str, int] = {}
-        for m in messages:
-            for call in m.tool_calls:
-                call_group[call.id] = m.seq
-        make = Candidate
-        out = []
+        call_group = {call.id: m.seq for m in messages if m.tool_calls for call in m.tool_calls}
+        make = make_candidate
+        out: list[Candidate] = []
+        append = out.append
         for m, cost in zip(messages, costs, strict=True):
             assert cost is not None
             if m.tool_calls:
@@ -148,10 +151,13 @@ class SessionPlanner:
                 group = call_group.get(m.tool_call_id)
             else:
                 group = None
+            metadata = m.metadata
             pinned = (
-                m.role is system or m.seq == latest_user or m.metadata.get("pinned") is True
+                m.role is system
+                or m.seq == latest_user
+                or (bool(metadata) and metadata.get("pinned") is True)
             )  # pinned_flag, inlined
-            out.append(make(m, cost[1], cost[2], pinned, group))
+            append(make(m, cost[1], cost[2], pinned, group))
         return out
 
     async def plan(

@@ -53,10 +53,11 @@ class Candidate:
     #: Seq of the assistant turn whose tool calls this message belongs to (itself included);
     #: ``None`` for a message outside any tool exchange.
     group: int | None = None
+    #: ``message.seq``, held rather than a property: every pass over a session reads it.
+    seq: int = field(init=False, repr=False, compare=False)
 
-    @property
-    def seq(self) -> int:
-        return self.message.seq
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "seq", self.message.seq)
 
     def window_message(self) -> WindowMessage:
         m = self.message
@@ -69,6 +70,28 @@ class Candidate:
             tool_call_id=m.tool_call_id,
             tool_calls=m.tool_calls,
         )
+
+
+_SET_CANDIDATE = tuple(
+    Candidate.__dict__[name].__set__  # the slots' own setters: past the frozen __setattr__
+    for name in ("message", "tokens", "content_tokens", "pinned", "group", "seq")
+)
+
+
+def make_candidate(
+    message: StoredMessage, tokens: int, content_tokens: int, pinned: bool, group: int | None
+) -> Candidate:
+    """``Candidate(message, tokens, content_tokens, pinned, group)`` for the many candidates of
+    a session's plan: no keyword handling and no frozen ``__setattr__`` per field."""
+    c = object.__new__(Candidate)
+    s_message, s_tokens, s_content, s_pinned, s_group, s_seq = _SET_CANDIDATE
+    s_message(c, message)
+    s_tokens(c, tokens)
+    s_content(c, content_tokens)
+    s_pinned(c, pinned)
+    s_group(c, group)
+    s_seq(c, message.seq)
+    return c
 
 
 _T = TypeVar("_T")
@@ -244,16 +267,31 @@ class UnitColumns:
 
     @classmethod
     def of(cls, all_units: Sequence[Sequence[Candidate]]) -> UnitColumns:
-        costs = [unit_tokens(u) for u in all_units]
-        pinned = [unit_pinned(u) for u in all_units]
-        return cls(
-            units=[list(u) for u in all_units],
-            costs=costs,
-            pinned=pinned,
-            sizes=[len(u) for u in all_units],
-            non_system=[sum(1 for c in u if not is_system(c)) for u in all_units],
-            required=sum(c for c, p in zip(costs, pinned, strict=True) if p),
-        )
+        units: list[list[Candidate]] = []
+        costs: list[int] = []
+        pinned: list[bool] = []
+        sizes: list[int] = []
+        non_system: list[int] = []
+        required = 0
+        system = MessageRole.SYSTEM
+        # One pass; most units are one message, which skips the sums (a session's first
+        # window makes a unit per message).
+        for u in all_units:
+            if len(u) == 1:
+                (c,) = u
+                cost, held, others = c.tokens, c.pinned, int(c.message.role is not system)
+            else:
+                cost = sum(c.tokens for c in u)
+                held = any(c.pinned for c in u)
+                others = sum(1 for c in u if c.message.role is not system)
+            units.append(list(u))
+            costs.append(cost)
+            pinned.append(held)
+            sizes.append(len(u))
+            non_system.append(others)
+            if held:
+                required += cost
+        return cls(units, costs, pinned, sizes, non_system, required)
 
 
 def check_required(required: int, budget: int, policy: str) -> int:
@@ -311,6 +349,7 @@ __all__ = [
     "check_required",
     "computed_once",
     "fill_columns_from_newest",
+    "make_candidate",
     "message_tokens",
     "prepared_for",
     "unit_pinned",
