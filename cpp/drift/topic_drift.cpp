@@ -160,6 +160,7 @@ void RelevanceIndex::add(std::span<const std::string_view> documents) {
                               std::to_string(documents_.size() + documents.size()));
     }
     std::vector<std::uint64_t> hashes;
+    documents_.reserve(documents_.size() + documents.size());
     for (const std::string_view text : documents) {
         // The document's distinct terms in hash order with their counts: its hashes sorted,
         // equal ones counted (no hash map per document).
@@ -167,6 +168,11 @@ void RelevanceIndex::add(std::span<const std::string_view> documents) {
         for_each_word_hash(text, [&](std::uint64_t h) { hashes.push_back(h); });
         std::sort(hashes.begin(), hashes.end());
         std::vector<std::pair<std::uint64_t, double>> terms;
+        std::size_t distinct = hashes.empty() ? 0 : 1;
+        for (std::size_t k = 1; k < hashes.size(); ++k) {
+            distinct += static_cast<std::size_t>(hashes[k] != hashes[k - 1]);
+        }
+        terms.reserve(distinct);  // kept for the index's life: no slack
         for (std::size_t k = 0; k < hashes.size();) {
             std::size_t end = k + 1;
             while (end < hashes.size() && hashes[end] == hashes[k]) {

@@ -178,3 +178,20 @@ async def test_bound_limits_the_memory_actually_held(tmp_path: Path) -> None:
     assert roomy > 1024 * 1024, roomy
     assert tight < 512 * 1024, tight
     assert tight * 4 < roomy, (tight, roomy)
+
+
+def test_messages_footprint_is_the_sum_of_each_message() -> None:
+    from datetime import datetime, timezone
+
+    from relay_context.engine.models import MessageRole, stored_message
+    from relay_context.engine.session_memory import messages_footprint
+
+    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    messages = [
+        stored_message("s", i + 1, MessageRole.USER, text, at, None, None, (), {}, {})
+        for i, text in enumerate(["", "a", "é" * 40, "\U0001f600" * 3, "plain words " * 50])
+    ]
+    expected = sum(message_footprint(m) for m in messages)
+    assert messages_footprint(messages) == expected
+    assert messages_footprint(iter(messages)) == expected  # any iterable, read once
+    assert messages_footprint(m for m in messages[:0]) == 0

@@ -370,3 +370,16 @@ async def test_large_content_round_trips(store: SqlSessionStore) -> None:
     rows = await raw_rows(store, "SELECT codec, LENGTH(content) FROM relay_messages")
     assert rows[0][0] == "zlib"
     assert rows[0][1] < len(large) / 5
+
+
+def test_stored_tool_calls_read_back_equal_the_validated_ones() -> None:
+    from relay_context.engine.models import stored_tool_call
+
+    call = ToolCall(id="call_1", name="get_weather", arguments='{"city": "Paris"}')
+    assert stored_tool_call(call.to_openai()) == call
+    assert stored_tool_call({"id": "c", "function": {"name": "f"}}) == ToolCall("c", "f", "")
+    # Not the stored shape: the validating path says what is wrong.
+    with pytest.raises(InvalidArgumentError, match="no 'function' object"):
+        stored_tool_call({"id": "c"})
+    with pytest.raises(InputTypeError, match="mapping"):
+        stored_tool_call(["not", "a", "call"])  # type: ignore[arg-type]

@@ -111,10 +111,11 @@ class NearDuplicateTracker:
         self.seen.extend(fingerprints)
         if not self.enabled:
             return
-        for role in _ROLES:
-            chosen = [
-                c for c, f in zip(cs, fingerprints, strict=True) if f[2] and c.message.role is role
-            ]
+        by_role: dict[MessageRole, list[Candidate]] = {role: [] for role in _ROLES}
+        for c, f in zip(cs, fingerprints, strict=True):
+            if f[2]:  # eligible: a user or assistant message
+                by_role[c.message.role].append(c)
+        for role, chosen in by_role.items():
             if not chosen:
                 continue
             texts = [c.message.content for c in chosen]
@@ -157,7 +158,7 @@ class DedupCache:
         """``(kept, collapsed)``: both in conversation order."""
         if threshold > 1.0 or len(candidates) < 2:
             return list(candidates), []
-        fingerprints = [_fingerprint(c) for c in candidates]
+        fingerprints = list(map(_fingerprint, candidates))
         key = (session_id, threshold)
         tracker = self._trackers.get(key)
         if tracker is None or not tracker.matches_prefix(fingerprints):

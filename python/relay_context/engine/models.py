@@ -178,6 +178,27 @@ class ToolCall:
         )
 
 
+_SET_CALL = tuple(ToolCall.__dict__[name].__set__ for name in ("id", "name", "arguments", "type"))
+
+
+def stored_tool_call(value: Mapping[str, Any]) -> ToolCall:
+    """``ToolCall.from_openai`` of a call read back from a store, which validated it when it
+    was written: not validated again (a long session's first window reads every call)."""
+    try:
+        function = value["function"]
+        fields = (value["id"], function["name"], function.get("arguments", ""))
+        kind = value.get("type", "function")
+    except (KeyError, TypeError, AttributeError):
+        return ToolCall.from_openai(value)  # not the stored shape: the checks say what is wrong
+    call = object.__new__(ToolCall)
+    s_id, s_name, s_arguments, s_type = _SET_CALL
+    s_id(call, fields[0])
+    s_name(call, fields[1])
+    s_arguments(call, fields[2])
+    s_type(call, kind)
+    return call
+
+
 def _tool_calls(value: object) -> tuple[ToolCall, ...]:
     if value is None:
         return ()
@@ -478,6 +499,7 @@ __all__ = [
     "micros_from_utc",
     "openai_message",
     "stored_message",
+    "stored_tool_call",
     "utc_from_micros",
     "validate_name",
     "validate_session_id",

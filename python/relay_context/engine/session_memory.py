@@ -16,6 +16,7 @@ So the memory held is at most ``max(max_bytes, the largest session in use)``.
 
 from __future__ import annotations
 
+import operator
 import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -43,8 +44,15 @@ def message_footprint(message: StoredMessage) -> int:
     return CONTENT_COPIES * sys.getsizeof(message.content) + MESSAGE_OVERHEAD_BYTES
 
 
+_CONTENT = operator.attrgetter("content")
+
+
 def messages_footprint(messages: Iterable[StoredMessage]) -> int:
-    return sum(map(message_footprint, messages))
+    """``sum(map(message_footprint, messages))``, in C-level calls only (a session's first
+    window counts all of its messages)."""
+    listed = messages if isinstance(messages, list) else list(messages)
+    content_bytes = sum(map(sys.getsizeof, map(_CONTENT, listed)))
+    return CONTENT_COPIES * content_bytes + MESSAGE_OVERHEAD_BYTES * len(listed)
 
 
 class SessionMemory(Generic[V]):

@@ -35,8 +35,8 @@ from relay_context.engine.models import (
     NewMessage,
     Session,
     StoredMessage,
-    ToolCall,
     stored_message,
+    stored_tool_call,
     validate_metadata,
     validate_session_id,
     validate_token_counts,
@@ -355,7 +355,7 @@ class SqlSessionStore(SessionStore):
         texts = self._texts(rows)
         loads = json.loads
         role_of = _ROLE_BY_VALUE
-        from_call = ToolCall.from_openai
+        from_call = stored_tool_call
         make = stored_message
         epoch = _EPOCH
         micros = timedelta
@@ -377,7 +377,7 @@ class SqlSessionStore(SessionStore):
                     int(row[1]),
                     role_of[row[2]],
                     text,
-                    epoch + micros(microseconds=int(row[11])),
+                    epoch + micros(0, 0, int(row[11])),  # positional: no keyword parsing
                     row[3],
                     row[4],
                     () if calls is None else tuple(from_call(c) for c in loads(calls)),
