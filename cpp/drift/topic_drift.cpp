@@ -5,6 +5,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -17,7 +18,7 @@ namespace {
 
 using TermCounts = absl::flat_hash_map<std::uint64_t, double>;
 
-bool is_word_byte(unsigned char b) {
+constexpr bool is_word_byte(unsigned char b) {
     return (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') || b >= 0x80U;
 }
 
@@ -67,6 +68,20 @@ void weigh(TermCounts& tf, const TermCounts& df, double n_docs) {
 
 namespace {
 
+// Per byte: 0 when it ends a word, else the byte as it goes into the word's hash (ASCII
+// letters lower-cased, digits and non-ASCII bytes as they are). One table lookup per byte
+// both finds the words and lower-cases them.
+constexpr std::array<unsigned char, 256> kWordBytes = [] {
+    std::array<unsigned char, 256> table{};
+    for (std::size_t b = 0; b < table.size(); ++b) {
+        const auto c = static_cast<unsigned char>(b);
+        if (is_word_byte(c)) {
+            table[b] = c >= 'A' && c <= 'Z' ? static_cast<unsigned char>(c - 'A' + 'a') : c;
+        }
+    }
+    return table;
+}();
+
 // Calls `emit(hash)` for each word of `text` of at least kMinWordBytes bytes: XXH3-64 of its
 // ASCII-lowercased bytes. A word is lowercased into a stack buffer when it fits (the common
 // case), so no string is built per character.
@@ -75,30 +90,34 @@ void for_each_word_hash(std::string_view text, Emit&& emit) {
     constexpr std::size_t kBuffer = 256;
     char buffer[kBuffer];
     std::string long_word;
-    std::size_t i = 0;
-    const std::size_t n = text.size();
-    while (i < n) {
-        while (i < n && !is_word_byte(static_cast<unsigned char>(text[i]))) {
-            ++i;
+    const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+    const auto* const end = p + text.size();
+    while (p < end) {
+        while (p < end && kWordBytes[*p] == 0) {
+            ++p;
         }
-        const std::size_t start = i;
-        while (i < n && is_word_byte(static_cast<unsigned char>(text[i]))) {
-            ++i;
+        // Lower-case into the buffer while scanning; a word longer than it continues in
+        // long_word.
+        std::size_t length = 0;
+        while (p < end && length < kBuffer) {
+            const unsigned char mapped = kWordBytes[*p];
+            if (mapped == 0) {
+                break;
+            }
+            buffer[length++] = static_cast<char>(mapped);
+            ++p;
         }
-        const std::size_t length = i - start;
-        if (length < kMinWordBytes) {
+        if (length == kBuffer && p < end && kWordBytes[*p] != 0) {
+            long_word.assign(buffer, kBuffer);
+            for (unsigned char mapped = 0; p < end && (mapped = kWordBytes[*p]) != 0; ++p) {
+                long_word.push_back(static_cast<char>(mapped));
+            }
+            emit(XXH3_64bits(long_word.data(), long_word.size()));
             continue;
         }
-        char* out = buffer;
-        if (length > kBuffer) {
-            long_word.resize(length);
-            out = long_word.data();
+        if (length >= kMinWordBytes) {
+            emit(XXH3_64bits(buffer, length));
         }
-        for (std::size_t k = 0; k < length; ++k) {
-            const auto b = static_cast<unsigned char>(text[start + k]);
-            out[k] = b >= 'A' && b <= 'Z' ? static_cast<char>(b - 'A' + 'a') : text[start + k];
-        }
-        emit(XXH3_64bits(out, length));
     }
 }
 

@@ -7,10 +7,11 @@ import re
 from collections import Counter
 
 import pytest
+import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay_context._core.drift import RelevanceIndex
+from relay_context._core.drift import RelevanceIndex, word_hashes
 from relay_context.core.drift import relevance_scores, topic_drift
 from relay_context.errors import InputTypeError, InvalidArgumentError
 
@@ -19,6 +20,28 @@ _WORD = re.compile(rb"[A-Za-z0-9\x80-\xff]+")
 
 def _words(text: str) -> list[bytes]:
     return [w.lower() for w in _WORD.findall(text.encode()) if len(w) >= 2]
+
+
+_WORDISH = st.text(
+    alphabet=st.sampled_from("aZ9 .,-\n\té日\U0001f600") | st.characters(), max_size=80
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    parts=st.lists(
+        st.one_of(_WORDISH, st.integers(250, 700).map(lambda n: "Ab" * (n // 2) + "c" * (n % 2))),
+        max_size=6,
+    )
+)
+def test_word_hashes_are_xxh3_of_the_lowercased_words(parts: list[str]) -> None:
+    """Word boundaries, ASCII lower-casing, the 2-byte minimum and words longer than the
+    kernel's stack buffer (256 bytes), against the regex definition."""
+    text = " ".join(parts)
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in text):
+        return  # not encodable as UTF-8: the binding refuses such text before hashing
+    expected = [xxhash.xxh3_64_intdigest(w) for w in _words(text)]
+    assert word_hashes(text) == expected
 
 
 def _idf(docs: list[list[bytes]]) -> dict[bytes, float]:
