@@ -231,6 +231,12 @@ void RelevanceIndex::prepare(std::span<const std::uint8_t> included) {
         }
     }
     n_docs_ = static_cast<double>(count + 1);  // the query is one of the documents
+    // A term's weight depends on its document frequency only, an integer in [1, count]: one
+    // logarithm per frequency instead of one per (document, term).
+    std::vector<double> idf_of(count + 1, 0.0);
+    for (std::size_t df = 1; df <= count; ++df) {
+        idf_of[df] = idf(n_docs_, static_cast<double>(df));
+    }
     base_norm2_.assign(documents_.size(), 0.0);
     for (std::size_t d = 0; d < documents_.size(); ++d) {
         if (included[d] == 0) {
@@ -238,7 +244,7 @@ void RelevanceIndex::prepare(std::span<const std::uint8_t> included) {
         }
         double sum = 0.0;
         for (const auto& [h, n] : documents_[d]) {
-            const double w = n * idf(n_docs_, doc_freq_.at(h));
+            const double w = n * idf_of[static_cast<std::size_t>(doc_freq_.at(h))];
             sum += w * w;
         }
         base_norm2_[d] = sum;
