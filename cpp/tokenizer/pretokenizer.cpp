@@ -68,49 +68,74 @@ inline bool ascii_in(unsigned char b, unsigned char first) {
     return static_cast<unsigned>(b) - static_cast<unsigned>(first) < 26U;
 }
 
+// Flags of U+0000..U+07FF, the code points of one- and two-byte UTF-8, in one flat table: the
+// letters of Latin, Greek, Cyrillic, Armenian, Hebrew and Arabic text then cost one load instead
+// of the two dependent loads of the two-stage table. Built from that table at load time (its
+// arrays are constant-initialised, so they are ready before this runs).
+const std::array<std::uint8_t, 0x800> kFlags2 = [] {
+    std::array<std::uint8_t, 0x800> t{};
+    for (std::uint32_t cp = 0; cp < t.size(); ++cp) {
+        t[cp] = unicode::flags_of(cp);
+    }
+    return t;
+}();
+
+// The same flags indexed by the two bytes of a character, lead byte first, with kTwoByte set
+// for a valid two-byte sequence (lead C2..DF, one continuation byte) and 0 for any other pair:
+// the letter loops test and classify a character with one load. Only the lines of the leads in
+// use are touched (two for Cyrillic, four for Arabic).
+constexpr std::uint8_t kTwoByte = 0x80;
+static_assert((kTwoByte & (kL | kN | kWS | kU | kW | unicode::kM)) == 0);
+const std::array<std::uint8_t, 0x10000> kPair2 = [] {
+    std::array<std::uint8_t, 0x10000> t{};
+    for (std::uint32_t b0 = 0xC2; b0 < 0xE0; ++b0) {
+        for (std::uint32_t b1 = 0x80; b1 < 0xC0; ++b1) {
+            t[(b0 << 8) | b1] = kTwoByte | kFlags2[((b0 & 0x1FU) << 6) | (b1 & 0x3FU)];
+        }
+    }
+    return t;
+}();
+
 // Decodes the UTF-8 character at `p` (`avail` >= 1 bytes readable). An invalid or truncated
-// sequence yields one byte of class "other".
+// sequence yields one byte of class "other". Two-byte characters are tested first among the
+// multi-byte ones: they are the letters of most alphabets.
 inline Ch decode(const unsigned char* p, std::size_t avail) {
     const std::uint32_t b0 = p[0];
     if (b0 < 0x80U) {
         return {b0, 1, kAsciiFlags[b0]};
     }
     constexpr Ch kInvalid{kInvalidCp, 1, 0};
-    if (b0 < 0xC2U) {
-        return kInvalid;
-    }
-    std::uint32_t cp = 0;
-    std::uint32_t len = 0;
     if (b0 < 0xE0U) {
-        if (avail < 2 || !is_cont(p[1])) {
+        if (b0 < 0xC2U || avail < 2 || !is_cont(p[1])) {
             return kInvalid;
         }
-        cp = ((b0 & 0x1FU) << 6) | (p[1] & 0x3FU);
-        len = 2;
-    } else if (b0 < 0xF0U) {
+        const std::uint32_t cp = ((b0 & 0x1FU) << 6) | (p[1] & 0x3FU);
+        return {cp, 2, kFlags2[cp]};
+    }
+    if (b0 < 0xF0U) {
         if (avail < 3 || !is_cont(p[1]) || !is_cont(p[2])) {
             return kInvalid;
         }
-        cp =
+        const std::uint32_t cp =
             ((b0 & 0x0FU) << 12) | (static_cast<std::uint32_t>(p[1] & 0x3FU) << 6) | (p[2] & 0x3FU);
         if (cp < 0x800U || (cp >= 0xD800U && cp <= 0xDFFFU)) {
             return kInvalid;
         }
-        len = 3;
-    } else if (b0 < 0xF5U) {
+        return {cp, 3, unicode::flags_of_bmp(cp)};
+    }
+    if (b0 < 0xF5U) {
         if (avail < 4 || !is_cont(p[1]) || !is_cont(p[2]) || !is_cont(p[3])) {
             return kInvalid;
         }
-        cp = ((b0 & 0x07U) << 18) | (static_cast<std::uint32_t>(p[1] & 0x3FU) << 12) |
-             (static_cast<std::uint32_t>(p[2] & 0x3FU) << 6) | (p[3] & 0x3FU);
+        const std::uint32_t cp = ((b0 & 0x07U) << 18) |
+                                 (static_cast<std::uint32_t>(p[1] & 0x3FU) << 12) |
+                                 (static_cast<std::uint32_t>(p[2] & 0x3FU) << 6) | (p[3] & 0x3FU);
         if (cp < 0x10000U || cp > 0x10FFFFU) {
             return kInvalid;
         }
-        len = 4;
-    } else {
-        return kInvalid;
+        return {cp, 4, unicode::flags_of(cp)};
     }
-    return {cp, len, unicode::flags_of(cp)};
+    return kInvalid;
 }
 
 struct WsRun {
@@ -128,6 +153,20 @@ class Scanner {
     [[nodiscard]] unsigned char byte(std::size_t i) const { return p_[i]; }
     [[nodiscard]] Ch at(std::size_t i) const { return decode(p_ + i, n_ - i); }
 
+    // Flags of the two-byte character at `i`, or kNotTwoByte if there is none (another length,
+    // or invalid UTF-8): the letter runs of most alphabets take this path, which skips the
+    // general decoder's code point, length and range checks.
+    static constexpr unsigned kNotTwoByte = 0x100U;
+    [[nodiscard]] unsigned two_byte_flags(std::size_t i) const {
+        if (n_ - i >= 2) {
+            const unsigned f = kPair2[(unsigned{p_[i]} << 8) | p_[i + 1]];
+            if ((f & kTwoByte) != 0) {
+                return f & ~unsigned{kTwoByte};
+            }
+        }
+        return kNotTwoByte;
+    }
+
     // End of the run of characters with any flag of `mask`, starting at `i`.
     [[nodiscard]] std::size_t run(std::size_t i, std::uint8_t mask) const {
         while (i < n_) {
@@ -136,6 +175,13 @@ class Scanner {
                     break;
                 }
                 ++i;
+                continue;
+            }
+            if (const unsigned f = two_byte_flags(i); f != kNotTwoByte) {
+                if ((f & mask) == 0) {
+                    break;
+                }
+                i += 2;
                 continue;
             }
             const Ch c = at(i);
@@ -362,19 +408,27 @@ std::size_t o200k_match_a(const Scanner& sc, std::size_t s) {
     }
     std::size_t p = s;
     std::size_t last_w_end = kNpos;
+    unsigned flags = 0;
+    std::size_t len = 0;
     while (p < n) {
-        const Ch d = sc.at(p);
-        if ((d.flags & kU) == 0) {
+        flags = sc.two_byte_flags(p);
+        len = 2;
+        if (flags == Scanner::kNotTwoByte) {
+            const Ch d = sc.at(p);
+            flags = d.flags;
+            len = d.len;
+        }
+        if ((flags & kU) == 0) {
             break;
         }
-        p += d.len;
-        if ((d.flags & kW) != 0) {
+        p += len;
+        if ((flags & kW) != 0) {
             last_w_end = p;
         }
     }
     std::size_t end = kNpos;
-    if (p < n && (sc.at(p).flags & kW) != 0) {
-        end = sc.run(p, kW);
+    if (p < n && (flags & kW) != 0) {
+        end = sc.run(p + len, kW);  // the character at p is decoded once
     } else if (last_w_end != kNpos) {
         // The U run ends in U\W characters; W+ matches the last W inside the run.
         end = last_w_end;
