@@ -181,7 +181,7 @@ class Scanner {
                 if ((f & mask) == 0) {
                     break;
                 }
-                i += 2;
+                i = two_byte_run(i + 2, mask);
                 continue;
             }
             const Ch c = at(i);
@@ -189,6 +189,21 @@ class Scanner {
                 break;
             }
             i += c.len;
+        }
+        return i;
+    }
+
+    // The kPair2 entry of the two bytes at `i` (`i + 2 <= size()`).
+    [[nodiscard]] unsigned pair_flags(std::size_t i) const {
+        return kPair2[(unsigned{p_[i]} << 8) | p_[i + 1]];
+    }
+
+    // End of the run of two-byte characters with a flag of `mask` from `i`: one load and one
+    // test per character (a pair entry with kTwoByte and a flag of `mask` is above kTwoByte).
+    [[nodiscard]] std::size_t two_byte_run(std::size_t i, std::uint8_t mask) const {
+        const unsigned want = kTwoByte | mask;
+        while (n_ - i >= 2 && (pair_flags(i) & want) > kTwoByte) {
+            i += 2;
         }
         return i;
     }
@@ -411,9 +426,27 @@ std::size_t o200k_match_a(const Scanner& sc, std::size_t s) {
     unsigned flags = 0;
     std::size_t len = 0;
     while (p < n) {
-        flags = sc.two_byte_flags(p);
-        len = 2;
-        if (flags == Scanner::kNotTwoByte) {
+        // Two-byte U characters, one load each (all the letters of Arabic and Hebrew words); f
+        // ends as the entry of the two bytes at p, or 0 if fewer than two are left.
+        unsigned f = 0;
+        while (n - p >= 2) {
+            f = sc.pair_flags(p);
+            if ((f & (kTwoByte | kU)) <= kTwoByte) {
+                break;
+            }
+            p += 2;
+            if ((f & kW) != 0) {
+                last_w_end = p;
+            }
+            f = 0;
+        }
+        if (p >= n) {
+            break;
+        }
+        if ((f & kTwoByte) != 0) {
+            flags = f & ~unsigned{kTwoByte};  // a two-byte character that is not U
+            len = 2;
+        } else {
             const Ch d = sc.at(p);
             flags = d.flags;
             len = d.len;
