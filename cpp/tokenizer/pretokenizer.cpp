@@ -96,6 +96,34 @@ const std::array<std::uint8_t, 0x10000> kPair2 = [] {
     return t;
 }();
 
+// The flags of U+0800..U+FFFF, the code points of three-byte UTF-8 (CJK, Kana, Hangul, the
+// Brahmic scripts, Thai, Lao, Khmer, Burmese, Ethiopic, Georgian), indexed by code point with
+// kValid (the same bit as kTwoByte) set, and 0 for the surrogates and the code points below
+// U+0800, which have no valid three-byte form: one load instead of the two-stage lookup, and the
+// overlong and surrogate checks in the same load. 64 KiB, of which a script touches a few lines.
+constexpr std::uint8_t kValid = kTwoByte;
+const std::array<std::uint8_t, 0x10000> kFlags3 = [] {
+    std::array<std::uint8_t, 0x10000> t{};
+    for (std::uint32_t cp = 0x800; cp < t.size(); ++cp) {
+        if (cp < 0xD800U || cp > 0xDFFFU) {
+            t[cp] = kValid | unicode::flags_of(cp);
+        }
+    }
+    return t;
+}();
+
+// kFlags3's entry of the three bytes at `p` (`avail` >= 3 readable): 0 unless they are one
+// valid three-byte character.
+inline unsigned three_byte_entry(const unsigned char* p) {
+    const unsigned b0 = p[0];
+    const unsigned b1 = p[1];
+    const unsigned b2 = p[2];
+    if ((b0 & 0xF0U) != 0xE0U || ((b1 & 0xC0U) | ((b2 & 0xC0U) << 8)) != 0x8080U) {
+        return 0;
+    }
+    return kFlags3[((b0 & 0x0FU) << 12) | ((b1 & 0x3FU) << 6) | (b2 & 0x3FU)];
+}
+
 // Decodes the UTF-8 character at `p` (`avail` >= 1 bytes readable). An invalid or truncated
 // sequence yields one byte of class "other". Two-byte characters are tested first among the
 // multi-byte ones: they are the letters of most alphabets.
@@ -121,7 +149,7 @@ inline Ch decode(const unsigned char* p, std::size_t avail) {
         if (cp < 0x800U || (cp >= 0xD800U && cp <= 0xDFFFU)) {
             return kInvalid;
         }
-        return {cp, 3, unicode::flags_of_bmp(cp)};
+        return {cp, 3, static_cast<std::uint8_t>(kFlags3[cp] & ~unsigned{kValid})};
     }
     if (b0 < 0xF5U) {
         if (avail < 4 || !is_cont(p[1]) || !is_cont(p[2]) || !is_cont(p[3])) {
@@ -184,11 +212,32 @@ class Scanner {
                 i = two_byte_run(i + 2, mask);
                 continue;
             }
+            return run_longer(i, mask);
+        }
+        return i;
+    }
+
+    // run() from a character of three or more bytes (or invalid UTF-8). Out of line, so that
+    // run() stays small enough to inline in the letter rules; called once per such stretch.
+    [[nodiscard]] [[gnu::noinline]] std::size_t run_longer(std::size_t i, std::uint8_t mask) const {
+        while (i < n_) {
+            if (n_ - i >= 3) {
+                if (const unsigned f = three_byte_entry(p_ + i); f != 0) {
+                    if ((f & mask) == 0) {
+                        break;
+                    }
+                    i = three_byte_run(i + 3, mask);
+                    continue;
+                }
+            }
             const Ch c = at(i);
             if ((c.flags & mask) == 0) {
                 break;
             }
             i += c.len;
+            if (i < n_ && p_[i] < 0xE0U) {
+                return run(i, mask);  // back to ASCII or two-byte text
+            }
         }
         return i;
     }
@@ -206,6 +255,20 @@ class Scanner {
             i += 2;
         }
         return i;
+    }
+
+    // End of the run of three-byte characters with a flag of `mask` from `i`, as two_byte_run.
+    [[nodiscard]] std::size_t three_byte_run(std::size_t i, std::uint8_t mask) const {
+        const unsigned want = kValid | mask;
+        while (n_ - i >= 3 && (three_byte_entry(p_ + i) & want) > kValid) {
+            i += 3;
+        }
+        return i;
+    }
+
+    // The entry of three_byte_entry at `i`, 0 if fewer than three bytes are left.
+    [[nodiscard]] unsigned triple_flags(std::size_t i) const {
+        return n_ - i >= 3 ? three_byte_entry(p_ + i) : 0;
     }
 
     // End of the run of characters with none of the flags of `mask`, starting at `i`.
@@ -440,11 +503,32 @@ std::size_t o200k_match_a(const Scanner& sc, std::size_t s) {
             }
             f = 0;
         }
+        // Three-byte U characters likewise (CJK and Kana are Lo: U and W; Brahmic marks are M).
+        if ((f & kTwoByte) == 0) {
+            unsigned g = 0;
+            while (((g = sc.triple_flags(p)) & (kValid | kU)) > kValid) {
+                p += 3;
+                if ((g & kW) != 0) {
+                    last_w_end = p;
+                }
+            }
+            if (p >= n) {
+                break;
+            }
+            if ((g & kValid) != 0) {
+                flags = g & ~unsigned{kValid};  // a three-byte character that is not U
+                len = 3;
+                break;
+            }
+            if (n - p >= 2) {
+                f = sc.pair_flags(p);  // p moved: the two bytes there again
+            }
+        }
         if (p >= n) {
             break;
         }
         if ((f & kTwoByte) != 0) {
-            flags = f & ~unsigned{kTwoByte};  // a two-byte character that is not U
+            flags = f & ~unsigned{kTwoByte};  // a two-byte character, seen by the loops above
             len = 2;
         } else {
             const Ch d = sc.at(p);

@@ -200,6 +200,25 @@ def test_two_byte_characters_match_tiktoken(
     )
 
 
+# Every code point of three-byte UTF-8 (U+0800..U+FFFF but the surrogates: CJK, Kana, Hangul,
+# the Brahmic scripts, Thai, Lao, Khmer, Burmese, Ethiopic, Georgian, symbols, unassigned ones),
+# which the letter loops classify from a table indexed by code point, in the same contexts, 256
+# code points to a text.
+_THREE_BYTE = [chr(c) for c in range(0x800, 0x10000) if not 0xD800 <= c < 0xE000]
+
+
+@pytest.mark.parametrize("context", _CONTEXTS)
+def test_three_byte_characters_match_tiktoken(
+    pair: tuple[TokenCounter, tiktoken.Encoding], context: str
+) -> None:
+    relay, oracle = pair
+    texts = [
+        "".join(context.format(c=c) for c in _THREE_BYTE[k : k + 256])
+        for k in range(0, len(_THREE_BYTE), 256)
+    ]
+    assert _first_mismatch(relay, oracle, texts) is None
+
+
 _MIXED_ALPHABET = (
     [chr(c) for c in range(0x41, 0x5B)]  # A-Z
     + [chr(c) for c in range(0x61, 0x7B)]  # a-z
@@ -207,15 +226,20 @@ _MIXED_ALPHABET = (
     + [chr(c) for c in range(0x370, 0x530)]  # Greek, Cyrillic
     + [chr(c) for c in range(0x590, 0x700)]  # Hebrew, Arabic
     + [chr(c) for c in range(0x300, 0x370)]  # combining marks (U and W in o200k)
+    + [chr(c) for c in range(0x900, 0x980)]  # Devanagari (letters, marks, digits)
+    + [chr(c) for c in range(0x3040, 0x3100)]  # Hiragana, Katakana
+    + [chr(c) for c in range(0x4E00, 0x4E40)]  # CJK ideographs
+    + ["\u3001", "\u3002", "\uff0c", "\u2014", "\u200b", "\u3000", "\ufeff"]  # 3-byte non-letters
     + [" ", "\t", "\n", "'", "\u2019", "1", ".", "/", "\u00a0", "\u4e2d", "\U0001f600", "\ud800"]
 )
 
 
 @settings(max_examples=800, deadline=None, derandomize=True)
 @given(text=st.text(alphabet=st.sampled_from(_MIXED_ALPHABET), max_size=80))
-def test_hypothesis_two_byte_scripts_match_tiktoken(text: str) -> None:
-    """Mixed alphabets and cases of two-byte scripts next to ASCII, CJK, an emoji (four bytes)
-    and a lone surrogate (both sides replace it with U+FFFD)."""
+def test_hypothesis_mixed_scripts_match_tiktoken(text: str) -> None:
+    """Mixed alphabets and cases of two-byte scripts next to ASCII, three-byte scripts and
+    punctuation, an emoji (four bytes) and a lone surrogate (both sides replace it with
+    U+FFFD)."""
     for name in ENCODINGS:
         want = tiktoken.get_encoding(name).encode_ordinary(text)
         assert TokenCounter(name).encode_ordinary(text) == want
