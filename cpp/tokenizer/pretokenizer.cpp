@@ -403,8 +403,34 @@ std::size_t next_r50k(const Scanner& sc, std::size_t i) {
 
 // ---- cl100k: '(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+|
 //              ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s ----
+// Where an ASCII word starts at `i`: `i` for a letter, `i + 1` for a one-character prefix
+// [^\r\n\p{L}\p{N}] (here: ASCII, not a digit, not an apostrophe, which may start a
+// contraction) before a letter; kNpos otherwise.
+inline std::size_t ascii_word_start(const Scanner& sc, std::size_t i) {
+    const unsigned char b = sc.byte(i);
+    if ((kAsciiFlags[b] & kL) != 0) {
+        return i;
+    }
+    if ((kAsciiFlags[b] & kN) == 0 && b != '\r' && b != '\n' && b != '\'' && i + 1 < sc.size() &&
+        sc.byte(i + 1) < 0x80U && (kAsciiFlags[sc.byte(i + 1)] & kL) != 0) {
+        return i + 1;
+    }
+    return kNpos;
+}
+
 std::size_t next_cl100k(const Scanner& sc, std::size_t i) {
     const std::size_t n = sc.size();
+    // ASCII fast path: a word of ASCII letters (with its prefix), continued by run() if a
+    // non-ASCII letter follows; everything else takes the general path below.
+    if (sc.byte(i) < 0x80U) {
+        if (const std::size_t s = ascii_word_start(sc, i); s != kNpos) {
+            std::size_t e = s + 1;
+            while (e < n && ascii_in(sc.byte(e) & 0xDFU, 'A')) {
+                ++e;
+            }
+            return e < n && sc.byte(e) >= 0x80U ? sc.run(e, kL) : e;
+        }
+    }
     const Ch c = sc.at(i);
     if (c.cp == '\'') {
         if (const std::size_t e = sc.contraction_ci(i + 1); e != 0) {
@@ -565,6 +591,29 @@ std::size_t o200k_match_b(const Scanner& sc, std::size_t s) {
 
 std::size_t next_o200k(const Scanner& sc, std::size_t i) {
     const std::size_t n = sc.size();
+    // ASCII fast path (English, code, most Latin-script words): among ASCII only A-Z are U and
+    // only a-z are W, so the word is its capitals then its small letters (rule A if there are
+    // small letters, else B); a non-ASCII character after the capitals leaves it to the
+    // general path, one after the small letters continues W+ (as in o200k_match_a).
+    if (sc.byte(i) < 0x80U) {
+        if (const std::size_t s = ascii_word_start(sc, i); s != kNpos) {
+            std::size_t caps = s;
+            while (caps < n && ascii_in(sc.byte(caps), 'A')) {
+                ++caps;
+            }
+            std::size_t small = caps;
+            while (small < n && ascii_in(sc.byte(small), 'a')) {
+                ++small;
+            }
+            if (small > caps) {
+                return o200k_suffix(
+                    sc, small < n && sc.byte(small) >= 0x80U ? sc.run(small, kW) : small);
+            }
+            if (caps == n || sc.byte(caps) < 0x80U) {
+                return o200k_suffix(sc, caps);  // B: U+ with an empty W*
+            }
+        }
+    }
     const Ch c = sc.at(i);
     const std::size_t nx = i + c.len;
     const bool prefix = (c.flags & (kL | kN)) == 0 && c.cp != '\r' && c.cp != '\n' && nx < n;

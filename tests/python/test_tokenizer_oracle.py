@@ -219,6 +219,36 @@ def test_three_byte_characters_match_tiktoken(
     assert _first_mismatch(relay, oracle, texts) is None
 
 
+def test_ascii_words_match_tiktoken(pair: tuple[TokenCounter, tiktoken.Encoding]) -> None:
+    """The ASCII word fast paths: every ASCII character as the one-character prefix of words of
+    capitals and small letters, with contraction suffixes and a non-ASCII letter or mark where
+    the capitals or the small letters end (which hands over to the general path)."""
+    relay, oracle = pair
+    words = [
+        "a",
+        "Z",
+        "abc",
+        "ABC",
+        "Abc",
+        "aBC",
+        "ABCdef",
+        "ABC\u00e9",
+        "abc\u00e9",
+        "AB\u00c9",
+        "ABC\u0301",
+        "abc's",
+        "ABC'S",
+        "Abc'LL",
+        "ab\u017f",
+        "x'\u017f",
+        "AB1",
+        "ab_",
+    ]
+    followers = ["", " ", "\n", "\r\n", ".", "'", "'re", "1", "\u00e9", "\u4e2d", "\u00a0"]
+    texts = [chr(c) + w + f for c in range(128) for w in words for f in followers]
+    assert _first_mismatch(relay, oracle, texts) is None
+
+
 _MIXED_ALPHABET = (
     [chr(c) for c in range(0x41, 0x5B)]  # A-Z
     + [chr(c) for c in range(0x61, 0x7B)]  # a-z
@@ -230,7 +260,21 @@ _MIXED_ALPHABET = (
     + [chr(c) for c in range(0x3040, 0x3100)]  # Hiragana, Katakana
     + [chr(c) for c in range(0x4E00, 0x4E40)]  # CJK ideographs
     + ["\u3001", "\u3002", "\uff0c", "\u2014", "\u200b", "\u3000", "\ufeff"]  # 3-byte non-letters
-    + [" ", "\t", "\n", "'", "\u2019", "1", ".", "/", "\u00a0", "\u4e2d", "\U0001f600", "\ud800"]
+    + [
+        " ",
+        "\t",
+        "\n",
+        "\r",
+        "'",
+        "\u2019",
+        "1",
+        ".",
+        "/",
+        "\u00a0",
+        "\u4e2d",
+        "\U0001f600",
+        "\ud800",
+    ]
 )
 
 
