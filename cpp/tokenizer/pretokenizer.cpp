@@ -403,27 +403,29 @@ std::size_t next_r50k(const Scanner& sc, std::size_t i) {
 
 // ---- cl100k: '(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+|
 //              ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s ----
-// Where an ASCII word starts at `i`: `i` for a letter, `i + 1` for a one-character prefix
-// [^\r\n\p{L}\p{N}] (here: ASCII, not a digit, not an apostrophe, which may start a
-// contraction) before a letter; kNpos otherwise.
-inline std::size_t ascii_word_start(const Scanner& sc, std::size_t i) {
-    const unsigned char b = sc.byte(i);
-    if ((kAsciiFlags[b] & kL) != 0) {
-        return i;
-    }
-    if ((kAsciiFlags[b] & kN) == 0 && b != '\r' && b != '\n' && b != '\'' && i + 1 < sc.size() &&
-        sc.byte(i + 1) < 0x80U && (kAsciiFlags[sc.byte(i + 1)] & kL) != 0) {
-        return i + 1;
-    }
-    return kNpos;
+// Whether the ASCII byte `b` may be the one-character prefix [^\r\n\p{L}\p{N}] of a word in
+// the fast paths below (an apostrophe is left to the general rules: it may start a contraction).
+inline bool ascii_prefix(unsigned char b) {
+    return (kAsciiFlags[b] & (kL | kN)) == 0 && b != '\r' && b != '\n' && b != '\'';
 }
 
-std::size_t next_cl100k(const Scanner& sc, std::size_t i) {
+[[gnu::always_inline]] inline std::size_t next_cl100k(const Scanner& sc, std::size_t i) {
     const std::size_t n = sc.size();
     // ASCII fast path: a word of ASCII letters (with its prefix), continued by run() if a
     // non-ASCII letter follows; everything else takes the general path below.
-    if (sc.byte(i) < 0x80U) {
-        if (const std::size_t s = ascii_word_start(sc, i); s != kNpos) {
+    // A prefix before a non-ASCII letter (" слово") goes straight to the letter run.
+    if (const unsigned char b = sc.byte(i); b < 0x80U) {
+        std::size_t s = kNpos;
+        if ((kAsciiFlags[b] & kL) != 0) {
+            s = i;
+        } else if (ascii_prefix(b) && i + 1 < n) {
+            if (const unsigned char b1 = sc.byte(i + 1); b1 < 0x80U) {
+                s = (kAsciiFlags[b1] & kL) != 0 ? i + 1 : kNpos;
+            } else if ((sc.at(i + 1).flags & kL) != 0) {
+                return sc.run(i + 1, kL);
+            }
+        }
+        if (s != kNpos) {
             std::size_t e = s + 1;
             while (e < n && ascii_in(sc.byte(e) & 0xDFU, 'A')) {
                 ++e;
@@ -491,7 +493,7 @@ std::size_t o200k_suffix(const Scanner& sc, std::size_t end) {
 
 // U*W+ suffix? from `s`: U* takes the longest run, then gives characters back until W+ can
 // match; W+ then takes its longest run. Returns the end or kNpos.
-std::size_t o200k_match_a(const Scanner& sc, std::size_t s) {
+[[gnu::always_inline]] inline std::size_t o200k_match_a(const Scanner& sc, std::size_t s) {
     const std::size_t n = sc.size();
     // ASCII fast path: among ASCII only A-Z are U and only a-z are W (and none both), so U* is
     // the run of capitals and W+ the run of small letters after it. A non-ASCII character where
@@ -530,7 +532,7 @@ std::size_t o200k_match_a(const Scanner& sc, std::size_t s) {
             f = 0;
         }
         // Three-byte U characters likewise (CJK and Kana are Lo: U and W; Brahmic marks are M).
-        if ((f & kTwoByte) == 0) {
+        if ((f & kTwoByte) == 0 && p < n && sc.byte(p) >= 0xE0U) {
             unsigned g = 0;
             while (((g = sc.triple_flags(p)) & (kValid | kU)) > kValid) {
                 p += 3;
@@ -546,9 +548,7 @@ std::size_t o200k_match_a(const Scanner& sc, std::size_t s) {
                 len = 3;
                 break;
             }
-            if (n - p >= 2) {
-                f = sc.pair_flags(p);  // p moved: the two bytes there again
-            }
+            f = n - p >= 2 ? sc.pair_flags(p) : 0;  // p moved: the two bytes there again
         }
         if (p >= n) {
             break;
@@ -589,14 +589,26 @@ std::size_t o200k_match_b(const Scanner& sc, std::size_t s) {
     return o200k_suffix(sc, sc.run(sc.run(s, kU), kW));
 }
 
-std::size_t next_o200k(const Scanner& sc, std::size_t i) {
+// Inlined into split(): one call per piece is a measurable part of a short piece's cost.
+[[gnu::always_inline]] inline std::size_t next_o200k(const Scanner& sc, std::size_t i) {
     const std::size_t n = sc.size();
     // ASCII fast path (English, code, most Latin-script words): among ASCII only A-Z are U and
     // only a-z are W, so the word is its capitals then its small letters (rule A if there are
     // small letters, else B); a non-ASCII character after the capitals leaves it to the
     // general path, one after the small letters continues W+ (as in o200k_match_a).
-    if (sc.byte(i) < 0x80U) {
-        if (const std::size_t s = ascii_word_start(sc, i); s != kNpos) {
+    // A prefix before a non-ASCII character tries rule A there first, as the general path does.
+    if (const unsigned char b = sc.byte(i); b < 0x80U) {
+        std::size_t s = kNpos;
+        if ((kAsciiFlags[b] & kL) != 0) {
+            s = i;
+        } else if (ascii_prefix(b) && i + 1 < n) {
+            if (const unsigned char b1 = sc.byte(i + 1); b1 < 0x80U) {
+                s = (kAsciiFlags[b1] & kL) != 0 ? i + 1 : kNpos;
+            } else if (const std::size_t e = o200k_match_a(sc, i + 1); e != kNpos) {
+                return e;
+            }
+        }
+        if (s != kNpos) {
             std::size_t caps = s;
             while (caps < n && ascii_in(sc.byte(caps), 'A')) {
                 ++caps;
