@@ -293,9 +293,21 @@ void BacktrackEncoder::encode(std::string_view piece, std::vector<Rank>& out) co
     const auto* p = reinterpret_cast<const unsigned char*>(piece.data());
     const std::size_t n = piece.size();
     const std::size_t base = out.size();
-    // dead[i]: no valid encoding of the piece continues from byte i.
-    thread_local std::vector<std::uint64_t> dead;
-    dead.assign(n / 64 + 1, 0);
+    // dead[i]: no valid encoding of the piece continues from byte i. On the stack for the
+    // pieces of natural text (no allocation, no library call to clear it), else per thread.
+    constexpr std::size_t kStackWords = 16;  // pieces up to 1023 bytes
+    std::array<std::uint64_t, kStackWords> dead_words;
+    thread_local std::vector<std::uint64_t> dead_heap;
+    const std::size_t words = n / 64 + 1;
+    std::uint64_t* dead = dead_words.data();
+    if (words > kStackWords) {
+        dead_heap.assign(words, 0);
+        dead = dead_heap.data();
+    } else {
+        for (std::size_t w = 0; w < words; ++w) {
+            dead_words[w] = 0;
+        }
+    }
     auto is_dead = [&](std::size_t i) { return ((dead[i / 64] >> (i % 64)) & 1U) != 0; };
     // Natural text repeats token pairs across pieces, and each valid_pair walks two spines of
     // splits (cache misses on large vocabularies), so answers are remembered per thread.
