@@ -57,7 +57,7 @@ BacktrackEncoder::BacktrackEncoder(std::span<const std::string_view> tokens)
     if (std::find(byte_id.begin(), byte_id.end(), kNone) != byte_id.end()) {
         return;  // tiktoken itself cannot encode such a byte; keep the plain merge
     }
-    merges_.reserve(by_length.size());
+    merges_.reset(by_length.size());
     // Token of each two-byte string (the first round of every merge below).
     std::vector<Rank> two_bytes(std::size_t{1} << 16U, kNone);
     for (const Rank t : by_length) {
@@ -75,10 +75,7 @@ BacktrackEncoder::BacktrackEncoder(std::span<const std::string_view> tokens)
     // for each merge it is used in.
     std::vector<Rank> part;
     std::vector<Rank> pair;
-    auto merged = [&](Rank a, Rank b) {
-        const auto it = merges_.find(pair_key(a, b));
-        return it == merges_.end() ? kNone : it->second;
-    };
+    auto merged = [&](Rank a, Rank b) { return merges_.find(a, b); };
     for (const Rank t : by_length) {
         const std::string_view bytes = tokens[t];
         const std::size_t n = bytes.size();
@@ -123,19 +120,19 @@ BacktrackEncoder::BacktrackEncoder(std::span<const std::string_view> tokens)
         }
         if (part[0] >= t || part[1] >= t) {
             // Merges would not happen in rank order, so "time = rank" in valid_pair is wrong.
-            merges_.clear();
+            merges_.reset(0);
             return;
         }
         Split& s = split_[t];
         s.left = part[0];
         s.right = part[1];
         s.reachable = true;
-        merges_.emplace(pair_key(part[0], part[1]), t);
+        merges_.insert(part[0], part[1], t);
     }
-    for (const auto& [key, token] : merges_) {
-        const std::uint32_t bit = filter_bit(static_cast<Rank>(key >> 32U), static_cast<Rank>(key));
+    merges_.for_each([&](Rank a, Rank b) {
+        const std::uint32_t bit = filter_bit(a, b);
         filter_[bit / 64] |= std::uint64_t{1} << (bit % 64);
-    }
+    });
     build_trie(tokens);
     usable_ = true;
 }
@@ -272,8 +269,7 @@ bool BacktrackEncoder::valid_pair(Rank a, Rank b) const {
     while (true) {
         if (!maybe_merges(a, b)) {
             // Most pairs merge into nothing; the filter answers those without the hash map.
-        } else if (const auto it = merges_.find(pair_key(a, b)); it != merges_.end()) {
-            const Rank c = it->second;
+        } else if (const Rank c = merges_.find(a, b); c != kNone) {
             if (c < end_a && c <= end_b) {
                 return false;
             }
@@ -297,9 +293,21 @@ void BacktrackEncoder::encode(std::string_view piece, std::vector<Rank>& out) co
     const auto* p = reinterpret_cast<const unsigned char*>(piece.data());
     const std::size_t n = piece.size();
     const std::size_t base = out.size();
-    // dead[i]: no valid encoding of the piece continues from byte i.
-    thread_local std::vector<std::uint64_t> dead;
-    dead.assign(n / 64 + 1, 0);
+    // dead[i]: no valid encoding of the piece continues from byte i. On the stack for the
+    // pieces of natural text (no allocation, no library call to clear it), else per thread.
+    constexpr std::size_t kStackWords = 16;  // pieces up to 1023 bytes
+    std::array<std::uint64_t, kStackWords> dead_words;
+    thread_local std::vector<std::uint64_t> dead_heap;
+    const std::size_t words = n / 64 + 1;
+    std::uint64_t* dead = dead_words.data();
+    if (words > kStackWords) {
+        dead_heap.assign(words, 0);
+        dead = dead_heap.data();
+    } else {
+        for (std::size_t w = 0; w < words; ++w) {
+            dead_words[w] = 0;
+        }
+    }
     auto is_dead = [&](std::size_t i) { return ((dead[i / 64] >> (i % 64)) & 1U) != 0; };
     // Natural text repeats token pairs across pieces, and each valid_pair walks two spines of
     // splits (cache misses on large vocabularies), so answers are remembered per thread.

@@ -68,49 +68,102 @@ inline bool ascii_in(unsigned char b, unsigned char first) {
     return static_cast<unsigned>(b) - static_cast<unsigned>(first) < 26U;
 }
 
+// Flags of U+0000..U+07FF, the code points of one- and two-byte UTF-8, in one flat table: the
+// letters of Latin, Greek, Cyrillic, Armenian, Hebrew and Arabic text then cost one load instead
+// of the two dependent loads of the two-stage table. Built from that table at load time (its
+// arrays are constant-initialised, so they are ready before this runs).
+const std::array<std::uint8_t, 0x800> kFlags2 = [] {
+    std::array<std::uint8_t, 0x800> t{};
+    for (std::uint32_t cp = 0; cp < t.size(); ++cp) {
+        t[cp] = unicode::flags_of(cp);
+    }
+    return t;
+}();
+
+// The same flags indexed by the two bytes of a character, lead byte first, with kTwoByte set
+// for a valid two-byte sequence (lead C2..DF, one continuation byte) and 0 for any other pair:
+// the letter loops test and classify a character with one load. Only the lines of the leads in
+// use are touched (two for Cyrillic, four for Arabic).
+constexpr std::uint8_t kTwoByte = 0x80;
+static_assert((kTwoByte & (kL | kN | kWS | kU | kW | unicode::kM)) == 0);
+const std::array<std::uint8_t, 0x10000> kPair2 = [] {
+    std::array<std::uint8_t, 0x10000> t{};
+    for (std::uint32_t b0 = 0xC2; b0 < 0xE0; ++b0) {
+        for (std::uint32_t b1 = 0x80; b1 < 0xC0; ++b1) {
+            t[(b0 << 8) | b1] = kTwoByte | kFlags2[((b0 & 0x1FU) << 6) | (b1 & 0x3FU)];
+        }
+    }
+    return t;
+}();
+
+// The flags of U+0800..U+FFFF, the code points of three-byte UTF-8 (CJK, Kana, Hangul, the
+// Brahmic scripts, Thai, Lao, Khmer, Burmese, Ethiopic, Georgian), indexed by code point with
+// kValid (the same bit as kTwoByte) set, and 0 for the surrogates and the code points below
+// U+0800, which have no valid three-byte form: one load instead of the two-stage lookup, and the
+// overlong and surrogate checks in the same load. 64 KiB, of which a script touches a few lines.
+constexpr std::uint8_t kValid = kTwoByte;
+const std::array<std::uint8_t, 0x10000> kFlags3 = [] {
+    std::array<std::uint8_t, 0x10000> t{};
+    for (std::uint32_t cp = 0x800; cp < t.size(); ++cp) {
+        if (cp < 0xD800U || cp > 0xDFFFU) {
+            t[cp] = kValid | unicode::flags_of(cp);
+        }
+    }
+    return t;
+}();
+
+// kFlags3's entry of the three bytes at `p` (`avail` >= 3 readable): 0 unless they are one
+// valid three-byte character.
+inline unsigned three_byte_entry(const unsigned char* p) {
+    const unsigned b0 = p[0];
+    const unsigned b1 = p[1];
+    const unsigned b2 = p[2];
+    if ((b0 & 0xF0U) != 0xE0U || ((b1 & 0xC0U) | ((b2 & 0xC0U) << 8)) != 0x8080U) {
+        return 0;
+    }
+    return kFlags3[((b0 & 0x0FU) << 12) | ((b1 & 0x3FU) << 6) | (b2 & 0x3FU)];
+}
+
 // Decodes the UTF-8 character at `p` (`avail` >= 1 bytes readable). An invalid or truncated
-// sequence yields one byte of class "other".
+// sequence yields one byte of class "other". Two-byte characters are tested first among the
+// multi-byte ones: they are the letters of most alphabets.
 inline Ch decode(const unsigned char* p, std::size_t avail) {
     const std::uint32_t b0 = p[0];
     if (b0 < 0x80U) {
         return {b0, 1, kAsciiFlags[b0]};
     }
     constexpr Ch kInvalid{kInvalidCp, 1, 0};
-    if (b0 < 0xC2U) {
-        return kInvalid;
-    }
-    std::uint32_t cp = 0;
-    std::uint32_t len = 0;
     if (b0 < 0xE0U) {
-        if (avail < 2 || !is_cont(p[1])) {
+        if (b0 < 0xC2U || avail < 2 || !is_cont(p[1])) {
             return kInvalid;
         }
-        cp = ((b0 & 0x1FU) << 6) | (p[1] & 0x3FU);
-        len = 2;
-    } else if (b0 < 0xF0U) {
+        const std::uint32_t cp = ((b0 & 0x1FU) << 6) | (p[1] & 0x3FU);
+        return {cp, 2, kFlags2[cp]};
+    }
+    if (b0 < 0xF0U) {
         if (avail < 3 || !is_cont(p[1]) || !is_cont(p[2])) {
             return kInvalid;
         }
-        cp =
+        const std::uint32_t cp =
             ((b0 & 0x0FU) << 12) | (static_cast<std::uint32_t>(p[1] & 0x3FU) << 6) | (p[2] & 0x3FU);
         if (cp < 0x800U || (cp >= 0xD800U && cp <= 0xDFFFU)) {
             return kInvalid;
         }
-        len = 3;
-    } else if (b0 < 0xF5U) {
+        return {cp, 3, static_cast<std::uint8_t>(kFlags3[cp] & ~unsigned{kValid})};
+    }
+    if (b0 < 0xF5U) {
         if (avail < 4 || !is_cont(p[1]) || !is_cont(p[2]) || !is_cont(p[3])) {
             return kInvalid;
         }
-        cp = ((b0 & 0x07U) << 18) | (static_cast<std::uint32_t>(p[1] & 0x3FU) << 12) |
-             (static_cast<std::uint32_t>(p[2] & 0x3FU) << 6) | (p[3] & 0x3FU);
+        const std::uint32_t cp = ((b0 & 0x07U) << 18) |
+                                 (static_cast<std::uint32_t>(p[1] & 0x3FU) << 12) |
+                                 (static_cast<std::uint32_t>(p[2] & 0x3FU) << 6) | (p[3] & 0x3FU);
         if (cp < 0x10000U || cp > 0x10FFFFU) {
             return kInvalid;
         }
-        len = 4;
-    } else {
-        return kInvalid;
+        return {cp, 4, unicode::flags_of(cp)};
     }
-    return {cp, len, unicode::flags_of(cp)};
+    return kInvalid;
 }
 
 struct WsRun {
@@ -128,6 +181,20 @@ class Scanner {
     [[nodiscard]] unsigned char byte(std::size_t i) const { return p_[i]; }
     [[nodiscard]] Ch at(std::size_t i) const { return decode(p_ + i, n_ - i); }
 
+    // Flags of the two-byte character at `i`, or kNotTwoByte if there is none (another length,
+    // or invalid UTF-8): the letter runs of most alphabets take this path, which skips the
+    // general decoder's code point, length and range checks.
+    static constexpr unsigned kNotTwoByte = 0x100U;
+    [[nodiscard]] unsigned two_byte_flags(std::size_t i) const {
+        if (n_ - i >= 2) {
+            const unsigned f = kPair2[(unsigned{p_[i]} << 8) | p_[i + 1]];
+            if ((f & kTwoByte) != 0) {
+                return f & ~unsigned{kTwoByte};
+            }
+        }
+        return kNotTwoByte;
+    }
+
     // End of the run of characters with any flag of `mask`, starting at `i`.
     [[nodiscard]] std::size_t run(std::size_t i, std::uint8_t mask) const {
         while (i < n_) {
@@ -138,13 +205,70 @@ class Scanner {
                 ++i;
                 continue;
             }
+            if (const unsigned f = two_byte_flags(i); f != kNotTwoByte) {
+                if ((f & mask) == 0) {
+                    break;
+                }
+                i = two_byte_run(i + 2, mask);
+                continue;
+            }
+            return run_longer(i, mask);
+        }
+        return i;
+    }
+
+    // run() from a character of three or more bytes (or invalid UTF-8). Out of line, so that
+    // run() stays small enough to inline in the letter rules; called once per such stretch.
+    [[nodiscard]] [[gnu::noinline]] std::size_t run_longer(std::size_t i, std::uint8_t mask) const {
+        while (i < n_) {
+            if (n_ - i >= 3) {
+                if (const unsigned f = three_byte_entry(p_ + i); f != 0) {
+                    if ((f & mask) == 0) {
+                        break;
+                    }
+                    i = three_byte_run(i + 3, mask);
+                    continue;
+                }
+            }
             const Ch c = at(i);
             if ((c.flags & mask) == 0) {
                 break;
             }
             i += c.len;
+            if (i < n_ && p_[i] < 0xE0U) {
+                return run(i, mask);  // back to ASCII or two-byte text
+            }
         }
         return i;
+    }
+
+    // The kPair2 entry of the two bytes at `i` (`i + 2 <= size()`).
+    [[nodiscard]] unsigned pair_flags(std::size_t i) const {
+        return kPair2[(unsigned{p_[i]} << 8) | p_[i + 1]];
+    }
+
+    // End of the run of two-byte characters with a flag of `mask` from `i`: one load and one
+    // test per character (a pair entry with kTwoByte and a flag of `mask` is above kTwoByte).
+    [[nodiscard]] std::size_t two_byte_run(std::size_t i, std::uint8_t mask) const {
+        const unsigned want = kTwoByte | mask;
+        while (n_ - i >= 2 && (pair_flags(i) & want) > kTwoByte) {
+            i += 2;
+        }
+        return i;
+    }
+
+    // End of the run of three-byte characters with a flag of `mask` from `i`, as two_byte_run.
+    [[nodiscard]] std::size_t three_byte_run(std::size_t i, std::uint8_t mask) const {
+        const unsigned want = kValid | mask;
+        while (n_ - i >= 3 && (three_byte_entry(p_ + i) & want) > kValid) {
+            i += 3;
+        }
+        return i;
+    }
+
+    // The entry of three_byte_entry at `i`, 0 if fewer than three bytes are left.
+    [[nodiscard]] unsigned triple_flags(std::size_t i) const {
+        return n_ - i >= 3 ? three_byte_entry(p_ + i) : 0;
     }
 
     // End of the run of characters with none of the flags of `mask`, starting at `i`.
@@ -279,8 +403,36 @@ std::size_t next_r50k(const Scanner& sc, std::size_t i) {
 
 // ---- cl100k: '(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+|
 //              ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s ----
-std::size_t next_cl100k(const Scanner& sc, std::size_t i) {
+// Whether the ASCII byte `b` may be the one-character prefix [^\r\n\p{L}\p{N}] of a word in
+// the fast paths below (an apostrophe is left to the general rules: it may start a contraction).
+inline bool ascii_prefix(unsigned char b) {
+    return (kAsciiFlags[b] & (kL | kN)) == 0 && b != '\r' && b != '\n' && b != '\'';
+}
+
+[[gnu::always_inline]] inline std::size_t next_cl100k(const Scanner& sc, std::size_t i) {
     const std::size_t n = sc.size();
+    // ASCII fast path: a word of ASCII letters (with its prefix), continued by run() if a
+    // non-ASCII letter follows; everything else takes the general path below.
+    // A prefix before a non-ASCII letter (" слово") goes straight to the letter run.
+    if (const unsigned char b = sc.byte(i); b < 0x80U) {
+        std::size_t s = kNpos;
+        if ((kAsciiFlags[b] & kL) != 0) {
+            s = i;
+        } else if (ascii_prefix(b) && i + 1 < n) {
+            if (const unsigned char b1 = sc.byte(i + 1); b1 < 0x80U) {
+                s = (kAsciiFlags[b1] & kL) != 0 ? i + 1 : kNpos;
+            } else if ((sc.at(i + 1).flags & kL) != 0) {
+                return sc.run(i + 1, kL);
+            }
+        }
+        if (s != kNpos) {
+            std::size_t e = s + 1;
+            while (e < n && ascii_in(sc.byte(e) & 0xDFU, 'A')) {
+                ++e;
+            }
+            return e < n && sc.byte(e) >= 0x80U ? sc.run(e, kL) : e;
+        }
+    }
     const Ch c = sc.at(i);
     if (c.cp == '\'') {
         if (const std::size_t e = sc.contraction_ci(i + 1); e != 0) {
@@ -341,7 +493,7 @@ std::size_t o200k_suffix(const Scanner& sc, std::size_t end) {
 
 // U*W+ suffix? from `s`: U* takes the longest run, then gives characters back until W+ can
 // match; W+ then takes its longest run. Returns the end or kNpos.
-std::size_t o200k_match_a(const Scanner& sc, std::size_t s) {
+[[gnu::always_inline]] inline std::size_t o200k_match_a(const Scanner& sc, std::size_t s) {
     const std::size_t n = sc.size();
     // ASCII fast path: among ASCII only A-Z are U and only a-z are W (and none both), so U* is
     // the run of capitals and W+ the run of small letters after it. A non-ASCII character where
@@ -362,19 +514,64 @@ std::size_t o200k_match_a(const Scanner& sc, std::size_t s) {
     }
     std::size_t p = s;
     std::size_t last_w_end = kNpos;
+    unsigned flags = 0;
+    std::size_t len = 0;
     while (p < n) {
-        const Ch d = sc.at(p);
-        if ((d.flags & kU) == 0) {
+        // Two-byte U characters, one load each (all the letters of Arabic and Hebrew words); f
+        // ends as the entry of the two bytes at p, or 0 if fewer than two are left.
+        unsigned f = 0;
+        while (n - p >= 2) {
+            f = sc.pair_flags(p);
+            if ((f & (kTwoByte | kU)) <= kTwoByte) {
+                break;
+            }
+            p += 2;
+            if ((f & kW) != 0) {
+                last_w_end = p;
+            }
+            f = 0;
+        }
+        // Three-byte U characters likewise (CJK and Kana are Lo: U and W; Brahmic marks are M).
+        if ((f & kTwoByte) == 0 && p < n && sc.byte(p) >= 0xE0U) {
+            unsigned g = 0;
+            while (((g = sc.triple_flags(p)) & (kValid | kU)) > kValid) {
+                p += 3;
+                if ((g & kW) != 0) {
+                    last_w_end = p;
+                }
+            }
+            if (p >= n) {
+                break;
+            }
+            if ((g & kValid) != 0) {
+                flags = g & ~unsigned{kValid};  // a three-byte character that is not U
+                len = 3;
+                break;
+            }
+            f = n - p >= 2 ? sc.pair_flags(p) : 0;  // p moved: the two bytes there again
+        }
+        if (p >= n) {
             break;
         }
-        p += d.len;
-        if ((d.flags & kW) != 0) {
+        if ((f & kTwoByte) != 0) {
+            flags = f & ~unsigned{kTwoByte};  // a two-byte character, seen by the loops above
+            len = 2;
+        } else {
+            const Ch d = sc.at(p);
+            flags = d.flags;
+            len = d.len;
+        }
+        if ((flags & kU) == 0) {
+            break;
+        }
+        p += len;
+        if ((flags & kW) != 0) {
             last_w_end = p;
         }
     }
     std::size_t end = kNpos;
-    if (p < n && (sc.at(p).flags & kW) != 0) {
-        end = sc.run(p, kW);
+    if (p < n && (flags & kW) != 0) {
+        end = sc.run(p + len, kW);  // the character at p is decoded once
     } else if (last_w_end != kNpos) {
         // The U run ends in U\W characters; W+ matches the last W inside the run.
         end = last_w_end;
@@ -392,8 +589,43 @@ std::size_t o200k_match_b(const Scanner& sc, std::size_t s) {
     return o200k_suffix(sc, sc.run(sc.run(s, kU), kW));
 }
 
-std::size_t next_o200k(const Scanner& sc, std::size_t i) {
+// Inlined into split(): one call per piece is a measurable part of a short piece's cost.
+[[gnu::always_inline]] inline std::size_t next_o200k(const Scanner& sc, std::size_t i) {
     const std::size_t n = sc.size();
+    // ASCII fast path (English, code, most Latin-script words): among ASCII only A-Z are U and
+    // only a-z are W, so the word is its capitals then its small letters (rule A if there are
+    // small letters, else B); a non-ASCII character after the capitals leaves it to the
+    // general path, one after the small letters continues W+ (as in o200k_match_a).
+    // A prefix before a non-ASCII character tries rule A there first, as the general path does.
+    if (const unsigned char b = sc.byte(i); b < 0x80U) {
+        std::size_t s = kNpos;
+        if ((kAsciiFlags[b] & kL) != 0) {
+            s = i;
+        } else if (ascii_prefix(b) && i + 1 < n) {
+            if (const unsigned char b1 = sc.byte(i + 1); b1 < 0x80U) {
+                s = (kAsciiFlags[b1] & kL) != 0 ? i + 1 : kNpos;
+            } else if (const std::size_t e = o200k_match_a(sc, i + 1); e != kNpos) {
+                return e;
+            }
+        }
+        if (s != kNpos) {
+            std::size_t caps = s;
+            while (caps < n && ascii_in(sc.byte(caps), 'A')) {
+                ++caps;
+            }
+            std::size_t small = caps;
+            while (small < n && ascii_in(sc.byte(small), 'a')) {
+                ++small;
+            }
+            if (small > caps) {
+                return o200k_suffix(
+                    sc, small < n && sc.byte(small) >= 0x80U ? sc.run(small, kW) : small);
+            }
+            if (caps == n || sc.byte(caps) < 0x80U) {
+                return o200k_suffix(sc, caps);  // B: U+ with an empty W*
+            }
+        }
+    }
     const Ch c = sc.at(i);
     const std::size_t nx = i + c.len;
     const bool prefix = (c.flags & (kL | kN)) == 0 && c.cp != '\r' && c.cp != '\n' && nx < n;

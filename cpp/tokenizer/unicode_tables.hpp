@@ -38,6 +38,12 @@ inline std::uint8_t flags_of(std::uint32_t cp) noexcept {
     return kStage2[(block << kStage1Shift) | (cp & ((1U << kStage1Shift) - 1U))];
 }
 
+// flags_of for a code point known to be below U+10000 (a three-byte UTF-8 character).
+inline std::uint8_t flags_of_bmp(std::uint32_t cp) noexcept {
+    const std::uint32_t block = kStage1[cp >> kStage1Shift];
+    return kStage2[(block << kStage1Shift) | (cp & ((1U << kStage1Shift) - 1U))];
+}
+
 // The lower-case ASCII letter that `cp` matches case-insensitively under simple case folding
 // (e.g. 'S' -> 's', U+017F LONG S -> 's'), or 0 if `cp` folds to no ASCII letter.
 inline char ascii_fold(std::uint32_t cp) noexcept {

@@ -187,6 +187,42 @@ TEST_CASE("pre-tokenisation of whitespace runs and contractions", "[tokenizer]")
                  "AB.") == Strings{"\xCC\x81", "AB", "."});
 }
 
+TEST_CASE("pre-tokenisation of invalid two- and three-byte sequences", "[tokenizer]") {
+    // The letter loops classify two-byte characters from a table of byte pairs; a lead byte
+    // without its continuation (at the end, before ASCII or another lead) and the overlong
+    // leads C0/C1 stay single bytes of class "other", as the general decoder makes them.
+    for (const PatternFamily f : {PatternFamily::kCl100k, PatternFamily::kO200k}) {
+        CHECK(pieces(f, "ab\xD0") == Strings{"ab", "\xD0"});
+        CHECK(pieces(f, "\xD0\xB0\xD0") == Strings{"\xD0\xB0", "\xD0"});
+        CHECK(pieces(f,
+                     "\xD0"
+                     "A") == Strings{"\xD0"
+                                     "A"});  // "other" prefix of a word
+        CHECK(pieces(f, "\xD0\xD0\xB0") == Strings{"\xD0\xD0\xB0"});
+        CHECK(pieces(f, "\xC1\xBF\xC0\x80 a") == Strings{"\xC1\xBF\xC0\x80", " a"});
+        CHECK(pieces(f, "\xD0\xB0\xC1\xBF\xD0\xB1") == Strings{"\xD0\xB0", "\xC1\xBF", "\xD0\xB1"});
+    }
+    // Three-byte sequences: overlong (E0 80 80), a surrogate (ED A0 80), truncated, a lead before
+    // ASCII: each byte "other", as the general decoder makes them; valid CJK runs stay whole.
+    for (const PatternFamily f : {PatternFamily::kCl100k, PatternFamily::kO200k}) {
+        CHECK(pieces(f, "\xE4\xB8\xAD\xE6\x96\x87\xE0\x80\x80") ==
+              Strings{"\xE4\xB8\xAD\xE6\x96\x87", "\xE0\x80\x80"});
+        CHECK(pieces(f, "\xE4\xB8\xAD\xED\xA0\x80\xE4\xB8\xAD") ==
+              Strings{"\xE4\xB8\xAD", "\xED\xA0\x80", "\xE4\xB8\xAD"});
+        CHECK(pieces(f, "\xE4\xB8\xAD\xE4\xB8") == Strings{"\xE4\xB8\xAD", "\xE4\xB8"});
+        CHECK(pieces(f,
+                     "ab\xE4"
+                     "cd") == Strings{"ab",
+                                      "\xE4"
+                                      "cd"});
+    }
+    // o200k's case split inside two-byte scripts: Cyrillic capitals, then small letters.
+    CHECK(pieces(PatternFamily::kO200k, "\xD0\x9F\xD0\xA0\xD0\xB8\xD0\xB2") ==
+          Strings{"\xD0\x9F\xD0\xA0\xD0\xB8\xD0\xB2"});
+    CHECK(pieces(PatternFamily::kO200k, "\xD0\xB8\xD0\xB2\xD0\x9F\xD0\xB8") ==
+          Strings{"\xD0\xB8\xD0\xB2", "\xD0\x9F\xD0\xB8"});
+}
+
 TEST_CASE("unicode tables are Unicode 16.0", "[tokenizer]") {
     namespace u = relay::tokenizer::unicode;
     CHECK((u::flags_of('A') & u::kL) != 0);

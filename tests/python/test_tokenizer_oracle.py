@@ -174,3 +174,116 @@ def test_interleaved_encoders_keep_ids_exact() -> None:
     for i, line in enumerate(lines):
         k = i % len(counters)
         assert counters[k].encode_ordinary(line) == oracles[k].encode_ordinary(line), (k, line)
+
+
+# Every code point of two-byte UTF-8 (U+0080..U+07FF: Latin-1, Latin Extended, IPA, combining
+# marks, Greek, Cyrillic, Armenian, Hebrew, Arabic, Syriac, Thaana, NKo, unassigned ones), which
+# the pre-tokeniser classifies from a table of byte pairs, in the contexts its letter loops
+# distinguish: alone, a run, after a space, a capital, a small letter, an apostrophe, a digit,
+# punctuation, and before a contraction.
+_TWO_BYTE = [chr(c) for c in range(0x80, 0x800) if not 0xD800 <= c < 0xE000]
+_CONTEXTS = ["{c}", "{c}{c}{c}", " {c}x", "A{c}b", "a{c}B", "'{c}s", "1{c}2", ".{c}.", "{c}'re "]
+
+
+@pytest.mark.parametrize("context", _CONTEXTS)
+def test_two_byte_characters_match_tiktoken(
+    pair: tuple[TokenCounter, tiktoken.Encoding], context: str
+) -> None:
+    relay, oracle = pair
+    texts = [context.format(c=c) for c in _TWO_BYTE]
+    assert _first_mismatch(relay, oracle, texts) is None
+    # And all of them in one text on a fresh counter (each piece met once: the vocabulary
+    # lookup of a piece the cache misses reuses the cache's hash).
+    joined = "".join(texts)
+    assert TokenCounter(oracle.name, memo_size=0).encode_ordinary(joined) == oracle.encode_ordinary(
+        joined
+    )
+
+
+# Every code point of three-byte UTF-8 (U+0800..U+FFFF but the surrogates: CJK, Kana, Hangul,
+# the Brahmic scripts, Thai, Lao, Khmer, Burmese, Ethiopic, Georgian, symbols, unassigned ones),
+# which the letter loops classify from a table indexed by code point, in the same contexts, 256
+# code points to a text.
+_THREE_BYTE = [chr(c) for c in range(0x800, 0x10000) if not 0xD800 <= c < 0xE000]
+
+
+@pytest.mark.parametrize("context", _CONTEXTS)
+def test_three_byte_characters_match_tiktoken(
+    pair: tuple[TokenCounter, tiktoken.Encoding], context: str
+) -> None:
+    relay, oracle = pair
+    texts = [
+        "".join(context.format(c=c) for c in _THREE_BYTE[k : k + 256])
+        for k in range(0, len(_THREE_BYTE), 256)
+    ]
+    assert _first_mismatch(relay, oracle, texts) is None
+
+
+def test_ascii_words_match_tiktoken(pair: tuple[TokenCounter, tiktoken.Encoding]) -> None:
+    """The ASCII word fast paths: every ASCII character as the one-character prefix of words of
+    capitals and small letters, with contraction suffixes and a non-ASCII letter or mark where
+    the capitals or the small letters end (which hands over to the general path)."""
+    relay, oracle = pair
+    words = [
+        "a",
+        "Z",
+        "abc",
+        "ABC",
+        "Abc",
+        "aBC",
+        "ABCdef",
+        "ABC\u00e9",
+        "abc\u00e9",
+        "AB\u00c9",
+        "ABC\u0301",
+        "abc's",
+        "ABC'S",
+        "Abc'LL",
+        "ab\u017f",
+        "x'\u017f",
+        "AB1",
+        "ab_",
+    ]
+    followers = ["", " ", "\n", "\r\n", ".", "'", "'re", "1", "\u00e9", "\u4e2d", "\u00a0"]
+    texts = [chr(c) + w + f for c in range(128) for w in words for f in followers]
+    assert _first_mismatch(relay, oracle, texts) is None
+
+
+_MIXED_ALPHABET = (
+    [chr(c) for c in range(0x41, 0x5B)]  # A-Z
+    + [chr(c) for c in range(0x61, 0x7B)]  # a-z
+    + [chr(c) for c in range(0xC0, 0x250)]  # Latin-1 letters, Latin Extended-A/B
+    + [chr(c) for c in range(0x370, 0x530)]  # Greek, Cyrillic
+    + [chr(c) for c in range(0x590, 0x700)]  # Hebrew, Arabic
+    + [chr(c) for c in range(0x300, 0x370)]  # combining marks (U and W in o200k)
+    + [chr(c) for c in range(0x900, 0x980)]  # Devanagari (letters, marks, digits)
+    + [chr(c) for c in range(0x3040, 0x3100)]  # Hiragana, Katakana
+    + [chr(c) for c in range(0x4E00, 0x4E40)]  # CJK ideographs
+    + ["\u3001", "\u3002", "\uff0c", "\u2014", "\u200b", "\u3000", "\ufeff"]  # 3-byte non-letters
+    + [
+        " ",
+        "\t",
+        "\n",
+        "\r",
+        "'",
+        "\u2019",
+        "1",
+        ".",
+        "/",
+        "\u00a0",
+        "\u4e2d",
+        "\U0001f600",
+        "\ud800",
+    ]
+)
+
+
+@settings(max_examples=800, deadline=None, derandomize=True)
+@given(text=st.text(alphabet=st.sampled_from(_MIXED_ALPHABET), max_size=80))
+def test_hypothesis_mixed_scripts_match_tiktoken(text: str) -> None:
+    """Mixed alphabets and cases of two-byte scripts next to ASCII, three-byte scripts and
+    punctuation, an emoji (four bytes) and a lone surrogate (both sides replace it with
+    U+FFFD)."""
+    for name in ENCODINGS:
+        want = tiktoken.get_encoding(name).encode_ordinary(text)
+        assert TokenCounter(name).encode_ordinary(text) == want
