@@ -24,6 +24,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 from relay_context.checks import check_int
+from relay_context.errors import InvalidArgumentError
 
 #: Largest bulk reply accepted; a larger declared length is treated as a broken stream.
 MAX_REPLY_BYTES = 512 * 1024 * 1024
@@ -173,7 +174,7 @@ class RespConnection:
         self, address: RespAddress, *, connect_timeout: float, socket_timeout: float
     ) -> None:
         if not (connect_timeout > 0 and socket_timeout > 0):
-            raise ValueError("connect_timeout and socket_timeout must be > 0")
+            raise InvalidArgumentError("connect_timeout and socket_timeout must be > 0")
         self.address = address
         self.connect_timeout = connect_timeout
         self.socket_timeout = socket_timeout

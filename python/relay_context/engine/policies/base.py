@@ -281,9 +281,8 @@ class UnitColumns:
                 (c,) = u
                 cost, held, others = c.tokens, c.pinned, int(c.message.role is not system)
             else:
-                cost = sum(c.tokens for c in u)
-                held = any(c.pinned for c in u)
-                others = sum(1 for c in u if c.message.role is not system)
+                cost, held = unit_tokens(u), unit_pinned(u)
+                others = sum(1 for c in u if not is_system(c))
             units.append(list(u))
             costs.append(cost)
             pinned.append(held)
