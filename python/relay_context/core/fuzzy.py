@@ -691,8 +691,19 @@ class NearDuplicateIndex:
         for item in pairs:
             if type(item) is not tuple or len(item) != 2:
                 raise InputTypeError(f"items must be (position, key) pairs, got {item!r}")
-        positions = [p for p, _ in pairs]
-        keys = [k for _, k in pairs]
+        self.add_earlier_keys(batch, [p for p, _ in pairs], [k for _, k in pairs])
+
+    def add_earlier_keys(
+        self, batch: EarlierTexts | CollapsedTexts, positions: Sequence[int], keys: Sequence[str]
+    ) -> None:
+        """:meth:`add_earlier` with the positions and keys as two lists (``keys[i]`` for the
+        text at ``positions[i]``): what a caller holding both as columns passes."""
+        if batch.options != (self.shingle_size, self.num_perm, self.bands, self.seed):
+            raise InvalidArgumentError("the batch was made by an index with other options")
+        positions = list(positions)
+        keys = list(keys)
+        if len(positions) != len(keys):
+            raise InvalidArgumentError(f"{len(keys)} keys for {len(positions)} positions")
         # One pass of cheap checks (a first window adds hundreds): ints >= 0, encodable keys.
         if not all(type(p) is int for p in positions):
             bad = next(p for p in positions if type(p) is not int)

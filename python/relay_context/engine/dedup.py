@@ -46,12 +46,6 @@ def signature(role: MessageRole, content: str) -> bytes | None:
     return _SIGNER.signature(content)
 
 
-def usable_signature(found: bytes | None) -> bytes | None:
-    """``found`` if it is a signature under the trackers' options (a row may hold one made
-    under others, or a damaged one), else ``None`` (then it is made again)."""
-    return found if found is not None and len(found) == SIGNATURE_BYTES else None
-
-
 def _fingerprint(c: Candidate) -> Fingerprint:
     eligible = c.message.role in _ROLES and c.group is None and bool(c.message.content)
     return (c.seq, hash((c.message.role, c.message.content, c.pinned)), eligible)
@@ -115,29 +109,37 @@ class NearDuplicateTracker:
         for c, f in zip(cs, fingerprints, strict=True):
             if f[2]:  # eligible: a user or assistant message
                 by_role[c.message.role].append(c)
+        size = SIGNATURE_BYTES
+        collapsed = self.collapsed
         for role, chosen in by_role.items():
             if not chosen:
                 continue
             texts = [c.message.content for c in chosen]
             pinned = [c.pinned for c in chosen]
+            stored = [c.message.dedup_signature for c in chosen]
             batch = self._indexes[role].collapse_earlier(
                 texts,
                 ratio_cutoff=self.cutoff,
-                signatures=[usable_signature(c.message.dedup_signature) for c in chosen],
+                # A stored signature made under other options, or damaged, is made again.
+                signatures=[s if s is not None and len(s) == size else None for s in stored],
                 pinned=pinned,
                 threshold=CANDIDATE_JACCARD,
             )
-            collapsed = self.collapsed
-            live: list[tuple[int, str]] = []  # (position, key) of what the index holds
-            for i, (c, to, held) in enumerate(zip(chosen, batch.into, pinned, strict=True)):
-                if to >= 0:
-                    collapsed[c.seq] = chosen[to].seq
-                elif not held:
-                    live.append((i, str(c.seq)))
-            self._indexes[role].add_earlier(batch, live)
+            into = batch.into
+            seqs = [c.seq for c in chosen]
+            collapsed.update((seqs[i], seqs[to]) for i, to in enumerate(into) if to >= 0)
+            # What the index holds: the survivors that are not pinned.
+            live = [
+                i
+                for i, (to, held) in enumerate(zip(into, pinned, strict=True))
+                if to < 0 and not held
+            ]
+            keys = [str(seqs[i]) for i in live]
+            self._indexes[role].add_earlier_keys(batch, live, keys)
             # Live texts are distinct (an equal later text collapses the earlier one).
-            self._texts.update((key, texts[i]) for i, key in live)
-            self._exact[role].update((texts[i], key) for i, key in live)
+            live_texts = [texts[i] for i in live]
+            self._texts.update(zip(keys, live_texts, strict=True))
+            self._exact[role].update(zip(live_texts, keys, strict=True))
 
 
 #: New messages from which a fresh tracker takes them in one batch.

@@ -23,8 +23,8 @@ from relay_context.engine.models import MessageRole, StoredMessage
 from relay_context.engine.policies.base import (
     Candidate,
     PreparedCandidates,
+    billed_tokens,
     make_candidate,
-    message_tokens,
 )
 
 #: Counting more content than this (characters) at once runs in a worker thread.
@@ -114,29 +114,26 @@ class SessionPlanner:
         counter = self._counter(encoding)
         if known is None:
             known = {}
-        costs: list[tuple[StoredMessage, int, int] | None] = []
-        missing: list[int] = []
-        for i, m in enumerate(messages):
-            entry = known.get(m.seq)
-            if entry is None or entry[0] is not m:
-                missing.append(i)
-                entry = None
-            costs.append(entry)
+        costs: list[tuple[StoredMessage, int, int] | None]
+        if known:
+            get = known.get
+            costs = [get(m.seq) for m in messages]
+            costs = [
+                e if e is not None and e[0] is m else None
+                for e, m in zip(costs, messages, strict=True)
+            ]
+            missing = [i for i, e in enumerate(costs) if e is None]
+        else:  # a session's first plan: every cost is made
+            costs = [None] * len(messages)
+            missing = list(range(len(messages)))
         if missing:
-            fresh = [messages[i] for i in missing]
+            fresh = (
+                list(messages) if len(missing) == len(messages) else [messages[i] for i in missing]
+            )
             content_tokens = await self.content_tokens(fresh, encoding)
-            # A message with no name and no tool fields costs its role's framing plus its
-            # content: that framing is counted once per role here.
-            framing: dict[MessageRole, int] = {}
-            for i, m, ct in zip(missing, fresh, content_tokens, strict=True):
-                if m.name is None and m.tool_call_id is None and not m.tool_calls:
-                    extra = framing.get(m.role)
-                    if extra is None:
-                        extra = framing[m.role] = message_tokens(counter, m, 0)
-                    billed = extra + ct
-                else:
-                    billed = message_tokens(counter, m, ct)
-                costs[i] = known[m.seq] = (m, billed, ct)
+            billed = billed_tokens(counter, fresh, content_tokens)
+            for i, m, b, ct in zip(missing, fresh, billed, content_tokens, strict=True):
+                costs[i] = known[m.seq] = (m, b, ct)
         user, system = MessageRole.USER, MessageRole.SYSTEM  # hoisted: enum lookups cost
         latest_user = max((m.seq for m in messages if m.role is user), default=None)
         call_group = {call.id: m.seq for m in messages if m.tool_calls for call in m.tool_calls}

@@ -68,6 +68,47 @@ class WindowMessage:
         )
 
 
+_SET_WINDOW_MESSAGE = tuple(
+    WindowMessage.__dict__[name].__set__  # the slots' own setters: past the frozen __setattr__
+    for name in (
+        "role",
+        "content",
+        "tokens",
+        "seq",
+        "name",
+        "tool_call_id",
+        "tool_calls",
+        "truncated",
+        "summarizes",
+    )
+)
+
+
+def make_window_message(
+    role: MessageRole,
+    content: str,
+    tokens: int,
+    seq: int | None,
+    name: str | None,
+    tool_call_id: str | None,
+    tool_calls: tuple[ToolCall, ...],
+) -> WindowMessage:
+    """``WindowMessage(role, content, tokens, seq, name, tool_call_id, tool_calls)`` for the
+    many messages of a window: no keyword handling and no frozen ``__setattr__`` per field."""
+    m = object.__new__(WindowMessage)
+    s_role, s_content, s_tokens, s_seq, s_name, s_call, s_calls, s_cut, s_sums = _SET_WINDOW_MESSAGE
+    s_role(m, role)
+    s_content(m, content)
+    s_tokens(m, tokens)
+    s_seq(m, seq)
+    s_name(m, name)
+    s_call(m, tool_call_id)
+    s_calls(m, tool_calls)
+    s_cut(m, False)
+    s_sums(m, ())
+    return m
+
+
 def _tool_input(arguments: str) -> dict[str, Any]:
     """Anthropic wants the tool input as an object; arguments that are not a JSON object are
     passed through under ``"arguments"`` rather than lost."""
@@ -263,4 +304,10 @@ def window_tokens(messages: Sequence[WindowMessage]) -> int:
     return REPLY_PRIMING_TOKENS + sum(m.tokens for m in messages)
 
 
-__all__ = ["ANTHROPIC_LEADING_USER_TEXT", "ContextWindow", "WindowMessage", "window_tokens"]
+__all__ = [
+    "ANTHROPIC_LEADING_USER_TEXT",
+    "ContextWindow",
+    "WindowMessage",
+    "make_window_message",
+    "window_tokens",
+]

@@ -25,7 +25,7 @@ from relay_context.core.drift import RelevanceIndex
 from relay_context.core.message_tokens import TOKENS_PER_MESSAGE, TOKENS_PER_NAME
 from relay_context.core.tokenizer import TokenCounter
 from relay_context.engine.models import MessageRole, StoredMessage
-from relay_context.engine.window import WindowMessage
+from relay_context.engine.window import WindowMessage, make_window_message
 from relay_context.errors import InfeasibleBudgetError
 
 
@@ -61,14 +61,8 @@ class Candidate:
 
     def window_message(self) -> WindowMessage:
         m = self.message
-        return WindowMessage(
-            role=m.role,
-            content=m.content,
-            tokens=self.tokens,
-            seq=m.seq,
-            name=m.name,
-            tool_call_id=m.tool_call_id,
-            tool_calls=m.tool_calls,
+        return make_window_message(
+            m.role, m.content, self.tokens, m.seq, m.name, m.tool_call_id, m.tool_calls
         )
 
 
@@ -205,26 +199,53 @@ class ContextPolicy(Protocol):
 _ROLE_TOKENS: dict[tuple[str, str], int] = {}
 
 
+def _framing(counter: TokenCounter, role: MessageRole) -> int:
+    """Tokens every message of ``role`` spends on its framing and its role."""
+    key = (counter.name, role.value)
+    role_tokens = _ROLE_TOKENS.get(key)
+    if role_tokens is None:
+        role_tokens = _ROLE_TOKENS[key] = counter.count(role.value)
+    return TOKENS_PER_MESSAGE + role_tokens
+
+
 def message_tokens(counter: TokenCounter, message: StoredMessage, content_tokens: int) -> int:
     """Billed tokens of ``message`` (``count_messages`` rule, reply priming excluded), given the
     tokens of its content: framing, then every other string field of ``to_openai()``."""
-    key = (counter.name, message.role.value)
-    role_tokens = _ROLE_TOKENS.get(key)
-    if role_tokens is None:
-        role_tokens = _ROLE_TOKENS[key] = counter.count(message.role.value)
-    extra = TOKENS_PER_MESSAGE + role_tokens
-    if message.name is None and message.tool_call_id is None and not message.tool_calls:
-        return extra + content_tokens
+    return billed_tokens(counter, (message,), (content_tokens,))[0]
+
+
+def billed_tokens(
+    counter: TokenCounter, messages: Sequence[StoredMessage], content_tokens: Sequence[int]
+) -> list[int]:
+    """:func:`message_tokens` of each message, the names and tool fields of all of them
+    counted in one call (a session's first plan has hundreds of tool messages)."""
+    framing: dict[MessageRole, int] = {}
+    out: list[int] = []
     strings: list[str] = []
-    if message.name is not None:
-        strings.append(message.name)
-        extra += TOKENS_PER_NAME
-    if message.tool_call_id is not None:
-        strings.append(message.tool_call_id)
-    for call in message.tool_calls:
-        strings.append(call.name)
-        strings.append(call.arguments)
-    return extra + content_tokens + sum(counter.count_batch(strings, num_threads=1))
+    spans: list[tuple[int, int, int]] = []  # (message, first string, end) of the tool fields
+    for m, ct in zip(messages, content_tokens, strict=True):
+        extra = framing.get(m.role)
+        if extra is None:
+            extra = framing[m.role] = _framing(counter, m.role)
+        if m.name is None and m.tool_call_id is None and not m.tool_calls:
+            out.append(extra + ct)
+            continue
+        start = len(strings)
+        if m.name is not None:
+            strings.append(m.name)
+            extra += TOKENS_PER_NAME
+        if m.tool_call_id is not None:
+            strings.append(m.tool_call_id)
+        for call in m.tool_calls:
+            strings.append(call.name)
+            strings.append(call.arguments)
+        spans.append((len(out), start, len(strings)))
+        out.append(extra + ct)
+    if strings:
+        counts = counter.count_batch(strings, num_threads=1)
+        for i, start, end in spans:
+            out[i] += sum(counts[start:end])
+    return out
 
 
 def units(candidates: Sequence[Candidate]) -> list[list[Candidate]]:
@@ -345,6 +366,7 @@ __all__ = [
     "PreparedCandidates",
     "Summarizer",
     "UnitColumns",
+    "billed_tokens",
     "check_required",
     "computed_once",
     "fill_columns_from_newest",

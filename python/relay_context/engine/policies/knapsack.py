@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import math
+import operator
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
@@ -35,11 +37,9 @@ from relay_context.engine.policies.base import (
     PolicyContext,
     PolicyResult,
     PreparedCandidates,
-    UnitColumns,
     check_required,
     computed_once,
     prepared_for,
-    units,
     window_message_maker,
 )
 
@@ -83,6 +83,19 @@ def _relevance(
     return lambda query: list(relevance_scores(query, texts))
 
 
+_RECENCY: dict[float, list[float]] = {}
+
+
+def _recency(n: int, half_life: float) -> list[float]:
+    """The recency factor of the newest ``n`` messages by age (0 = newest), made once per
+    half-life and extended as sessions grow (the same floats as computing each anew)."""
+    if half_life not in _RECENCY and len(_RECENCY) >= 8:  # settings rarely change: stay small
+        _RECENCY.clear()
+    table = _RECENCY.setdefault(half_life, [])
+    table.extend(max(RECENCY_FLOOR, 0.5 ** (age / half_life)) for age in range(len(table), n))
+    return table[:n]
+
+
 class _Static:
     """The query-independent factors of the values, per candidate (made once per session)."""
 
@@ -95,15 +108,26 @@ class _Static:
         self.short_scorer = fuzzy.TokenSetChoices(self.short_texts)
         #: role weight * recency (then times relevance and importance, in _values).
         weight_of = ROLE_WEIGHTS
-        self.weights = [
-            weight_of[c.message.role] * max(RECENCY_FLOOR, 0.5 ** ((n - 1 - i) / half_life))
-            for i, c in enumerate(candidates)
-        ]
-        self.importances = [importance(c) for c in candidates]
+        self.weights = list(
+            map(
+                operator.mul,
+                [weight_of[c.message.role] for c in candidates],
+                reversed(_recency(n, half_life)),
+            )
+        )
+        self.importances = [importance(c) if c.message.metadata else 1.0 for c in candidates]
         self.tokens = [c.tokens for c in candidates]
         self.pinned = [c.pinned for c in candidates]
         self.groups = [c.group for c in candidates]
         self.ids = [c.seq for c in candidates]
+        #: Tokens of the pinned units (``UnitColumns.required``, without making the units):
+        #: ungrouped pinned messages, and every member of a group that has a pinned one.
+        held = list(itertools.compress(range(n), self.pinned))  # a few: system, latest turn
+        groups, tokens = self.groups, self.tokens
+        held_groups = {groups[i] for i in held} - {None}
+        self.required = sum(tokens[i] for i in held if groups[i] is None)
+        if held_groups:
+            self.required += sum(t for t, g in zip(tokens, groups, strict=True) if g in held_groups)
         #: The knapsack rows of the last few queries: a session read again at the same point
         #: (the same latest turn, or the same explicit query) scores nothing again.
         self.rows_by_query: OrderedDict[
@@ -160,9 +184,8 @@ class KnapsackPolicy:
 
     async def select(self, candidates: Sequence[Candidate], ctx: PolicyContext) -> PolicyResult:
         prepared = prepared_for(ctx, candidates)
-        columns = computed_once(prepared, "units", lambda: UnitColumns.of(units(candidates)))
-        check_required(columns.required, ctx.budget, self.name)
         static = _static(prepared, candidates, ctx)
+        check_required(static.required, ctx.budget, self.name)
         ids = static.ids
         rows = static.rows(_relevance(prepared, candidates), ctx.query)
         solve = functools.partial(self.selector.select, rows, ctx.budget)
