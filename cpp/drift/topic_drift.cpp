@@ -174,60 +174,84 @@ std::vector<double> relevance(std::string_view query, std::span<const std::strin
 
 void RelevanceIndex::add(std::span<const std::string_view> documents) {
     const std::scoped_lock lock(mutex_);
-    if (documents_.size() + documents.size() > std::numeric_limits<std::uint32_t>::max()) {
+    const std::size_t held = doc_start_.size() - 1;
+    if (held + documents.size() > std::numeric_limits<std::uint32_t>::max()) {
         throw InvalidArgument("RelevanceIndex holds at most 2^32 - 1 documents, got " +
-                              std::to_string(documents_.size() + documents.size()));
+                              std::to_string(held + documents.size()));
     }
     std::vector<std::uint64_t> hashes;
-    documents_.reserve(documents_.size() + documents.size());
+    doc_start_.reserve(doc_start_.size() + documents.size());
     for (const std::string_view text : documents) {
         // The document's distinct terms in hash order with their counts: its hashes sorted,
         // equal ones counted (no hash map per document).
         hashes.clear();
         for_each_word_hash(text, [&](std::uint64_t h) { hashes.push_back(h); });
         std::sort(hashes.begin(), hashes.end());
-        std::vector<std::pair<std::uint64_t, double>> terms;
-        std::size_t distinct = hashes.empty() ? 0 : 1;
-        for (std::size_t k = 1; k < hashes.size(); ++k) {
-            distinct += static_cast<std::size_t>(hashes[k] != hashes[k - 1]);
-        }
-        terms.reserve(distinct);  // kept for the index's life: no slack
         for (std::size_t k = 0; k < hashes.size();) {
             std::size_t end = k + 1;
             while (end < hashes.size() && hashes[end] == hashes[k]) {
                 ++end;
             }
-            terms.emplace_back(hashes[k], static_cast<double>(end - k));
+            const auto next_id = static_cast<std::uint32_t>(term_ids_.size());
+            const auto [it, inserted] = term_ids_.try_emplace(hashes[k], next_id);
+            if (inserted && next_id == std::numeric_limits<std::uint32_t>::max()) {
+                term_ids_.erase(it);
+                throw InvalidArgument("RelevanceIndex holds at most 2^32 - 1 distinct words");
+            }
+            terms_.push_back(Term{it->second, static_cast<std::uint32_t>(end - k)});
             k = end;
         }
-        const auto doc = static_cast<std::uint32_t>(documents_.size());
-        for (const auto& [h, n] : terms) {
-            postings_[h].push_back(Posting{doc, n});
-        }
-        documents_.push_back(std::move(terms));
+        doc_start_.push_back(terms_.size());
     }
     prepared_ = false;
 }
 
 std::size_t RelevanceIndex::size() const {
     const std::scoped_lock lock(mutex_);
-    return documents_.size();
+    return doc_start_.size() - 1;
+}
+
+void RelevanceIndex::build_postings() {
+    // A counting sort of every (document, term) by term: documents are visited in order, so
+    // each term's postings come out in document order.
+    posting_start_.assign(term_ids_.size() + 1, 0);
+    for (const Term& t : terms_) {
+        ++posting_start_[t.id + 1];
+    }
+    for (std::size_t t = 1; t < posting_start_.size(); ++t) {
+        posting_start_[t] += posting_start_[t - 1];
+    }
+    postings_.resize(terms_.size());
+    std::vector<std::size_t> next(posting_start_.begin(), posting_start_.end() - 1);
+    const std::size_t docs = doc_start_.size() - 1;
+    for (std::size_t d = 0; d < docs; ++d) {
+        for (std::size_t k = doc_start_[d]; k < doc_start_[d + 1]; ++k) {
+            postings_[next[terms_[k].id]++] =
+                Posting{static_cast<std::uint32_t>(d), terms_[k].count};
+        }
+    }
+    postings_docs_ = docs;
 }
 
 void RelevanceIndex::prepare(std::span<const std::uint8_t> included) {
+    const std::size_t docs = doc_start_.size() - 1;
+    if (postings_docs_ != docs || posting_start_.size() != term_ids_.size() + 1) {
+        build_postings();
+        prepared_ = false;
+    }
     if (prepared_ &&
         std::equal(included.begin(), included.end(), prepared_for_.begin(), prepared_for_.end())) {
         return;
     }
-    doc_freq_.clear();
+    doc_freq_.assign(term_ids_.size(), 0);
     std::size_t count = 0;
-    for (std::size_t d = 0; d < documents_.size(); ++d) {
+    for (std::size_t d = 0; d < docs; ++d) {
         if (included[d] == 0) {
             continue;
         }
         ++count;
-        for (const auto& [h, n] : documents_[d]) {
-            doc_freq_[h] += 1.0;
+        for (std::size_t k = doc_start_[d]; k < doc_start_[d + 1]; ++k) {
+            ++doc_freq_[terms_[k].id];
         }
     }
     n_docs_ = static_cast<double>(count + 1);  // the query is one of the documents
@@ -237,14 +261,14 @@ void RelevanceIndex::prepare(std::span<const std::uint8_t> included) {
     for (std::size_t df = 1; df <= count; ++df) {
         idf_of[df] = idf(n_docs_, static_cast<double>(df));
     }
-    base_norm2_.assign(documents_.size(), 0.0);
-    for (std::size_t d = 0; d < documents_.size(); ++d) {
+    base_norm2_.assign(docs, 0.0);
+    for (std::size_t d = 0; d < docs; ++d) {
         if (included[d] == 0) {
             continue;
         }
         double sum = 0.0;
-        for (const auto& [h, n] : documents_[d]) {
-            const double w = n * idf_of[static_cast<std::size_t>(doc_freq_.at(h))];
+        for (std::size_t k = doc_start_[d]; k < doc_start_[d + 1]; ++k) {
+            const double w = static_cast<double>(terms_[k].count) * idf_of[doc_freq_[terms_[k].id]];
             sum += w * w;
         }
         base_norm2_[d] = sum;
@@ -256,15 +280,16 @@ void RelevanceIndex::prepare(std::span<const std::uint8_t> included) {
 std::vector<double> RelevanceIndex::relevance(std::string_view query,
                                               std::span<const std::uint8_t> included) {
     const std::scoped_lock lock(mutex_);
-    if (included.size() > documents_.size()) {
+    const std::size_t docs = doc_start_.size() - 1;
+    if (included.size() > docs) {
         throw InvalidArgument("included has " + std::to_string(included.size()) + " flags for " +
-                              std::to_string(documents_.size()) + " documents");
+                              std::to_string(docs) + " documents");
     }
     // Documents added after the caller made its flags are not among its documents.
     std::vector<std::uint8_t> padded;
-    if (included.size() < documents_.size()) {
+    if (included.size() < docs) {
         padded.assign(included.begin(), included.end());
-        padded.resize(documents_.size(), 0);
+        padded.resize(docs, 0);
         included = padded;
     }
     prepare(included);
@@ -275,12 +300,12 @@ std::vector<double> RelevanceIndex::relevance(std::string_view query,
     // Only documents sharing a word with the query score above 0: accumulate over the
     // postings of the query's words. The query raises the document frequency of its words by
     // one, which changes those words' weights in each document's norm: corrected per posting.
-    std::vector<double> dot(documents_.size(), 0.0);
+    std::vector<double> dot(docs, 0.0);
     std::vector<double> norm2 = base_norm2_;
     double query_norm2 = 0.0;
     for (const auto& [h, n] : q) {
-        const auto df_it = doc_freq_.find(h);
-        const double df = df_it == doc_freq_.end() ? 0.0 : df_it->second;
+        const auto id = term_ids_.find(h);
+        const double df = id == term_ids_.end() ? 0.0 : static_cast<double>(doc_freq_[id->second]);
         const double with_query = idf(n_docs_, df + 1.0);
         const double wq = n * with_query;
         query_norm2 += wq * wq;
@@ -288,19 +313,21 @@ std::vector<double> RelevanceIndex::relevance(std::string_view query,
             continue;
         }
         const double without_query = idf(n_docs_, df);
-        for (const Posting& p : postings_.at(h)) {
+        for (std::size_t k = posting_start_[id->second]; k < posting_start_[id->second + 1]; ++k) {
+            const Posting& p = postings_[k];
             if (included[p.doc] == 0) {
                 continue;
             }
-            const double wd = p.count * with_query;
-            const double old = p.count * without_query;
+            const double count = static_cast<double>(p.count);
+            const double wd = count * with_query;
+            const double old = count * without_query;
             dot[p.doc] += wq * wd;
             norm2[p.doc] += wd * wd - old * old;
         }
     }
     std::vector<double> out;
-    out.reserve(documents_.size());
-    for (std::size_t d = 0; d < documents_.size(); ++d) {
+    out.reserve(docs);
+    for (std::size_t d = 0; d < docs; ++d) {
         if (included[d] == 0) {
             continue;
         }

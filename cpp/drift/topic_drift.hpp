@@ -52,19 +52,36 @@ class RelevanceIndex {
                                                 std::span<const std::uint8_t> included);
 
   private:
+    // A distinct word of one document: its dense id and how often the document has it.
+    struct Term {
+        std::uint32_t id;
+        std::uint32_t count;
+    };
     struct Posting {
         std::uint32_t doc;
-        double count;
+        std::uint32_t count;
     };
     void prepare(std::span<const std::uint8_t> included);
+    void build_postings();
 
     mutable std::mutex mutex_;
-    std::vector<std::vector<std::pair<std::uint64_t, double>>> documents_;
-    absl::flat_hash_map<std::uint64_t, std::vector<Posting>> postings_;
-    // Cached for the last `included` set: document frequencies, N, squared norms without query.
+    // Word hash -> dense term id (in order of first appearance).
+    absl::flat_hash_map<std::uint64_t, std::uint32_t> term_ids_;
+    // Every document's distinct terms, in hash order, one document after another: document d's
+    // are terms_[doc_start_[d], doc_start_[d + 1]). Flat, so a document costs no allocation.
+    std::vector<Term> terms_;
+    std::vector<std::size_t> doc_start_{0};
+    // The inverted index over all documents, rebuilt by prepare after an add (one counting
+    // sort of terms_): term t's postings are postings_[posting_start_[t], posting_start_[t+1]),
+    // in document order.
+    std::vector<std::size_t> posting_start_;
+    std::vector<Posting> postings_;
+    std::size_t postings_docs_ = 0;
+    // Cached for the last `included` set: document frequency per term id, N, squared norms
+    // without the query.
     bool prepared_ = false;
     std::vector<std::uint8_t> prepared_for_;
-    absl::flat_hash_map<std::uint64_t, double> doc_freq_;
+    std::vector<std::uint32_t> doc_freq_;
     double n_docs_ = 0.0;
     std::vector<double> base_norm2_;
 };

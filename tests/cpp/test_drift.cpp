@@ -97,3 +97,30 @@ TEST_CASE("RelevanceIndex scores as relevance over the included documents", "[dr
     CHECK_THROWS_AS(index.relevance("x", std::vector<std::uint8_t>(docs.size() + 1, 1)),
                     relay::InvalidArgument);
 }
+
+TEST_CASE("RelevanceIndex grown between queries scores as a fresh one", "[drift]") {
+    // The postings are rebuilt after every add: documents appended after a query (new words
+    // and old ones) must be scored as if the index had been made with all of them at once.
+    const Docs docs{"the weather is nice today", "knapsack solver picks messages",
+                    "weather report for the knapsack", "a brand new word appears: zeppelin",
+                    "zeppelin weather zeppelin"};
+    relay::drift::RelevanceIndex grown;
+    std::vector<std::uint8_t> all;
+    for (std::size_t n = 0; n < docs.size(); ++n) {
+        grown.add(std::span<const std::string_view>(docs.data() + n, 1));
+        all.push_back(1);
+        relay::drift::RelevanceIndex fresh;
+        fresh.add(std::span<const std::string_view>(docs.data(), n + 1));
+        for (const char* query : {"zeppelin weather", "knapsack", "nothing"}) {
+            const auto got = grown.relevance(query, all);
+            const auto expected = fresh.relevance(query, all);
+            REQUIRE(got.size() == n + 1);
+            CHECK(got == expected);  // the same sums in the same order
+            const auto reference = relevance(
+                query, Docs(docs.begin(), docs.begin() + static_cast<std::ptrdiff_t>(n) + 1));
+            for (std::size_t i = 0; i <= n; ++i) {
+                CHECK(got[i] == Approx(reference[i]).margin(1e-12));
+            }
+        }
+    }
+}
