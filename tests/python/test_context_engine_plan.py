@@ -119,3 +119,51 @@ async def test_batched_near_duplicate_tracking_matches_one_by_one() -> None:
     assert len(one_by_one.collapsed) > 10
     assert batched.collapsed == one_by_one.collapsed
     assert batched.seen == one_by_one.seen
+
+
+async def test_a_new_user_turn_extends_the_near_duplicate_pass() -> None:
+    """The latest user turn is pinned until the next one arrives; the tracker then indexes it
+    (it was left out while pinned) rather than making the session's pass again, and collapses
+    what a fresh pass over the same candidates collapses."""
+    from relay_context.engine.dedup import DedupCache, collapse_near_duplicates
+
+    turns = conversation(60, seed=9, tool_rate=0.1)
+    # User turns said again at once (each new one collapses the turn before it, which was the
+    # pinned latest turn when it was tracked), and later on.
+    for i in range(5):
+        text = f"Could you show me how to index the orders table by customer, take {i}?"
+        turns += [
+            {"role": "user", "content": text},
+            {"role": "assistant", "content": f"Sure, here is take {i}."},
+            {"role": "user", "content": text + "!"},
+        ]
+    old = next(i for i, t in enumerate(turns) if i > 3 and t["role"] == "user")
+    turns += [{"role": "user", "content": turns[old]["content"]}]
+    messages = stored(turns)
+    planner = make_engine().planner
+    cache = DedupCache()
+    first = None
+    for n in range(40, len(messages) + 1):
+        candidates = await planner.candidates(messages[:n], "o200k_base")
+        kept, collapsed = cache.collapse("s", candidates, 0.95)
+        fresh_kept, fresh_collapsed = collapse_near_duplicates(candidates, 0.95)
+        assert [c.seq for c in kept] == [c.seq for c in fresh_kept]
+        assert [c.seq for c in collapsed] == [c.seq for c in fresh_collapsed]
+        tracker = cache._trackers["s", 0.95]
+        first = first or tracker
+        assert tracker is first  # extended, never made again
+    # The five turns said again at once, and the old one said again.
+    assert {c.seq for c in collapsed} >= {61, 64, 67, 70, 73, old + 1}
+
+
+async def test_a_changed_message_still_makes_the_pass_again() -> None:
+    from relay_context.engine.dedup import DedupCache
+
+    messages = stored(conversation(40, seed=2))
+    planner = make_engine().planner
+    cache = DedupCache()
+    cache.collapse("s", await planner.candidates(messages, "o200k_base"), 0.95)
+    tracker = cache._trackers["s", 0.95]
+    other = stored(conversation(40, seed=3))  # same seqs, other contents
+    cache.collapse("s", await planner.candidates(other, "o200k_base"), 0.95)
+    assert cache._trackers["s", 0.95] is not tracker

@@ -29,7 +29,8 @@ from relay_context.engine.policies.base import Candidate
 CANDIDATE_JACCARD = 0.5
 _ROLES = (MessageRole.USER, MessageRole.ASSISTANT)
 
-Fingerprint = tuple[int, int, bool]
+#: (seq, hash of role and content, eligible for collapsing, pinned)
+Fingerprint = tuple[int, int, bool, bool]
 
 
 #: Signs texts with the options every tracker's index has (signing reads only the options).
@@ -47,8 +48,9 @@ def signature(role: MessageRole, content: str) -> bytes | None:
 
 
 def _fingerprint(c: Candidate) -> Fingerprint:
-    eligible = c.message.role in _ROLES and c.group is None and bool(c.message.content)
-    return (c.seq, hash((c.message.role, c.message.content, c.pinned)), eligible)
+    m = c.message
+    eligible = m.role in _ROLES and c.group is None and bool(m.content)
+    return (c.seq, hash((m.role, m.content)), eligible, c.pinned)
 
 
 class NearDuplicateTracker:
@@ -63,10 +65,42 @@ class NearDuplicateTracker:
         self.seen: list[Fingerprint] = []
         #: seq of a collapsed message -> seq of the later message it collapsed into.
         self.collapsed: dict[int, int] = {}
+        #: Seq of the last eligible message seen of each role.
+        self._last: dict[MessageRole, int] = {}
 
-    def matches_prefix(self, fingerprints: Sequence[Fingerprint]) -> bool:
+    def resume(self, cs: Sequence[Candidate], fingerprints: Sequence[Fingerprint]) -> bool:
+        """Whether the tracker can go on with ``cs`` (``fingerprints`` theirs), having seen the
+        first ``len(seen)`` of them: the same messages, except that some may have lost their
+        pin since. That is what a new user turn does to the one before it (the latest user turn
+        is pinned): held pinned, it was left out of its role's index, and when no later message
+        of its role has been seen, indexing it now leaves the tracker exactly as if it had been
+        added unpinned. (Before this, every user turn made the session's whole pass again.)"""
         n = len(self.seen)
-        return n <= len(fingerprints) and list(fingerprints[:n]) == self.seen
+        if n > len(fingerprints):
+            return False
+        head = list(fingerprints[:n])
+        if head == self.seen:
+            return True
+        changed = [i for i, (a, b) in enumerate(zip(self.seen, head, strict=True)) if a != b]
+        for i in changed:
+            was, now = self.seen[i], head[i]
+            if was[:3] != now[:3] or not was[3] or now[3]:
+                return False  # another message, or a pin gained
+            if self.enabled and now[2] and self._last.get(cs[i].message.role) != cs[i].seq:
+                return False  # later messages of its role saw an index without it
+        for i in changed:
+            self.seen[i] = head[i]
+            if self.enabled and head[i][2]:
+                self._hold(cs[i])
+        return True
+
+    def _hold(self, c: Candidate) -> None:
+        """Puts ``c`` in its role's index (a later message may collapse it)."""
+        key = str(c.seq)
+        text = c.message.content
+        self._indexes[c.message.role].add(key, text)
+        self._texts[key] = text
+        self._exact[c.message.role][text] = key
 
     def add(self, c: Candidate, fingerprint: Fingerprint) -> None:
         self.seen.append(fingerprint)
@@ -74,7 +108,6 @@ class NearDuplicateTracker:
             return
         role = c.message.role
         text = c.message.content
-        key = str(c.seq)
         index = self._indexes[role]
         exact = self._exact[role]
         older: set[str] = set()
@@ -91,10 +124,9 @@ class NearDuplicateTracker:
             if exact.get(old_text) == old:
                 del exact[old_text]
             self.collapsed[int(old)] = c.seq
+        self._last[role] = c.seq
         if not c.pinned:  # pinned messages never collapse: keep them out of the index
-            index.add(key, text)
-            self._texts[key] = text
-            exact[text] = key
+            self._hold(c)
 
     def add_many(self, cs: Sequence[Candidate], fingerprints: Sequence[Fingerprint]) -> None:
         """``add`` of each candidate in turn, for a tracker that has seen nothing yet, with the
@@ -117,6 +149,7 @@ class NearDuplicateTracker:
             texts = [c.message.content for c in chosen]
             pinned = [c.pinned for c in chosen]
             stored = [c.message.dedup_signature for c in chosen]
+            self._last[role] = chosen[-1].seq
             batch = self._indexes[role].collapse_earlier(
                 texts,
                 ratio_cutoff=self.cutoff,
@@ -163,7 +196,7 @@ class DedupCache:
         fingerprints = list(map(_fingerprint, candidates))
         key = (session_id, threshold)
         tracker = self._trackers.get(key)
-        if tracker is None or not tracker.matches_prefix(fingerprints):
+        if tracker is None or not tracker.resume(candidates, fingerprints):
             tracker = NearDuplicateTracker(threshold)
         self._trackers[key] = tracker
         self._trackers.move_to_end(key)
