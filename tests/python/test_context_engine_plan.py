@@ -3,6 +3,7 @@ once per list of messages) changes no window: a warm engine answers as a fresh o
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -167,3 +168,25 @@ async def test_a_changed_message_still_makes_the_pass_again() -> None:
     other = stored(conversation(40, seed=3))  # same seqs, other contents
     cache.collapse("s", await planner.candidates(other, "o200k_base"), 0.95)
     assert cache._trackers["s", 0.95] is not tracker
+
+
+async def test_a_grown_session_keeps_its_candidates_and_window_messages() -> None:
+    messages = stored(conversation(80, seed=4, tool_rate=0.2))
+    engine = make_engine()
+    kw: dict[str, Any] = {"budget": 4000, "model": "gpt-4o", "policy": "knapsack"}
+    before = await engine.build_window("plan-test", messages, **kw)
+    old = engine.planner._plans["plan-test", "o200k_base"]
+    (turn,) = stored([{"role": "user", "content": "And how do I index the orders table?"}])
+    grown = [*messages, dataclasses.replace(turn, seq=len(messages) + 1)]
+    after = await engine.build_window("plan-test", grown, **kw)
+    new = engine.planner._plans["plan-test", "o200k_base"]
+    latest_user = max(m.seq for m in messages if m.role.value == "user")
+    changed = [c.seq for c, o in zip(new.candidates, old.candidates, strict=False) if c is not o]
+    assert changed == [latest_user]  # it lost its pin; every other candidate is the same object
+    # The window messages made before are reused for those candidates.
+    by_seq = {m.seq: m for m in before.messages}
+    shared = [m for m in after.messages if m.seq in by_seq and m.seq != latest_user]
+    assert shared
+    assert all(m is by_seq[m.seq] for m in shared)
+    fresh = await fresh_window(grown, budget=kw["budget"], policy=kw["policy"])
+    assert comparable(after.to_dict()) == fresh

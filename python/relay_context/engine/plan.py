@@ -108,9 +108,13 @@ class SessionPlanner:
         messages: Sequence[StoredMessage],
         encoding: str,
         known: KnownTokens | None = None,
+        previous: Sequence[Candidate] = (),
     ) -> list[Candidate]:
         """The candidates of ``messages``; token costs found in ``known`` (made for the very same
-        message objects) are reused, the others are made and added to it."""
+        message objects) are reused, the others are made and added to it. ``previous``: the
+        candidates of an earlier plan whose messages start ``messages``; those that stay the
+        same (same message object, pin and group: all but the user turn a new one unpinned)
+        are reused, so the window messages made for them are too."""
         counter = self._counter(encoding)
         if known is None:
             known = {}
@@ -140,7 +144,8 @@ class SessionPlanner:
         make = make_candidate
         out: list[Candidate] = []
         append = out.append
-        for m, cost in zip(messages, costs, strict=True):
+        reusable = len(previous)
+        for i, (m, cost) in enumerate(zip(messages, costs, strict=True)):
             assert cost is not None
             if m.tool_calls:
                 group: int | None = m.seq
@@ -154,6 +159,11 @@ class SessionPlanner:
                 or m.seq == latest_user
                 or (bool(metadata) and metadata.get("pinned") is True)
             )  # pinned_flag, inlined
+            if i < reusable:
+                c = previous[i]
+                if c.message is m and c.pinned == pinned and c.group == group:
+                    append(c)  # its costs are known[m.seq]'s, made for this very message
+                    continue
             append(make(m, cost[1], cost[2], pinned, group))
         return out
 
@@ -174,7 +184,9 @@ class SessionPlanner:
             self._plans.move_to_end(key)
             return old
         known: KnownTokens = {} if old is None else old.known
-        candidates = await self.candidates(messages, encoding, known)
+        grown = old is not None and same_messages(old.messages, messages)
+        previous = old.candidates if old is not None and grown else []
+        candidates = await self.candidates(messages, encoding, known, previous)
         # Only the current messages' costs are kept (a deleted prefix is forgotten).
         known = {m.seq: known[m.seq] for m in messages if m.seq in known}
         kept, collapsed = self.dedup.collapse(session_id, candidates, threshold)
@@ -213,6 +225,8 @@ class SessionPlanner:
             index=index,
             prepared=PreparedCandidates(kept, index, included),
         )
+        if old is not None and grown:
+            plan.prepared.adopt_window_messages(old.prepared)
         self._plans[key] = plan
         self._plans.move_to_end(key)
         while len(self._plans) > PLANNED_SESSIONS:

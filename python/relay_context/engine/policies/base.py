@@ -138,6 +138,18 @@ class PreparedCandidates:
         """``relevance_scores(query, [c.message.content for c in candidates])``."""
         return self.index.relevance(query, self.included)
 
+    def adopt_window_messages(self, old: PreparedCandidates) -> None:
+        """Takes the window messages ``old`` made for candidates that are also among these
+        (the plan of a session that grew by a message keeps all but one of its candidates)."""
+        made = old._window_messages
+        if not made:
+            return
+        mine = self._window_messages
+        for c in self.candidates:
+            entry = made.get(id(c))
+            if entry is not None and entry[0] is c:
+                mine[id(c)] = entry
+
     def window_message(self, c: Candidate) -> WindowMessage:
         """``c.window_message()``, made once per candidate object."""
         entry = self._window_messages.get(id(c))
