@@ -89,10 +89,14 @@ _RECENCY: dict[float, list[float]] = {}
 def _recency(n: int, half_life: float) -> list[float]:
     """The recency factor of the newest ``n`` messages by age (0 = newest), made once per
     half-life and extended as sessions grow (the same floats as computing each anew)."""
-    if half_life not in _RECENCY and len(_RECENCY) >= 8:  # settings rarely change: stay small
-        _RECENCY.clear()
-    table = _RECENCY.setdefault(half_life, [])
-    table.extend(max(RECENCY_FLOOR, 0.5 ** (age / half_life)) for age in range(len(table), n))
+    table = _RECENCY.get(half_life, [])
+    if len(table) < n:
+        # A longer table replaces the old one whole (engines in other threads may be reading).
+        grown = [max(RECENCY_FLOOR, 0.5 ** (age / half_life)) for age in range(len(table), n)]
+        table = table + grown
+        if half_life not in _RECENCY and len(_RECENCY) >= 8:  # settings rarely change
+            _RECENCY.clear()
+        _RECENCY[half_life] = table
     return table[:n]
 
 
