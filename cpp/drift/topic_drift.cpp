@@ -187,6 +187,7 @@ void RelevanceIndex::add(std::span<const std::string_view> documents) {
         hashes.clear();
         for_each_word_hash(text, [&](std::uint64_t h) { hashes.push_back(h); });
         std::sort(hashes.begin(), hashes.end());
+        const std::size_t first = terms_.size();
         for (std::size_t k = 0; k < hashes.size();) {
             std::size_t end = k + 1;
             while (end < hashes.size() && hashes[end] == hashes[k]) {
@@ -196,6 +197,7 @@ void RelevanceIndex::add(std::span<const std::string_view> documents) {
             const auto [it, inserted] = term_ids_.try_emplace(hashes[k], next_id);
             if (inserted && next_id == std::numeric_limits<std::uint32_t>::max()) {
                 term_ids_.erase(it);
+                terms_.resize(first);  // the documents before this one stay as they were
                 throw InvalidArgument("RelevanceIndex holds at most 2^32 - 1 distinct words");
             }
             terms_.push_back(Term{it->second, static_cast<std::uint32_t>(end - k)});
