@@ -16,7 +16,7 @@ constexpr Rank kNone = BacktrackEncoder::kNone;
 std::atomic<std::uint64_t> g_next_encoder_id{1};
 
 // Per-thread memo of valid_pair answers for one encoder (see encode()). Direct-mapped; an entry
-// is the pair key (both ranks are below 2^31, see BacktrackEncoder's constructor) with bit 63
+// is the pair key (both ranks are below 2^21, see BacktrackEncoder's constructor) with bit 63
 // set for "occupied" and bit 62 for the answer, so 0 is an empty slot.
 struct PairMemo {
     static constexpr std::size_t kSlots = 8192;  // 64 KB
@@ -35,8 +35,10 @@ static_assert(PairMemo::kSlots == std::size_t{1} << 13U);
 
 BacktrackEncoder::BacktrackEncoder(std::span<const std::string_view> tokens)
     : id_(g_next_encoder_id.fetch_add(1)), split_(tokens.size()) {
-    if (tokens.size() > (std::size_t{1} << 31U)) {
-        return;  // ids must leave the memo's two flag bits free (real vocabularies: < 2^24)
+    if (tokens.size() > PairMap::kMaxIds) {
+        // Ids must pack three to a word in merges_ (and leave the memo's two flag bits free);
+        // real vocabularies are far below 2^21 (o200k_base: 200k).
+        return;
     }
     std::vector<Rank> by_length;  // ids, shortest first
     std::array<Rank, 256> byte_id{};
