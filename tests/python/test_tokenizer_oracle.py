@@ -287,3 +287,38 @@ def test_hypothesis_mixed_scripts_match_tiktoken(text: str) -> None:
     for name in ENCODINGS:
         want = tiktoken.get_encoding(name).encode_ordinary(text)
         assert TokenCounter(name).encode_ordinary(text) == want
+
+
+@settings(max_examples=1500, deadline=None, derandomize=True)
+@given(
+    text=st.text(
+        alphabet=st.sampled_from(list("aaabeinrstxyzAEQ'-=_.!? \n\u00e9\u00fc")),
+        min_size=6,
+        max_size=24,
+    )
+)
+def test_hypothesis_short_pieces_match_tiktoken(text: str) -> None:
+    """Pieces of 7 to 16 bytes that are not tokens take the array merge over part offsets (a
+    bitmask of live parts and the minimum of 16 keys, lowest rank then leftmost): few letters
+    repeated, so that equal pairs tie, punctuation runs, a few two-byte letters, each text on a
+    new counter so that no piece comes from the cache."""
+    for name in ENCODINGS:
+        want = tiktoken.get_encoding(name).encode_ordinary(text)
+        assert TokenCounter(name, memo_size=0).encode_ordinary(text) == want
+
+
+def test_short_repeated_pieces_match_tiktoken(pair: tuple[TokenCounter, tiktoken.Encoding]) -> None:
+    """Runs of one character and of two alternating ones, 2 to 17 bytes (all pairs of a round
+    tie, so the leftmost must merge first), with and without a leading space, and every
+    lowercase word of three to sixteen letters drawn from a short alphabet."""
+    relay, oracle = pair
+    texts = []
+    for n in range(2, 18):
+        for unit in ("a", "e", "z", "ab", "ba", "=", "-=", "!", "_"):
+            body = (unit * n)[:n]
+            texts += [body, " " + body, body + " " + body]
+    rng = random.Random(4)
+    texts += [
+        " " + "".join(rng.choices("aeinrst", k=rng.randint(3, 16))) for _ in range(3000)
+    ]
+    assert _first_mismatch(relay, oracle, texts) is None
