@@ -289,6 +289,25 @@ def test_hypothesis_mixed_scripts_match_tiktoken(text: str) -> None:
         assert TokenCounter(name).encode_ordinary(text) == want
 
 
+def test_ascii_letter_runs_match_tiktoken(pair: tuple[TokenCounter, tiktoken.Encoding]) -> None:
+    """The letter runs of the ASCII word paths, which the pre-tokeniser scans eight bytes at a
+    time: runs of every length up to 40 (ending inside and on the edge of each eight-byte step,
+    and within the last eight bytes of the text), of small letters, capitals and mixed case,
+    followed by every ASCII character (among them the neighbours of the letter ranges, @ [ ` {),
+    a non-ASCII letter, a mark, a CJK character or nothing."""
+    relay, oracle = pair
+    followers = [chr(c) for c in range(128)] + ["\u00e9", "\u00c9", "\u0301", "\u4e2d", ""]
+    texts = []
+    for n in range(1, 41):
+        for word in ("abcdefghijklmnopqrstuvwxyz" * 2)[:n], ("QRSTUVWXYZ" * 4)[:n], (
+            "aBcDeFgHiJkLmNoPqRsTuVwXyZ" * 2
+        )[:n], "T" + ("hequickbrownfox" * 3)[: n - 1]:
+            for f in followers:
+                texts.append(f" {word}{f}")
+                texts.append(f"{word}{f}x {word}")
+    assert _first_mismatch(relay, oracle, texts) is None
+
+
 @settings(max_examples=1500, deadline=None, derandomize=True)
 @given(
     text=st.text(
