@@ -299,9 +299,12 @@ def test_ascii_letter_runs_match_tiktoken(pair: tuple[TokenCounter, tiktoken.Enc
     followers = [chr(c) for c in range(128)] + ["\u00e9", "\u00c9", "\u0301", "\u4e2d", ""]
     texts = []
     for n in range(1, 41):
-        for word in ("abcdefghijklmnopqrstuvwxyz" * 2)[:n], ("QRSTUVWXYZ" * 4)[:n], (
-            "aBcDeFgHiJkLmNoPqRsTuVwXyZ" * 2
-        )[:n], "T" + ("hequickbrownfox" * 3)[: n - 1]:
+        for word in (
+            ("abcdefghijklmnopqrstuvwxyz" * 2)[:n],
+            ("QRSTUVWXYZ" * 4)[:n],
+            ("aBcDeFgHiJkLmNoPqRsTuVwXyZ" * 2)[:n],
+            "T" + ("hequickbrownfox" * 3)[: n - 1],
+        ):
             for f in followers:
                 texts.append(f" {word}{f}")
                 texts.append(f"{word}{f}x {word}")
@@ -337,7 +340,5 @@ def test_short_repeated_pieces_match_tiktoken(pair: tuple[TokenCounter, tiktoken
             body = (unit * n)[:n]
             texts += [body, " " + body, body + " " + body]
     rng = random.Random(4)
-    texts += [
-        " " + "".join(rng.choices("aeinrst", k=rng.randint(3, 16))) for _ in range(3000)
-    ]
+    texts += [" " + "".join(rng.choices("aeinrst", k=rng.randint(3, 16))) for _ in range(3000)]
     assert _first_mismatch(relay, oracle, texts) is None
