@@ -342,3 +342,29 @@ def test_short_repeated_pieces_match_tiktoken(pair: tuple[TokenCounter, tiktoken
     rng = random.Random(4)
     texts += [" " + "".join(rng.choices("aeinrst", k=rng.randint(3, 16))) for _ in range(3000)]
     assert _first_mismatch(relay, oracle, texts) is None
+
+
+def test_new_threads_keep_ids_exact() -> None:
+    """Each new thread starts with an empty pair-check memo whose lines are cleared as they are
+    first used; unspaced lines (long pieces: many pair checks) on a dozen new threads, two
+    vocabularies taking turns on each, keep tiktoken's ids."""
+    oracles = [tiktoken.get_encoding(name) for name in ENCODINGS]
+    counters = [TokenCounter(oracle.name, memo_size=0) for oracle in oracles]
+    lines = [
+        re.sub(r"\s", "", line)
+        for name in ("Thai", "Japanese", "Russian")
+        for line in corpus.natural_sample()[name].splitlines()
+    ]
+    failures: list[str] = []
+
+    def run(offset: int) -> None:
+        for i, line in enumerate(lines[offset::4]):
+            k = i % 2
+            if counters[k].encode_ordinary(line) != oracles[k].encode_ordinary(line):
+                failures.append(line)
+
+    for t in range(12):
+        worker = threading.Thread(target=run, args=(t % 4,))
+        worker.start()
+        worker.join()
+    assert failures == []
