@@ -214,7 +214,15 @@ class CountMemo {
 // (bytes, ids). When an arena is full the whole cache starts over (an epoch), which bounds the
 // memory (~2.4 MB per thread and tokenizer) without per-entry bookkeeping.
 struct PieceCache {
-    static constexpr std::size_t kSlots = 16384;  // a power of two
+    static constexpr std::size_t kSlots = 16384;  // at most; a power of two
+    // A new cache gets slots for the text that makes it (about one per two bytes, at least
+    // kMinSlots), and grows fourfold whenever its entries reach a quarter of its slots: glibc
+    // hands a new thread reused heap memory, so calloc clears the whole table, and at full size
+    // that memset (384 KB, ~35 us) was a sixth of the time of a 2,000-character text on a new
+    // thread and pushed the vocabulary's lines out of the caches. (Starting every cache small
+    // and growing it cost more on long texts than the memset: rehashing, and collisions in the
+    // small tables evicting recurring pieces.)
+    static constexpr std::size_t kMinSlots = 1024;
     static constexpr std::size_t kMaxBytes = 512;
     static constexpr std::size_t kByteArena = std::size_t{1} << 20U;
     static constexpr std::size_t kIdArena = std::size_t{1} << 18U;
@@ -238,7 +246,21 @@ struct PieceCache {
         }
         return std::unique_ptr<T[], Free>(static_cast<T*>(p));
     }
-    std::unique_ptr<Slot[], Free> slots = allocate<Slot>(kSlots, true);
+    explicit PieceCache(std::size_t text_bytes) {
+        std::size_t n = kMinSlots;
+        while (n < kSlots && n < text_bytes / 2) {
+            n *= 2;
+        }
+        slots = allocate<Slot>(n, true);
+        set_mask = n / 2 - 1;
+        grow_at = n < kSlots ? n / 4 : kNever;
+    }
+
+    std::unique_ptr<Slot[], Free> slots;
+    std::size_t set_mask = 0;  // sets - 1; two ways per set
+    std::size_t entries = 0;   // stored since the table was made or cleared
+    static constexpr std::size_t kNever = std::numeric_limits<std::size_t>::max();
+    std::size_t grow_at = kNever;  // entries that make the table grow
     std::unique_ptr<char[], Free> bytes = allocate<char>(kByteArena, false);
     std::unique_ptr<Rank[], Free> ids = allocate<Rank>(kIdArena, false);
     std::size_t bytes_used = 0;
@@ -247,13 +269,24 @@ struct PieceCache {
     // struct is already per thread, and each thread_local costs a TLS lookup in a shared object).
     std::vector<Rank> fresh;
 
-    void store(Slot& slot, std::uint64_t hash, std::string_view piece, const Rank* id,
-               std::size_t n_ids) {
+    [[nodiscard]] std::size_t n_slots() const { return 2 * (set_mask + 1); }
+
+    // Stores the piece in the first way of its set (the caller moved that way's entry to the
+    // second way).
+    [[gnu::always_inline]] void store(std::uint64_t hash, std::string_view piece, const Rank* id,
+                                      std::size_t n_ids) {
         if (bytes_used + piece.size() > kByteArena || ids_used + n_ids > kIdArena) {
-            std::fill(slots.get(), slots.get() + kSlots, Slot{});
+            std::fill(slots.get(), slots.get() + n_slots(), Slot{});
             bytes_used = 0;
             ids_used = 0;
+            entries = 0;
+        } else if (entries >= grow_at) {
+            grow();
+            Slot* const set = &slots[(hash & set_mask) * 2];
+            set[1] = set[0];
         }
+        ++entries;
+        Slot& slot = slots[(hash & set_mask) * 2];
         slot.hash = hash;
         slot.bytes_at = static_cast<std::uint32_t>(bytes_used);
         slot.ids_at = static_cast<std::uint32_t>(ids_used);
@@ -263,6 +296,32 @@ struct PieceCache {
         std::copy_n(id, n_ids, ids.get() + ids_used);
         bytes_used += piece.size();
         ids_used += n_ids;
+    }
+
+    // Four times the slots; the entries move over (second ways first, so that each set keeps
+    // its newest entry first), dropping those that collide.
+    [[gnu::noinline]] void grow() {
+        const std::size_t old_slots = n_slots();
+        const std::unique_ptr<Slot[], Free> old = std::move(slots);
+        slots = allocate<Slot>(old_slots * 4, true);
+        set_mask = old_slots * 2 - 1;
+        grow_at = n_slots() < kSlots ? n_slots() / 4 : kNever;
+        entries = 0;
+        for (std::size_t way = 2; way-- > 0;) {
+            for (std::size_t k = way; k < old_slots; k += 2) {
+                const Slot& e = old[k];
+                if (e.len == 0) {
+                    continue;
+                }
+                Slot* const set = &slots[(e.hash & set_mask) * 2];
+                if (set[0].len != 0) {
+                    set[1] = set[0];
+                } else {
+                    ++entries;
+                }
+                set[0] = e;
+            }
+        }
     }
 };
 
@@ -672,7 +731,8 @@ struct BpeTokenizer::Impl {
 
     // This thread's piece cache for this tokenizer (a few tokenizers per thread are kept; the
     // least recently used one is dropped).
-    [[nodiscard]] PieceCache& thread_cache() const {
+    // `text_bytes`: the size of the text that asks, which sizes a new cache.
+    [[nodiscard]] PieceCache& thread_cache(std::size_t text_bytes) const {
         constexpr std::size_t kMaxCachesPerThread = 4;
         struct Caches {
             std::array<std::uint64_t, kMaxCachesPerThread> owner{};
@@ -692,7 +752,7 @@ struct BpeTokenizer::Impl {
                 victim = i;
             }
         }
-        caches.cache[victim] = std::make_unique<PieceCache>();
+        caches.cache[victim] = std::make_unique<PieceCache>(text_bytes);
         caches.owner[victim] = instance_id;
         caches.last_use[victim] = caches.tick;
         return *caches.cache[victim];
@@ -711,7 +771,7 @@ struct BpeTokenizer::Impl {
         const std::uint64_t hash = BytesHash{}(piece);  // also the vocabulary map's hash
         // Two ways per set: a direct-mapped table loses 3-6% more pieces of natural text to
         // collisions (two recurring pieces evicting each other), each a full merge again.
-        PieceCache::Slot* const set = &cache.slots[(hash & (PieceCache::kSlots / 2 - 1)) * 2];
+        PieceCache::Slot* const set = &cache.slots[(hash & cache.set_mask) * 2];
         for (std::size_t way = 0; way < 2; ++way) {
             const PieceCache::Slot& s = set[way];
             if (s.hash == hash && s.len == piece.size() &&
@@ -721,11 +781,10 @@ struct BpeTokenizer::Impl {
             }
         }
         set[1] = set[0];  // the newer entry moves to the second way; the older one is dropped
-        PieceCache::Slot& slot = set[0];
         if (piece.size() <= max_token_len) {
             if (const Rank r = rank_of(piece, static_cast<std::size_t>(hash)); r != kNoRank) {
                 sink.push(r);
-                cache.store(slot, hash, piece, &r, 1);
+                cache.store(hash, piece, &r, 1);
                 return;
             }
         }
@@ -734,14 +793,14 @@ struct BpeTokenizer::Impl {
         VectorSink into{&fresh};
         encode_non_token(piece, into);
         sink.push_n(fresh.data(), fresh.size());
-        cache.store(slot, hash, piece, fresh.data(), fresh.size());
+        cache.store(hash, piece, fresh.data(), fresh.size());
     }
 
     // Encodes one haystack (text between special tokens) ordinarily.
     template <class Sink>
     void encode_segment(std::string_view segment, Sink& sink) const {
         thread_local std::vector<Piece> pieces;
-        PieceCache& cache = thread_cache();
+        PieceCache& cache = thread_cache(segment.size());
         std::size_t pos = 0;
         while (pos < segment.size()) {
             pieces.clear();

@@ -368,3 +368,34 @@ def test_new_threads_keep_ids_exact() -> None:
         worker.start()
         worker.join()
     assert failures == []
+
+
+def test_piece_cache_grows_from_a_short_first_text(
+    pair: tuple[TokenCounter, tiktoken.Encoding],
+) -> None:
+    """A thread's piece cache is sized by the first text it encodes and grows (entries moved to
+    a table four times larger) as later texts bring more distinct pieces: on a new thread, a
+    short text (the smallest table, 1,024 slots), then up to 40,000 distinct words (it grows
+    to 4,096 and 16,384 slots), each text encoded twice (the second time mostly from the cache)
+    keeps tiktoken's ids."""
+    relay, oracle = pair
+    counter = TokenCounter(oracle.name, memo_size=0)
+    rng = random.Random(21)
+    letters = "abcdefghijklmnopqrstuvwxyz\u00e9\u00fc\u0431\u0434\u05d0\u05d1"
+    words = ["".join(rng.choices(letters, k=rng.randint(2, 14))) for _ in range(40_000)]
+    texts = ["hi there", " ".join(words[:500]), " ".join(words[:8000]), " ".join(words)]
+    texts.append(" ".join(words[::-1] * 2))
+    failures: list[int] = []
+
+    def run() -> None:
+        for i, text in enumerate(texts):
+            want = oracle.encode_ordinary(text)
+            for _ in range(2):
+                if counter.encode_ordinary(text) != want or counter.count(text) != len(want):
+                    failures.append(i)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join()
+    assert failures == []
+    assert relay.encode_ordinary(texts[1]) == oracle.encode_ordinary(texts[1])
