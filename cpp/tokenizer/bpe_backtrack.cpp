@@ -21,30 +21,17 @@ std::atomic<std::uint64_t> g_next_encoder_id{1};
 // is the pair key (both ranks are below 2^21, see BacktrackEncoder's constructor) with bit 63
 // set for "occupied" and bit 62 for the answer, so 0 is an empty slot.
 //
-// On the heap, made without zeroing, and emptied one 64-byte line of slots at a time when a
-// lookup first reaches it (`live` has a bit per line): as a zero-initialised thread_local it
-// made every new thread that calls into the module clear 64 KB of TLS, and clear it again here,
-// for texts that may check only a few hundred pairs.
+// On the heap, made (zeroed) on a thread's first pair check: as a zero-initialised
+// thread_local it made every new thread that calls into the module clear its 64 KB of TLS, and
+// then clear it again here when the owner was set. (Leaving it unzeroed and clearing one cache
+// line of slots when a lookup first reached it saved the one memset but cost more than it on
+// long texts: a test per lookup, +0.3-0.6% of the instructions of Chinese and Thai.)
 struct PairMemo {
     static constexpr std::size_t kSlots = 8192;  // 64 KB
-    static constexpr std::size_t kLineSlots = 8;
-    static constexpr std::size_t kLines = kSlots / kLineSlots;
     static constexpr std::uint64_t kOccupied = std::uint64_t{1} << 63U;
     static constexpr std::uint64_t kValid = std::uint64_t{1} << 62U;
     std::uint64_t owner = 0;
-    std::array<std::uint64_t, kLines / 64> live{};
-    alignas(64) std::array<std::uint64_t, kSlots> slots;  // a line is read once it is live
-
-    std::uint64_t& slot(std::size_t i) {
-        const std::size_t line = i / kLineSlots;
-        const std::uint64_t bit = std::uint64_t{1} << (line % 64);
-        if ((live[line / 64] & bit) == 0) {
-            live[line / 64] |= bit;
-            std::fill_n(slots.begin() + static_cast<std::ptrdiff_t>(line * kLineSlots), kLineSlots,
-                        0);
-        }
-        return slots[i];
-    }
+    std::array<std::uint64_t, kSlots> slots{};
 
     static std::size_t slot_of(std::uint64_t key) {
         return static_cast<std::size_t>((key * 0x9E3779B97F4A7C15ULL) >> 51U);  // 13 bits
@@ -336,16 +323,17 @@ void BacktrackEncoder::encode(std::string_view piece, std::vector<Rank>& out) co
     // splits (cache misses on large vocabularies), so answers are remembered per thread.
     thread_local std::unique_ptr<PairMemo> memo_of_thread;
     if (memo_of_thread == nullptr) {
-        memo_of_thread = std::make_unique_for_overwrite<PairMemo>();  // slots left unset
+        memo_of_thread = std::make_unique<PairMemo>();  // empty
+        memo_of_thread->owner = id_;
     }
     PairMemo& memo = *memo_of_thread;
     if (memo.owner != id_) {
-        memo.live.fill(0);
+        memo.slots.fill(0);
         memo.owner = id_;
     }
     auto valid = [&](Rank a, Rank b) {
         const std::uint64_t key = pair_key(a, b);
-        std::uint64_t& slot = memo.slot(PairMemo::slot_of(key));
+        std::uint64_t& slot = memo.slots[PairMemo::slot_of(key)];
         if ((slot & ~PairMemo::kValid) == (key | PairMemo::kOccupied)) {
             return (slot & PairMemo::kValid) != 0;
         }
