@@ -23,6 +23,10 @@
 #include <thread>
 #include <type_traits>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "absl/container/flat_hash_map.h"
 #include "common/errors.hpp"
 #include "tokenizer/bpe_backtrack.hpp"
@@ -40,7 +44,7 @@ constexpr Rank kMaxId = Rank{1} << 24;
 // bytes of a piece that starts with a non-ASCII character (two CJK or Thai characters, three
 // Cyrillic ones), backtracking is faster (simulated cost under callgrind's cache model on the
 // natural corpus, benchmarks/natural_corpus.py: 4-10% less for CJK, Thai, Cyrillic, Devanagari).
-constexpr std::size_t kBacktrackAbove = 16;
+constexpr std::size_t kBacktrackAbove = 16;  // at most Impl::kTinyPiece
 constexpr std::size_t kBacktrackAboveNonAscii = 6;
 constexpr std::size_t kSmallPiece = 96;
 // Pieces pre-tokenised per chunk, bounding memory on long texts.
@@ -210,7 +214,15 @@ class CountMemo {
 // (bytes, ids). When an arena is full the whole cache starts over (an epoch), which bounds the
 // memory (~2.4 MB per thread and tokenizer) without per-entry bookkeeping.
 struct PieceCache {
-    static constexpr std::size_t kSlots = 16384;  // a power of two
+    static constexpr std::size_t kSlots = 16384;  // at most; a power of two
+    // A new cache gets slots for the text that makes it (about one per two bytes, at least
+    // kMinSlots), and grows fourfold whenever its entries reach a quarter of its slots: glibc
+    // hands a new thread reused heap memory, so calloc clears the whole table, and at full size
+    // that memset (384 KB, ~35 us) was a sixth of the time of a 2,000-character text on a new
+    // thread and pushed the vocabulary's lines out of the caches. (Starting every cache small
+    // and growing it cost more on long texts than the memset: rehashing, and collisions in the
+    // small tables evicting recurring pieces.)
+    static constexpr std::size_t kMinSlots = 1024;
     static constexpr std::size_t kMaxBytes = 512;
     static constexpr std::size_t kByteArena = std::size_t{1} << 20U;
     static constexpr std::size_t kIdArena = std::size_t{1} << 18U;
@@ -234,7 +246,21 @@ struct PieceCache {
         }
         return std::unique_ptr<T[], Free>(static_cast<T*>(p));
     }
-    std::unique_ptr<Slot[], Free> slots = allocate<Slot>(kSlots, true);
+    explicit PieceCache(std::size_t text_bytes) {
+        std::size_t n = kMinSlots;
+        while (n < kSlots && n < text_bytes / 2) {
+            n *= 2;
+        }
+        slots = allocate<Slot>(n, true);
+        set_mask = n / 2 - 1;
+        grow_at = n < kSlots ? n / 4 : kNever;
+    }
+
+    std::unique_ptr<Slot[], Free> slots;
+    std::size_t set_mask = 0;  // sets - 1; two ways per set
+    std::size_t entries = 0;   // stored since the table was made or cleared
+    static constexpr std::size_t kNever = std::numeric_limits<std::size_t>::max();
+    std::size_t grow_at = kNever;  // entries that make the table grow
     std::unique_ptr<char[], Free> bytes = allocate<char>(kByteArena, false);
     std::unique_ptr<Rank[], Free> ids = allocate<Rank>(kIdArena, false);
     std::size_t bytes_used = 0;
@@ -243,13 +269,24 @@ struct PieceCache {
     // struct is already per thread, and each thread_local costs a TLS lookup in a shared object).
     std::vector<Rank> fresh;
 
-    void store(Slot& slot, std::uint64_t hash, std::string_view piece, const Rank* id,
-               std::size_t n_ids) {
+    [[nodiscard]] std::size_t n_slots() const { return 2 * (set_mask + 1); }
+
+    // Stores the piece in the first way of its set (the caller moved that way's entry to the
+    // second way).
+    [[gnu::always_inline]] void store(std::uint64_t hash, std::string_view piece, const Rank* id,
+                                      std::size_t n_ids) {
         if (bytes_used + piece.size() > kByteArena || ids_used + n_ids > kIdArena) {
-            std::fill(slots.get(), slots.get() + kSlots, Slot{});
+            std::fill(slots.get(), slots.get() + n_slots(), Slot{});
             bytes_used = 0;
             ids_used = 0;
+            entries = 0;
+        } else if (entries >= grow_at) {
+            grow();
+            Slot* const set = &slots[(hash & set_mask) * 2];
+            set[1] = set[0];
         }
+        ++entries;
+        Slot& slot = slots[(hash & set_mask) * 2];
         slot.hash = hash;
         slot.bytes_at = static_cast<std::uint32_t>(bytes_used);
         slot.ids_at = static_cast<std::uint32_t>(ids_used);
@@ -259,6 +296,32 @@ struct PieceCache {
         std::copy_n(id, n_ids, ids.get() + ids_used);
         bytes_used += piece.size();
         ids_used += n_ids;
+    }
+
+    // Four times the slots; the entries move over (second ways first, so that each set keeps
+    // its newest entry first), dropping those that collide.
+    [[gnu::noinline]] void grow() {
+        const std::size_t old_slots = n_slots();
+        const std::unique_ptr<Slot[], Free> old = std::move(slots);
+        slots = allocate<Slot>(old_slots * 4, true);
+        set_mask = old_slots * 2 - 1;
+        grow_at = n_slots() < kSlots ? n_slots() / 4 : kNever;
+        entries = 0;
+        for (std::size_t way = 2; way-- > 0;) {
+            for (std::size_t k = way; k < old_slots; k += 2) {
+                const Slot& e = old[k];
+                if (e.len == 0) {
+                    continue;
+                }
+                Slot* const set = &slots[(e.hash & set_mask) * 2];
+                if (set[0].len != 0) {
+                    set[1] = set[0];
+                } else {
+                    ++entries;
+                }
+                set[0] = e;
+            }
+        }
     }
 };
 
@@ -406,7 +469,7 @@ struct BpeTokenizer::Impl {
 
     // tiktoken's array merge for short pieces (2 <= size <= kSmallPiece).
     template <class Sink>
-    void merge_small(std::string_view piece, Sink& sink) const {
+    [[gnu::noinline]] void merge_small(std::string_view piece, Sink& sink) const {
         const std::size_t n = piece.size();
         std::array<std::uint32_t, kSmallPiece + 1> start;  // start[k]: offset of part k
         std::array<Rank, kSmallPiece> pair;                // rank of part k + part k+1
@@ -463,6 +526,92 @@ struct BpeTokenizer::Impl {
         }
         for (std::size_t k = 0; k < m; ++k) {
             sink.push(id[k]);
+        }
+    }
+
+    // merge_small for pieces of 2..kTinyPiece bytes when the backtracking encoder's id-pair
+    // table is usable, with the same merges in the same order. Each part keeps the offset of its
+    // first byte as its index (a merge clears the right part's bit in `live` instead of shifting
+    // three arrays down), and the next pair to merge is the minimum of 16 keys, rank << 4 |
+    // offset (lowest rank, leftmost on ties), in one branch-free pass that the compiler
+    // vectorises, where merge_small shifts, rescans and branches per part. The pieces of
+    // Latin-script words that are not tokens spent about half of merge_small's instructions on
+    // that bookkeeping (callgrind, German in o200k_base).
+    static constexpr std::size_t kTinyPiece = 16;
+    static constexpr std::size_t kTinyAbove = 6;
+    static_assert(kTinyPiece == 16, "offsets are kept in the keys' low four bits; min16");
+
+    // The least of 16 keys. With SSE2 (every x86-64) in ~20 instructions: GCC 12 does not
+    // vectorise the plain loop (no signed 32-bit min before SSE4.1), which then cost merge_tiny
+    // more than merge_small's shifting saved.
+    static std::int32_t min16(const std::array<std::int32_t, 16>& key) {
+#if defined(__SSE2__)
+        auto vmin = [](__m128i a, __m128i b) {
+            const __m128i a_less = _mm_cmplt_epi32(a, b);
+            return _mm_or_si128(_mm_and_si128(a_less, a), _mm_andnot_si128(a_less, b));
+        };
+        auto load = [&](std::size_t at) {
+            return _mm_loadu_si128(reinterpret_cast<const __m128i*>(key.data() + at));
+        };
+        __m128i m = vmin(vmin(load(0), load(4)), vmin(load(8), load(12)));
+        m = vmin(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(1, 0, 3, 2)));
+        m = vmin(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(2, 3, 0, 1)));
+        return _mm_cvtsi128_si32(m);
+#else
+        std::int32_t best = key[0];
+        for (const std::int32_t k : key) {
+            best = std::min(best, k);
+        }
+        return best;
+#endif
+    }
+    // Out of line, as merge_small: inlined into the piece loop, the merges made the compiler
+    // lay out the cache-hit path and the piece hash worse (+20% instructions in XXH3).
+    template <class Sink>
+    [[gnu::noinline]] void merge_tiny(std::string_view piece, Sink& sink) const {
+        // Signed keys: SSE2 has a signed 32-bit compare, so the minimum vectorises without
+        // SSE4.1. Ranks are below 2^21 (BacktrackEncoder::usable()), so a key is below 2^25.
+        constexpr std::int32_t kDead = std::numeric_limits<std::int32_t>::max();
+        const std::size_t n = piece.size();
+        const auto* p = reinterpret_cast<const unsigned char*>(piece.data());
+        std::array<Rank, kTinyPiece> id;
+        std::array<std::int32_t, kTinyPiece> key;
+        key.fill(kDead);
+        for (std::size_t k = 0; k < n; ++k) {
+            id[k] = byte_rank[p[k]];
+        }
+        auto key_of = [](Rank rank, std::size_t k) {
+            return rank == kNoRank ? kDead : static_cast<std::int32_t>((rank << 4U) | k);
+        };
+        for (std::size_t k = 0; k + 1 < n; ++k) {
+            key[k] = key_of(byte_pair_rank[(std::size_t{p[k]} << 8U) | p[k + 1]], k);
+        }
+        const BacktrackEncoder& pairs = *backtrack;
+        std::uint32_t live = (std::uint32_t{1} << n) - 1;  // bit k: a part starts at byte k
+        while (true) {
+            const std::int32_t best = min16(key);
+            if (best == kDead) {
+                break;
+            }
+            const auto k = static_cast<unsigned>(best) & 15U;
+            const std::uint32_t after = live & ~((2U << k) - 1U);  // parts right of part k
+            const auto right = static_cast<unsigned>(__builtin_ctz(after));  // its partner
+            live &= ~(1U << right);
+            key[right] = kDead;
+            id[k] = static_cast<Rank>(best) >> 4U;
+            if (const std::uint32_t beyond = after & (after - 1U); beyond != 0) {
+                const auto next = static_cast<unsigned>(__builtin_ctz(beyond));
+                key[k] = key_of(pairs.merged(id[k], id[next]), k);
+            } else {
+                key[k] = kDead;
+            }
+            if (const std::uint32_t before = live & ((1U << k) - 1U); before != 0) {
+                const auto prev = 31U - static_cast<unsigned>(__builtin_clz(before));
+                key[prev] = key_of(pairs.merged(id[prev], id[k]), prev);
+            }
+        }
+        for (; live != 0; live &= live - 1U) {
+            sink.push(id[static_cast<unsigned>(__builtin_ctz(live))]);
         }
     }
 
@@ -558,8 +707,11 @@ struct BpeTokenizer::Impl {
     // encode_piece for a piece of two or more bytes that is not itself a token.
     template <class Sink>
     void encode_non_token(std::string_view piece, Sink& sink) const {
-        if (piece.size() <= backtrack_above(piece) ||
-            (piece.size() <= kSmallPiece && !backtrack->usable())) {
+        if (piece.size() > kTinyAbove && piece.size() <= backtrack_above(piece) &&
+            backtrack->usable()) {
+            merge_tiny(piece, sink);
+        } else if (piece.size() <= backtrack_above(piece) ||
+                   (piece.size() <= kSmallPiece && !backtrack->usable())) {
             merge_small(piece, sink);
         } else if (backtrack->usable()) {
             if constexpr (std::is_same_v<Sink, VectorSink>) {
@@ -579,7 +731,8 @@ struct BpeTokenizer::Impl {
 
     // This thread's piece cache for this tokenizer (a few tokenizers per thread are kept; the
     // least recently used one is dropped).
-    [[nodiscard]] PieceCache& thread_cache() const {
+    // `text_bytes`: the size of the text that asks, which sizes a new cache.
+    [[nodiscard]] PieceCache& thread_cache(std::size_t text_bytes) const {
         constexpr std::size_t kMaxCachesPerThread = 4;
         struct Caches {
             std::array<std::uint64_t, kMaxCachesPerThread> owner{};
@@ -599,7 +752,7 @@ struct BpeTokenizer::Impl {
                 victim = i;
             }
         }
-        caches.cache[victim] = std::make_unique<PieceCache>();
+        caches.cache[victim] = std::make_unique<PieceCache>(text_bytes);
         caches.owner[victim] = instance_id;
         caches.last_use[victim] = caches.tick;
         return *caches.cache[victim];
@@ -618,7 +771,7 @@ struct BpeTokenizer::Impl {
         const std::uint64_t hash = BytesHash{}(piece);  // also the vocabulary map's hash
         // Two ways per set: a direct-mapped table loses 3-6% more pieces of natural text to
         // collisions (two recurring pieces evicting each other), each a full merge again.
-        PieceCache::Slot* const set = &cache.slots[(hash & (PieceCache::kSlots / 2 - 1)) * 2];
+        PieceCache::Slot* const set = &cache.slots[(hash & cache.set_mask) * 2];
         for (std::size_t way = 0; way < 2; ++way) {
             const PieceCache::Slot& s = set[way];
             if (s.hash == hash && s.len == piece.size() &&
@@ -628,11 +781,10 @@ struct BpeTokenizer::Impl {
             }
         }
         set[1] = set[0];  // the newer entry moves to the second way; the older one is dropped
-        PieceCache::Slot& slot = set[0];
         if (piece.size() <= max_token_len) {
             if (const Rank r = rank_of(piece, static_cast<std::size_t>(hash)); r != kNoRank) {
                 sink.push(r);
-                cache.store(slot, hash, piece, &r, 1);
+                cache.store(hash, piece, &r, 1);
                 return;
             }
         }
@@ -641,14 +793,14 @@ struct BpeTokenizer::Impl {
         VectorSink into{&fresh};
         encode_non_token(piece, into);
         sink.push_n(fresh.data(), fresh.size());
-        cache.store(slot, hash, piece, fresh.data(), fresh.size());
+        cache.store(hash, piece, fresh.data(), fresh.size());
     }
 
     // Encodes one haystack (text between special tokens) ordinarily.
     template <class Sink>
     void encode_segment(std::string_view segment, Sink& sink) const {
         thread_local std::vector<Piece> pieces;
-        PieceCache& cache = thread_cache();
+        PieceCache& cache = thread_cache(segment.size());
         std::size_t pos = 0;
         while (pos < segment.size()) {
             pieces.clear();

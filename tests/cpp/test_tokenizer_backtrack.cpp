@@ -235,6 +235,22 @@ TEST_CASE("backtracking encoder on small vocabularies", "[tokenizer]") {
         CHECK(tok.encode_ordinary(piece) == v.reference_merge(piece));
         CHECK(tok.encode_ordinary(mixed) == v.reference_merge(mixed));
     }
+    SECTION("ids from 2^21 disable it (they do not pack into the pair table), not below") {
+        // "ab", "abc" and a token whose id is the largest that packs, then one past it.
+        for (const Rank big : {(Rank{1} << 21U) - 2, Rank{1} << 21U}) {
+            std::vector<RankedToken> tokens = tt::byte_vocab({"ab", "abc"});
+            tokens.emplace_back("abcab", big);
+            const Vocab v(tokens);
+            const BacktrackEncoder enc(v.by_id);
+            CHECK(enc.usable() == (big < (Rank{1} << 21U) - 1));
+            const BpeTokenizer tok(tokens, {}, PatternFamily::kCl100k);
+            for (const std::string& piece :
+                 {std::string("abcab"), std::string(300, 'a'), "ab" + std::string(40, 'c'),
+                  std::string("abcababcabcab"), std::string("cabcabcabcaba")}) {
+                CHECK(tok.encode_ordinary(piece) == v.reference_merge(piece));
+            }
+        }
+    }
     SECTION("a vocabulary without every single byte disables it") {
         std::vector<RankedToken> tokens = tt::byte_vocab({"ab"});
         tokens.erase(tokens.begin() + 200);

@@ -287,3 +287,115 @@ def test_hypothesis_mixed_scripts_match_tiktoken(text: str) -> None:
     for name in ENCODINGS:
         want = tiktoken.get_encoding(name).encode_ordinary(text)
         assert TokenCounter(name).encode_ordinary(text) == want
+
+
+def test_ascii_letter_runs_match_tiktoken(pair: tuple[TokenCounter, tiktoken.Encoding]) -> None:
+    """The letter runs of the ASCII word paths, which the pre-tokeniser scans eight bytes at a
+    time: runs of every length up to 40 (ending inside and on the edge of each eight-byte step,
+    and within the last eight bytes of the text), of small letters, capitals and mixed case,
+    followed by every ASCII character (among them the neighbours of the letter ranges, @ [ ` {),
+    a non-ASCII letter, a mark, a CJK character or nothing."""
+    relay, oracle = pair
+    followers = [chr(c) for c in range(128)] + ["\u00e9", "\u00c9", "\u0301", "\u4e2d", ""]
+    texts = []
+    for n in range(1, 41):
+        for word in (
+            ("abcdefghijklmnopqrstuvwxyz" * 2)[:n],
+            ("QRSTUVWXYZ" * 4)[:n],
+            ("aBcDeFgHiJkLmNoPqRsTuVwXyZ" * 2)[:n],
+            "T" + ("hequickbrownfox" * 3)[: n - 1],
+        ):
+            for f in followers:
+                texts.append(f" {word}{f}")
+                texts.append(f"{word}{f}x {word}")
+    assert _first_mismatch(relay, oracle, texts) is None
+
+
+@settings(max_examples=1500, deadline=None, derandomize=True)
+@given(
+    text=st.text(
+        alphabet=st.sampled_from(list("aaabeinrstxyzAEQ'-=_.!? \n\u00e9\u00fc")),
+        min_size=6,
+        max_size=24,
+    )
+)
+def test_hypothesis_short_pieces_match_tiktoken(text: str) -> None:
+    """Pieces of 7 to 16 bytes that are not tokens take the array merge over part offsets (a
+    bitmask of live parts and the minimum of 16 keys, lowest rank then leftmost): few letters
+    repeated, so that equal pairs tie, punctuation runs, a few two-byte letters, each text on a
+    new counter so that no piece comes from the cache."""
+    for name in ENCODINGS:
+        want = tiktoken.get_encoding(name).encode_ordinary(text)
+        assert TokenCounter(name, memo_size=0).encode_ordinary(text) == want
+
+
+def test_short_repeated_pieces_match_tiktoken(pair: tuple[TokenCounter, tiktoken.Encoding]) -> None:
+    """Runs of one character and of two alternating ones, 2 to 17 bytes (all pairs of a round
+    tie, so the leftmost must merge first), with and without a leading space, and every
+    lowercase word of three to sixteen letters drawn from a short alphabet."""
+    relay, oracle = pair
+    texts = []
+    for n in range(2, 18):
+        for unit in ("a", "e", "z", "ab", "ba", "=", "-=", "!", "_"):
+            body = (unit * n)[:n]
+            texts += [body, " " + body, body + " " + body]
+    rng = random.Random(4)
+    texts += [" " + "".join(rng.choices("aeinrst", k=rng.randint(3, 16))) for _ in range(3000)]
+    assert _first_mismatch(relay, oracle, texts) is None
+
+
+def test_new_threads_keep_ids_exact() -> None:
+    """Each new thread starts with an empty pair-check memo whose lines are cleared as they are
+    first used; unspaced lines (long pieces: many pair checks) on a dozen new threads, two
+    vocabularies taking turns on each, keep tiktoken's ids."""
+    oracles = [tiktoken.get_encoding(name) for name in ENCODINGS]
+    counters = [TokenCounter(oracle.name, memo_size=0) for oracle in oracles]
+    lines = [
+        re.sub(r"\s", "", line)
+        for name in ("Thai", "Japanese", "Russian")
+        for line in corpus.natural_sample()[name].splitlines()
+    ]
+    failures: list[str] = []
+
+    def run(offset: int) -> None:
+        for i, line in enumerate(lines[offset::4]):
+            k = i % 2
+            if counters[k].encode_ordinary(line) != oracles[k].encode_ordinary(line):
+                failures.append(line)
+
+    for t in range(12):
+        worker = threading.Thread(target=run, args=(t % 4,))
+        worker.start()
+        worker.join()
+    assert failures == []
+
+
+def test_piece_cache_grows_from_a_short_first_text(
+    pair: tuple[TokenCounter, tiktoken.Encoding],
+) -> None:
+    """A thread's piece cache is sized by the first text it encodes and grows (entries moved to
+    a table four times larger) as later texts bring more distinct pieces: on a new thread, a
+    short text (the smallest table, 1,024 slots), then up to 40,000 distinct words (it grows
+    to 4,096 and 16,384 slots), each text encoded twice (the second time mostly from the cache)
+    keeps tiktoken's ids."""
+    relay, oracle = pair
+    counter = TokenCounter(oracle.name, memo_size=0)
+    rng = random.Random(21)
+    letters = "abcdefghijklmnopqrstuvwxyz\u00e9\u00fc\u0431\u0434\u05d0\u05d1"
+    words = ["".join(rng.choices(letters, k=rng.randint(2, 14))) for _ in range(40_000)]
+    texts = ["hi there", " ".join(words[:500]), " ".join(words[:8000]), " ".join(words)]
+    texts.append(" ".join(words[::-1] * 2))
+    failures: list[int] = []
+
+    def run() -> None:
+        for i, text in enumerate(texts):
+            want = oracle.encode_ordinary(text)
+            for _ in range(2):
+                if counter.encode_ordinary(text) != want or counter.count(text) != len(want):
+                    failures.append(i)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join()
+    assert failures == []
+    assert relay.encode_ordinary(texts[1]) == oracle.encode_ordinary(texts[1])
