@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
@@ -178,7 +178,14 @@ class ToolCall:
         )
 
 
-_SET_CALL = tuple(ToolCall.__dict__[name].__set__ for name in ("id", "name", "arguments", "type"))
+def slot_setters(cls: type, *names: str) -> tuple[Callable[[Any, Any], None], ...]:
+    """The setters of ``cls``'s slots ``names``, in order. They write a frozen dataclass's
+    fields past its ``__setattr__``: the positional makers of a session's many objects
+    (``stored_message``, ``make_candidate``, ``make_window_message``) use them."""
+    return tuple(cls.__dict__[name].__set__ for name in names)
+
+
+_SET_CALL = slot_setters(ToolCall, "id", "name", "arguments", "type")
 
 
 def stored_tool_call(value: Mapping[str, Any]) -> ToolCall:
@@ -360,21 +367,19 @@ class StoredMessage:
         )
 
 
-_SET_STORED = tuple(
-    StoredMessage.__dict__[name].__set__  # the slots' own setters: past the frozen __setattr__
-    for name in (
-        "session_id",
-        "seq",
-        "role",
-        "content",
-        "created_at",
-        "name",
-        "tool_call_id",
-        "tool_calls",
-        "metadata",
-        "token_counts",
-        "dedup_signature",
-    )
+_SET_STORED = slot_setters(
+    StoredMessage,
+    "session_id",
+    "seq",
+    "role",
+    "content",
+    "created_at",
+    "name",
+    "tool_call_id",
+    "tool_calls",
+    "metadata",
+    "token_counts",
+    "dedup_signature",
 )
 
 
@@ -498,6 +503,7 @@ __all__ = [
     "ToolCall",
     "micros_from_utc",
     "openai_message",
+    "slot_setters",
     "stored_message",
     "stored_tool_call",
     "utc_from_micros",

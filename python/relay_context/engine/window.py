@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relay_context.core.message_tokens import REPLY_PRIMING_TOKENS
-from relay_context.engine.models import MessageRole, ToolCall, openai_message
+from relay_context.engine.models import MessageRole, ToolCall, openai_message, slot_setters
 
 #: The text of the placeholder user turn that :meth:`ContextWindow.to_anthropic` puts first when
 #: a window starts with an assistant turn (Anthropic's Messages API requires a user turn first).
@@ -68,19 +68,17 @@ class WindowMessage:
         )
 
 
-_SET_WINDOW_MESSAGE = tuple(
-    WindowMessage.__dict__[name].__set__  # the slots' own setters: past the frozen __setattr__
-    for name in (
-        "role",
-        "content",
-        "tokens",
-        "seq",
-        "name",
-        "tool_call_id",
-        "tool_calls",
-        "truncated",
-        "summarizes",
-    )
+_SET_WINDOW_MESSAGE = slot_setters(
+    WindowMessage,
+    "role",
+    "content",
+    "tokens",
+    "seq",
+    "name",
+    "tool_call_id",
+    "tool_calls",
+    "truncated",
+    "summarizes",
 )
 
 

@@ -24,7 +24,7 @@ from relay_context.config.settings import Settings
 from relay_context.core.drift import RelevanceIndex
 from relay_context.core.message_tokens import TOKENS_PER_MESSAGE, TOKENS_PER_NAME
 from relay_context.core.tokenizer import TokenCounter
-from relay_context.engine.models import MessageRole, StoredMessage
+from relay_context.engine.models import MessageRole, StoredMessage, slot_setters
 from relay_context.engine.window import WindowMessage, make_window_message
 from relay_context.errors import InfeasibleBudgetError
 
@@ -66,9 +66,8 @@ class Candidate:
         )
 
 
-_SET_CANDIDATE = tuple(
-    Candidate.__dict__[name].__set__  # the slots' own setters: past the frozen __setattr__
-    for name in ("message", "tokens", "content_tokens", "pinned", "group", "seq")
+_SET_CANDIDATE = slot_setters(
+    Candidate, "message", "tokens", "content_tokens", "pinned", "group", "seq"
 )
 
 
