@@ -121,10 +121,10 @@ class SessionPlanner:
         costs: list[tuple[StoredMessage, int, int] | None]
         if known:
             get = known.get
-            costs = [get(m.seq) for m in messages]
+            found = [get(m.seq) for m in messages]
             costs = [
                 e if e is not None and e[0] is m else None
-                for e, m in zip(costs, messages, strict=True)
+                for e, m in zip(found, messages, strict=True)
             ]
             missing = [i for i, e in enumerate(costs) if e is None]
         else:  # a session's first plan: every cost is made
@@ -184,8 +184,9 @@ class SessionPlanner:
             self._plans.move_to_end(key)
             return old
         known: KnownTokens = {} if old is None else old.known
-        grown = old is not None and same_messages(old.messages, messages)
-        previous = old.candidates if old is not None and grown else []
+        # The plan of a prefix of these very messages: what did not change is taken from it.
+        grown = old if old is not None and same_messages(old.messages, messages) else None
+        previous = grown.candidates if grown is not None else []
         candidates = await self.candidates(messages, encoding, known, previous)
         # Only the current messages' costs are kept (a deleted prefix is forgotten).
         known = {m.seq: known[m.seq] for m in messages if m.seq in known}
@@ -225,8 +226,8 @@ class SessionPlanner:
             index=index,
             prepared=PreparedCandidates(kept, index, included),
         )
-        if old is not None and grown:
-            plan.prepared.adopt_window_messages(old.prepared)
+        if grown is not None:
+            plan.prepared.adopt_window_messages(grown.prepared)
         self._plans[key] = plan
         self._plans.move_to_end(key)
         while len(self._plans) > PLANNED_SESSIONS:
