@@ -23,4 +23,7 @@ PYBIND11_MODULE(_core, m) {
 
     auto fuzzy = m.def_submodule("fuzzy", "Fuzzy string similarity and a near-duplicate index");
     register_fuzzy(fuzzy);
+
+    auto rows = m.def_submodule("rows", "Stored message rows into message objects");
+    register_rows(rows);
 }

@@ -80,3 +80,4 @@ void register_compress(py::module_& m);
 void register_fuzzy(py::module_& m);
 void register_ratelimit(py::module_& m);
 void register_drift(py::module_& m);
+void register_rows(py::module_& m);

@@ -4,4 +4,5 @@ from . import drift as drift
 from . import fuzzy as fuzzy
 from . import knapsack as knapsack
 from . import ratelimit as ratelimit
+from . import rows as rows
 from . import tokenizer as tokenizer

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
 from relay_context.checks import check_int, validate_name
+from relay_context.core.rows import MessageRowDecoder
 from relay_context.engine.cache import ContextCache
 from relay_context.engine.codec import RAW, CodecSet, ContentCodec
 from relay_context.engine.models import (
@@ -140,6 +141,33 @@ _SESSION_COLUMNS = (
 )
 _ROLE_BY_VALUE = {role.value: role for role in MessageRole}
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # utc_from_micros(m) == _EPOCH + m us
+
+
+def _message_of_row(row: Row, text: str) -> StoredMessage:
+    """The message of one stored row whose content is ``text`` (columns as
+    ``_MESSAGE_COLUMNS``); the rows it was validated with when written are not checked again."""
+    calls = row[5]
+    metadata = row[6]
+    signature = row[12]
+    return stored_message(
+        row[0],
+        int(row[1]),
+        _ROLE_BY_VALUE[row[2]],
+        text,
+        _EPOCH + timedelta(0, 0, int(row[11])),  # positional: no keyword parsing
+        row[3],
+        row[4],
+        () if calls is None else tuple(stored_tool_call(c) for c in json.loads(calls)),
+        {} if metadata == "{}" else json.loads(metadata),
+        json.loads(row[7]),
+        None if signature is None else bytes(signature),
+    )
+
+
+#: Makes the messages of rows (the common form in C++, the rest by _message_of_row).
+_ROW_DECODER = MessageRowDecoder(
+    StoredMessage, roles=_ROLE_BY_VALUE, tz=timezone.utc, fallback=_message_of_row
+)
 _MESSAGE_COLUMNS = (
     "session_id, seq, role, name, tool_call_id, tool_calls, metadata, token_counts, codec,"
     " content_size, content, created_at_us, dedup_signature"
@@ -348,45 +376,11 @@ class SqlSessionStore(SessionStore):
         )
 
     def _messages(self, rows: Sequence[Row]) -> list[StoredMessage]:
-        """The messages of ``rows`` in one pass: the lookups are hoisted out of the loop, the
-        compressed contents of each codec are restored in one call (a session's first window
-        decodes all of its rows), and the common stored forms (no tool calls, empty metadata)
-        are read without a JSON parse."""
-        texts = self._texts(rows)
-        loads = json.loads
-        role_of = _ROLE_BY_VALUE
-        from_call = stored_tool_call
-        make = stored_message
-        epoch = _EPOCH
-        micros = timedelta
-        out: list[StoredMessage] = []
-        append = out.append
-        # Token counts repeat from row to row (short messages have few distinct counts): each
-        # distinct text is parsed once, and every message gets its own copy of the dict.
-        parsed_counts: dict[str, dict[str, int]] = {}
-        for row, text in zip(rows, texts, strict=True):
-            calls = row[5]
-            metadata = row[6]
-            signature = row[12]
-            counts = parsed_counts.get(row[7])
-            if counts is None:
-                counts = parsed_counts[row[7]] = loads(row[7])
-            append(
-                make(
-                    row[0],
-                    int(row[1]),
-                    role_of[row[2]],
-                    text,
-                    epoch + micros(0, 0, int(row[11])),  # positional: no keyword parsing
-                    row[3],
-                    row[4],
-                    () if calls is None else tuple(from_call(c) for c in loads(calls)),
-                    {} if metadata == "{}" else loads(metadata),
-                    counts.copy(),
-                    None if signature is None else bytes(signature),
-                )
-            )
-        return out
+        """The messages of ``rows``: the compressed contents of each codec are restored in one
+        call (a session's first window decodes all of its rows), and the rows of the common
+        form (no tool calls, empty metadata) are made in one C++ pass; the others, and any row
+        that is not as stored, by :func:`_message_of_row`, the reference both paths follow."""
+        return _ROW_DECODER.decode(rows, self._texts(rows))
 
     def _texts(self, rows: Sequence[Row]) -> list[str]:
         """The content of each row: raw ones decoded here, the compressed ones of each codec
