@@ -4,9 +4,11 @@
 // the largest single cost of the window. This file has no Python-free core, since its inputs
 // and outputs are Python objects (rows as a driver returns them, the message class's slots).
 //
-// Only the common form of a row is made here; any other row (tool calls, metadata, an unknown
-// role, a type a driver did not give as expected, a date out of range) goes to the Python
-// function the decoder is given, which is the reference, so both paths make equal objects.
+// Contents stored raw or with the store's own codec (a CompressionEngine's frames) are restored
+// here too, all frames in one pass. Only the common form of a row is made here; any other row
+// (tool calls, metadata, an unknown role, another codec, a damaged frame, a type a driver did not
+// give as expected, a date out of range) goes to the Python function the decoder is given, which
+// is the reference, so both paths make equal objects.
 // clang-format off
 #include "common/binding.hpp"  // first: datetime.h needs Python.h before it
 #include <datetime.h>
@@ -14,9 +16,17 @@
 
 #include <array>
 #include <cstdint>
+#include <exception>
+#include <span>
 #include <string>
+#include <string_view>
+#include <vector>
+
+#include "compress/compressor.hpp"
 
 namespace {
+
+namespace cz = relay::compress;
 
 // Column order of a row (the store's SELECT list).
 enum Column : Py_ssize_t {
@@ -89,13 +99,17 @@ bool is_str_or_none(PyObject* o) { return o == Py_None || PyUnicode_CheckExact(o
 class MessageRowDecoder {
   public:
     MessageRowDecoder(py::type message_type, const py::sequence& slot_names, py::dict roles,
-                      py::object loads, py::object tzinfo, py::object fallback)
+                      py::object loads, py::object tzinfo, py::object fallback, std::string raw_tag,
+                      std::string native_tag, py::object native)
         : type_(std::move(message_type)),
           roles_(std::move(roles)),
           loads_(std::move(loads)),
           tzinfo_(std::move(tzinfo)),
           fallback_(std::move(fallback)),
-          empty_metadata_(py::str("{}")) {
+          empty_metadata_(py::str("{}")),
+          raw_tag_(std::move(raw_tag)),
+          native_tag_(std::move(native_tag)),
+          native_(std::move(native)) {
         if (py::len(slot_names) != kSlots) {
             throw py::value_error("the message type needs " + std::to_string(kSlots) +
                                   " slot names");
@@ -112,46 +126,137 @@ class MessageRowDecoder {
             }
             slots_[i] = std::move(descriptor);
         }
+        if (!native_.is_none()) {
+            decompressor_ = &native_.cast<const cz::Decompressor&>();
+        }
     }
 
-    py::list decode(const py::list& rows, const py::list& texts) {
+    py::list decode(const py::list& rows) {
         const Py_ssize_t n = PyList_GET_SIZE(rows.ptr());
-        if (PyList_GET_SIZE(texts.ptr()) != n) {
-            throw py::value_error(std::to_string(PyList_GET_SIZE(texts.ptr())) + " texts for " +
-                                  std::to_string(n) + " rows");
+        // 1. Rows as tuples (a driver's record types are sequences), and where each content is:
+        // raw bytes read in place, or a frame of the native codec decoded into `out`.
+        std::vector<py::object> tuples(static_cast<std::size_t>(n));
+        std::vector<Content> contents(static_cast<std::size_t>(n));
+        std::vector<std::string_view> frames;
+        std::vector<std::size_t> frame_rows;
+        std::size_t total = 0;
+        for (Py_ssize_t i = 0; i < n; ++i) {
+            PyObject* row = PyList_GET_ITEM(rows.ptr(), i);
+            auto& tuple = tuples[static_cast<std::size_t>(i)];
+            if (PyTuple_CheckExact(row)) {
+                tuple = py::reinterpret_borrow<py::object>(row);
+            } else {
+                tuple = py::reinterpret_steal<py::object>(PySequence_Tuple(row));
+                if (!tuple) {
+                    throw py::error_already_set();
+                }
+            }
+            auto& content = contents[static_cast<std::size_t>(i)];
+            content = locate(tuple.ptr());
+            if (content.kind == Content::kFrame) {
+                content.offset = total;
+                total += content.size;
+                frames.push_back(content.bytes);
+                frame_rows.push_back(static_cast<std::size_t>(i));
+            }
         }
-        py::list out(n);
+        // 2. The frames, one after the other (a failed one goes to the fallback, which says
+        // what is wrong with it). Safe without the GIL: only C++ buffers are written, and the
+        // bytes read are kept alive by `tuples`; a session's small frames keep it.
+        std::string out(total, '\0');
+        relay::bind::without_gil_if_large(total, [&] {
+            for (std::size_t f = 0; f < frames.size(); ++f) {
+                auto& content = contents[frame_rows[f]];
+                try {
+                    decompressor_->decompress_into(
+                        frames[f], std::span<char>(out.data() + content.offset, content.size));
+                } catch (const std::exception&) {
+                    content.kind = Content::kOther;
+                }
+            }
+        });
+        // 3. The messages.
+        py::list messages(n);
         // Token counts repeat from row to row: each distinct text is parsed once (every message
         // still gets its own dict).
         py::dict parsed;
         for (Py_ssize_t i = 0; i < n; ++i) {
-            PyObject* row = PyList_GET_ITEM(rows.ptr(), i);
-            PyObject* text = PyList_GET_ITEM(texts.ptr(), i);
+            const auto& content = contents[static_cast<std::size_t>(i)];
             py::object message;
-            if (PyTuple_CheckExact(row)) {
-                message = common_form(row, text, parsed);
-            } else {
-                // asyncpg's Record: a sequence, not a tuple.
-                const auto as_tuple = py::reinterpret_steal<py::object>(PySequence_Tuple(row));
-                if (!as_tuple) {
-                    throw py::error_already_set();
+            if (content.kind != Content::kOther) {
+                const char* data = content.kind == Content::kRaw ? content.bytes.data()
+                                                                 : out.data() + content.offset;
+                auto text = py::reinterpret_steal<py::object>(
+                    PyUnicode_DecodeUTF8(data, static_cast<Py_ssize_t>(content.size), "strict"));
+                if (text) {
+                    message =
+                        common_form(tuples[static_cast<std::size_t>(i)].ptr(), text.ptr(), parsed);
+                    if (!message) {
+                        message = fallback_(py::handle(PyList_GET_ITEM(rows.ptr(), i)), text);
+                    }
+                } else {
+                    PyErr_Clear();  // not UTF-8: the fallback names the row
                 }
-                message = common_form(as_tuple.ptr(), text, parsed);
             }
             if (!message) {
-                message = fallback_(py::handle(row), py::handle(text));
+                message = fallback_(py::handle(PyList_GET_ITEM(rows.ptr(), i)), py::none());
             }
-            PyList_SET_ITEM(out.ptr(), i, message.release().ptr());
+            PyList_SET_ITEM(messages.ptr(), i, message.release().ptr());
         }
-        return out;
+        return messages;
     }
 
   private:
+    struct Content {
+        enum Kind { kRaw, kFrame, kOther } kind = kOther;
+        std::string_view bytes;  // the stored blob
+        std::size_t size = 0;    // of the text
+        std::size_t offset = 0;  // of a frame's text in the decoded buffer
+    };
+
+    // Where the text of `row` is, when the row's codec is raw or the native one and its blob
+    // is bytes of the size stored; kOther for anything else.
+    [[nodiscard]] Content locate(PyObject* row) const {
+        Content content;
+        if (PyTuple_GET_SIZE(row) != kColumns) {
+            return content;
+        }
+        PyObject* codec = PyTuple_GET_ITEM(row, kCodec);
+        PyObject* size = PyTuple_GET_ITEM(row, kContentSize);
+        PyObject* blob = PyTuple_GET_ITEM(row, kContent);
+        if (!PyUnicode_CheckExact(codec) || !PyLong_CheckExact(size) || !PyBytes_CheckExact(blob)) {
+            return content;
+        }
+        const long long declared = PyLong_AsLongLong(size);
+        if (declared < 0) {
+            PyErr_Clear();
+            return content;
+        }
+        Py_ssize_t tag_size = 0;
+        const char* tag = PyUnicode_AsUTF8AndSize(codec, &tag_size);
+        if (tag == nullptr) {
+            PyErr_Clear();
+            return content;
+        }
+        const std::string_view codec_tag(tag, static_cast<std::size_t>(tag_size));
+        content.bytes = std::string_view(PyBytes_AS_STRING(blob),
+                                         static_cast<std::size_t>(PyBytes_GET_SIZE(blob)));
+        content.size = static_cast<std::size_t>(declared);
+        if (codec_tag == raw_tag_) {
+            if (content.bytes.size() == content.size) {
+                content.kind = Content::kRaw;
+            }
+        } else if (decompressor_ != nullptr && codec_tag == native_tag_) {
+            const auto frame_size = decompressor_->single_frame_size(content.bytes);
+            if (frame_size && *frame_size == content.size) {
+                content.kind = Content::kFrame;
+            }
+        }
+        return content;
+    }
+
     // The message of a row in the common form, or a null object when the row is not.
     py::object common_form(PyObject* row, PyObject* text, py::dict& parsed) {
-        if (PyTuple_GET_SIZE(row) != kColumns || !PyUnicode_CheckExact(text)) {
-            return {};
-        }
         auto col = [row](Column c) { return PyTuple_GET_ITEM(row, c); };
         PyObject* session_id = col(kSessionId);
         PyObject* seq = col(kSeq);
@@ -247,6 +352,10 @@ class MessageRowDecoder {
     py::object tzinfo_;
     py::object fallback_;
     py::str empty_metadata_;
+    std::string raw_tag_;
+    std::string native_tag_;
+    py::object native_;  // keeps decompressor_ alive
+    const cz::Decompressor* decompressor_ = nullptr;
 };
 
 }  // namespace
@@ -257,9 +366,10 @@ void register_rows(py::module_& m) {
         throw py::error_already_set();
     }
     py::class_<MessageRowDecoder>(m, "MessageRowDecoder")
-        .def(
-            py::init<py::type, const py::sequence&, py::dict, py::object, py::object, py::object>(),
-            py::arg("message_type"), py::arg("slot_names"), py::arg("roles"), py::arg("loads"),
-            py::arg("tzinfo"), py::arg("fallback"))
-        .def("decode", &MessageRowDecoder::decode, py::arg("rows"), py::arg("texts"));
+        .def(py::init<py::type, const py::sequence&, py::dict, py::object, py::object, py::object,
+                      std::string, std::string, py::object>(),
+             py::arg("message_type"), py::arg("slot_names"), py::arg("roles"), py::arg("loads"),
+             py::arg("tzinfo"), py::arg("fallback"), py::arg("raw_tag"), py::arg("native_tag"),
+             py::arg("native").none(true))
+        .def("decode", &MessageRowDecoder::decode, py::arg("rows"));
 }

@@ -1,6 +1,6 @@
 """MessageRowDecoder (C++) against the store's one-row Python decoding, the reference it
-falls back to: equal messages for every row form, the fallback for the uncommon ones, errors
-from bad rows."""
+falls back to: equal messages for every row form and codec (raw, zstd, LZ4, damaged frames),
+the fallback for the uncommon ones, errors from bad rows."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from relay_context.core.compression import CompressionEngine
 from relay_context.core.rows import MESSAGE_SLOTS, MessageRowDecoder
+from relay_context.engine.codec import IdentityCodec
 from relay_context.engine.models import MessageRole, StoredMessage
 from relay_context.engine.store import sql
-from relay_context.errors import InputTypeError
+from relay_context.errors import CorruptFrameError, InputTypeError
 
 ROLES = [role.value for role in MessageRole]
 US_PER_DAY = 86_400_000_000
@@ -62,7 +64,7 @@ rows = st.tuples(
     st.dictionaries(
         st.sampled_from(["o200k_base", "cl100k_base"]), st.integers(0, 10**6), max_size=2
     ).map(json.dumps),
-    st.just("raw"),
+    st.just("raw"),  # codec, content_size and content: made from the text (see stored_rows)
     st.just(0),
     st.just(b""),
     st.one_of(
@@ -74,8 +76,44 @@ rows = st.tuples(
 )
 
 
-def reference(rows: Sequence[Any], texts: Sequence[str]) -> list[StoredMessage]:
-    return [sql._message_of_row(row, text) for row, text in zip(rows, texts, strict=True)]
+ZSTD = CompressionEngine(algorithm="zstd")
+LZ4 = CompressionEngine(algorithm="lz4")
+CODECS = {"raw": IdentityCodec(), "zstd": ZSTD, "lz4": LZ4}
+
+
+def text_of(row: Sequence[Any]) -> str:
+    """The reference content of a row: its codec's decompress, checked against the size."""
+    data = CODECS[row[8]].decompress(bytes(row[10]))
+    if len(data) != row[9]:
+        raise CorruptFrameError(f"{len(data)} bytes where {row[9]} were stored")
+    return data.decode("utf-8")
+
+
+def fallback(row: Any, text: str | None) -> StoredMessage:
+    return sql._message_of_row(row, text_of(row) if text is None else text)
+
+
+def decoder(native: str = "zstd", on_row: Any = fallback) -> MessageRowDecoder[StoredMessage]:
+    return MessageRowDecoder(
+        StoredMessage,
+        roles=sql._ROLE_BY_VALUE,
+        tz=timezone.utc,
+        fallback=on_row,
+        codec_tag=native,
+        codec=CODECS[native],
+    )
+
+
+def stored_rows(rows: Sequence[tuple[Any, ...]], texts: Sequence[str], codecs: Sequence[str]):  # type: ignore[no-untyped-def]
+    out = []
+    for row, text, codec in zip(rows, texts, codecs, strict=True):
+        data = text.encode("utf-8", "surrogatepass")
+        out.append((*row[:8], codec, len(data), CODECS[codec].compress(data), *row[11:]))
+    return out
+
+
+def reference(rows: Sequence[Any]) -> list[StoredMessage]:
+    return [sql._message_of_row(row, text_of(row)) for row in rows]
 
 
 def assert_same(got: Sequence[StoredMessage], want: Sequence[StoredMessage]) -> None:
@@ -91,14 +129,22 @@ def assert_same(got: Sequence[StoredMessage], want: Sequence[StoredMessage]) -> 
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(rows, st.text(max_size=40)), max_size=30))
-def test_decoder_equals_reference(cases: list[tuple[tuple[Any, ...], str]]) -> None:
-    batch = [row for row, _ in cases]
-    texts = [text for _, text in cases]
-    assert_same(sql._ROW_DECODER.decode(batch, texts), reference(batch, texts))
+@given(
+    st.lists(
+        st.tuples(rows, st.text(max_size=300), st.sampled_from(["raw", "zstd", "lz4"])),
+        max_size=30,
+    ),
+    st.sampled_from(["zstd", "lz4"]),
+)
+def test_decoder_equals_reference(cases: list[tuple[Any, str, str]], native: str) -> None:
+    texts = [text for _, text, _ in cases]
+    if any("\ud800" <= c <= "\udfff" for t in texts for c in t):
+        return  # not UTF-8: tested below
+    batch = stored_rows([r for r, _, _ in cases], texts, [c for _, _, c in cases])
+    want = reference(batch)
+    assert_same(decoder(native).decode(batch), want)
     # A driver's record type takes the same path after a tuple() of it.
-    records = [Record(row) for row in batch]
-    assert_same(sql._ROW_DECODER.decode(records, texts), reference(batch, texts))
+    assert_same(decoder(native).decode([Record(row) for row in batch]), want)
 
 
 def row(**changes: Any) -> tuple[Any, ...]:
@@ -110,8 +156,8 @@ def row(**changes: Any) -> tuple[Any, ...]:
         metadata="{}",
         token_counts='{"o200k_base": 3}',
         codec="raw",
-        content_size=0,
-        content=b"",
+        content_size=1,
+        content=b"x",
         created_at_us=0,
     )
     base.update(changes)
@@ -119,55 +165,51 @@ def row(**changes: Any) -> tuple[Any, ...]:
 
 
 def test_common_rows_are_made_in_cpp_and_others_by_the_fallback() -> None:
-    calls: list[Any] = []
+    calls: list[tuple[int, str | None]] = []
 
-    def fallback(r: Any, text: str) -> StoredMessage:
-        calls.append(r[1])
-        return sql._message_of_row(r, text)
+    def counting(r: Any, text: str | None) -> StoredMessage:
+        calls.append((r[1], text))
+        return fallback(r, text)
 
-    decoder = MessageRowDecoder(
-        StoredMessage, roles=sql._ROLE_BY_VALUE, tz=timezone.utc, fallback=fallback
-    )
+    rows = decoder(on_row=counting)
+    frame = ZSTD.compress(b"hello")
     batch = [
         row(seq=1),
         row(seq=2, tool_calls=tool_calls_json(1), role="assistant"),
         row(seq=3, metadata='{"pinned": true}'),
-        row(seq=4, created_at_us=MAX_US + 1),  # out of datetime's range
-        row(seq=5, dedup_signature=memoryview(b"abcd")),  # not bytes as the drivers give
-        row(seq=6)[:-1],  # a column short
+        row(seq=4, dedup_signature=memoryview(b"abcd")),  # not bytes as the drivers give
+        row(seq=5, codec="zstd", content_size=5, content=frame),
+        row(seq=6, codec="lz4", content_size=5, content=LZ4.compress(b"hello")),  # not native
         row(seq=7, name="bob", tool_call_id="call_1", dedup_signature=b"\x00" * 4),
+        row(seq=8, content=memoryview(b"x")),
     ]
-    texts = ["a", "b", "c", "d", "e", "f", "g"]
+    got = rows.decode(batch)
+    assert calls == [(2, "x"), (3, "x"), (4, "x"), (6, None), (8, None)]
+    assert_same(got, reference(batch))
+    assert got[4].content == "hello"
+    assert got[0].token_counts is not got[6].token_counts  # each message has its own dict
+    assert got[0].metadata is not got[6].metadata
+
+
+def test_rows_that_cannot_be_made_raise_from_the_fallback() -> None:
+    rows = decoder()
+    frame = ZSTD.compress(b"hello")
     with pytest.raises(OverflowError):
-        decoder.decode(batch[3:4], texts[3:4])
-    assert calls == [4]
-    calls.clear()
-    del batch[3], texts[3]
+        rows.decode([row(created_at_us=MAX_US + 1)])  # out of datetime's range
     with pytest.raises(IndexError):
-        decoder.decode(batch[4:5], texts[4:5])
-    calls.clear()
-    del batch[4], texts[4]
-    got = decoder.decode(batch, texts)
-    assert calls == [2, 3, 5]
-    assert_same(got, reference(batch, texts))
-    assert got[0].token_counts is not got[1].token_counts  # each message has its own dict
-
-
-def test_counts_are_copied_per_message() -> None:
-    batch = [row(seq=1), row(seq=2)]
-    first, second = sql._ROW_DECODER.decode(batch, ["x", "y"])
-    assert first.token_counts == second.token_counts == {"o200k_base": 3}
-    assert first.token_counts is not second.token_counts
-    assert first.metadata is not second.metadata
-
-
-def test_bad_rows_raise_as_the_reference_does() -> None:
+        rows.decode([row()[:-1]])  # a column short
     with pytest.raises(KeyError):
-        sql._ROW_DECODER.decode([row(role="robot")], ["x"])
+        rows.decode([row(role="robot")])
     with pytest.raises(json.JSONDecodeError):
-        sql._ROW_DECODER.decode([row(token_counts="{")], ["x"])
-    with pytest.raises(ValueError, match="2 texts for 1 rows"):
-        sql._ROW_DECODER.decode([row()], ["x", "y"])
+        rows.decode([row(token_counts="{")])
+    with pytest.raises(UnicodeDecodeError):
+        rows.decode([row(content=b"\xff")])
+    with pytest.raises(CorruptFrameError):
+        rows.decode([row(codec="zstd", content_size=5, content=frame[:-1])])  # cut short
+    with pytest.raises(CorruptFrameError):
+        rows.decode([row(codec="zstd", content_size=4, content=frame)])  # another size
+    with pytest.raises(CorruptFrameError):
+        rows.decode([row(content_size=2)])  # raw, another size
 
 
 def test_decoder_checks_its_message_type() -> None:

@@ -3,6 +3,8 @@ from collections.abc import Callable, Sequence
 from datetime import tzinfo
 from typing import Any
 
+from .compress import Decompressor
+
 class MessageRowDecoder:
     def __init__(
         self,
@@ -11,6 +13,9 @@ class MessageRowDecoder:
         roles: dict[str, Any],
         loads: Callable[[str], Any],
         tzinfo: tzinfo,
-        fallback: Callable[[Any, str], Any],
+        fallback: Callable[[Any, str | None], Any],
+        raw_tag: str,
+        native_tag: str,
+        native: Decompressor | None,
     ) -> None: ...
-    def decode(self, rows: list[Any], texts: list[str]) -> list[Any]: ...
+    def decode(self, rows: list[Any]) -> list[Any]: ...

@@ -420,6 +420,12 @@ class CompressionEngine:
                 "use decompress() for binary data"
             ) from None
 
+    @property
+    def native_decompressor(self) -> _core.compress.Decompressor:
+        """The C++ decompressor, for kernels that restore this engine's frames themselves
+        (:class:`relay_context.core.rows.MessageRowDecoder`)."""
+        return self._decompressor
+
     def decompress_texts(
         self, frames: Sequence[bytes], sizes: Sequence[int] | None = None
     ) -> list[str]:

@@ -2,20 +2,23 @@
 
 A session's first window in a process reads every row of the session; made one by one in
 Python, each row costs a dozen calls (role lookup, datetime arithmetic, a dict copy, a setter per
-slot), which was the largest single cost of that window. The decoder makes the rows of the
-common form (no tool calls, empty metadata) in C++ and hands every other row to ``fallback``,
-the store's own Python decoding of one row, so both paths give equal objects.
+slot), which was the largest single cost of that window. The decoder restores the contents
+stored raw or with the store's :class:`~relay_context.core.compression.CompressionEngine` (all
+frames in one pass), makes the rows of the common form (no tool calls, empty metadata) in C++,
+and hands every other row to ``fallback``, the store's own Python decoding of one row, so both
+paths give equal objects.
 
 A row is the store's column list, in this order::
 
     session_id, seq, role, name, tool_call_id, tool_calls, metadata, token_counts, codec,
     content_size, content, created_at_us, dedup_signature
 
-(``codec``, ``content_size`` and ``content`` are not read here: the texts come decoded, in a
-list beside the rows.) The message class must be slotted; its slots are written in the order
-``session_id, seq, role, content, created_at, name, tool_call_id, tool_calls, metadata,
-token_counts, dedup_signature``, bypassing ``__init__`` and a frozen class's ``__setattr__``
-(stored rows were validated when they were written).
+(``content`` is UTF-8 of ``content_size`` bytes when ``codec`` is the raw tag, else a frame of
+the codec tagged ``codec_tag``; any other content goes to the fallback.) The message class must
+be slotted; its slots are written in the order ``session_id, seq, role, content, created_at,
+name, tool_call_id, tool_calls, metadata, token_counts, dedup_signature``, bypassing
+``__init__`` and a frozen class's ``__setattr__`` (stored rows were validated when they were
+written).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from datetime import tzinfo
 from typing import Any, Generic, TypeVar
 
 from relay_context import _core
+from relay_context.core.compression import CompressionEngine
 from relay_context.errors import InputTypeError
 
 T = TypeVar("T")
@@ -51,7 +55,10 @@ class MessageRowDecoder(Generic[T]):
 
     ``roles`` maps a stored role value to the role object; ``tz`` is the ``created_at`` zone
     (``created_at_us`` is microseconds since the Unix epoch); ``fallback(row, text)`` makes the
-    message of any row the decoder does not make itself, and raises for a bad one."""
+    message of any row the decoder does not make itself, and raises for a bad one: ``text`` is
+    the content when the decoder restored it, else ``None`` (the fallback restores it, or says
+    why it cannot). ``raw_tag`` tags contents stored as UTF-8; ``codec_tag`` those written by
+    ``codec``, which the decoder restores itself when it is a ``CompressionEngine``."""
 
     def __init__(
         self,
@@ -59,23 +66,32 @@ class MessageRowDecoder(Generic[T]):
         *,
         roles: Mapping[str, Any],
         tz: tzinfo,
-        fallback: Callable[[Any, str], T],
+        fallback: Callable[[Any, str | None], T],
+        raw_tag: str = "raw",
+        codec_tag: str = "",
+        codec: object = None,
     ) -> None:
         if not isinstance(message_type, type):
             raise InputTypeError(f"message_type must be a class, got {type(message_type).__name__}")
         if not callable(fallback):
             raise InputTypeError("fallback must be callable")
         self.message_type = message_type
+        native = codec.native_decompressor if isinstance(codec, CompressionEngine) else None
         self._core = _core.rows.MessageRowDecoder(
-            message_type, MESSAGE_SLOTS, dict(roles), json.loads, tz, fallback
+            message_type,
+            MESSAGE_SLOTS,
+            dict(roles),
+            json.loads,
+            tz,
+            fallback,
+            raw_tag,
+            codec_tag,
+            native,
         )
 
-    def decode(self, rows: Sequence[Any], texts: Sequence[str]) -> list[T]:
-        """The message of each row; ``texts[i]`` is row ``i``'s content."""
-        decoded: list[T] = self._core.decode(
-            rows if type(rows) is list else list(rows),
-            texts if type(texts) is list else list(texts),
-        )
+    def decode(self, rows: Sequence[Any]) -> list[T]:
+        """The message of each row."""
+        decoded: list[T] = self._core.decode(rows if type(rows) is list else list(rows))
         return decoded
 
 

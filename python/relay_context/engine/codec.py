@@ -91,6 +91,11 @@ class CodecSet:
             self.write_tag = tag
 
     @property
+    def writer(self) -> ContentCodec:
+        """The codec new data is written with (the identity codec for ``raw``)."""
+        return self._codecs[self.write_tag]
+
+    @property
     def tags(self) -> frozenset[str]:
         return frozenset(self._codecs)
 
@@ -112,20 +117,6 @@ class CodecSet:
                 f"data written with codec {tag!r}, which is not registered ({known})"
             )
         return codec
-
-    def decode_texts(self, tag: str, blobs: list[bytes], expected_sizes: list[int]) -> list[str]:
-        """``decode(tag, blob, size).decode("utf-8")`` of each blob: in one call when the codec
-        has ``decompress_texts`` (as :class:`CompressionEngine` has), else one by one. Raises
-        :class:`CorruptFrameError` or ``UnicodeDecodeError`` (which one does not say)."""
-        codec = self._codec(tag)
-        batch = getattr(codec, "decompress_texts", None)
-        if callable(batch):
-            texts: list[str] = batch(blobs, expected_sizes)
-            return texts
-        return [
-            self.decode(tag, blob, size).decode("utf-8")
-            for blob, size in zip(blobs, expected_sizes, strict=True)
-        ]
 
     def decode(self, tag: str, blob: bytes, expected_size: int | None = None) -> bytes:
         """The bytes ``encode`` was given; :class:`CorruptFrameError` on an unknown tag or size."""

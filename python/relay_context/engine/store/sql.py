@@ -48,7 +48,6 @@ from relay_context.errors import (
     IdempotencyKeyReusedError,
     InputTypeError,
     InvalidArgumentError,
-    RelayError,
     SessionExistsError,
     SessionLimitExceededError,
     SessionNotFoundError,
@@ -162,12 +161,6 @@ def _message_of_row(row: Row, text: str) -> StoredMessage:
         json.loads(row[7]),
         None if signature is None else bytes(signature),
     )
-
-
-#: Makes the messages of rows (the common form in C++, the rest by _message_of_row).
-_ROW_DECODER = MessageRowDecoder(
-    StoredMessage, roles=_ROLE_BY_VALUE, tz=timezone.utc, fallback=_message_of_row
-)
 _MESSAGE_COLUMNS = (
     "session_id, seq, role, name, tool_call_id, tool_calls, metadata, token_counts, codec,"
     " content_size, content, created_at_us, dedup_signature"
@@ -315,6 +308,17 @@ class SqlSessionStore(SessionStore):
     ) -> None:
         self.database = database
         self.codecs = CodecSet(codec, codec_tag, readers=read_codecs)
+        # The messages of rows: the common form (and raw or write-codec contents) in C++, any
+        # other row by _message_of_row.
+        self._rows = MessageRowDecoder(
+            StoredMessage,
+            roles=_ROLE_BY_VALUE,
+            tz=timezone.utc,
+            fallback=self._message_of_row,
+            raw_tag=RAW,
+            codec_tag=self.codecs.write_tag,
+            codec=self.codecs.writer,
+        )
         self.cache = cache
         self.default_ttl_seconds = validate_ttl(default_ttl_seconds)
         self.max_message_bytes = check_int(max_message_bytes, "max_message_bytes", minimum=1)
@@ -376,42 +380,16 @@ class SqlSessionStore(SessionStore):
         )
 
     def _messages(self, rows: Sequence[Row]) -> list[StoredMessage]:
-        """The messages of ``rows``: the compressed contents of each codec are restored in one
-        call (a session's first window decodes all of its rows), and the rows of the common
-        form (no tool calls, empty metadata) are made in one C++ pass; the others, and any row
-        that is not as stored, by :func:`_message_of_row`, the reference both paths follow."""
-        return _ROW_DECODER.decode(rows, self._texts(rows))
+        """The messages of ``rows`` in one C++ pass (``core.rows.MessageRowDecoder``: a
+        session's first window decodes all of its rows), which restores raw and write-codec
+        contents itself, all frames at once, and makes the rows of the common form (no tool
+        calls, empty metadata); any other row, or one that is not as stored, is made by
+        :meth:`_message_of_row`, the reference both paths follow."""
+        return self._rows.decode(rows)
 
-    def _texts(self, rows: Sequence[Row]) -> list[str]:
-        """The content of each row: raw ones decoded here, the compressed ones of each codec
-        in one call (``CodecSet.decode_texts``); a row that fails is read again on its own, for
-        an error that names it."""
-        texts: list[str] = []
-        compressed: dict[str, tuple[list[int], list[bytes], list[int]]] = {}
-        for i, row in enumerate(rows):
-            blob = row[10]
-            size = int(row[9])
-            if row[8] == RAW and len(blob) == size:
-                try:
-                    texts.append(bytes(blob).decode("utf-8"))
-                except UnicodeDecodeError:
-                    texts.append(self._text(row))  # raises StoreError, naming the row
-                continue
-            texts.append("")  # filled in below
-            entry = compressed.get(row[8])
-            if entry is None:
-                entry = compressed[row[8]] = ([], [], [])
-            entry[0].append(i)
-            entry[1].append(bytes(blob))
-            entry[2].append(size)
-        for tag, (positions, blobs, sizes) in compressed.items():
-            try:
-                found = self.codecs.decode_texts(tag, blobs, sizes)
-            except (RelayError, UnicodeDecodeError):
-                found = [self._text(rows[i]) for i in positions]  # raises, naming the row
-            for i, text in zip(positions, found, strict=True):
-                texts[i] = text
-        return texts
+    def _message_of_row(self, row: Row, text: str | None) -> StoredMessage:
+        """The message of one row; ``text`` is its content when already restored."""
+        return _message_of_row(row, self._text(row) if text is None else text)
 
     def _text(self, row: Row) -> str:
         """The content of one row; :class:`StoreError` (or the codec's error) naming it."""
