@@ -161,6 +161,8 @@ def _message_of_row(row: Row, text: str) -> StoredMessage:
         json.loads(row[7]),
         None if signature is None else bytes(signature),
     )
+
+
 _MESSAGE_COLUMNS = (
     "session_id, seq, role, name, tool_call_id, tool_calls, metadata, token_counts, codec,"
     " content_size, content, created_at_us, dedup_signature"
