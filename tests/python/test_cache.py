@@ -15,7 +15,8 @@ from relay_context.engine.cache import (
     RedisContextCache,
     open_cache,
 )
-from relay_context.engine.models import MessageRole, NewMessage
+from relay_context.engine.models import MessageRole, NewMessage, ToolCall
+from relay_context.engine.window import ContextWindow, WindowMessage
 from relay_context.errors import (
     BackendUnavailableError,
     CorruptFrameError,
@@ -99,7 +100,79 @@ async def test_bad_arguments(cache: ContextCache) -> None:
         await cache.set("s", "v", b"x", ttl_seconds=0)
 
 
+def a_window(content: str = "hello", seq: int = 2) -> ContextWindow:
+    call = ToolCall("call_1", "lookup", '{"q": 1}')
+    return ContextWindow(
+        session_id="s",
+        messages=(
+            WindowMessage(MessageRole.SYSTEM, "be brief", 6, seq=1),
+            WindowMessage(MessageRole.ASSISTANT, "", 12, seq=seq, tool_calls=(call,)),
+            WindowMessage(MessageRole.TOOL, content, 9, seq=seq + 1, tool_call_id="call_1"),
+        ),
+        tokens_used=30,
+        budget=100,
+        model="gpt-4o",
+        encoding="o200k_base",
+        policy="knapsack",
+        total_tokens=70,
+        dropped_seqs=(5, 6),
+        deduplicated_seqs=(6,),
+        dedup_tokens_saved=4,
+        drift_score=0.25,
+        kept_seqs=(1, seq, seq + 1),
+    )
+
+
+async def test_windows_round_trip(cache: ContextCache) -> None:
+    window = a_window()
+    assert await cache.get_window("s", "v1") is None
+    await cache.set_window("s", "v1", window, variant="gpt-4o")
+    got = await cache.get_window("s", "v1", "gpt-4o")
+    assert got == window
+    assert got is not window
+    assert got.from_cache
+    assert not window.from_cache
+    assert await cache.get_window("s", "v2", "gpt-4o") is None  # another version
+    # The bytes interface sees the window's JSON, whichever form the cache holds it in.
+    payload = await cache.get("s", "v1", "gpt-4o")
+    assert payload is not None
+    assert ContextWindow.from_json(payload) == window
+    # A window stored as bytes is read back as a window.
+    await cache.set("s", "v3", a_window("other").to_json())
+    assert await cache.get_window("s", "v3") == a_window("other")
+    # A cached window stored again is stored as a window, not as "from the cache".
+    await cache.set_window("s", "v4", got)
+    again = await cache.get_window("s", "v4")
+    assert again == window
+    assert again.from_cache
+    assert (cache.stats.hits, cache.stats.sets) == (4, 3)
+    await cache.invalidate("s")
+    assert await cache.get_window("s", "v4") is None
+
+
 # --- in-process -------------------------------------------------------------------------------
+async def test_in_process_cache_keeps_window_objects_counted_by_their_footprint() -> None:
+    from relay_context.engine.cache import ENTRY_OVERHEAD_BYTES, window_footprint
+
+    small, large = a_window(), a_window("x" * 50_000)
+    assert window_footprint(large) - window_footprint(small) == 50_000 - len("hello")
+    size = window_footprint(large) + ENTRY_OVERHEAD_BYTES
+    cache = InProcessContextCache(100, max_bytes=2 * size)
+    for i in range(5):
+        await cache.set_window(f"s{i}", "v", large)
+        assert cache.total_bytes <= 2 * size
+    assert len(cache) == 2
+    assert await cache.get_window("s2", "v") is None
+    assert await cache.get_window("s4", "v") == large
+    await cache.set_window("s4", "v", small)  # replaced: counted once, at its new size
+    assert cache.total_bytes == size + window_footprint(small) + ENTRY_OVERHEAD_BYTES
+    with pytest.raises(InputTypeError, match="must be a ContextWindow"):
+        await cache.set_window("s", "v", b"{}")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="version is empty"):
+        await cache.set_window("s", "", small)
+    assert await InProcessContextCache(0).get_window("s", "v") is None
+
+
 async def test_lru_evicts_the_least_recently_used() -> None:
     cache = InProcessContextCache(2)
     await cache.set("a", "v", b"A")

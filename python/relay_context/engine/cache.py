@@ -9,12 +9,17 @@ made it stale (a race no invalidation order can prevent). The session store addi
 ``invalidate`` after every committed write, so stale windows do not sit in memory.
 
 In Redis the windows are stored compressed (the codec the store uses, tag in each value) in one
-hash per session (``<prefix>ctx:<session id>``, one field per variant) with a TTL.
+hash per session (``<prefix>ctx:<session id>``, one field per variant) with a TTL. The engine
+stores and reads whole windows (``set_window`` / ``get_window``): through Redis as JSON, while
+the in-process cache keeps the window object itself (windows are immutable), so a hit costs no
+parse and a miss no serialisation.
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -24,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from relay_context.checks import check_int
 from relay_context.engine.codec import CodecSet, ContentCodec
 from relay_context.engine.models import validate_session_id
+from relay_context.engine.window import ContextWindow
 from relay_context.errors import (
     BackendUnavailableError,
     CorruptFrameError,
@@ -106,6 +112,28 @@ class ContextCache(AsyncResource, abc.ABC):
         await self._set(session_id, version, variant, bytes(payload), ttl)
         self.stats.sets += 1
 
+    async def get_window(
+        self, session_id: str, version: str, variant: str = ""
+    ) -> ContextWindow | None:
+        """The window stored for exactly this ``version`` and ``variant`` (``from_cache``
+        set), else ``None``. A payload that is not a window raises ``ValueError``."""
+        payload = await self.get(session_id, version, variant)
+        return None if payload is None else ContextWindow.from_json(payload, from_cache=True)
+
+    async def set_window(
+        self,
+        session_id: str,
+        version: str,
+        window: ContextWindow,
+        *,
+        variant: str = "",
+        ttl_seconds: int | None = None,
+    ) -> None:
+        """Store ``window`` for ``version``/``variant`` (as :meth:`set` of its JSON)."""
+        await self.set(
+            session_id, version, window.to_json(), variant=variant, ttl_seconds=ttl_seconds
+        )
+
     async def invalidate(self, session_id: str) -> None:
         """Forget every window of the session (all variants and versions)."""
         validate_session_id(session_id)
@@ -129,6 +157,20 @@ class ContextCache(AsyncResource, abc.ABC):
 
 #: Bytes an in-process cache entry costs besides its payload (key tuple, strings, dict slots).
 ENTRY_OVERHEAD_BYTES = 512
+#: Bytes a window's message object costs besides its content (the object, its fields).
+WINDOW_MESSAGE_OVERHEAD_BYTES = 200
+
+
+def window_footprint(window: ContextWindow) -> int:
+    """Estimated bytes a window object held by the in-process cache costs: its message
+    contents and a fixed cost per message, plus its seq tuples (what its JSON would be, within
+    a small factor, without making it)."""
+    seqs = len(window.dropped_seqs) + len(window.kept_seqs) + len(window.deduplicated_seqs)
+    return (
+        sum(map(sys.getsizeof, [m.content for m in window.messages]))
+        + WINDOW_MESSAGE_OVERHEAD_BYTES * len(window.messages)
+        + 8 * seqs
+    )
 
 
 class InProcessContextCache(ContextCache):
@@ -138,7 +180,8 @@ class InProcessContextCache(ContextCache):
 
     ``max_entries=0`` (or a ``max_bytes`` below one entry) disables caching (every ``get``
     misses); a window larger than ``max_bytes`` is not stored. Not shared between processes;
-    the versioning keeps it correct anyway, each process just warms its own copy.
+    the versioning keeps it correct anyway, each process just warms its own copy. Windows given
+    to :meth:`set_window` are kept as objects, counted at :func:`window_footprint`.
     """
 
     def __init__(
@@ -155,8 +198,11 @@ class InProcessContextCache(ContextCache):
         self.max_entries = max_entries
         self.max_bytes = check_int(max_bytes, "max_bytes", minimum=0)
         self._clock = clock
-        # (session id, variant) -> (version, payload, expiry on self._clock); oldest use first.
-        self._entries: OrderedDict[tuple[str, str], tuple[str, bytes, float]] = OrderedDict()
+        # (session id, variant) -> (version, payload or window, size counted, expiry on
+        # self._clock); oldest use first.
+        self._entries: OrderedDict[
+            tuple[str, str], tuple[str, bytes | ContextWindow, int, float]
+        ] = OrderedDict()
         self._variants: dict[str, set[str]] = {}
         #: Bytes held: payloads plus ENTRY_OVERHEAD_BYTES per entry.
         self.total_bytes = 0
@@ -165,40 +211,90 @@ class InProcessContextCache(ContextCache):
         return len(self._entries)
 
     def _drop(self, key: tuple[str, str]) -> None:
-        self.total_bytes -= len(self._entries.pop(key)[1]) + ENTRY_OVERHEAD_BYTES
+        self.total_bytes -= self._entries.pop(key)[2]
         variants = self._variants[key[0]]
         variants.discard(key[1])
         if not variants:
             del self._variants[key[0]]
 
-    async def _get(self, session_id: str, version: str, variant: str) -> bytes | None:
+    def _lookup(self, session_id: str, version: str, variant: str) -> bytes | ContextWindow | None:
         key = (session_id, variant)
         entry = self._entries.get(key)
         if entry is None:
             return None
-        stored_version, payload, expires = entry
+        stored_version, value, _, expires = entry
         if self._clock() >= expires:
             self._drop(key)
             return None
         if stored_version != version:
             return None
         self._entries.move_to_end(key)
-        return payload
+        return value
+
+    async def _get(self, session_id: str, version: str, variant: str) -> bytes | None:
+        value = self._lookup(session_id, version, variant)
+        return value.to_json() if isinstance(value, ContextWindow) else value
 
     async def _set(
         self, session_id: str, version: str, variant: str, payload: bytes, ttl: int
     ) -> None:
+        self._store(session_id, version, variant, payload, len(payload), ttl)
+
+    def _store(
+        self,
+        session_id: str,
+        version: str,
+        variant: str,
+        value: bytes | ContextWindow,
+        nbytes: int,
+        ttl: int,
+    ) -> None:
         key = (session_id, variant)
         if key in self._entries:
             self._drop(key)
-        size = len(payload) + ENTRY_OVERHEAD_BYTES
+        size = nbytes + ENTRY_OVERHEAD_BYTES
         if self.max_entries == 0 or size > self.max_bytes:
             return
-        self._entries[key] = (version, payload, self._clock() + ttl)
+        self._entries[key] = (version, value, size, self._clock() + ttl)
         self.total_bytes += size
         self._variants.setdefault(session_id, set()).add(variant)
         while len(self._entries) > self.max_entries or self.total_bytes > self.max_bytes:
             self._drop(next(iter(self._entries)))
+
+    async def get_window(
+        self, session_id: str, version: str, variant: str = ""
+    ) -> ContextWindow | None:
+        _check_key(session_id, version, variant)
+        value = self._lookup(session_id, version, variant)
+        if value is None:
+            self.stats.misses += 1
+            return None
+        self.stats.hits += 1
+        if isinstance(value, ContextWindow):
+            return dataclasses.replace(value, from_cache=True)
+        return ContextWindow.from_json(value, from_cache=True)
+
+    async def set_window(
+        self,
+        session_id: str,
+        version: str,
+        window: ContextWindow,
+        *,
+        variant: str = "",
+        ttl_seconds: int | None = None,
+    ) -> None:
+        _check_key(session_id, version, variant)
+        if not isinstance(window, ContextWindow):
+            raise InputTypeError(f"window must be a ContextWindow, got {type(window).__name__}")
+        ttl = (
+            self.default_ttl_seconds
+            if ttl_seconds is None
+            else check_int(ttl_seconds, "ttl_seconds", minimum=1)
+        )
+        if window.from_cache:
+            window = dataclasses.replace(window, from_cache=False)
+        self._store(session_id, version, variant, window, window_footprint(window), ttl)
+        self.stats.sets += 1
 
     async def _invalidate(self, session_id: str) -> None:
         for variant in list(self._variants.get(session_id, ())):

@@ -643,12 +643,12 @@ class ContextEngine(AsyncResource):
         )
         if cacheable:
             try:
-                payload = await self.cache.get(sid, session.cache_version, variant)
+                cached = await self.cache.get_window(sid, session.cache_version, variant)
             except BackendUnavailableError as exc:
                 log.warning("context cache unavailable: %r", exc)
-                payload = None
-            if payload is not None:
-                return ContextWindow.from_json(payload, from_cache=True)
+                cached = None
+            if cached is not None:
+                return cached
         loaded = await self._load(session)
         kept = self._history[sid]
         messages = await self._with_signatures(sid, await self._with_counts(sid, loaded, encoding))
@@ -664,7 +664,7 @@ class ContextEngine(AsyncResource):
             self.planner.forget(sid)
         if cacheable:
             try:
-                await self.cache.set(sid, session.cache_version, window.to_json(), variant=variant)
+                await self.cache.set_window(sid, session.cache_version, window, variant=variant)
             except BackendUnavailableError as exc:
                 log.warning("context cache unavailable: %r", exc)
         return window
