@@ -162,10 +162,21 @@ void append_utf8(std::string& out, char32_t c) {
 }
 
 std::string to_utf8(Text text) {
-    std::string out;
-    out.reserve(text.size());
-    for (const char32_t c : text) {
-        append_utf8(out, c);
+    // The ASCII prefix (most chat text is all ASCII) is written into a buffer sized at once,
+    // without a push_back per character; the rest, if any, character by character.
+    std::size_t ascii = 0;
+    while (ascii < text.size() && static_cast<std::uint32_t>(text[ascii]) < 0x80U) {
+        ++ascii;
+    }
+    std::string out(ascii, '\0');
+    for (std::size_t i = 0; i < ascii; ++i) {
+        out[i] = static_cast<char>(text[i]);
+    }
+    if (ascii < text.size()) {
+        out.reserve(ascii + (text.size() - ascii) * 2);
+        for (const char32_t c : text.substr(ascii)) {
+            append_utf8(out, c);
+        }
     }
     return out;
 }
