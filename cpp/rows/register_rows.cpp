@@ -337,6 +337,12 @@ class MessageRowDecoder {
                 throw py::error_already_set();
             }
         }
+        // Not tracked by the cycle collector (as msgspec's gc=False structs): a message of the
+        // common form holds strings, ints, its role, a date, the empty tuple and two dicts of
+        // strings and numbers, none of which can refer back to it. A session's messages live
+        // as long as the engine keeps the session, so tracking them made every collection of
+        // the older generations walk all kept messages of all sessions.
+        PyObject_GC_UnTrack(message.ptr());
         return message;
     }
 

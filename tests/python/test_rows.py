@@ -4,6 +4,7 @@ the fallback for the uncommon ones, errors from bad rows."""
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Iterator, Sequence
 from datetime import timezone
@@ -222,3 +223,13 @@ def test_decoder_checks_its_message_type() -> None:
         MessageRowDecoder("StoredMessage", roles={}, tz=timezone.utc, fallback=print)  # type: ignore[arg-type]
     with pytest.raises(InputTypeError):
         MessageRowDecoder(StoredMessage, roles={}, tz=timezone.utc, fallback=None)  # type: ignore[arg-type]
+
+
+def test_common_form_messages_are_not_tracked_by_the_cycle_collector() -> None:
+    """A session's kept messages are not walked by every collection of the older
+    generations: those the decoder makes hold nothing that can refer back to them. Messages
+    with tool calls or metadata (containers from JSON) are made by the fallback, tracked."""
+    got = decoder().decode(
+        [row(seq=1), row(seq=2, metadata='{"pinned": true}'), row(seq=3, name="n")]
+    )
+    assert [gc.is_tracked(m) for m in got] == [False, True, False]
