@@ -386,12 +386,14 @@ void NearDuplicateIndex::unlink(std::uint32_t id) {
     }
 }
 
-void NearDuplicateIndex::grow_table_if_needed() {
+void NearDuplicateIndex::grow_table_if_needed(std::size_t extra) {
     // Chains stay short: at most one entry per two slots on average.
-    if (ids_.size() + 1 <= table_size_ / 2) {
+    if (ids_.size() + extra <= table_size_ / 2) {
         return;
     }
-    table_size_ *= 2;
+    while (ids_.size() + extra > table_size_ / 2) {
+        table_size_ *= 2;
+    }
     heads_.assign(options_.bands * table_size_, kNone);
     for (std::size_t id = 0; id < entries_.size(); ++id) {
         if (entries_[id].live) {
@@ -542,6 +544,14 @@ void NearDuplicateIndex::add_from(const EarlierBatch& batch,
         }
     }
     const std::unique_lock lock(mutex_);
+    // Room for them all at once (a first window adds hundreds): the table is relinked once,
+    // not at each doubling, and the arrays grow once.
+    grow_table_if_needed(keys.size());
+    const std::size_t entries = entries_.size() + keys.size();
+    entries_.reserve(entries);
+    band_keys_.reserve(entries * options_.bands);
+    next_.reserve(entries * options_.bands);
+    ids_.reserve(ids_.size() + keys.size());
     for (std::size_t k = 0; k < keys.size(); ++k) {
         insert_locked(keys[k], batch.texts[positions[k]], batch.signatures[positions[k]]);
     }

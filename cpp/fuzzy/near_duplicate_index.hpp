@@ -128,7 +128,8 @@ class NearDuplicateIndex {
     void insert_locked(std::string key, Text text, const Signature& signature);
     void link(std::uint32_t id);
     void unlink(std::uint32_t id);
-    void grow_table_if_needed();
+    // Makes the table large enough for `extra` more entries.
+    void grow_table_if_needed(std::size_t extra = 1);
     [[nodiscard]] std::size_t slot(std::uint32_t band_key) const noexcept {
         return band_key & (table_size_ - 1);
     }
