@@ -209,9 +209,13 @@ class DedupCache:
         ):
             tracker.add(c, f)
         gone = tracker.collapsed
-        return [c for c in candidates if c.seq not in gone], [
-            c for c in candidates if c.seq in gone
-        ]
+        if not gone:
+            return list(candidates), []
+        kept: list[Candidate] = []
+        collapsed: list[Candidate] = []
+        for c in candidates:  # one pass: most sessions collapse a few messages at most
+            (collapsed if c.seq in gone else kept).append(c)
+        return kept, collapsed
 
     def forget(self, session_id: str) -> None:
         for key in [k for k in self._trackers if k[0] == session_id]:

@@ -188,8 +188,9 @@ class SessionPlanner:
         grown = old if old is not None and same_messages(old.messages, messages) else None
         previous = grown.candidates if grown is not None else []
         candidates = await self.candidates(messages, encoding, known, previous)
-        # Only the current messages' costs are kept (a deleted prefix is forgotten).
-        known = {m.seq: known[m.seq] for m in messages if m.seq in known}
+        if len(known) != len(messages):
+            # Only the current messages' costs are kept (a deleted prefix is forgotten).
+            known = {m.seq: known[m.seq] for m in messages if m.seq in known}
         kept, collapsed = self.dedup.collapse(session_id, candidates, threshold)
         # From here on nothing awaits, so the word index is extended by one build at a time.
         current = self._plans.get(key)
@@ -203,8 +204,11 @@ class SessionPlanner:
         else:
             index = RelevanceIndex()
             index.add([m.content for m in messages])
-        gone = {c.seq for c in collapsed}
-        included = bytes([c.seq not in gone for c in candidates])
+        if collapsed:
+            gone = {c.seq for c in collapsed}
+            included = bytes([c.seq not in gone for c in candidates])
+        else:
+            included = b"\x01" * len(candidates)
         plan = SessionPlan(
             messages=list(messages),
             threshold=threshold,
