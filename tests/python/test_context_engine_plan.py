@@ -99,7 +99,7 @@ async def test_ten_times_the_messages_costs_less_than_thirty_times_the_time() ->
 
 
 async def test_batched_near_duplicate_tracking_matches_one_by_one() -> None:
-    from relay_context.engine.dedup import NearDuplicateTracker, _fingerprint
+    from relay_context.engine.dedup import Fingerprints, NearDuplicateTracker
 
     turns = with_repeats(conversation(150, seed=5, tool_rate=0.1))
     # Word-for-word and near copies (the batch must find what query-then-add finds), some pinned.
@@ -109,14 +109,15 @@ async def test_batched_near_duplicate_tracking_matches_one_by_one() -> None:
     turns[40] = {**turns[40], "metadata": {"pinned": True}}
     messages = stored(turns)
     candidates = await make_engine().planner.candidates(messages, "o200k_base")
-    fingerprints = [_fingerprint(c) for c in candidates]
+    fingerprints = Fingerprints.of(candidates)
     split = 200
     one_by_one, batched = NearDuplicateTracker(0.95), NearDuplicateTracker(0.95)
-    for c, f in zip(candidates, fingerprints, strict=True):
-        one_by_one.add(c, f)
-    batched.add_many(candidates[:split], fingerprints[:split])
-    for c, f in zip(candidates[split:], fingerprints[split:], strict=True):
-        batched.add(c, f)  # the batch left the index as one-by-one adds would have
+    for i, c in enumerate(candidates):
+        one_by_one.add(c, fingerprints.at(i))
+    batched.add_many(candidates[:split], fingerprints.head(split))
+    for i in range(split, len(candidates)):
+        # The batch left the index as one-by-one adds would have.
+        batched.add(candidates[i], fingerprints.at(i))
     assert len(one_by_one.collapsed) > 10
     assert batched.collapsed == one_by_one.collapsed
     assert batched.seen == one_by_one.seen

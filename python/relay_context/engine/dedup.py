@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from relay_context.core import fuzzy
 from relay_context.engine.models import MessageRole
@@ -29,8 +30,58 @@ from relay_context.engine.policies.base import Candidate
 CANDIDATE_JACCARD = 0.5
 _ROLES = (MessageRole.USER, MessageRole.ASSISTANT)
 
-#: (seq, hash of role and content, eligible for collapsing, pinned)
-Fingerprint = tuple[int, int, bool, bool]
+#: Flags of a fingerprint: the message may collapse (a user or assistant message with text,
+#: outside tool exchanges); it is pinned.
+ELIGIBLE, PINNED = 1, 2
+#: One candidate's fingerprint: (seq, hash of role and content, flags).
+Fingerprint = tuple[int, int, int]
+
+
+@dataclass
+class Fingerprints:
+    """What the tracker remembers of each candidate it has seen, as columns (a first window
+    fingerprints a whole session: three columns of ints allocate no object per candidate for
+    the cycle collector to count, where a tuple each did)."""
+
+    seqs: list[int]
+    hashes: list[int]
+    flags: bytearray
+
+    @classmethod
+    def of(cls, cs: Sequence[Candidate]) -> Fingerprints:
+        roles = _ROLES
+        return cls(
+            [c.seq for c in cs],
+            [hash((c.message.role, c.message.content)) for c in cs],
+            bytearray(
+                (
+                    ELIGIBLE
+                    if c.group is None and c.message.role in roles and c.message.content
+                    else 0
+                )
+                | (PINNED if c.pinned else 0)
+                for c in cs
+            ),
+        )
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+    def at(self, i: int) -> Fingerprint:
+        return (self.seqs[i], self.hashes[i], self.flags[i])
+
+    def head(self, n: int) -> Fingerprints:
+        return Fingerprints(self.seqs[:n], self.hashes[:n], self.flags[:n])
+
+    def append(self, fingerprint: Fingerprint) -> None:
+        self.seqs.append(fingerprint[0])
+        self.hashes.append(fingerprint[1])
+        self.flags.append(fingerprint[2])
+
+    def extend(self, other: Fingerprints) -> None:
+        self.seqs.extend(other.seqs)
+        self.hashes.extend(other.hashes)
+        self.flags.extend(other.flags)
 
 
 #: Signs texts with the options every tracker's index has (signing reads only the options).
@@ -47,12 +98,6 @@ def signature(role: MessageRole, content: str) -> bytes | None:
     return _SIGNER.signature(content)
 
 
-def _fingerprint(c: Candidate) -> Fingerprint:
-    m = c.message
-    eligible = m.role in _ROLES and c.group is None and bool(m.content)
-    return (c.seq, hash((m.role, m.content)), eligible, c.pinned)
-
-
 class NearDuplicateTracker:
     """The near-duplicate state of one conversation, extended message by message."""
 
@@ -62,35 +107,38 @@ class NearDuplicateTracker:
         self._indexes = {role: fuzzy.NearDuplicateIndex() for role in _ROLES}
         self._exact: dict[MessageRole, dict[str, str]] = {role: {} for role in _ROLES}
         self._texts: dict[str, str] = {}
-        self.seen: list[Fingerprint] = []
+        self.seen = Fingerprints([], [], bytearray())
         #: seq of a collapsed message -> seq of the later message it collapsed into.
         self.collapsed: dict[int, int] = {}
         #: Seq of the last eligible message seen of each role.
         self._last: dict[MessageRole, int] = {}
 
-    def resume(self, cs: Sequence[Candidate], fingerprints: Sequence[Fingerprint]) -> bool:
+    def resume(self, cs: Sequence[Candidate], fingerprints: Fingerprints) -> bool:
         """Whether the tracker can go on with ``cs`` (``fingerprints`` theirs), having seen the
         first ``len(seen)`` of them: the same messages, except that some may have lost their
         pin since. That is what a new user turn does to the one before it (the latest user turn
         is pinned): held pinned, it was left out of its role's index, and when no later message
         of its role has been seen, indexing it now leaves the tracker exactly as if it had been
         added unpinned. (Before this, every user turn made the session's whole pass again.)"""
-        n = len(self.seen)
+        seen = self.seen
+        n = len(seen)
         if n > len(fingerprints):
             return False
-        head = list(fingerprints[:n])
-        if head == self.seen:
+        head = fingerprints.head(n)
+        if head.seqs != seen.seqs or head.hashes != seen.hashes:
+            return False  # other messages
+        if head.flags == seen.flags:
             return True
-        changed = [i for i, (a, b) in enumerate(zip(self.seen, head, strict=True)) if a != b]
+        changed = [i for i, (a, b) in enumerate(zip(seen.flags, head.flags, strict=True)) if a != b]
         for i in changed:
-            was, now = self.seen[i], head[i]
-            if was[:3] != now[:3] or not was[3] or now[3]:
+            was, now = seen.flags[i], head.flags[i]
+            if was & ELIGIBLE != now & ELIGIBLE or not was & PINNED or now & PINNED:
                 return False  # another message, or a pin gained
-            if self.enabled and now[2] and self._last.get(cs[i].message.role) != cs[i].seq:
+            if self.enabled and now & ELIGIBLE and self._last.get(cs[i].message.role) != cs[i].seq:
                 return False  # later messages of its role saw an index without it
         for i in changed:
-            self.seen[i] = head[i]
-            if self.enabled and head[i][2]:
+            seen.flags[i] = head.flags[i]
+            if self.enabled and head.flags[i] & ELIGIBLE:
                 self._hold(cs[i])
         return True
 
@@ -104,7 +152,7 @@ class NearDuplicateTracker:
 
     def add(self, c: Candidate, fingerprint: Fingerprint) -> None:
         self.seen.append(fingerprint)
-        if not (self.enabled and fingerprint[2]):
+        if not (self.enabled and fingerprint[2] & ELIGIBLE):
             return
         role = c.message.role
         text = c.message.content
@@ -128,7 +176,7 @@ class NearDuplicateTracker:
         if not c.pinned:  # pinned messages never collapse: keep them out of the index
             self._hold(c)
 
-    def add_many(self, cs: Sequence[Candidate], fingerprints: Sequence[Fingerprint]) -> None:
+    def add_many(self, cs: Sequence[Candidate], fingerprints: Fingerprints) -> None:
         """``add`` of each candidate in turn, for a tracker that has seen nothing yet, with the
         same outcome: one C++ call per role replays the rule over the whole sequence
         (``NearDuplicateIndex.collapse_earlier``, with the signatures stored with the messages),
@@ -138,8 +186,8 @@ class NearDuplicateTracker:
         if not self.enabled:
             return
         by_role: dict[MessageRole, list[Candidate]] = {role: [] for role in _ROLES}
-        for c, f in zip(cs, fingerprints, strict=True):
-            if f[2]:  # eligible: a user or assistant message
+        for c, flags in zip(cs, fingerprints.flags, strict=True):
+            if flags & ELIGIBLE:  # a user or assistant message with text
                 by_role[c.message.role].append(c)
         size = SIGNATURE_BYTES
         collapsed = self.collapsed
@@ -193,7 +241,7 @@ class DedupCache:
         """``(kept, collapsed)``: both in conversation order."""
         if threshold > 1.0 or len(candidates) < 2:
             return list(candidates), []
-        fingerprints = list(map(_fingerprint, candidates))
+        fingerprints = Fingerprints.of(candidates)
         key = (session_id, threshold)
         tracker = self._trackers.get(key)
         if tracker is None or not tracker.resume(candidates, fingerprints):
@@ -204,10 +252,8 @@ class DedupCache:
             self._trackers.popitem(last=False)
         if not tracker.seen and len(candidates) >= BATCH_MESSAGES:
             tracker.add_many(candidates, fingerprints)
-        for c, f in zip(
-            candidates[len(tracker.seen) :], fingerprints[len(tracker.seen) :], strict=True
-        ):
-            tracker.add(c, f)
+        for i in range(len(tracker.seen), len(candidates)):
+            tracker.add(candidates[i], fingerprints.at(i))
         gone = tracker.collapsed
         if not gone:
             return list(candidates), []
@@ -232,6 +278,7 @@ def collapse_near_duplicates(
 __all__ = [
     "CANDIDATE_JACCARD",
     "DedupCache",
+    "Fingerprints",
     "NearDuplicateTracker",
     "collapse_near_duplicates",
 ]
