@@ -364,6 +364,69 @@ class MessageRowDecoder {
     const cz::Decompressor* decompressor_ = nullptr;
 };
 
+// Objects of a slotted class made from columns, one per row: what the positional makers of a
+// session's many objects (candidates of a plan) do one call at a time in Python.
+class SlottedMaker {
+  public:
+    SlottedMaker(py::type type, const py::sequence& slot_names) : type_(std::move(type)) {
+        const py::dict attributes = type_.attr("__dict__");
+        for (const py::handle item : slot_names) {
+            const py::str name = py::reinterpret_borrow<py::str>(item);
+            py::object descriptor = attributes[name];
+            if (std::string(Py_TYPE(descriptor.ptr())->tp_name) != "member_descriptor") {
+                throw py::type_error("'" + std::string(name) + "' is not a slot of " +
+                                     std::string(py::str(type_.attr("__qualname__"))));
+            }
+            slots_.push_back(std::move(descriptor));
+        }
+    }
+
+    [[nodiscard]] py::list make(const py::sequence& columns) const {
+        if (py::len(columns) != slots_.size()) {
+            throw py::value_error(std::to_string(py::len(columns)) + " columns for " +
+                                  std::to_string(slots_.size()) + " slots");
+        }
+        std::vector<py::list> lists;
+        lists.reserve(slots_.size());
+        for (const py::handle column : columns) {
+            if (!PyList_CheckExact(column.ptr())) {
+                throw py::type_error("columns must be lists, not " +
+                                     std::string(Py_TYPE(column.ptr())->tp_name));
+            }
+            lists.push_back(py::reinterpret_borrow<py::list>(column));
+        }
+        const Py_ssize_t n = lists.empty() ? 0 : PyList_GET_SIZE(lists.front().ptr());
+        for (const py::list& column : lists) {
+            if (PyList_GET_SIZE(column.ptr()) != n) {
+                throw py::value_error("columns differ in length");
+            }
+        }
+        auto* type = reinterpret_cast<PyTypeObject*>(type_.ptr());
+        py::list out(n);
+        for (Py_ssize_t i = 0; i < n; ++i) {
+            // object.__new__(type), then each slot past a frozen class's __setattr__.
+            auto object = py::reinterpret_steal<py::object>(type->tp_alloc(type, 0));
+            if (!object) {
+                throw py::error_already_set();
+            }
+            for (std::size_t s = 0; s < slots_.size(); ++s) {
+                PyObject* descriptor = slots_[s].ptr();
+                if (Py_TYPE(descriptor)
+                        ->tp_descr_set(descriptor, object.ptr(),
+                                       PyList_GET_ITEM(lists[s].ptr(), i)) != 0) {
+                    throw py::error_already_set();
+                }
+            }
+            PyList_SET_ITEM(out.ptr(), i, object.release().ptr());
+        }
+        return out;
+    }
+
+  private:
+    py::type type_;
+    std::vector<py::object> slots_;
+};
+
 }  // namespace
 
 void register_rows(py::module_& m) {
@@ -378,4 +441,7 @@ void register_rows(py::module_& m) {
              py::arg("tzinfo"), py::arg("fallback"), py::arg("raw_tag"), py::arg("native_tag"),
              py::arg("native").none(true))
         .def("decode", &MessageRowDecoder::decode, py::arg("rows"));
+    py::class_<SlottedMaker>(m, "SlottedMaker")
+        .def(py::init<py::type, const py::sequence&>(), py::arg("type"), py::arg("slot_names"))
+        .def("make", &SlottedMaker::make, py::arg("columns"));
 }

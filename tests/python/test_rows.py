@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import json
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import timezone
 from typing import Any
 
@@ -15,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relay_context.core.compression import CompressionEngine
-from relay_context.core.rows import MESSAGE_SLOTS, MessageRowDecoder
+from relay_context.core.rows import MESSAGE_SLOTS, MessageRowDecoder, SlottedMaker
 from relay_context.engine.codec import IdentityCodec
 from relay_context.engine.models import MessageRole, StoredMessage
 from relay_context.engine.store import sql
@@ -233,3 +234,56 @@ def test_common_form_messages_are_not_tracked_by_the_cycle_collector() -> None:
         [row(seq=1), row(seq=2, metadata='{"pinned": true}'), row(seq=3, name="n")]
     )
     assert [gc.is_tracked(m) for m in got] == [False, True, False]
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    x: int
+    y: str
+    z: tuple[int, ...] = ()
+
+
+def test_slotted_maker_makes_what_the_constructor_makes() -> None:
+    maker = SlottedMaker(Point, ("x", "y", "z"))
+    made = maker.make([[1, 2, 3], ["a", "b", "c"], [(), (1,), (2, 3)]])
+    assert made == [Point(1, "a"), Point(2, "b", (1,)), Point(3, "c", (2, 3))]
+    assert all(type(p) is Point for p in made)
+    assert maker.make([[], [], []]) == []
+
+
+def test_slotted_maker_errors() -> None:
+    maker = SlottedMaker(Point, ("x", "y", "z"))
+    with pytest.raises(ValueError, match="2 columns for 3 slots"):
+        maker.make([[1], ["a"]])
+    with pytest.raises(ValueError, match="differ in length"):
+        maker.make([[1, 2], ["a"], [()]])
+    with pytest.raises(TypeError, match="must be lists"):
+        maker.make([(1,), ["a"], [()]])
+    with pytest.raises(TypeError, match="is not a slot"):
+        SlottedMaker(Point, ("x", "__init__"))
+    with pytest.raises(KeyError):
+        SlottedMaker(Point, ("w",))
+    with pytest.raises(InputTypeError):
+        SlottedMaker("Point", ("x",))  # type: ignore[arg-type]
+
+
+def test_make_candidates_equals_make_candidate() -> None:
+    from relay_context.engine.policies.base import make_candidate, make_candidates
+
+    got = decoder().decode([row(seq=i) for i in range(1, 6)])
+    tokens, content, pins, groups = (
+        [9, 8, 7, 6, 5],
+        [4, 3, 2, 1, 0],
+        [True, False] * 2 + [True],
+        [
+            None,
+            2,
+            2,
+            None,
+            5,
+        ],
+    )
+    made = make_candidates(got, tokens, content, pins, groups)
+    want = [make_candidate(*args) for args in zip(got, tokens, content, pins, groups, strict=True)]
+    assert made == want
+    assert [c.seq for c in made] == [1, 2, 3, 4, 5]

@@ -95,4 +95,23 @@ class MessageRowDecoder(Generic[T]):
         return decoded
 
 
-__all__ = ["MESSAGE_SLOTS", "MessageRowDecoder"]
+class SlottedMaker(Generic[T]):
+    """Makes ``cls`` objects from columns in one C++ pass: ``make([a, b, ...])`` gives, per row
+    ``i``, an object whose slots ``slot_names`` are ``a[i], b[i], ...``, made as
+    ``object.__new__(cls)`` and written past ``__init__`` and a frozen class's ``__setattr__``
+    (for the positional makers of many objects whose values are already checked)."""
+
+    def __init__(self, cls: type[T], slot_names: Sequence[str]) -> None:
+        if not isinstance(cls, type):
+            raise InputTypeError(f"cls must be a class, got {type(cls).__name__}")
+        self.cls = cls
+        self.slot_names = tuple(slot_names)
+        self._core = _core.rows.SlottedMaker(cls, self.slot_names)
+
+    def make(self, columns: Sequence[list[Any]]) -> list[T]:
+        """One object per row of ``columns`` (lists of equal length, one per slot)."""
+        made: list[T] = self._core.make(columns)
+        return made
+
+
+__all__ = ["MESSAGE_SLOTS", "MessageRowDecoder", "SlottedMaker"]

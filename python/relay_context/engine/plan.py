@@ -13,6 +13,7 @@ import operator
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from relay_context.config.settings import Settings
 from relay_context.core.drift import RelevanceIndex, topic_drift
@@ -24,7 +25,7 @@ from relay_context.engine.policies.base import (
     Candidate,
     PreparedCandidates,
     billed_tokens,
-    make_candidate,
+    make_candidates,
 )
 
 #: Counting more content than this (characters) at once runs in a worker thread.
@@ -141,31 +142,38 @@ class SessionPlanner:
         user, system = MessageRole.USER, MessageRole.SYSTEM  # hoisted: enum lookups cost
         latest_user = max((m.seq for m in messages if m.role is user), default=None)
         call_group = {call.id: m.seq for m in messages if m.tool_calls for call in m.tool_calls}
-        make = make_candidate
-        out: list[Candidate] = []
-        append = out.append
-        reusable = len(previous)
-        for i, (m, cost) in enumerate(zip(messages, costs, strict=True)):
-            assert cost is not None
-            if m.tool_calls:
-                group: int | None = m.seq
-            elif m.tool_call_id is not None:
-                group = call_group.get(m.tool_call_id)
-            else:
-                group = None
-            metadata = m.metadata
-            pinned = (
-                m.role is system
-                or m.seq == latest_user
-                or (bool(metadata) and metadata.get("pinned") is True)
-            )  # pinned_flag, inlined
-            if i < reusable:
-                c = previous[i]
-                if c.message is m and c.pinned == pinned and c.group == group:
-                    append(c)  # its costs are known[m.seq]'s, made for this very message
-                    continue
-            append(make(m, cost[1], cost[2], pinned, group))
-        return out
+        group_of = call_group.get
+        # Column by column (a session's first plan makes a candidate per message, in one call).
+        groups = [
+            m.seq
+            if m.tool_calls
+            else (None if m.tool_call_id is None else group_of(m.tool_call_id))
+            for m in messages
+        ]
+        pinned = [
+            m.role is system
+            or m.seq == latest_user
+            or (bool(m.metadata) and m.metadata.get("pinned") is True)  # pinned_flag, inlined
+            for m in messages
+        ]
+        out: list[Candidate | None] = [None] * len(messages)
+        for i, c in enumerate(previous[: len(messages)]):
+            # Its costs are known[m.seq]'s, made for this very message.
+            if c.message is messages[i] and c.pinned == pinned[i] and c.group == groups[i]:
+                out[i] = c
+        todo = [i for i, c in enumerate(out) if c is None] if previous else range(len(out))
+        if todo:
+            made_costs = cast("list[tuple[StoredMessage, int, int]]", costs)  # all set above
+            made = make_candidates(
+                [messages[i] for i in todo],
+                [made_costs[i][1] for i in todo],
+                [made_costs[i][2] for i in todo],
+                [pinned[i] for i in todo],
+                [groups[i] for i in todo],
+            )
+            for i, c in zip(todo, made, strict=True):
+                out[i] = c
+        return cast("list[Candidate]", out)  # every position is filled
 
     async def plan(
         self, session_id: str, messages: Sequence[StoredMessage], encoding: str

@@ -23,6 +23,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from relay_context.config.settings import Settings
 from relay_context.core.drift import RelevanceIndex
 from relay_context.core.message_tokens import TOKENS_PER_MESSAGE, TOKENS_PER_NAME
+from relay_context.core.rows import SlottedMaker
 from relay_context.core.tokenizer import TokenCounter
 from relay_context.engine.models import MessageRole, StoredMessage, slot_setters
 from relay_context.engine.window import WindowMessage, make_window_message
@@ -85,6 +86,25 @@ def make_candidate(
     s_group(c, group)
     s_seq(c, message.seq)
     return c
+
+
+_CANDIDATES = SlottedMaker(
+    Candidate, ("message", "tokens", "content_tokens", "pinned", "group", "seq")
+)
+
+
+def make_candidates(
+    messages: list[StoredMessage],
+    tokens: list[int],
+    content_tokens: list[int],
+    pinned: list[bool],
+    groups: list[int | None],
+) -> list[Candidate]:
+    """:func:`make_candidate` of each row of the columns, in one C++ pass (a session's first
+    plan makes a candidate per message)."""
+    return _CANDIDATES.make(
+        [messages, tokens, content_tokens, pinned, groups, [m.seq for m in messages]]
+    )
 
 
 _T = TypeVar("_T")
