@@ -104,13 +104,13 @@ class ContextCache(AsyncResource, abc.ABC):
         _check_key(session_id, version, variant)
         if not isinstance(payload, (bytes, bytearray, memoryview)):
             raise InputTypeError(f"payload must be bytes, got {type(payload).__name__}")
-        ttl = (
-            self.default_ttl_seconds
-            if ttl_seconds is None
-            else check_int(ttl_seconds, "ttl_seconds", minimum=1)
-        )
-        await self._set(session_id, version, variant, bytes(payload), ttl)
+        await self._set(session_id, version, variant, bytes(payload), self._ttl(ttl_seconds))
         self.stats.sets += 1
+
+    def _ttl(self, ttl_seconds: int | None) -> int:
+        if ttl_seconds is None:
+            return self.default_ttl_seconds
+        return check_int(ttl_seconds, "ttl_seconds", minimum=1)
 
     async def get_window(
         self, session_id: str, version: str, variant: str = ""
@@ -286,11 +286,7 @@ class InProcessContextCache(ContextCache):
         _check_key(session_id, version, variant)
         if not isinstance(window, ContextWindow):
             raise InputTypeError(f"window must be a ContextWindow, got {type(window).__name__}")
-        ttl = (
-            self.default_ttl_seconds
-            if ttl_seconds is None
-            else check_int(ttl_seconds, "ttl_seconds", minimum=1)
-        )
+        ttl = self._ttl(ttl_seconds)
         if window.from_cache:
             window = dataclasses.replace(window, from_cache=False)
         self._store(session_id, version, variant, window, window_footprint(window), ttl)

@@ -27,6 +27,7 @@ from relay_context.checks import (
     preview,
     validate_name,
 )
+from relay_context.core.rows import MESSAGE_SLOTS
 from relay_context.errors import (
     EmptyContentError,
     InputTypeError,
@@ -367,20 +368,8 @@ class StoredMessage:
         )
 
 
-_SET_STORED = slot_setters(
-    StoredMessage,
-    "session_id",
-    "seq",
-    "role",
-    "content",
-    "created_at",
-    "name",
-    "tool_call_id",
-    "tool_calls",
-    "metadata",
-    "token_counts",
-    "dedup_signature",
-)
+#: In the order of ``stored_message``'s arguments (the row decoder writes the same slots).
+_SET_STORED = slot_setters(StoredMessage, *MESSAGE_SLOTS)
 
 
 def stored_message(
