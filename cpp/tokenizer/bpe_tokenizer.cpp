@@ -292,10 +292,38 @@ struct PieceCache {
         slot.ids_at = static_cast<std::uint32_t>(ids_used);
         slot.len = static_cast<std::uint16_t>(piece.size());
         slot.n_ids = static_cast<std::uint16_t>(n_ids);
-        std::copy(piece.begin(), piece.end(), bytes.get() + bytes_used);
-        std::copy_n(id, n_ids, ids.get() + ids_used);
+        copy_short(piece, bytes.get() + bytes_used);
+        if (n_ids == 1) {
+            ids[ids_used] = *id;
+        } else {
+            std::copy_n(id, n_ids, ids.get() + ids_used);
+        }
         bytes_used += piece.size();
         ids_used += n_ids;
+    }
+
+    // Copies the piece's bytes to `to`. Pieces of up to 16 bytes (most of them) as two
+    // overlapping words, inline: the library call of std::copy cost more than the bytes.
+    static void copy_short(std::string_view piece, char* to) {
+        const std::size_t n = piece.size();
+        const char* from = piece.data();
+        auto move = [&](std::size_t at, auto word) {
+            std::memcpy(&word, from + at, sizeof word);
+            std::memcpy(to + at, &word, sizeof word);
+        };
+        if (n >= 8 && n <= 16) {
+            move(0, std::uint64_t{});
+            move(n - 8, std::uint64_t{});
+        } else if (n >= 4 && n < 8) {
+            move(0, std::uint32_t{});
+            move(n - 4, std::uint32_t{});
+        } else if (n < 4) {
+            for (std::size_t i = 0; i < n; ++i) {
+                to[i] = from[i];
+            }
+        } else {
+            std::copy(piece.begin(), piece.end(), to);
+        }
     }
 
     // Four times the slots; the entries move over (second ways first, so that each set keeps
