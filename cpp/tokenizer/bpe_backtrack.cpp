@@ -239,30 +239,76 @@ void BacktrackEncoder::build_trie(std::span<const std::string_view> tokens) {
             r = trie_[r];
         }
     }
+    build_first_chars();
+}
+
+// Inlined into the walk: as a call, +20% of its instructions.
+[[gnu::always_inline]] inline std::uint32_t BacktrackEncoder::child(std::uint32_t node,
+                                                                    unsigned char b) const {
+    const std::uint32_t n = trie_[node + 1];
+    if (n > kSparseEdges) {
+        return trie_[node + 2 + b];  // 0: no such edge (offset 0 is the root)
+    }
+    const auto* edge = reinterpret_cast<const unsigned char*>(&trie_[node + 2]);
+    for (std::uint32_t k = 0; k < n; ++k) {
+        if (edge[k] == b) {
+            return trie_[node + 2 + (n + 3) / 4 + k];
+        }
+    }
+    return 0;
+}
+
+void BacktrackEncoder::build_first_chars() {
+    auto walk = [&](const std::array<unsigned char, 3>& bytes) {
+        FirstChar e;
+        std::uint32_t node = root_[bytes[0]];
+        e.best = trie_[node];  // every single byte is a token
+        for (std::size_t i = 1; i < bytes.size(); ++i) {
+            node = child(node, bytes[i]);
+            if (node == 0) {
+                return e;
+            }
+            if (trie_[node] != kNone) {
+                e.best = trie_[node];
+            }
+        }
+        e.node = node;
+        return e;
+    };
+    first3_.resize(std::size_t{1} << 16U);
+    for (std::uint32_t x = 0; x < first3_.size(); ++x) {
+        first3_[x] = walk({static_cast<unsigned char>(0xE0U | (x >> 12U)),
+                           static_cast<unsigned char>(0x80U | ((x >> 6U) & 0x3FU)),
+                           static_cast<unsigned char>(0x80U | (x & 0x3FU))});
+    }
 }
 
 Rank BacktrackEncoder::longest_prefix(const unsigned char* p, std::size_t avail) const {
-    std::uint32_t node = root_[p[0]];
-    Rank best = trie_[node];  // every single byte is a token
-    for (std::size_t i = 1; i < avail; ++i) {
-        const std::uint32_t n = trie_[node + 1];
-        const unsigned char b = p[i];
-        std::uint32_t child = 0;
-        if (n > kSparseEdges) {
-            child = trie_[node + 2 + b];  // 0: no such edge (offset 0 is the root)
-        } else {
-            const auto* edge = reinterpret_cast<const unsigned char*>(&trie_[node + 2]);
-            for (std::uint32_t k = 0; k < n; ++k) {
-                if (edge[k] == b) {
-                    child = trie_[node + 2 + (n + 3) / 4 + k];
-                    break;
-                }
-            }
+    const unsigned b0 = p[0];
+    std::uint32_t node = 0;
+    Rank best = kNone;
+    std::size_t i = 0;
+    if (b0 >= 0xE0U && b0 < 0xF0U && avail >= 3 && (p[1] & 0xC0U) == 0x80U &&
+        (p[2] & 0xC0U) == 0x80U) {
+        const FirstChar& e =
+            first3_[((b0 & 0x0FU) << 12U) | ((p[1] & 0x3FU) << 6U) | (p[2] & 0x3FU)];
+        if (e.node == 0) {
+            return e.best;  // the walk ends inside the character
         }
-        if (child == 0) {
+        node = e.node;
+        best = e.best;
+        i = 3;
+    } else {
+        node = root_[b0];
+        best = trie_[node];  // every single byte is a token
+        i = 1;
+    }
+    for (; i < avail; ++i) {
+        const std::uint32_t next = child(node, p[i]);
+        if (next == 0) {
             break;
         }
-        node = child;
+        node = next;
         if (trie_[node] != kNone) {
             best = trie_[node];
         }
