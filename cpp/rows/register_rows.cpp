@@ -96,12 +96,55 @@ CivilTime civil_from_micros(std::int64_t us) {
 
 bool is_str_or_none(PyObject* o) { return o == Py_None || PyUnicode_CheckExact(o); }
 
+// The slots of a class, found once, and objects of it made through them: object.__new__(type),
+// then each slot written past __init__ and a frozen class's __setattr__.
+class SlotWriter {
+  public:
+    SlotWriter(py::type type, const py::sequence& slot_names) : type_(std::move(type)) {
+        const py::dict attributes = type_.attr("__dict__");
+        for (const py::handle item : slot_names) {
+            const py::str name = py::reinterpret_borrow<py::str>(item);
+            py::object descriptor = attributes[name];
+            // A slot is a member descriptor; anything else (a property, a plain attribute) has
+            // no setter that writes past a frozen class's __setattr__.
+            if (std::string(Py_TYPE(descriptor.ptr())->tp_name) != "member_descriptor") {
+                throw py::type_error("'" + std::string(name) + "' is not a slot of " +
+                                     std::string(py::str(type_.attr("__qualname__"))));
+            }
+            slots_.push_back(std::move(descriptor));
+        }
+    }
+
+    [[nodiscard]] std::size_t size() const noexcept { return slots_.size(); }
+
+    // An object whose slot s is value(s), for each slot in order.
+    template <class Value>
+    [[nodiscard]] py::object make(Value&& value) const {
+        auto* type = reinterpret_cast<PyTypeObject*>(type_.ptr());
+        auto object = py::reinterpret_steal<py::object>(type->tp_alloc(type, 0));
+        if (!object) {
+            throw py::error_already_set();
+        }
+        for (std::size_t s = 0; s < slots_.size(); ++s) {
+            PyObject* descriptor = slots_[s].ptr();
+            if (Py_TYPE(descriptor)->tp_descr_set(descriptor, object.ptr(), value(s)) != 0) {
+                throw py::error_already_set();
+            }
+        }
+        return object;
+    }
+
+  private:
+    py::type type_;
+    std::vector<py::object> slots_;
+};
+
 class MessageRowDecoder {
   public:
     MessageRowDecoder(py::type message_type, const py::sequence& slot_names, py::dict roles,
                       py::object loads, py::object tzinfo, py::object fallback, std::string raw_tag,
                       std::string native_tag, py::object native)
-        : type_(std::move(message_type)),
+        : slots_(std::move(message_type), slot_names),
           roles_(std::move(roles)),
           loads_(std::move(loads)),
           tzinfo_(std::move(tzinfo)),
@@ -110,21 +153,9 @@ class MessageRowDecoder {
           raw_tag_(std::move(raw_tag)),
           native_tag_(std::move(native_tag)),
           native_(std::move(native)) {
-        if (py::len(slot_names) != kSlots) {
+        if (slots_.size() != kSlots) {
             throw py::value_error("the message type needs " + std::to_string(kSlots) +
                                   " slot names");
-        }
-        const py::dict attributes = type_.attr("__dict__");
-        for (std::size_t i = 0; i < kSlots; ++i) {
-            const py::str name = slot_names[i];
-            py::object descriptor = attributes[name];
-            // A slot is a member descriptor; anything else (a property, a plain attribute) has
-            // no setter that writes past a frozen class's __setattr__.
-            if (std::string(Py_TYPE(descriptor.ptr())->tp_name) != "member_descriptor") {
-                throw py::type_error("'" + std::string(name) + "' is not a slot of " +
-                                     std::string(py::str(type_.attr("__qualname__"))));
-            }
-            slots_[i] = std::move(descriptor);
         }
         if (!native_.is_none()) {
             decompressor_ = &native_.cast<const cz::Decompressor&>();
@@ -137,7 +168,6 @@ class MessageRowDecoder {
         // raw bytes read in place, or a frame of the native codec decoded into `out`.
         std::vector<py::object> tuples(static_cast<std::size_t>(n));
         std::vector<Content> contents(static_cast<std::size_t>(n));
-        std::vector<std::string_view> frames;
         std::vector<std::size_t> frame_rows;
         std::size_t total = 0;
         for (Py_ssize_t i = 0; i < n; ++i) {
@@ -156,7 +186,6 @@ class MessageRowDecoder {
             if (content.kind == Content::kFrame) {
                 content.offset = total;
                 total += content.size;
-                frames.push_back(content.bytes);
                 frame_rows.push_back(static_cast<std::size_t>(i));
             }
         }
@@ -165,11 +194,11 @@ class MessageRowDecoder {
         // bytes read are kept alive by `tuples`; a session's small frames keep it.
         std::string out(total, '\0');
         relay::bind::without_gil_if_large(total, [&] {
-            for (std::size_t f = 0; f < frames.size(); ++f) {
-                auto& content = contents[frame_rows[f]];
+            for (const std::size_t row : frame_rows) {
+                auto& content = contents[row];
                 try {
                     decompressor_->decompress_into(
-                        frames[f], std::span<char>(out.data() + content.offset, content.size));
+                        content.bytes, std::span<char>(out.data() + content.offset, content.size));
                 } catch (const std::exception&) {
                     content.kind = Content::kOther;
                 }
@@ -314,12 +343,6 @@ class MessageRowDecoder {
         if (!own_counts || !at || !metadata) {
             throw py::error_already_set();
         }
-        auto* type = reinterpret_cast<PyTypeObject*>(type_.ptr());
-        // object.__new__(type): no __init__ (a stored row was validated when it was written).
-        auto message = py::reinterpret_steal<py::object>(type->tp_alloc(type, 0));
-        if (!message) {
-            throw py::error_already_set();
-        }
         const std::array<PyObject*, kSlots> values{session_id,
                                                    seq,
                                                    role,
@@ -331,12 +354,8 @@ class MessageRowDecoder {
                                                    metadata.ptr(),
                                                    own_counts.ptr(),
                                                    signature};
-        for (std::size_t s = 0; s < kSlots; ++s) {
-            PyObject* descriptor = slots_[s].ptr();
-            if (Py_TYPE(descriptor)->tp_descr_set(descriptor, message.ptr(), values[s]) != 0) {
-                throw py::error_already_set();
-            }
-        }
+        // No __init__: a stored row was validated when it was written.
+        py::object message = slots_.make([&](std::size_t s) { return values[s]; });
         // Not tracked by the cycle collector (as msgspec's gc=False structs): a message of the
         // common form holds strings, ints, its role, a date, the empty tuple and two dicts of
         // strings and numbers, none of which can refer back to it. A session's messages live
@@ -351,8 +370,7 @@ class MessageRowDecoder {
         return empty;
     }
 
-    py::type type_;
-    std::array<py::object, kSlots> slots_;
+    SlotWriter slots_;
     py::dict roles_;
     py::object loads_;
     py::object tzinfo_;
@@ -368,18 +386,8 @@ class MessageRowDecoder {
 // session's many objects (candidates of a plan) do one call at a time in Python.
 class SlottedMaker {
   public:
-    SlottedMaker(py::type type, const py::sequence& slot_names) : type_(std::move(type)) {
-        const py::dict attributes = type_.attr("__dict__");
-        for (const py::handle item : slot_names) {
-            const py::str name = py::reinterpret_borrow<py::str>(item);
-            py::object descriptor = attributes[name];
-            if (std::string(Py_TYPE(descriptor.ptr())->tp_name) != "member_descriptor") {
-                throw py::type_error("'" + std::string(name) + "' is not a slot of " +
-                                     std::string(py::str(type_.attr("__qualname__"))));
-            }
-            slots_.push_back(std::move(descriptor));
-        }
-    }
+    SlottedMaker(py::type type, const py::sequence& slot_names)
+        : slots_(std::move(type), slot_names) {}
 
     [[nodiscard]] py::list make(const py::sequence& columns) const {
         if (py::len(columns) != slots_.size()) {
@@ -401,30 +409,17 @@ class SlottedMaker {
                 throw py::value_error("columns differ in length");
             }
         }
-        auto* type = reinterpret_cast<PyTypeObject*>(type_.ptr());
         py::list out(n);
         for (Py_ssize_t i = 0; i < n; ++i) {
-            // object.__new__(type), then each slot past a frozen class's __setattr__.
-            auto object = py::reinterpret_steal<py::object>(type->tp_alloc(type, 0));
-            if (!object) {
-                throw py::error_already_set();
-            }
-            for (std::size_t s = 0; s < slots_.size(); ++s) {
-                PyObject* descriptor = slots_[s].ptr();
-                if (Py_TYPE(descriptor)
-                        ->tp_descr_set(descriptor, object.ptr(),
-                                       PyList_GET_ITEM(lists[s].ptr(), i)) != 0) {
-                    throw py::error_already_set();
-                }
-            }
+            py::object object =
+                slots_.make([&](std::size_t s) { return PyList_GET_ITEM(lists[s].ptr(), i); });
             PyList_SET_ITEM(out.ptr(), i, object.release().ptr());
         }
         return out;
     }
 
   private:
-    py::type type_;
-    std::vector<py::object> slots_;
+    SlotWriter slots_;
 };
 
 }  // namespace
